@@ -1,0 +1,5 @@
+import sys
+
+from dlengine.cli import main
+
+sys.exit(main())

@@ -1,0 +1,155 @@
+"""Entry point: parse arguments, run one command, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dlengine import __version__
+from dlengine.cli import output
+from dlengine.cli.download import job_from_args
+from dlengine.cli.parser import build_parser
+from dlengine.client import Client
+from dlengine.config import load_settings
+from dlengine.errors import DlengineError, NotFoundError, SpecError, StateError, SupervisorRunning
+from dlengine.progress import Follower
+from dlengine.spec import load_job
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        print(__version__)
+        return EXIT_OK
+    if not args.command:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return COMMANDS[args.command](args)
+    except (SpecError, NotFoundError, StateError) as exc:
+        print(f"dlengine: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("dlengine: interrupted", file=sys.stderr)
+        return 130
+    except (DlengineError, OSError, ValueError) as exc:
+        print(f"dlengine: internal error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _submit_and_report(client: Client, job: Any, args: argparse.Namespace) -> int:
+    job_id = client.submit(job, start=not args.no_start)
+    if not (args.wait or args.progress):
+        print(json.dumps({"id": job_id}) if args.json else job_id)
+        return EXIT_OK
+    if not args.json:
+        print(job_id, file=sys.stderr)
+    follower = Follower(bar=None if args.progress else False)
+    try:
+        final = client.wait(job_id, on_progress=follower)
+    finally:
+        follower.close()
+    print(json.dumps(client.status(job_id)) if args.json else job_id)
+    return EXIT_FAILED if final["state"] == "aborted" or final["error_cnt"] else EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+    except OSError as exc:
+        raise SpecError("file", f"cannot read {args.file}: {exc.strerror}") from None
+    spec = load_job(text)
+    return _submit_and_report(Client(), spec, args)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    return _submit_and_report(Client(), job_from_args(args), args)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    client = Client()
+    if args.id:
+        status = client.status(args.id)
+        if args.json:
+            status.pop("spec", None)
+            output.print_json(status)
+        else:
+            output.job_detail(status, args.verbose)
+        return EXIT_OK
+    jobs = client.list(args.regex, active_only=not args.all)
+    if args.json:
+        output.print_json(jobs)
+    else:
+        output.job_list(jobs)
+    return EXIT_OK
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    if Client().abort(args.id):
+        print(f"aborted {args.id}")
+    else:
+        print(f"{args.id} had already ended; nothing to abort")
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    Client().remove(args.id)
+    print(f"removed {args.id}")
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    count = Client().retry(args.id, start=not args.no_start)
+    print(f"re-queued {count} failed object(s) of {args.id}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dlengine.supervisor.supervisor import Supervisor
+
+    level = logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    supervisor = Supervisor(load_settings(), linger=args.linger)
+    supervisor.install_signal_handlers()
+    try:
+        return supervisor.run()
+    except SupervisorRunning as exc:
+        print(f"dlengine: {exc}; nothing to do", file=sys.stderr)
+        return EXIT_OK
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    entries = Client().list_bucket(args.bucket)
+    if args.json:
+        output.print_json([{"name": e["name"], "size": e["size"]} for e in entries])
+    else:
+        output.bucket_listing(entries)
+    return EXIT_OK
+
+
+def cmd_bucket(args: argparse.Namespace) -> int:
+    client = Client()
+    for uri in args.bucket:
+        created = client.create_bucket(uri)
+        print(f"{'created' if created else 'exists:'} {uri}")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "submit": cmd_submit,
+    "download": cmd_download,
+    "show": cmd_show,
+    "abort": cmd_abort,
+    "rm": cmd_rm,
+    "retry": cmd_retry,
+    "run": cmd_run,
+    "ls": cmd_ls,
+    "bucket": cmd_bucket,
+}

@@ -1,0 +1,84 @@
+"""Human-readable tables and job descriptions for the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from dlengine.progress import human_bytes
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    for row in [list(headers)] + rows:
+        cells = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)] + [row[-1]]
+        print("  ".join(cells).rstrip())
+
+
+def job_list(jobs: list[dict[str, Any]]) -> None:
+    if not jobs:
+        print("no jobs (use --all to include finished ones)", file=sys.stderr)
+        return
+    rows = [
+        (j["id"], j["state"], f"{j['finished_cnt']}/{j['total']}", j["error_cnt"], j["description"]) for j in jobs
+    ]
+    table(("ID", "STATE", "DONE", "ERRORS", "DESCRIPTION"), rows)
+
+
+def job_detail(status: dict[str, Any], verbose: bool) -> None:
+    pairs = [
+        ("ID", status["id"]),
+        ("Description", status["description"]),
+        ("Bucket", f"{status['bucket']['provider']}://{status['bucket']['name']}"),
+        ("State", status["state"] + (f" ({status['error']})" if status["error"] else "")),
+        ("Objects", _objects_line(status)),
+        ("Bytes", _bytes_line(status)),
+        ("Started", status["started_time"] or "-"),
+        ("Finished", status["finished_time"] or "-"),
+    ]
+    if verbose:
+        limits = status["limits"]
+        pairs += [
+            ("Connections", limits["connections"] or "no limit"),
+            ("Bytes/hour", human_bytes(limits["bytes_per_hour"]) if limits["bytes_per_hour"] else "no limit"),
+            ("Timeout", f"{status['timeout']:g}s" if status["timeout"] else "default"),
+        ]
+    for key, value in pairs:
+        print(f"{key + ':':<13}{value}")
+    if verbose:
+        _tasks(status)
+
+
+def _objects_line(s: dict[str, Any]) -> str:
+    return (
+        f"{s['finished_cnt']}/{s['total']} finished ({s['skipped_cnt']} skipped), {s['error_cnt']} failed,"
+        f" {s['running_cnt']} running, {s['pending_cnt']} pending" + (f", {s['aborted_cnt']} aborted" if s["aborted_cnt"] else "")
+    )
+
+
+def _bytes_line(s: dict[str, Any]) -> str:
+    line = human_bytes(s["bytes_done"])
+    return line + (f" of {human_bytes(s['bytes_total'])}" if s["bytes_total"] else "")
+
+
+def _tasks(status: dict[str, Any]) -> None:
+    if status.get("current_tasks"):
+        print("\nRunning:")
+        table(("NAME", "DOWNLOADED", "TOTAL"), ((t["name"], t["downloaded"], t["total"] or "?") for t in status["current_tasks"]))
+    if status.get("download_errors"):
+        print("\nErrors:")
+        table(("NAME", "ERROR"), ((e["name"], e["error"]) for e in status["download_errors"]))
+
+
+def bucket_listing(entries: Iterable[dict[str, Any]]) -> int:
+    rows = [(e["name"], human_bytes(e["size"])) for e in entries]
+    table(("NAME", "SIZE"), rows)
+    return len(rows)

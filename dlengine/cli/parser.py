@@ -1,0 +1,94 @@
+"""Argument parsing: every subcommand and its help text."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+exit codes: 0 success; 1 a job ended with failed objects or was aborted;
+2 bad input (job spec, arguments, unknown id); 3 internal error.
+
+environment: DLENGINE_HOME (ledger, config, default mountpath; ~/.dlengine),
+DLENGINE_MOUNTPATHS (data directories, ':'-separated).
+
+examples:
+  dlengine download "http://host/abc/shard-{001..010}.tar" ais://abc --wait
+  id=$(dlengine submit job.json) && dlengine show "$id"
+  dlengine run          # in cron: process queued jobs, then exit
+  dlengine ls ais://abc
+"""
+
+
+def _follow_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true", help="follow the job until it ends; exit 1 if it had failures")
+    p.add_argument("--progress", action="store_true", help="like --wait, with a progress bar on a terminal")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the bare job id")
+    p.add_argument("--no-start", action="store_true", help="only enqueue; do not start a background supervisor")
+
+
+def _download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "download",
+        help="download SRC into bucket DST",
+        description="Download a link, a brace-range template or a list of links into a bucket.",
+        epilog="""examples:
+  dlengine download http://host/data/file.tar ais://abc             # single -> file.tar
+  dlengine download http://host/data/file.tar ais://abc/dir/x.tar   # single, named dir/x.tar
+  dlengine download "http://host/shard-{0001..1000}.tar" ais://abc/train/   # range into train/
+  dlengine download http://host/data ais://abc --object-list names.txt      # multi""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("src", help="a link, or a link template with {a..b} or {a..b..step} ranges")
+    p.add_argument("dst", help="destination bucket, e.g. ais://abc or ais://abc/sub/dir/")
+    p.add_argument("--desc", help="job description (default: generated)")
+    p.add_argument("--timeout", help="per-request timeout, e.g. 30s, 5m (default: configured)")
+    p.add_argument("--max-conns", type=int, metavar="N", help="at most N concurrent connections for this job")
+    p.add_argument("--limit-bph", metavar="SIZE", help="at most SIZE bytes per hour, e.g. 1GiB, 500MB")
+    p.add_argument("--object-list", metavar="FILE", help="file of object names or links (one per line, or a JSON list), relative to SRC")
+    p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra request header (repeatable)")
+    _follow_flags(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlengine",
+        description="Crash-safe batch downloads into local buckets, recorded in an SQLite ledger.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("submit", help="submit a job.json (or - for stdin)", description="Submit a job request file.")
+    p.add_argument("file", help="job request (JSON); - reads stdin")
+    _follow_flags(p)
+
+    _download(sub)
+
+    p = sub.add_parser("show", help="list jobs, or show one job", description="Without ID: list jobs (active ones unless --all).")
+    p.add_argument("id", nargs="?", help="job id")
+    p.add_argument("--all", action="store_true", help="include finished and aborted jobs")
+    p.add_argument("--regex", metavar="R", help="only jobs whose description matches R")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-v", "--verbose", action="store_true", help="limits, current tasks and errors")
+
+    for name, text in (("abort", "abort a job"), ("rm", "remove a finished or aborted job"), ("retry", "re-queue a job's failed objects")):
+        p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("id", help="job id")
+        if name == "retry":
+            p.add_argument("--no-start", action="store_true", help="do not start a background supervisor")
+
+    p = sub.add_parser("run", help="process queued jobs until none is left (for cron)",
+                       description="Run the supervisor in the foreground; exit when no job is left.")
+    p.add_argument("--linger", type=float, default=0.0, metavar="S", help="wait S seconds for new jobs before exiting")
+    p.add_argument("--quiet", action="store_true", help="log warnings only")
+
+    p = sub.add_parser("ls", help="list the objects stored in a bucket", description="List a bucket (NAME, SIZE).")
+    p.add_argument("bucket", help="e.g. ais://abc or ais://abc/prefix")
+    p.add_argument("--json", action="store_true", help="one JSON array")
+
+    p = sub.add_parser("bucket", help="manage buckets", description="Manage local buckets.")
+    bsub = p.add_subparsers(dest="bucket_command", metavar="ACTION", required=True)
+    pc = bsub.add_parser("create", help="create a bucket", description="Create a local bucket.")
+    pc.add_argument("bucket", nargs="+", help="e.g. ais://abc")
+    return parser

@@ -1,0 +1,171 @@
+"""The Python API: submit, status, list, abort, remove, retry, wait, and
+local buckets. The CLI and the HTTP server both go through here."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from dlengine import jobsecrets
+from dlengine.config import Settings, load_settings
+from dlengine.errors import NotFoundError
+from dlengine.ledger import db, jobs
+from dlengine.ledger.states import ACTIVE_JOB_STATES
+from dlengine.spec import JobSpec, iter_objects, load_job, parse_job, spec_to_dict
+from dlengine.spec.model import BucketRef
+from dlengine.spec.uri import parse_bucket_uri
+from dlengine.status import full, summary
+from dlengine.storage import layout
+from dlengine.storage.mountpaths import placer
+from dlengine.supervisor.supervisor import start_background
+
+JobInput = JobSpec | dict[str, Any] | str | bytes
+
+
+class Client:
+    """Talks to the ledger of one home. Cheap to create; not thread-safe
+    (make one per thread)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = db.connect(self.settings.ledger_path)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # jobs
+
+    def submit(self, job: JobInput, *, start: bool = True) -> str:
+        """Validate and record a job; start a background supervisor unless
+        ``start`` is False or one runs already. Returns the job id."""
+        spec = _as_spec(job)
+        bucket = spec.bucket
+        place = placer([str(p) for p in self.settings.mountpaths], _bucket_key(bucket))
+        objects = ((o.name, o.link) for o in iter_objects(spec))
+        record = {
+            "type": spec.type.value,
+            "description": spec.description,
+            "provider": bucket.provider,
+            "namespace": bucket.namespace,
+            "bucket": bucket.name,
+            "spec": spec_to_dict(spec),
+            "conns": spec.limits.connections,
+            "bytes_per_hour": spec.limits.bytes_per_hour,
+            "timeout": spec.timeout,
+        }
+        job_id = jobs.create_job(self.conn, record, objects, place)
+        jobsecrets.save(self.settings.secrets_dir, job_id, spec.secret_headers)
+        if start:
+            start_background(self.settings)
+        return job_id
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return full(self.conn, jobs.job_row(self.conn, job_id))
+
+    def summary(self, job_id: str) -> dict[str, Any]:
+        return summary(jobs.job_row(self.conn, job_id))
+
+    def list(self, regex: str | None = None, active_only: bool = False) -> list[dict[str, Any]]:
+        return [summary(r) for r in jobs.list_jobs(self.conn, regex, active_only)]
+
+    def abort(self, job_id: str) -> bool:
+        """Abort a job; False if it had already ended. Work files of its
+        queued objects go now; running ones are removed by their workers."""
+        aborted = jobs.abort_job(self.conn, job_id)
+        self._remove_work_files(job_id)
+        return aborted
+
+    def remove(self, job_id: str) -> None:
+        jobs.remove_job(self.conn, job_id)
+        jobsecrets.remove(self.settings.secrets_dir, job_id)
+
+    def retry(self, job_id: str, *, start: bool = True) -> int:
+        count = jobs.retry_job(self.conn, job_id)
+        if count and start:
+            start_background(self.settings)
+        return count
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        poll: float = 0.5,
+        timeout: float | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Block until the job ends; returns its final summary."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.summary(job_id)
+            if on_progress is not None:
+                on_progress(current)
+            if current["state"] not in ACTIVE_JOB_STATES:
+                return current
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {current['state']} after {timeout}s")
+            time.sleep(poll)
+
+    def _remove_work_files(self, job_id: str) -> None:
+        row = jobs.job_row(self.conn, job_id)
+        paths = jobs.mountpath_paths(self.conn)
+        sql = "SELECT id, mountpath FROM objects WHERE job = ? AND state = 'aborted'"
+        for oid, mp in self.conn.execute(sql, (row["seq"],)):
+            if mp in paths:
+                layout.remove_work_files(Path(paths[mp]), oid)
+
+    # buckets
+
+    def create_bucket(self, uri: str) -> bool:
+        """Create a local bucket; False if it existed."""
+        bucket, _ = parse_bucket_uri(uri)
+        with db.write(self.conn):
+            created = jobs.ensure_bucket(self.conn, bucket.provider, bucket.namespace, bucket.name)
+        for mountpath in self.settings.mountpaths:
+            layout.bucket_dir(mountpath, bucket.provider, bucket.namespace, bucket.name).mkdir(
+                parents=True, exist_ok=True
+            )
+        return created
+
+    def list_bucket(self, uri: str, prefix: str = "") -> Iterator[dict[str, Any]]:
+        """Objects stored in a bucket (from the catalog), by name."""
+        bucket, path = parse_bucket_uri(uri)
+        if not jobs.bucket_exists(self.conn, bucket.provider, bucket.namespace, bucket.name):
+            raise NotFoundError(f"bucket {bucket.uri()} not found")
+        prefix = prefix or path
+        sql = (
+            "SELECT name, size, source, etag, version, checksum, stored_time, mountpath FROM catalog"
+            " WHERE provider = ? AND namespace = ? AND bucket = ? AND name >= ? ORDER BY name"
+        )
+        params = (bucket.provider, bucket.namespace, bucket.name, prefix)
+        for row in self.conn.execute(sql, params):
+            if not row["name"].startswith(prefix):
+                break
+            yield dict(row)
+
+
+def _as_spec(job: JobInput) -> JobSpec:
+    if isinstance(job, JobSpec):
+        return job
+    if isinstance(job, str | bytes):
+        return load_job(job)
+    return parse_job(job)
+
+
+def _bucket_key(bucket: BucketRef) -> str:
+    return bucket.uri()
+
+
+def open_client() -> closing[Client]:
+    return closing(Client())

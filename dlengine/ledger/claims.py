@@ -1,0 +1,202 @@
+"""Workers and the ledger: claim batches, report outcomes in batches,
+renew leases, recover the rows of dead owners."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+
+from dlengine.ledger.db import write
+from dlengine.ledger.jobs import finish_jobs
+from dlengine.ledger.models import Outcome, StoredInfo, Task
+from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
+
+_ACTIVE_JOBS_SQL = (
+    "SELECT seq, id, conns, running_cnt, timeout, bytes_per_hour, provider, namespace, bucket, state"
+    f" FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} AND pending_cnt > 0 ORDER BY seq"
+)
+
+_CLAIM_SQL = """
+UPDATE objects SET state = 'running', owner = ?, lease_expiry = ?, attempts = attempts + 1,
+       start_time = ?, bytes_done = 0
+WHERE id IN (SELECT id FROM objects
+             WHERE job = ? AND mountpath = ? AND state = 'pending' AND next_try <= ? LIMIT ?)
+RETURNING id, name, link, attempts
+"""
+
+_STORED_SQL = """
+SELECT size, etag, version, checksum, last_modified, source FROM catalog
+WHERE provider = ? AND namespace = ? AND bucket = ? AND name = ?
+"""
+
+
+def claim(
+    conn: sqlite3.Connection, mountpath_id: int, owner: str, limit: int, lease_seconds: float
+) -> list[Task]:
+    """Claim up to ``limit`` pending objects of this mountpath, oldest job
+    first, never letting a job exceed its connection limit."""
+    now = time.time()
+    tasks: list[Task] = []
+    with write(conn):
+        for job in conn.execute(_ACTIVE_JOBS_SQL).fetchall():
+            room = limit - len(tasks)
+            if job["conns"]:
+                room = min(room, job["conns"] - job["running_cnt"])
+            if room <= 0:
+                continue
+            params = (owner, now + lease_seconds, now, job["seq"], mountpath_id, now, room)
+            rows = conn.execute(_CLAIM_SQL, params).fetchall()
+            if rows and job["state"] == "pending":
+                conn.execute("UPDATE jobs SET state = 'running', started_time = ? WHERE seq = ?", (now, job["seq"]))
+            tasks += [_task(conn, job, row, mountpath_id) for row in rows]
+            if len(tasks) >= limit:
+                break
+    return tasks
+
+
+def _task(conn: sqlite3.Connection, job: sqlite3.Row, row: sqlite3.Row, mountpath_id: int) -> Task:
+    hit = conn.execute(_STORED_SQL, (job["provider"], job["namespace"], job["bucket"], row["name"])).fetchone()
+    return Task(
+        id=row["id"],
+        job_id=job["id"],
+        job_seq=job["seq"],
+        name=row["name"],
+        link=row["link"],
+        mountpath_id=mountpath_id,
+        attempts=row["attempts"],
+        provider=job["provider"],
+        namespace=job["namespace"],
+        bucket=job["bucket"],
+        timeout=job["timeout"],
+        bytes_per_hour=job["bytes_per_hour"],
+        stored=StoredInfo(**dict(hit)) if hit else None,
+    )
+
+
+_FINAL_SQL = """
+UPDATE objects SET state = ?, size = coalesce(?, size), bytes_done = coalesce(?, bytes_done),
+       etag = ?, version = ?, checksum = ?, last_modified = ?, error = ?,
+       owner = NULL, lease_expiry = NULL, end_time = ?
+WHERE id = ? AND owner = ? AND state = 'running'
+RETURNING job
+"""
+
+_RETRY_SQL = """
+UPDATE objects SET state = 'pending', error = ?, next_try = ?, owner = NULL, lease_expiry = NULL,
+       attempts = attempts - ?
+WHERE id = ? AND owner = ? AND state = 'running'
+RETURNING job
+"""
+
+_CATALOG_SQL = """
+INSERT OR REPLACE INTO catalog (provider, namespace, bucket, name, size, mountpath, source, etag,
+       version, checksum, last_modified, stored_time, job_id)
+SELECT j.provider, j.namespace, j.bucket, o.name, o.size, ?, o.link, o.etag, o.version, o.checksum,
+       o.last_modified, ?, j.id
+FROM objects o JOIN jobs j ON j.seq = o.job WHERE o.id = ?
+"""
+
+
+def report(conn: sqlite3.Connection, owner: str, outcomes: Sequence[Outcome]) -> list[str]:
+    """Record a batch of outcomes in one transaction (group commit).
+
+    Rows no longer leased by ``owner`` (recovered meanwhile) are left alone.
+    Returns the ids of jobs that this batch finished.
+    """
+    now = time.time()
+    touched: set[int] = set()
+    fatal: dict[int, str] = {}
+    with write(conn):
+        for out in outcomes:
+            job = _apply(conn, owner, out, now)
+            if job is None:
+                continue
+            touched.add(job)
+            if out.fatal:
+                fatal[job] = out.error or "fatal error"
+        for job, reason in fatal.items():
+            _stop_job(conn, job, reason, now)
+        return finish_jobs(conn, touched)
+
+
+def _apply(conn: sqlite3.Connection, owner: str, out: Outcome, now: float) -> int | None:
+    if out.state is ObjectState.PENDING:
+        row = conn.execute(_RETRY_SQL, (out.error, out.next_try, int(out.release), out.task_id, owner)).fetchone()
+        return None if row is None else int(row[0])
+    size = out.size if out.state in (ObjectState.DONE, ObjectState.SKIPPED) else None
+    params = (
+        out.state.value, out.size, size, out.etag, out.version, out.checksum,
+        out.last_modified, out.error, now, out.task_id, owner,
+    )  # fmt: skip
+    row = conn.execute(_FINAL_SQL, params).fetchone()
+    if row is None:
+        return None
+    if out.state is ObjectState.DONE:
+        conn.execute(_CATALOG_SQL, (out.mountpath, now, out.task_id))
+    return int(row[0])
+
+
+def _stop_job(conn: sqlite3.Connection, seq: int, reason: str, now: float) -> None:
+    """A fatal error: the job stops with the reason, queued objects with it."""
+    conn.execute(
+        f"UPDATE jobs SET state = 'aborted', error = ?, finished_time = ? WHERE seq = ? AND state IN {ACTIVE_JOB_STATES!r}",
+        (reason, now, seq),
+    )
+    conn.execute("UPDATE objects SET state = 'aborted', end_time = ? WHERE job = ? AND state = 'pending'", (now, seq))
+
+
+def renew(
+    conn: sqlite3.Connection, owner: str, lease_seconds: float, progress: dict[int, tuple[int, int | None]]
+) -> set[int]:
+    """Extend this owner's leases, record progress of running objects
+    (id -> (bytes_done, size)), and return the ids whose job was aborted."""
+    with write(conn):
+        conn.execute(
+            "UPDATE objects SET lease_expiry = ? WHERE owner = ? AND state = 'running'",
+            (time.time() + lease_seconds, owner),
+        )
+        conn.executemany(
+            "UPDATE objects SET bytes_done = ?, size = coalesce(?, size) WHERE id = ? AND owner = ?",
+            [(done, size, oid, owner) for oid, (done, size) in progress.items()],
+        )
+        return aborted_rows(conn, owner)
+
+
+def aborted_rows(conn: sqlite3.Connection, owner: str) -> set[int]:
+    sql = (
+        "SELECT o.id FROM objects o JOIN jobs j ON j.seq = o.job"
+        " WHERE o.owner = ? AND o.state = 'running' AND j.state = 'aborted'"
+    )
+    return {r[0] for r in conn.execute(sql, (owner,))}
+
+
+def recover(conn: sqlite3.Connection, keep_owners: Iterable[str] = ()) -> list[int]:
+    """Return running rows of owners not in ``keep_owners`` to pending (or
+    aborted, if their job was aborted); work files stay for resume.
+
+    Returns the recovered row ids.
+    """
+    keep = list(keep_owners)
+    cond = f"owner NOT IN ({','.join('?' * len(keep))})" if keep else "1"
+    with write(conn):
+        rows = conn.execute(
+            "UPDATE objects SET state = CASE WHEN (SELECT state FROM jobs WHERE seq = job) = 'aborted'"
+            "   THEN 'aborted' ELSE 'pending' END,"
+            f" owner = NULL, lease_expiry = NULL WHERE state = 'running' AND {cond} RETURNING id, job",
+            keep,
+        ).fetchall()
+        finish_jobs(conn, {r[1] for r in rows})
+    return [r[0] for r in rows]
+
+
+def recover_expired(conn: sqlite3.Connection) -> list[int]:
+    """Return rows whose lease ran out to pending (owner presumed dead)."""
+    with write(conn):
+        rows = conn.execute(
+            "UPDATE objects SET state = 'pending', owner = NULL, lease_expiry = NULL"
+            " WHERE state = 'running' AND lease_expiry < ? RETURNING id, job",
+            (time.time(),),
+        ).fetchall()
+        finish_jobs(conn, {r[1] for r in rows})
+    return [r[0] for r in rows]

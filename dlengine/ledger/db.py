@@ -1,0 +1,100 @@
+"""Opening the ledger: WAL mode, pragmas, numbered migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 60_000
+
+
+def _migrations() -> list[tuple[int, str]]:
+    """(version, sql) for every ``migrations/NNNN_*.sql``, in order."""
+    found = []
+    for entry in resources.files("dlengine.ledger.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text()))
+    return sorted(found)
+
+
+def latest_version() -> int:
+    return _migrations()[-1][0]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (and migrate if needed) the ledger at ``path``.
+
+    Autocommit mode: every write goes through :func:`write` which opens
+    ``BEGIN IMMEDIATE`` so writers queue on SQLite's lock instead of failing
+    half-way with SQLITE_BUSY on upgrade.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode: a committed transaction survives a process crash;
+    # only an OS crash may lose the last few, never corrupting the database.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    _migrate(conn)
+    return conn
+
+
+@contextmanager
+def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction; rolls back on any exception."""
+    _begin_immediate(conn)
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    # busy_timeout covers most contention; this loop covers the rare
+    # SQLITE_BUSY that SQLite returns without waiting (e.g. WAL recovery).
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    pending = [(v, sql) for v, sql in _migrations() if v > current]
+    if not pending:
+        return
+    with write(conn):
+        # re-read under the lock: another process may have migrated meanwhile
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        for version, sql in pending:
+            if version > current:
+                _run_script(conn, sql)
+                conn.execute(f"PRAGMA user_version = {version}")
+
+
+def _run_script(conn: sqlite3.Connection, sql: str) -> None:
+    """executescript() would COMMIT our transaction; run statement by statement."""
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            conn.execute(buf)
+            buf = ""
+    if buf.strip():
+        conn.execute(buf)

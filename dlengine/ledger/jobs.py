@@ -1,0 +1,258 @@
+"""Job lifecycle in the ledger: create (objects in pages), status, list,
+abort, remove, retry."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+from dlengine.errors import NotFoundError, SpecError, StateError
+from dlengine.ledger.db import write
+from dlengine.ledger.states import ACTIVE_JOB_STATES, JobState, ObjectState
+
+PAGE_SIZE = 5000
+ID_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def new_job_id() -> str:
+    return "dnl-" + "".join(secrets.choice(ID_ALPHABET) for _ in range(10))
+
+
+def mountpath_ids(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, int]:
+    """Ids of the given mountpaths, registering new ones."""
+    ids = {}
+    for path in paths:
+        conn.execute("INSERT OR IGNORE INTO mountpaths (path) VALUES (?)", (path,))
+        ids[path] = conn.execute("SELECT id FROM mountpaths WHERE path = ?", (path,)).fetchone()[0]
+    return ids
+
+
+def mountpath_paths(conn: sqlite3.Connection) -> dict[int, str]:
+    return {row[0]: row[1] for row in conn.execute("SELECT id, path FROM mountpaths")}
+
+
+def create_job(
+    conn: sqlite3.Connection,
+    job: dict[str, Any],
+    objects: Iterator[tuple[str, str]],
+    place: Callable[[str], str],
+    *,
+    dispatched: bool = True,
+) -> str:
+    """Insert a job and its objects (name, link) in one transaction.
+
+    Objects arrive lazily and go in pages of PAGE_SIZE, so a million-object
+    template is never held in memory. ``place(name)`` gives the mountpath
+    path of an object. Duplicate names abort the whole insert: nothing is
+    created.
+    """
+    job_id = new_job_id()
+    now = time.time()
+    with write(conn):
+        cur = conn.execute(
+            "INSERT INTO jobs (id, type, description, provider, namespace, bucket, spec, conns,"
+            " bytes_per_hour, timeout, created_time) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                job_id,
+                job["type"],
+                job["description"],
+                job["provider"],
+                job["namespace"],
+                job["bucket"],
+                json.dumps(job["spec"], sort_keys=True),
+                job["conns"],
+                job["bytes_per_hour"],
+                job["timeout"],
+                now,
+            ),
+        )
+        seq = int(cur.lastrowid or 0)
+        ensure_bucket(conn, job["provider"], job["namespace"], job["bucket"])
+        insert_objects(conn, seq, objects, place)
+        if dispatched:
+            conn.execute("UPDATE jobs SET all_dispatched = 1 WHERE seq = ?", (seq,))
+    return job_id
+
+
+def insert_objects(
+    conn: sqlite3.Connection, seq: int, objects: Iterator[tuple[str, str]], place: Callable[[str], str]
+) -> int:
+    """Insert (name, link) rows for job ``seq`` in pages; inside a transaction."""
+    ids: dict[str, int] = {}
+    count = 0
+    while page := list(islice(objects, PAGE_SIZE)):
+        rows = []
+        for name, link in page:
+            path = place(name)
+            if path not in ids:
+                ids.update(mountpath_ids(conn, [path]))
+            rows.append((seq, name, link, ids[path]))
+        _insert_page(conn, rows)
+        count += len(rows)
+        conn.execute(
+            "UPDATE jobs SET total = total + ?, pending_cnt = pending_cnt + ? WHERE seq = ?",
+            (len(rows), len(rows), seq),
+        )
+    return count
+
+
+def _insert_page(conn: sqlite3.Connection, rows: list[tuple[int, str, str, int]]) -> None:
+    sql = "INSERT INTO objects (job, name, link, mountpath) VALUES (?,?,?,?)"
+    try:
+        conn.executemany(sql, rows)
+    except sqlite3.IntegrityError:
+        raise SpecError("objects", f"duplicate object names: {_first_duplicate(conn, rows)}") from None
+
+
+def _first_duplicate(conn: sqlite3.Connection, rows: list[tuple[int, str, str, int]]) -> str:
+    seen: set[str] = set()
+    for row in rows:
+        if row[1] in seen:
+            return row[1]
+        seen.add(row[1])
+        hit = conn.execute("SELECT 1 FROM objects WHERE job = ? AND name = ?", row[:2]).fetchone()
+        if hit:
+            return row[1]
+    return "?"
+
+
+def ensure_bucket(conn: sqlite3.Connection, provider: str, namespace: str, name: str) -> bool:
+    """Create the bucket record if missing; True if it was created."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO buckets (provider, namespace, name, created) VALUES (?,?,?,?)",
+        (provider, namespace, name, time.time()),
+    )
+    return cur.rowcount > 0
+
+
+def bucket_exists(conn: sqlite3.Connection, provider: str, namespace: str, name: str) -> bool:
+    sql = "SELECT 1 FROM buckets WHERE provider = ? AND namespace = ? AND name = ?"
+    return conn.execute(sql, (provider, namespace, name)).fetchone() is not None
+
+
+def job_row(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"job {job_id!r} not found")
+    return row
+
+
+def list_jobs(conn: sqlite3.Connection, regex: str | None = None, active_only: bool = False) -> list[sqlite3.Row]:
+    """Jobs in submission order, filtered by a regex on the description."""
+    try:
+        pattern = re.compile(regex) if regex else None
+    except re.error as exc:
+        raise SpecError("regex", f"invalid regular expression: {exc}") from None
+    sql = "SELECT * FROM jobs"
+    if active_only:
+        sql += f" WHERE state IN {ACTIVE_JOB_STATES!r}"
+    rows = conn.execute(sql + " ORDER BY seq").fetchall()
+    return [r for r in rows if pattern is None or pattern.search(r["description"])]
+
+
+def abort_job(conn: sqlite3.Connection, job_id: str, reason: str | None = None) -> bool:
+    """Mark the job aborted and its queued objects with it.
+
+    Running objects are left to their workers, which see the job state on
+    their next lease renewal, stop, remove the work file and report them
+    aborted. Returns False if the job had already ended.
+    """
+    with write(conn):
+        row = job_row(conn, job_id)
+        if row["state"] not in ACTIVE_JOB_STATES:
+            return False
+        conn.execute(
+            "UPDATE jobs SET state = ?, error = coalesce(?, error), finished_time = ? WHERE seq = ?",
+            (JobState.ABORTED.value, reason, time.time(), row["seq"]),
+        )
+        conn.execute(
+            "UPDATE objects SET state = 'aborted', end_time = ? WHERE job = ? AND state = 'pending'",
+            (time.time(), row["seq"]),
+        )
+    return True
+
+
+def remove_job(conn: sqlite3.Connection, job_id: str) -> None:
+    """Forget a finished or aborted job; stored objects stay in the catalog."""
+    with write(conn):
+        row = job_row(conn, job_id)
+        if row["state"] in ACTIVE_JOB_STATES or row["running_cnt"] > 0:
+            raise StateError(f"job {job_id} is still running: abort it first")
+        conn.execute("DELETE FROM objects WHERE job = ?", (row["seq"],))
+        conn.execute("DELETE FROM jobs WHERE seq = ?", (row["seq"],))
+
+
+def retry_job(conn: sqlite3.Connection, job_id: str) -> int:
+    """Queue the failed objects of an ended job again; returns how many."""
+    with write(conn):
+        row = job_row(conn, job_id)
+        if row["state"] in ACTIVE_JOB_STATES:
+            raise StateError(f"job {job_id} is still running")
+        cur = conn.execute(
+            "UPDATE objects SET state = 'pending', attempts = 0, next_try = 0, error = NULL,"
+            " end_time = NULL WHERE job = ? AND state = 'failed'",
+            (row["seq"],),
+        )
+        if cur.rowcount:
+            conn.execute(
+                "UPDATE jobs SET state = 'pending', error = NULL, finished_time = NULL WHERE seq = ?",
+                (row["seq"],),
+            )
+        return cur.rowcount
+
+
+def finish_jobs(conn: sqlite3.Connection, seqs: Iterable[int] | None = None) -> list[str]:
+    """Mark finished every active job with nothing left to do (inside or
+    outside a transaction); returns their ids."""
+    sql = (
+        "UPDATE jobs SET state = 'finished', finished_time = ?,"
+        " started_time = coalesce(started_time, ?)"
+        f" WHERE state IN {ACTIVE_JOB_STATES!r} AND all_dispatched = 1"
+        " AND pending_cnt = 0 AND running_cnt = 0"
+    )
+    now = time.time()
+    params: list[Any] = [now, now]
+    if seqs is not None:
+        seq_list = list(seqs)
+        if not seq_list:
+            return []
+        sql += f" AND seq IN ({','.join('?' * len(seq_list))})"
+        params += seq_list
+    return [r[0] for r in conn.execute(sql + " RETURNING id", params).fetchall()]
+
+
+def has_active_jobs(conn: sqlite3.Connection) -> bool:
+    sql = f"SELECT 1 FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} LIMIT 1"
+    return conn.execute(sql).fetchone() is not None
+
+
+def current_tasks(conn: sqlite3.Connection, seq: int, limit: int = 100) -> list[sqlite3.Row]:
+    sql = "SELECT name, bytes_done, size, start_time FROM objects WHERE job = ? AND state = 'running' LIMIT ?"
+    return conn.execute(sql, (seq, limit)).fetchall()
+
+
+def failed_objects(conn: sqlite3.Connection, seq: int, limit: int = 1000) -> list[sqlite3.Row]:
+    sql = "SELECT name, link, error FROM objects WHERE job = ? AND state = 'failed' LIMIT ?"
+    return conn.execute(sql, (seq, limit)).fetchall()
+
+
+def finished_objects(conn: sqlite3.Connection, seq: int, limit: int = 1000) -> list[sqlite3.Row]:
+    sql = (
+        "SELECT name, size, state, start_time, end_time FROM objects"
+        " WHERE job = ? AND state IN ('done', 'skipped') ORDER BY end_time DESC LIMIT ?"
+    )
+    return conn.execute(sql, (seq, limit)).fetchall()
+
+
+def count_by_state(conn: sqlite3.Connection, seq: int) -> dict[str, int]:
+    """Counted from the rows (for consistency checks; status uses counters)."""
+    sql = "SELECT state, count(*) FROM objects WHERE job = ? GROUP BY state"
+    counts = {s.value: 0 for s in ObjectState}
+    counts.update({r[0]: r[1] for r in conn.execute(sql, (seq,))})
+    return counts

@@ -1,0 +1,77 @@
+"""Following a job: a tqdm bar on a terminal, plain lines otherwise.
+
+Progress comes from the ledger's counters; nothing polls the network.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def describe(status: dict[str, Any]) -> str:
+    total = status["total"]
+    line = f"{status['id']} {status['state']}: {status['finished_cnt']}/{total} objects"
+    if status["skipped_cnt"]:
+        line += f" ({status['skipped_cnt']} skipped)"
+    if status["error_cnt"]:
+        line += f", {status['error_cnt']} failed"
+    line += f", {human_bytes(status['bytes_done'])}"
+    if status["bytes_total"]:
+        line += f" of {human_bytes(status['bytes_total'])}"
+    return line
+
+
+class Follower:
+    """Callback for ``Client.wait``: draws progress as the job moves."""
+
+    def __init__(self, stream: TextIO = sys.stderr, bar: bool | None = None, interval: float = 2.0) -> None:
+        self.stream = stream
+        self.bar = stream.isatty() if bar is None else bar
+        self.interval = interval
+        self._tqdm: Any = None
+        self._last_line = ""
+        self._last_time = 0.0
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        if self.bar:
+            self._draw_bar(status)
+        else:
+            self._print_line(status)
+
+    def _draw_bar(self, status: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        if self._tqdm is None:
+            self._tqdm = tqdm(total=status["total"], unit="obj", file=self.stream, desc=status["id"], dynamic_ncols=True)
+        self._tqdm.total = status["total"]
+        self._tqdm.n = status["finished_cnt"] + status["error_cnt"]
+        postfix = human_bytes(status["bytes_done"])
+        if status["error_cnt"]:
+            postfix += f", {status['error_cnt']} failed"
+        self._tqdm.set_postfix_str(postfix, refresh=False)
+        self._tqdm.refresh()
+
+    def _print_line(self, status: dict[str, Any]) -> None:
+        line = describe(status)
+        now = time.monotonic()
+        ended = status["state"] not in ("pending", "running")
+        if line != self._last_line and (ended or now - self._last_time >= self.interval):
+            print(line, file=self.stream, flush=True)
+            self._last_line, self._last_time = line, now
+
+    def close(self, final: dict[str, Any] | None = None) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+            self._tqdm = None
+        if final is not None and self.bar:
+            print(describe(final), file=self.stream, flush=True)

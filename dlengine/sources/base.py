@@ -1,0 +1,67 @@
+"""The source interface every backend implements.
+
+Sources know nothing of the ledger, progress or throttling: they turn a key
+into metadata or a byte stream, and translate their library's exceptions into
+dlengine's error classes (``dlengine.errors``) in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Metadata of one source object. ``checksums`` maps an algorithm
+    (md5, crc32c, sha256, sha1, crc32, ...) to its lowercase hex digest."""
+
+    key: str
+    size: int | None = None
+    etag: str | None = None
+    version: str | None = None
+    last_modified: str | None = None
+    checksums: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def validator(self) -> str | None:
+        """What If-Range can carry: the ETag if strong, else Last-Modified."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+
+@dataclass(frozen=True)
+class Request:
+    """How to open one object. ``offset`` > 0 asks for the rest from there,
+    valid only while the source still matches ``if_range``."""
+
+    key: str
+    offset: int = 0
+    if_range: str | None = None
+    if_none_match: str | None = None  # ETag of the stored copy
+    if_modified_since: str | None = None  # Last-Modified of the stored copy
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 60.0
+
+
+class Stream(Protocol):
+    """An open download. ``offset`` is where the body starts: the requested
+    offset, or 0 when the source sent the whole object instead."""
+
+    info: ObjectInfo
+    offset: int
+    not_modified: bool
+
+    def chunks(self, size: int) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    def stat(self, key: str, headers: Mapping[str, str] | None = None, timeout: float = 60.0) -> ObjectInfo: ...
+
+    def list(self, prefix: str = "", suffix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def open(self, request: Request) -> Stream: ...

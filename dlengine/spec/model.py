@@ -1,0 +1,74 @@
+"""The validated job request: frozen dataclasses built by ``spec.parse``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class JobType(str, Enum):
+    SINGLE = "single"  # one link
+    MULTI = "multi"  # a map name -> link, or a list of links
+    RANGE = "range"  # a URL template with brace ranges
+    BACKEND = "backend"  # every object of a remote bucket (prefix/suffix)
+
+
+@dataclass(frozen=True)
+class BucketRef:
+    """A destination (or, for backend jobs, source) bucket."""
+
+    name: str
+    provider: str = "ais"  # normalised: ais, aws, gcp, azure, hf, ht
+    namespace: str = ""
+
+    def uri(self) -> str:
+        """``ais://abc`` or, with a namespace, ``ais://@ns#abc`` (AIStore's form)."""
+        ns = f"@{self.namespace}#" if self.namespace else ""
+        return f"{self.provider}://{ns}{self.name}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    connections: int = 0  # 0 = no limit
+    bytes_per_hour: int = 0  # 0 = no limit
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object to download: its name in the bucket and where it comes from."""
+
+    name: str
+    link: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A whole, validated job request.
+
+    ``headers`` holds only headers safe to store; ``secret_headers``
+    (Authorization, Cookie, tokens, keys) are kept apart so the ledger
+    never sees them.
+    """
+
+    type: JobType
+    bucket: BucketRef
+    description: str
+    timeout: float = 0.0  # seconds; 0 = the configured default
+    limits: Limits = Limits()
+    headers: dict[str, str] = field(default_factory=dict)
+    secret_headers: dict[str, str] = field(default_factory=dict)
+    # single
+    link: str = ""
+    object_name: str = ""
+    # multi
+    objects: tuple[ObjectRef, ...] = ()
+    # range
+    template: str = ""
+    subdir: str = ""
+    # backend
+    prefix: str = ""
+    suffix: str = ""
+    sync: bool = False
+    # provider-specific options (e.g. HF repo_type, revision, include, exclude)
+    options: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Local buckets on mountpaths: placement, layout, durable writes."""

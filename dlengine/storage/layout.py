@@ -1,0 +1,80 @@
+"""Where things live on a mountpath::
+
+    <mountpath>/<provider>/<bucket>/<object name>      stored objects
+    <mountpath>/<provider>/@<namespace>/<bucket>/...   with a namespace
+    <mountpath>/.work/<row id>.part                    bytes being downloaded
+    <mountpath>/.work/<row id>.meta                    validator of that part
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dlengine.errors import UnsafeNameError
+
+WORK_DIR = ".work"
+
+
+def bucket_dir(mountpath: Path, provider: str, namespace: str, bucket: str) -> Path:
+    base = mountpath / provider
+    if namespace:
+        base = base / f"@{namespace}"
+    return base / bucket
+
+
+def object_path(mountpath: Path, provider: str, namespace: str, bucket: str, name: str) -> Path:
+    """The path of ``name`` inside its bucket; never outside it.
+
+    Names were validated at submission; this re-checks, because a name is
+    turned into a path here and a bug elsewhere must not write outside.
+    """
+    root = bucket_dir(mountpath, provider, namespace, bucket)
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\0" in name or any(p in ("", ".", "..") for p in parts):
+        raise UnsafeNameError(f"object name {name!r} is not allowed")
+    return root.joinpath(*parts)
+
+
+def ensure_parent(path: Path, root: Path) -> None:
+    """Create the directories of ``path`` and refuse symlinks that would lead
+    it out of ``root`` (someone may have planted one in the bucket)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    real_root = os.path.realpath(root)
+    real_parent = os.path.realpath(path.parent)
+    if os.path.commonpath([real_root, real_parent]) != real_root:
+        raise UnsafeNameError(f"object {path} would leave its bucket through a symlink")
+    if path.is_symlink():
+        raise UnsafeNameError(f"object {path} is a symlink; refusing to replace it")
+
+
+def work_dir(mountpath: Path) -> Path:
+    return mountpath / WORK_DIR
+
+
+def work_paths(mountpath: Path, row_id: int) -> tuple[Path, Path]:
+    """(part file, meta file) of one object row."""
+    base = work_dir(mountpath)
+    return base / f"{row_id}.part", base / f"{row_id}.meta"
+
+
+def remove_work_files(mountpath: Path, row_id: int) -> None:
+    for path in work_paths(mountpath, row_id):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def work_file_ids(mountpath: Path) -> set[int]:
+    """Row ids that have work files on this mountpath."""
+    ids = set()
+    try:
+        entries = os.listdir(work_dir(mountpath))
+    except FileNotFoundError:
+        return ids
+    for entry in entries:
+        stem = entry.split(".", 1)[0]
+        if stem.isdigit():
+            ids.add(int(stem))
+    return ids

@@ -1,0 +1,1 @@
+"""The supervisor process, its per-mountpath worker pools, and the workers."""

@@ -1,0 +1,155 @@
+"""The supervisor: one per home. Recovers the ledger, keeps one worker pool
+per mountpath alive, finishes jobs, and exits when no work is left (``run``)
+or lingers for new work (background) or never (``serve``)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from dlengine.config import Settings
+from dlengine.errors import SupervisorRunning
+from dlengine.ledger import claims, db, jobs
+from dlengine.ledger.states import ACTIVE_JOB_STATES
+from dlengine.storage import layout
+from dlengine.supervisor.lock import HomeLock
+from dlengine.supervisor.pool import MountpathPool
+
+log = logging.getLogger("dlengine.supervisor")
+
+TICK = 0.2
+EXPIRY_SWEEP = 5.0
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, linger: float | None = 0.0) -> None:
+        """``linger``: seconds to wait for new work once idle; None = forever."""
+        self.settings = settings
+        self.linger = linger
+        self.stop = threading.Event()
+        self.lock = HomeLock(settings.lock_path)
+        self.pools: list[MountpathPool] = []
+        self.seen_jobs: set[str] = set()
+
+    def run(self) -> int:
+        """Process jobs until done; returns 1 if a job it saw failed objects
+        or was aborted, else 0."""
+        if not self.lock.acquire():
+            raise SupervisorRunning(
+                f"a supervisor is already running for {self.settings.home} (pid {self.lock.holder()})"
+            )
+        try:
+            conn = db.connect(self.settings.ledger_path)
+            self._recover(conn)
+            self._start_pools(conn)
+            self._loop(conn)
+            return self._exit_code(conn)
+        finally:
+            self._stop_pools()
+            self.lock.release()
+
+    def _recover(self, conn: sqlite3.Connection) -> None:
+        """Rows left running by a dead supervisor go back to pending (their
+        work files stay for resume); work files of ended rows go."""
+        recovered = claims.recover(conn)
+        if recovered:
+            log.info("recovered %d interrupted objects", len(recovered))
+        jobs.finish_jobs(conn)
+        for mountpath in self.settings.mountpaths:
+            self._collect_garbage(conn, mountpath)
+
+    def _collect_garbage(self, conn: sqlite3.Connection, mountpath: Path) -> None:
+        for row_id in layout.work_file_ids(mountpath):
+            row = conn.execute("SELECT state FROM objects WHERE id = ?", (row_id,)).fetchone()
+            if row is None or row[0] not in ("pending", "running"):
+                layout.remove_work_files(mountpath, row_id)
+
+    def _start_pools(self, conn: sqlite3.Connection) -> None:
+        with db.write(conn):
+            ids = jobs.mountpath_ids(conn, [str(p) for p in self.settings.mountpaths])
+        size = self.settings.workers_for_each_mountpath()
+        for path in self.settings.mountpaths:
+            path.mkdir(parents=True, exist_ok=True)
+            pool = MountpathPool(self.settings, ids[str(path)], path, size)
+            pool.fill()
+            self.pools.append(pool)
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
+        idle_since: float | None = None
+        next_sweep = time.monotonic() + EXPIRY_SWEEP
+        while not self.stop.wait(TICK):
+            self._tend_pools(conn)
+            jobs.finish_jobs(conn)
+            if time.monotonic() > next_sweep:
+                claims.recover_expired(conn)
+                next_sweep = time.monotonic() + EXPIRY_SWEEP
+            active = self._active_jobs(conn)
+            if active:
+                idle_since = None
+                continue
+            idle_since = idle_since or time.monotonic()
+            if self.linger is not None and time.monotonic() - idle_since >= self.linger:
+                return
+
+    def _active_jobs(self, conn: sqlite3.Connection) -> list[str]:
+        rows = conn.execute(f"SELECT id FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r}").fetchall()
+        ids = [r[0] for r in rows]
+        self.seen_jobs.update(ids)
+        return ids
+
+    def _tend_pools(self, conn: sqlite3.Connection) -> None:
+        """Replace dead workers; their rows go back to pending at once."""
+        for pool in self.pools:
+            dead = pool.reap()
+            if not dead:
+                continue
+            log.warning("worker(s) %s died; recovering their objects", ", ".join(dead))
+            alive = [o for p in self.pools for o in p.owners()]
+            claims.recover(conn, keep_owners=alive)
+            pool.fill()
+
+    def _stop_pools(self) -> None:
+        for pool in self.pools:
+            pool.terminate()
+        for pool in self.pools:
+            pool.join(timeout=10)
+        if self.pools:
+            conn = db.connect(self.settings.ledger_path)
+            claims.recover(conn)
+            conn.close()
+        self.pools.clear()
+
+    def _exit_code(self, conn: sqlite3.Connection) -> int:
+        for job_id in self.seen_jobs:
+            row = conn.execute("SELECT state, failed_cnt FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row and (row["state"] == "aborted" or row["failed_cnt"] > 0):
+                return 1
+        return 0
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop.set())
+
+
+def start_background(settings: Settings) -> bool:
+    """Start a detached supervisor for this home unless one runs already.
+    Returns True if one was started."""
+    if HomeLock(settings.lock_path).is_held():
+        return False
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.log_path, "ab") as logfile:
+        subprocess.Popen(
+            [sys.executable, "-m", "dlengine", "run", "--linger", str(settings.linger_seconds), "--quiet"],
+            stdin=subprocess.DEVNULL,
+            stdout=logfile,
+            stderr=logfile,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return True

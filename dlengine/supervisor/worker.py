@@ -1,0 +1,217 @@
+"""A worker process: claims objects of one mountpath, downloads them in
+threads, reports outcomes in batches, renews its leases.
+
+Only the main thread touches SQLite; download threads do network and disk
+work and hand their outcomes back through a queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import sqlite3
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dlengine import errors, jobsecrets, transfer
+from dlengine.config import Settings
+from dlengine.ledger import claims, db
+from dlengine.ledger.models import Outcome, Task
+from dlengine.ledger.states import ObjectState
+from dlengine.sources import registry
+from dlengine.storage import durable, layout
+from dlengine.supervisor.retry import backoff
+
+log = logging.getLogger("dlengine.worker")
+
+RENEW_INTERVAL = 1.0  # also how fast an abort reaches running downloads
+REPORT_INTERVAL = 0.05
+MAX_BATCH = 256
+
+
+@dataclass
+class _Running:
+    task: Task
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stopping: bool = False  # cancelled because the worker stops, not an abort
+    progress: tuple[int, int | None] = (0, None)
+
+
+class Worker:
+    def __init__(self, settings: Settings, mountpath_id: int, mountpath: Path, owner: str) -> None:
+        self.settings = settings
+        self.mountpath_id = mountpath_id
+        self.mountpath = mountpath
+        self.owner = owner
+        self.stop = threading.Event()
+        self._results: queue.Queue[tuple[Outcome, Path | None]] = queue.Queue()
+        self._running: dict[int, _Running] = {}
+        self._job_headers: dict[str, dict[str, str]] = {}
+        self._threads = settings.threads_per_worker
+
+    def run(self) -> None:
+        conn = db.connect(self.settings.ledger_path)
+        layout.work_dir(self.mountpath).mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(self._threads, thread_name_prefix="dl") as pool:
+            try:
+                self._loop(conn, pool)
+            finally:
+                self._shutdown(conn)
+        conn.close()
+
+    def _loop(self, conn: sqlite3.Connection, pool: ThreadPoolExecutor) -> None:
+        next_claim = next_renew = 0.0
+        idle = 0.02
+        while not self.stop.is_set():
+            self._report(conn, self._collect(timeout=REPORT_INTERVAL if self._running else 0))
+            now = time.monotonic()
+            if now >= next_renew:
+                self._renew(conn)
+                next_renew = now + RENEW_INTERVAL
+            free = self._threads - len(self._running)
+            if free > 0 and now >= next_claim:
+                tasks = claims.claim(conn, self.mountpath_id, self.owner, free, self.settings.lease_seconds)
+                for task in tasks:
+                    self._start(conn, pool, task)
+                idle = 0.02 if tasks else min(idle * 2, 0.5)
+                next_claim = now if tasks else now + idle
+            if not self._running:
+                self.stop.wait(max(0.0, next_claim - time.monotonic()))
+
+    def _collect(self, timeout: float) -> list[tuple[Outcome, Path | None]]:
+        batch = []
+        try:
+            batch.append(self._results.get(timeout=timeout) if timeout else self._results.get_nowait())
+            while len(batch) < MAX_BATCH:
+                batch.append(self._results.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, Path | None]]) -> None:
+        if not batch:
+            return
+        if self.settings.fsync:
+            # the renames must be durable before the ledger says "done"
+            durable.fsync_dirs(d for _, d in batch if d is not None)
+        for job_id in claims.report(conn, self.owner, [o for o, _ in batch]):
+            log.info("job %s finished", job_id)
+        for outcome, _ in batch:
+            self._running.pop(outcome.task_id, None)
+
+    def _renew(self, conn: sqlite3.Connection) -> None:
+        progress = {oid: r.progress for oid, r in self._running.items()}
+        for oid in claims.renew(conn, self.owner, self.settings.lease_seconds, progress):
+            if oid in self._running:
+                self._running[oid].cancel.set()
+
+    def _start(self, conn: sqlite3.Connection, pool: ThreadPoolExecutor, task: Task) -> None:
+        running = _Running(task)
+        self._running[task.id] = running
+        headers = self._headers(conn, task.job_id)
+        pool.submit(self._download, running, headers)
+
+    def _headers(self, conn: sqlite3.Connection, job_id: str) -> dict[str, str]:
+        if job_id not in self._job_headers:
+            row = conn.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            spec = json.loads(row[0]) if row else {}
+            headers = dict(spec.get("headers") or {})
+            headers.update(jobsecrets.load(self.settings.secrets_dir, job_id))
+            self._job_headers[job_id] = headers
+        return self._job_headers[job_id]
+
+    def _download(self, running: _Running, headers: dict[str, str]) -> None:
+        task = running.task
+
+        def progress(done: int, size: int | None) -> None:
+            running.progress = (done, size)
+
+        try:
+            source, key = registry.resolve(task.link, pool_size=self._threads)
+            job = transfer.Job(
+                mountpath=self.mountpath,
+                source=source,
+                key=key,
+                headers=headers,
+                timeout=task.timeout or self.settings.default_timeout,
+                chunk_size=self.settings.chunk_size,
+                fsync=self.settings.fsync,
+                cancel=running.cancel,
+                progress=progress,
+            )
+            result = transfer.fetch(task, job)
+        except BaseException as exc:  # noqa: BLE001 - errors are data here
+            result = (self._failure(running, exc), None)
+        self._results.put(result)
+
+    def _failure(self, running: _Running, exc: BaseException) -> Outcome:
+        task = running.task
+        if isinstance(exc, transfer.Aborted):
+            if running.stopping:  # keep the work file: the next owner resumes
+                return Outcome(task.id, ObjectState.PENDING, release=True)
+            self._drop_work(task)
+            return Outcome(task.id, ObjectState.ABORTED, error="aborted")
+        if transfer.is_disk_full(exc):
+            exc = errors.DiskFullError(f"no space left on mountpath {self.mountpath}")
+        if isinstance(exc, errors.TransientError):
+            return self._transient(task, exc)
+        self._drop_work(task)
+        if isinstance(exc, errors.FatalError):
+            return Outcome(task.id, ObjectState.FAILED, error=str(exc), fatal=True)
+        if not isinstance(exc, errors.DlengineError | OSError):
+            log.error("internal error on %s:\n%s", task.name, traceback.format_exc())
+            return Outcome(task.id, ObjectState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+        return Outcome(task.id, ObjectState.FAILED, error=str(exc))
+
+    def _transient(self, task: Task, exc: errors.TransientError) -> Outcome:
+        if exc.restart:
+            self._drop_work(task)
+        if task.attempts >= self.settings.max_attempts:
+            self._drop_work(task)
+            reason = f"{exc} (gave up after {task.attempts} attempts)"
+            return Outcome(task.id, ObjectState.FAILED, error=reason)
+        delay = backoff(task.attempts, exc.retry_after)
+        return Outcome(task.id, ObjectState.PENDING, error=str(exc), next_try=time.time() + delay)
+
+    def _drop_work(self, task: Task) -> None:
+        layout.remove_work_files(self.mountpath, task.id)
+
+    def _shutdown(self, conn: sqlite3.Connection) -> None:
+        """Stop downloads, keep their work files, give their rows back."""
+        for running in self._running.values():
+            running.stopping = True
+            running.cancel.set()
+        deadline = time.monotonic() + 5
+        while self._running and time.monotonic() < deadline:
+            self._report(conn, self._collect(timeout=0.1))
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the supervisor dies, so no orphan keeps
+    writing work files that a new supervisor hands to someone else."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def worker_main(settings: Settings, mountpath_id: int, mountpath: str, owner: str, parent_pid: int) -> None:
+    """Entry point of a worker process (spawned by the supervisor)."""
+    _die_with_parent()
+    if os.getppid() != parent_pid:
+        return  # the parent died before we could ask to die with it
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(message)s")
+    worker = Worker(settings, mountpath_id, Path(mountpath), owner)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+    worker.run()
