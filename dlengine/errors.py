@@ -1,4 +1,4 @@
-"""Every error dlengine raises, in one tree.
+r"""Every error dlengine raises, in one tree.
 
 What a worker does with an error is decided by its branch::
 

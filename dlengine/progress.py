@@ -52,7 +52,9 @@ class Follower:
         from tqdm import tqdm
 
         if self._tqdm is None:
-            self._tqdm = tqdm(total=status["total"], unit="obj", file=self.stream, desc=status["id"], dynamic_ncols=True)
+            self._tqdm = tqdm(
+                total=status["total"], unit="obj", file=self.stream, desc=status["id"], dynamic_ncols=True
+            )
         self._tqdm.total = status["total"]
         self._tqdm.n = status["finished_cnt"] + status["error_cnt"]
         postfix = human_bytes(status["bytes_done"])

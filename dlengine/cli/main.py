@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from dlengine import __version__
@@ -62,7 +63,7 @@ def _submit_and_report(client: Client, job: Any, args: argparse.Namespace) -> in
 
 def cmd_submit(args: argparse.Namespace) -> int:
     try:
-        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError("file", f"cannot read {args.file}: {exc.strerror}") from None
     spec = load_job(text)

@@ -18,7 +18,7 @@ def print_json(data: Any) -> None:
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     rows = [[str(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    for row in [list(headers)] + rows:
+    for row in [list(headers), *rows]:
         cells = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)] + [row[-1]]
         print("  ".join(cells).rstrip())
 
@@ -27,9 +27,7 @@ def job_list(jobs: list[dict[str, Any]]) -> None:
     if not jobs:
         print("no jobs (use --all to include finished ones)", file=sys.stderr)
         return
-    rows = [
-        (j["id"], j["state"], f"{j['finished_cnt']}/{j['total']}", j["error_cnt"], j["description"]) for j in jobs
-    ]
+    rows = [(j["id"], j["state"], f"{j['finished_cnt']}/{j['total']}", j["error_cnt"], j["description"]) for j in jobs]
     table(("ID", "STATE", "DONE", "ERRORS", "DESCRIPTION"), rows)
 
 
@@ -60,7 +58,8 @@ def job_detail(status: dict[str, Any], verbose: bool) -> None:
 def _objects_line(s: dict[str, Any]) -> str:
     return (
         f"{s['finished_cnt']}/{s['total']} finished ({s['skipped_cnt']} skipped), {s['error_cnt']} failed,"
-        f" {s['running_cnt']} running, {s['pending_cnt']} pending" + (f", {s['aborted_cnt']} aborted" if s["aborted_cnt"] else "")
+        f" {s['running_cnt']} running, {s['pending_cnt']} pending"
+        + (f", {s['aborted_cnt']} aborted" if s["aborted_cnt"] else "")
     )
 
 
@@ -72,7 +71,10 @@ def _bytes_line(s: dict[str, Any]) -> str:
 def _tasks(status: dict[str, Any]) -> None:
     if status.get("current_tasks"):
         print("\nRunning:")
-        table(("NAME", "DOWNLOADED", "TOTAL"), ((t["name"], t["downloaded"], t["total"] or "?") for t in status["current_tasks"]))
+        table(
+            ("NAME", "DOWNLOADED", "TOTAL"),
+            ((t["name"], t["downloaded"], t["total"] or "?") for t in status["current_tasks"]),
+        )
     if status.get("download_errors"):
         print("\nErrors:")
         table(("NAME", "ERROR"), ((e["name"], e["error"]) for e in status["download_errors"]))

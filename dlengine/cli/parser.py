@@ -44,8 +44,14 @@ def _download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--timeout", help="per-request timeout, e.g. 30s, 5m (default: configured)")
     p.add_argument("--max-conns", type=int, metavar="N", help="at most N concurrent connections for this job")
     p.add_argument("--limit-bph", metavar="SIZE", help="at most SIZE bytes per hour, e.g. 1GiB, 500MB")
-    p.add_argument("--object-list", metavar="FILE", help="file of object names or links (one per line, or a JSON list), relative to SRC")
-    p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra request header (repeatable)")
+    p.add_argument(
+        "--object-list",
+        metavar="FILE",
+        help="file of object names or links (one per line, or a JSON list), relative to SRC",
+    )
+    p.add_argument(
+        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra request header (repeatable)"
+    )
     _follow_flags(p)
 
 
@@ -65,21 +71,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     _download(sub)
 
-    p = sub.add_parser("show", help="list jobs, or show one job", description="Without ID: list jobs (active ones unless --all).")
+    p = sub.add_parser(
+        "show", help="list jobs, or show one job", description="Without ID: list jobs (active ones unless --all)."
+    )
     p.add_argument("id", nargs="?", help="job id")
     p.add_argument("--all", action="store_true", help="include finished and aborted jobs")
     p.add_argument("--regex", metavar="R", help="only jobs whose description matches R")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-v", "--verbose", action="store_true", help="limits, current tasks and errors")
 
-    for name, text in (("abort", "abort a job"), ("rm", "remove a finished or aborted job"), ("retry", "re-queue a job's failed objects")):
+    for name, text in (
+        ("abort", "abort a job"),
+        ("rm", "remove a finished or aborted job"),
+        ("retry", "re-queue a job's failed objects"),
+    ):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("id", help="job id")
         if name == "retry":
             p.add_argument("--no-start", action="store_true", help="do not start a background supervisor")
 
-    p = sub.add_parser("run", help="process queued jobs until none is left (for cron)",
-                       description="Run the supervisor in the foreground; exit when no job is left.")
+    p = sub.add_parser(
+        "run",
+        help="process queued jobs until none is left (for cron)",
+        description="Run the supervisor in the foreground; exit when no job is left.",
+    )
     p.add_argument("--linger", type=float, default=0.0, metavar="S", help="wait S seconds for new jobs before exiting")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
 

@@ -31,9 +31,7 @@ WHERE provider = ? AND namespace = ? AND bucket = ? AND name = ?
 """
 
 
-def claim(
-    conn: sqlite3.Connection, mountpath_id: int, owner: str, limit: int, lease_seconds: float
-) -> list[Task]:
+def claim(conn: sqlite3.Connection, mountpath_id: int, owner: str, limit: int, lease_seconds: float) -> list[Task]:
     """Claim up to ``limit`` pending objects of this mountpath, oldest job
     first, never letting a job exceed its connection limit."""
     now = time.time()
@@ -82,8 +80,11 @@ WHERE id = ? AND owner = ? AND state = 'running'
 RETURNING job
 """
 
+# A row given back while its job is being aborted ends aborted, not pending.
 _RETRY_SQL = """
-UPDATE objects SET state = 'pending', error = ?, next_try = ?, owner = NULL, lease_expiry = NULL,
+UPDATE objects SET state = CASE WHEN (SELECT state FROM jobs WHERE seq = job) = 'aborted'
+                           THEN 'aborted' ELSE 'pending' END,
+       error = ?, next_try = ?, owner = NULL, lease_expiry = NULL,
        attempts = attempts - ?
 WHERE id = ? AND owner = ? AND state = 'running'
 RETURNING job
@@ -139,10 +140,11 @@ def _apply(conn: sqlite3.Connection, owner: str, out: Outcome, now: float) -> in
 
 def _stop_job(conn: sqlite3.Connection, seq: int, reason: str, now: float) -> None:
     """A fatal error: the job stops with the reason, queued objects with it."""
-    conn.execute(
-        f"UPDATE jobs SET state = 'aborted', error = ?, finished_time = ? WHERE seq = ? AND state IN {ACTIVE_JOB_STATES!r}",
-        (reason, now, seq),
+    sql = (
+        "UPDATE jobs SET state = 'aborted', error = ?, finished_time = ?"
+        f" WHERE seq = ? AND state IN {ACTIVE_JOB_STATES!r}"
     )
+    conn.execute(sql, (reason, now, seq))
     conn.execute("UPDATE objects SET state = 'aborted', end_time = ? WHERE job = ? AND state = 'pending'", (now, seq))
 
 

@@ -104,10 +104,15 @@ def insert_objects(
 
 def _insert_page(conn: sqlite3.Connection, rows: list[tuple[int, str, str, int]]) -> None:
     sql = "INSERT INTO objects (job, name, link, mountpath) VALUES (?,?,?,?)"
+    conn.execute("SAVEPOINT page")
     try:
         conn.executemany(sql, rows)
     except sqlite3.IntegrityError:
+        # executemany keeps the rows before the failing one: undo them first
+        conn.execute("ROLLBACK TO page")
         raise SpecError("objects", f"duplicate object names: {_first_duplicate(conn, rows)}") from None
+    finally:
+        conn.execute("RELEASE page")
 
 
 def _first_duplicate(conn: sqlite3.Connection, rows: list[tuple[int, str, str, int]]) -> str:
@@ -137,7 +142,7 @@ def bucket_exists(conn: sqlite3.Connection, provider: str, namespace: str, name:
 
 
 def job_row(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row: sqlite3.Row | None = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         raise NotFoundError(f"job {job_id!r} not found")
     return row

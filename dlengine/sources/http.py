@@ -11,7 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, ProtocolError, TimeoutError as U3Timeout
+from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, ProtocolError
+from urllib3.exceptions import TimeoutError as U3Timeout
 
 from dlengine import errors
 from dlengine.sources import checksums
@@ -37,7 +38,7 @@ class HTTPStream:
                 if not data:
                     return
                 yield data
-        except Exception as exc:  # noqa: BLE001 - translated right here
+        except Exception as exc:
             raise translate(exc, self.info.key) from exc
 
     def close(self) -> None:
@@ -101,7 +102,7 @@ class HTTPSource:
                 redirect=True,
                 timeout=urllib3.Timeout(connect=timeout, read=timeout),
             )
-        except Exception as exc:  # noqa: BLE001 - translated right here
+        except Exception as exc:
             raise translate(exc, url) from exc
 
     def _check_host(self, url: str) -> None:
@@ -114,7 +115,7 @@ class HTTPSource:
         except OSError as exc:
             raise errors.SourceConnectionError(f"{url}: cannot resolve host {host!r}: {exc}") from None
         for addr in addrs:
-            if ipaddress.ip_address(addr.split("%")[0]).is_link_local:
+            if ipaddress.ip_address(str(addr).split("%")[0]).is_link_local:
                 raise errors.SourceDeniedError(f"{url}: refusing link-local address {addr}")
         self._safe_hosts.add(host)
 

@@ -39,9 +39,7 @@ def parse_bucket_uri(text: str, field: str = "bucket") -> tuple[BucketRef, str]:
     if rest.startswith("@"):
         namespace, hash_sign, rest = rest[1:].partition("#")
         if not hash_sign or not namespace:
-            raise SpecError(
-                field, f"{text!r}: a namespace is written @namespace#bucket"
-            )
+            raise SpecError(field, f"{text!r}: a namespace is written @namespace#bucket")
     name, _, path = rest.partition("/")
     if not name:
         raise SpecError(field, f"{text!r} names no bucket")

@@ -1,9 +1,9 @@
 """Where things live on a mountpath::
 
-    <mountpath>/<provider>/<bucket>/<object name>      stored objects
-    <mountpath>/<provider>/@<namespace>/<bucket>/...   with a namespace
-    <mountpath>/.work/<row id>.part                    bytes being downloaded
-    <mountpath>/.work/<row id>.meta                    validator of that part
+<mountpath>/<provider>/<bucket>/<object name>      stored objects
+<mountpath>/<provider>/@<namespace>/<bucket>/...   with a namespace
+<mountpath>/.work/<row id>.part                    bytes being downloaded
+<mountpath>/.work/<row id>.meta                    validator of that part
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def remove_work_files(mountpath: Path, row_id: int) -> None:
 
 def work_file_ids(mountpath: Path) -> set[int]:
     """Row ids that have work files on this mountpath."""
-    ids = set()
+    ids: set[int] = set()
     try:
         entries = os.listdir(work_dir(mountpath))
     except FileNotFoundError:

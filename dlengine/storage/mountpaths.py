@@ -10,10 +10,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 
 
-def _weight(mountpath: str, key: bytes) -> bytes:
-    return hashlib.blake2b(key, key=mountpath.encode()[:64], digest_size=8).digest()
-
-
 def placer(mountpaths: Sequence[str], bucket_key: str) -> Callable[[str], str]:
     """A function name -> mountpath for one bucket."""
     if not mountpaths:
@@ -21,10 +17,18 @@ def placer(mountpaths: Sequence[str], bucket_key: str) -> Callable[[str], str]:
     if len(mountpaths) == 1:
         only = mountpaths[0]
         return lambda _name: only
-    prefix = bucket_key.encode() + b"\0"
+    # one hash state per mountpath, already fed with (mountpath, bucket)
+    seeded = [(mp, hashlib.blake2b(f"{mp}\0{bucket_key}\0".encode(), digest_size=8)) for mp in mountpaths]
 
     def place(name: str) -> str:
-        key = prefix + name.encode()
-        return max(mountpaths, key=lambda mp: _weight(mp, key))
+        key = name.encode()
+        best, best_weight = "", b""
+        for mp, state in seeded:
+            h = state.copy()
+            h.update(key)
+            weight = h.digest()
+            if weight > best_weight:
+                best, best_weight = mp, weight
+        return best
 
     return place

@@ -98,7 +98,9 @@ class Supervisor:
                 return
 
     def _active_jobs(self, conn: sqlite3.Connection) -> list[str]:
-        rows = conn.execute(f"SELECT id FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r}").fetchall()
+        # an aborted job still counts until its workers have stopped its downloads
+        sql = f"SELECT id FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} OR running_cnt > 0"
+        rows = conn.execute(sql).fetchall()
         ids = [r[0] for r in rows]
         self.seen_jobs.update(ids)
         return ids
@@ -122,6 +124,8 @@ class Supervisor:
         if self.pools:
             conn = db.connect(self.settings.ledger_path)
             claims.recover(conn)
+            for mountpath in self.settings.mountpaths:
+                self._collect_garbage(conn, mountpath)
             conn.close()
         self.pools.clear()
 

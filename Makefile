@@ -1,0 +1,15 @@
+.PHONY: install test lint bench
+
+install:
+	python3 -m pip install -e '.[test]'
+
+test:
+	python3 -m pytest -q
+
+lint:
+	python3 -m ruff check dlengine tests bench bin
+	python3 -m ruff format --check dlengine tests bench bin
+	python3 -m mypy
+
+bench:
+	python3 bench/bench.py

@@ -1,0 +1,139 @@
+"""Durations (``"1h30m"``) and sizes (``"1.5GiB"``) as users write them.
+
+Durations follow Go's ``time.ParseDuration`` because AIStore job requests
+carry Go durations; a bare number is also taken as seconds, as rclone does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+
+from dlengine.errors import SpecError
+
+# Decimal factors so "500ms" is exactly 0.5 and "1.1s" exactly float("1.1").
+_DURATION_UNITS: dict[str, Decimal] = {
+    "ns": Decimal("1e-9"),
+    "us": Decimal("1e-6"),
+    "µs": Decimal("1e-6"),  # U+00B5 MICRO SIGN, what Go prints
+    "μs": Decimal("1e-6"),  # U+03BC GREEK SMALL LETTER MU, what people type
+    "ms": Decimal("1e-3"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION_PART = re.compile(rf"({_NUMBER})(ns|us|µs|μs|ms|s|m|h)")
+_DURATION = re.compile(rf"(?:{_NUMBER}(?:ns|us|µs|μs|ms|s|m|h))+")
+_BARE_NUMBER = re.compile(_NUMBER)
+
+_SIZE_PREFIXES = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+_SIZE = re.compile(rf"({_NUMBER})\s*([kmgtp]?)(i?)(b?)", re.IGNORECASE)
+
+
+def parse_duration(text: str, field: str = "timeout") -> float:
+    """Seconds in a Go duration such as ``"30s"``, ``"1h30m"`` or ``"500ms"``.
+
+    ``""`` is 0.0 (the configured default); a bare number is seconds.
+    Negative durations are refused: a timeout cannot be negative.
+    """
+    value = text.strip()
+    if value == "":
+        return 0.0
+    if value.startswith("-"):
+        raise SpecError(field, f"duration {text!r} must not be negative")
+    if _BARE_NUMBER.fullmatch(value):
+        return float(value)
+    if not _DURATION.fullmatch(value):
+        raise SpecError(
+            field,
+            f"invalid duration {text!r}: expected e.g. '30s', '5m', '1h30m', '500ms' (units ns, us, ms, s, m, h)",
+        )
+    total = sum(
+        (Decimal(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(value)),
+        Decimal(0),
+    )
+    return float(total)
+
+
+def duration_field(value: object, field: str) -> float:
+    """Seconds from a JSON value: a duration string, or a number of seconds.
+
+    ``None`` (JSON null) means "not set", as Go's decoder would read it.
+    """
+    if value is None:
+        return 0.0
+    if isinstance(value, str):
+        return parse_duration(value, field)
+    # bool is an int subclass: ``true`` is no duration.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(field, f"must be a duration string such as '30s', got {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise SpecError(field, f"duration {value!r} is not finite")
+    if seconds < 0:
+        raise SpecError(field, f"duration {value!r} must not be negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str | float:
+    """A Go duration string that parses back to exactly ``seconds``.
+
+    Falls back to the number itself when no short string round-trips
+    exactly (binary floats), so a spec written out reads back unchanged.
+    """
+    text = _duration_text(seconds)
+    try:
+        if parse_duration(text) == seconds:
+            return text
+    except SpecError:
+        pass
+    return seconds
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds == 0:
+        return "0s"
+    if not seconds.is_integer():
+        return f"{seconds!r}s"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    parts.append(f"{secs}s" if secs else "")
+    return "".join(parts)
+
+
+def parse_size(text: str, field: str) -> int:
+    """Bytes in a size such as ``"1GiB"``, ``"500MB"``, ``"1.5GB"`` or ``"1024"``.
+
+    ``KB``/``MB``/``GB``/``TB`` are powers of 1000, ``KiB``/``MiB``/...
+    powers of 1024; the unit is case-insensitive and its ``B`` optional
+    (``"10k"``, ``"10Ki"``). A fraction of a byte is dropped.
+    """
+    match = _SIZE.fullmatch(text.strip())
+    if match is None or (match.group(3) and not match.group(2)):
+        raise SpecError(
+            field,
+            f"invalid size {text!r}: expected e.g. '1024', '500MB', '1GiB'",
+        )
+    number, prefix, binary, _ = match.groups()
+    base = 1024 if binary else 1000
+    try:
+        amount = Decimal(number) * base ** _SIZE_PREFIXES[prefix.lower()]
+    except InvalidOperation as exc:  # pragma: no cover - the regex prevents it
+        raise SpecError(field, f"invalid size {text!r}") from exc
+    return int(amount)
+
+
+def size_field(value: object, field: str) -> int:
+    """Bytes from a JSON value: a non-negative int, or a size string."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return parse_size(value, field)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(field, f"must be an integer >= 0, got {value!r}")
+    if value < 0:
+        raise SpecError(field, "must be >= 0")
+    return value

@@ -1,0 +1,226 @@
+"""Links, object names, bucket names and secret headers: what a job may name.
+
+Object names become paths under a bucket directory, so every rule here is
+about never letting a name escape its bucket or collide with another one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from urllib.parse import unquote, urlsplit
+
+from dlengine.errors import SpecError
+
+ALLOWED_SCHEMES = ("http", "https", "s3", "gs", "az", "hf")
+BUCKET_PROVIDERS = ("ais", "aws", "gcp", "azure", "hf", "ht")
+MAX_NAME_BYTES = 1024
+MAX_SEGMENT_BYTES = 255  # NAME_MAX of ext4, xfs, btrfs
+
+_SCHEME_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+# "data:...", "file:/etc/passwd", "mailto:x" -- but not "host:8080/path",
+# which is a scheme-less link with a port.
+_SCHEME_OPAQUE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?![0-9]*(?:[/?#]|$))")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Hostnames that are the cloud metadata service without being an IP literal.
+_METADATA_HOSTS = frozenset({"metadata.google.internal"})
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
+_HF_PART = re.compile(r"[A-Za-z0-9_.-]+")
+_HF_MAX_REPO_ID = 96  # huggingface_hub's validate_repo_id limit
+_SECRET_EXACT = frozenset({"authorization", "proxy-authorization", "cookie"})
+_SECRET_PARTS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "api-key",
+    "apikey",
+    "key",
+    "auth",
+    "cookie",
+    "credential",
+    "signature",
+)
+
+
+def normalize_link(link: str, field: str) -> str:
+    """A checked link; ``http://`` is added when it has no scheme.
+
+    Only http, https, s3, gs, az and hf are allowed. HTTP links to a
+    link-local address (169.254.0.0/16, fe80::/10) are refused: that is
+    where cloud metadata services hand out credentials.
+    """
+    text = link.strip()
+    if text == "":
+        raise SpecError(field, "link must not be empty")
+    if _CONTROL.search(text):
+        raise SpecError(field, f"link {_show(text)} contains a control character")
+    text = _with_scheme(text, field)
+    scheme, rest = text.split(":", 1)
+    scheme = scheme.lower()
+    text = f"{scheme}:{rest}"
+    if scheme in ("http", "https"):
+        _check_http_host(text, field)
+    elif not urlsplit(text).netloc:
+        raise SpecError(field, f"link {_show(text)} has no bucket: expected {scheme}://bucket/key")
+    return text
+
+
+def _with_scheme(text: str, field: str) -> str:
+    match = _SCHEME_URL.match(text) or _SCHEME_OPAQUE.match(text)
+    if match is None:
+        # "//host/x" is scheme-relative; "host/x" has nothing at all.
+        return "http:" + text if text.startswith("//") else "http://" + text
+    scheme = match.group(1).lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise SpecError(
+            field,
+            f"link scheme {scheme!r} is not supported (allowed: {', '.join(ALLOWED_SCHEMES)})",
+        )
+    return text
+
+
+def _check_http_host(link: str, field: str) -> None:
+    parts = urlsplit(link)
+    host = parts.hostname or ""
+    if host == "":
+        raise SpecError(field, f"link {_show(link)} has no host")
+    try:
+        parts.port  # noqa: B018 - urllib validates the port lazily
+    except ValueError as exc:
+        raise SpecError(field, f"link {_show(link)} has an invalid port") from exc
+    if host.rstrip(".") in _METADATA_HOSTS or _is_link_local(host):
+        raise SpecError(
+            field,
+            f"link {_show(link)} points at a link-local address (the cloud metadata service); refused",
+        )
+
+
+def _is_link_local(host: str) -> bool:
+    address = _literal_ip(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address is not None and address.is_link_local
+
+
+def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    # The resolver also takes "2852039166", "0xa9fea9fe" or "169.254.43518"
+    # as IPv4 addresses: catch those spellings of 169.254.169.254 too.
+    if re.fullmatch(r"[0-9a-fA-FxX.]+", host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def derive_name(link: str, field: str = "link") -> str:
+    """The object name a link gives: its last path segment, percent-decoded.
+
+    Query and fragment are dropped: ``http://h/a/x.tar?sig=1#f`` -> ``x.tar``.
+    """
+    segment = urlsplit(link).path.rsplit("/", 1)[-1]
+    name = unquote(segment)
+    if name == "":
+        raise SpecError(
+            field,
+            f"cannot derive an object name from {_show(link)}: "
+            "its path has no last segment; name the object explicitly",
+        )
+    return name
+
+
+def validate_object_name(name: str, field: str) -> None:
+    """Refuse a name that is empty, absolute, ends with ``/``, has an empty,
+    ``.`` or ``..`` segment, a NUL or a backslash, or is too long."""
+    if name == "":
+        raise SpecError(field, "object name must not be empty")
+    if "\x00" in name:
+        raise SpecError(field, f"object name {_show(name)} contains NUL")
+    if "\\" in name:
+        raise SpecError(field, f"object name {_show(name)} contains a backslash")
+    if name.startswith("/"):
+        raise SpecError(field, f"object name {_show(name)} is an absolute path")
+    if name.endswith("/"):
+        raise SpecError(field, f"object name {_show(name)} ends with '/'")
+    if _utf8_len(name, field) > MAX_NAME_BYTES:
+        raise SpecError(
+            field,
+            f"object name {_show(name)} is longer than {MAX_NAME_BYTES} bytes",
+        )
+    for segment in name.split("/"):
+        _check_segment(name, segment, field)
+
+
+def _check_segment(name: str, segment: str, field: str) -> None:
+    if segment == "":
+        raise SpecError(field, f"object name {_show(name)} has an empty segment")
+    if segment in (".", ".."):
+        raise SpecError(field, f"object name {_show(name)} has a {segment!r} segment")
+    if _utf8_len(segment, field) > MAX_SEGMENT_BYTES:
+        raise SpecError(
+            field,
+            f"object name {_show(name)} has a segment longer than {MAX_SEGMENT_BYTES} bytes",
+        )
+
+
+def _utf8_len(text: str, field: str) -> int:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # lone surrogates from JSON "\ud800"
+        raise SpecError(field, f"{_show(text)} is not valid Unicode") from exc
+
+
+def join_subdir(subdir: str, name: str, field: str = "subdir") -> str:
+    """``subdir`` + ``/`` + ``name``; a trailing ``/`` on subdir is optional."""
+    if subdir == "":
+        return name
+    base = subdir.removesuffix("/")
+    validate_object_name(base, field)
+    return f"{base}/{name}"
+
+
+def validate_bucket_name(name: str, provider: str, field: str = "bucket.name") -> None:
+    """Bucket names are one path segment; HF repo ids are ``[org/]name``."""
+    if provider == "hf":
+        _validate_hf_repo_id(name, field)
+        return
+    if not _BUCKET_NAME.fullmatch(name) or name in (".", ".."):
+        raise SpecError(
+            field,
+            f"invalid bucket name {_show(name)}: use 1-255 letters, digits, '_', '.' or '-'",
+        )
+
+
+def _validate_hf_repo_id(name: str, field: str) -> None:
+    # The Hub itself still accepts legacy ids without an org ("gpt2").
+    parts = name.split("/")
+    if (
+        len(parts) > 2
+        or not all(_HF_PART.fullmatch(part) for part in parts)
+        or ".." in name
+        or "--" in name
+        or name.endswith(".git")
+        or len(name) > _HF_MAX_REPO_ID
+    ):
+        raise SpecError(
+            field,
+            f"invalid HuggingFace repo id {_show(name)}: expected 'org/name' "
+            "(letters, digits, '_', '.', '-'; no '..' or '--')",
+        )
+
+
+def is_secret_header(name: str) -> bool:
+    """True for headers that carry credentials and must never be stored."""
+    lowered = name.strip().lower()
+    return lowered in _SECRET_EXACT or any(part in lowered for part in _SECRET_PARTS)
+
+
+def _show(text: str) -> str:
+    """``repr`` of a user string, cut so an error message stays one line."""
+    return repr(text if len(text) <= 200 else text[:200] + "...")

@@ -1,0 +1,1 @@
+"""The dlengine test suite."""

@@ -1,0 +1,150 @@
+"""Shared fixtures: a fresh dlengine home per test, a CLI runner, and the
+test HTTP server (tests/httpd.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["tests.conftest_httpd"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Home:
+    """One DLENGINE_HOME with its environment, and helpers to drive it."""
+
+    path: Path
+    env: dict[str, str]
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @property
+    def mountpaths(self) -> list[Path]:
+        raw = self.env.get("DLENGINE_MOUNTPATHS")
+        return [Path(p) for p in raw.split(":")] if raw else [self.path / "data"]
+
+    def cli(self, *args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``dlengine ARGS`` to completion."""
+        return subprocess.run(
+            [sys.executable, "-m", "dlengine", *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout, input=input, cwd=ROOT,
+        )  # fmt: skip
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        """Start ``dlengine ARGS`` in its own process group (killed at teardown)."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dlengine", *args],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            start_new_session=True,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def submit(self, job: dict[str, Any], *extra: str) -> str:
+        res = self.cli("submit", "-", "--no-start", *extra, input=json.dumps(job))
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip().splitlines()[-1]
+
+    def run(self, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.cli("run", *extra, timeout=timeout)
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        res = self.cli("show", job_id, "--json")
+        assert res.returncode == 0, res.stderr
+        data: dict[str, Any] = json.loads(res.stdout)
+        return data
+
+    def ls(self, bucket: str) -> dict[str, int]:
+        res = self.cli("ls", bucket, "--json")
+        assert res.returncode == 0, res.stderr
+        return {e["name"]: e["size"] for e in json.loads(res.stdout)}
+
+    def find(self, provider: str, bucket: str, name: str) -> Path | None:
+        """The stored file of an object, on whichever mountpath holds it."""
+        for mp in self.mountpaths:
+            path = mp / provider / bucket / name
+            if path.exists():
+                return path
+        return None
+
+    def visible_files(self) -> list[Path]:
+        """Every file under the mountpaths except work files."""
+        return [
+            p for mp in self.mountpaths if mp.exists() for p in mp.rglob("*") if p.is_file() and ".work" not in p.parts
+        ]
+
+    def work_files(self) -> list[Path]:
+        return [p for mp in self.mountpaths for p in (mp / ".work").glob("*") if (mp / ".work").exists()]
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            _kill_group(proc.pid)
+            proc.wait(10)
+        pid = _lock_holder(self.path)
+        if pid:
+            _kill_group(pid)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _lock_holder(home: Path) -> int | None:
+    """Pid of a supervisor still holding this home's lock, if any."""
+    import fcntl
+
+    lock = home / "supervisor.lock"
+    if not lock.exists():
+        return None
+    with open(lock, "r+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            text = fh.read().strip()
+            return int(text) if text.isdigit() else None
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    """A fresh DLENGINE_HOME; any supervisor left running is killed after."""
+    env = dict(os.environ)
+    env.pop("DLENGINE_MOUNTPATHS", None)
+    env.update(
+        DLENGINE_HOME=str(tmp_path / "home"),
+        DLENGINE_LINGER="0.5",
+        DLENGINE_THREADS="4",
+        DLENGINE_WORKERS="1",
+        PYTHONPATH=str(ROOT),
+    )
+    h = Home(tmp_path / "home", env)
+    yield h
+    h.stop_all()
+
+
+def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.05) -> Any:
+    """Poll until ``predicate()`` is truthy; return its value or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")

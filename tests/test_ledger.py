@@ -1,0 +1,160 @@
+"""The ledger on its own: schema, paging, claims, counters, leases."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from dlengine.errors import SpecError
+from dlengine.ledger import claims, db, jobs
+from dlengine.ledger.models import Outcome
+from dlengine.ledger.states import ObjectState
+
+
+def _job(conn: sqlite3.Connection, count: int, conns: int = 0, mountpath: str = "/mp") -> str:
+    record = {
+        "type": "range", "description": "test", "provider": "ais", "namespace": "", "bucket": "b",
+        "spec": {}, "conns": conns, "bytes_per_hour": 0, "timeout": 0.0,
+    }  # fmt: skip
+    objects = ((f"obj-{i}", f"http://h/obj-{i}") for i in range(count))
+    return jobs.create_job(conn, record, objects, lambda _name: mountpath)
+
+
+def _mp(conn: sqlite3.Connection, path: str = "/mp") -> int:
+    with db.write(conn):
+        return jobs.mountpath_ids(conn, [path])[path]
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    return db.connect(tmp_path / "ledger.db")
+
+
+def _counters_match_rows(conn: sqlite3.Connection, job_id: str) -> None:
+    row = jobs.job_row(conn, job_id)
+    counted = jobs.count_by_state(conn, row["seq"])
+    for state in ObjectState:
+        assert row[f"{'failed' if state is ObjectState.FAILED else state.value}_cnt"] == counted[state.value], state
+
+
+def test_fresh_schema_is_at_latest_version_and_wal(conn: sqlite3.Connection) -> None:
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.latest_version()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
+    first = db.connect(tmp_path / "l.db")
+    job_id = _job(first, 3)
+    again = db.connect(tmp_path / "l.db")
+    assert jobs.job_row(again, job_id)["total"] == 3
+
+
+def test_pages_and_counts(conn: sqlite3.Connection) -> None:
+    job_id = _job(conn, jobs.PAGE_SIZE * 2 + 7)
+    row = jobs.job_row(conn, job_id)
+    assert row["total"] == row["pending_cnt"] == jobs.PAGE_SIZE * 2 + 7
+    assert row["all_dispatched"] == 1
+    _counters_match_rows(conn, job_id)
+
+
+def test_duplicate_in_a_later_page_creates_nothing(conn: sqlite3.Connection) -> None:
+    record = {"type": "multi", "description": "d", "provider": "ais", "namespace": "", "bucket": "b",
+              "spec": {}, "conns": 0, "bytes_per_hour": 0, "timeout": 0.0}  # fmt: skip
+    names = [f"n{i}" for i in range(jobs.PAGE_SIZE + 10)] + ["n3"]
+    with pytest.raises(SpecError, match="n3"):
+        jobs.create_job(conn, record, ((n, "http://h/" + n) for n in names), lambda _n: "/mp")
+    assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM objects").fetchone()[0] == 0
+
+
+def test_claim_respects_connection_limit_across_owners(conn: sqlite3.Connection) -> None:
+    job_id = _job(conn, 20, conns=3)
+    mp = _mp(conn)
+    first = claims.claim(conn, mp, "owner-a", 10, 30)
+    second = claims.claim(conn, mp, "owner-b", 10, 30)
+    assert len(first) == 3 and second == []
+    claims.report(conn, "owner-a", [Outcome(first[0].id, ObjectState.DONE, size=1, mountpath="/mp")])
+    assert len(claims.claim(conn, mp, "owner-b", 10, 30)) == 1
+    assert jobs.job_row(conn, job_id)["running_cnt"] == 3
+    _counters_match_rows(conn, job_id)
+
+
+def test_claim_only_own_mountpath_and_oldest_job_first(conn: sqlite3.Connection) -> None:
+    old = _job(conn, 2, mountpath="/mp")
+    _job(conn, 2, mountpath="/other")
+    new = _job(conn, 2, mountpath="/mp")
+    tasks = claims.claim(conn, _mp(conn), "o", 3, 30)
+    assert [t.job_id for t in tasks] == [old, old, new]
+
+
+def test_report_finishes_job_and_fills_catalog(conn: sqlite3.Connection) -> None:
+    job_id = _job(conn, 2)
+    tasks = claims.claim(conn, _mp(conn), "o", 10, 30)
+    outs = [Outcome(t.id, ObjectState.DONE, size=10, etag='"e"', mountpath="/mp") for t in tasks]
+    assert claims.report(conn, "o", outs[:1]) == []
+    assert claims.report(conn, "o", outs[1:]) == [job_id]
+    row = jobs.job_row(conn, job_id)
+    assert (row["state"], row["done_cnt"], row["bytes_done"]) == ("finished", 2, 20)
+    names = [r[0] for r in conn.execute("SELECT name FROM catalog ORDER BY name")]
+    assert names == ["obj-0", "obj-1"]
+
+
+def test_report_ignores_rows_no_longer_leased(conn: sqlite3.Connection) -> None:
+    job_id = _job(conn, 1)
+    (task,) = claims.claim(conn, _mp(conn), "dead-owner", 1, 30)
+    assert claims.recover(conn, keep_owners=["someone-else"]) == [task.id]
+    claims.report(conn, "dead-owner", [Outcome(task.id, ObjectState.DONE, size=1, mountpath="/mp")])
+    row = jobs.job_row(conn, job_id)
+    assert (row["pending_cnt"], row["done_cnt"]) == (1, 0)
+    _counters_match_rows(conn, job_id)
+
+
+def test_expired_leases_return_to_pending(conn: sqlite3.Connection) -> None:
+    job_id = _job(conn, 2)
+    claims.claim(conn, _mp(conn), "o", 2, lease_seconds=-1)
+    assert len(claims.recover_expired(conn)) == 2
+    assert jobs.job_row(conn, job_id)["pending_cnt"] == 2
+
+
+def test_retry_outcome_waits_for_next_try(conn: sqlite3.Connection) -> None:
+    _job(conn, 1)
+    mp = _mp(conn)
+    (task,) = claims.claim(conn, mp, "o", 1, 30)
+    claims.report(conn, "o", [Outcome(task.id, ObjectState.PENDING, error="busy", next_try=time.time() + 60)])
+    assert claims.claim(conn, mp, "o", 1, 30) == []
+
+
+def test_abort_marks_queued_and_renew_reports_running(conn: sqlite3.Connection) -> None:
+    job_id = _job(conn, 5)
+    tasks = claims.claim(conn, _mp(conn), "o", 2, 30)
+    assert jobs.abort_job(conn, job_id) is True
+    assert claims.renew(conn, "o", 30, {}) == {t.id for t in tasks}
+    claims.report(conn, "o", [Outcome(t.id, ObjectState.ABORTED) for t in tasks])
+    row = jobs.job_row(conn, job_id)
+    assert (row["state"], row["aborted_cnt"], row["running_cnt"]) == ("aborted", 5, 0)
+    assert jobs.abort_job(conn, job_id) is False
+
+
+def test_fatal_outcome_stops_the_job(conn: sqlite3.Connection) -> None:
+    job_id = _job(conn, 4)
+    (task,) = claims.claim(conn, _mp(conn), "o", 1, 30)
+    claims.report(conn, "o", [Outcome(task.id, ObjectState.FAILED, error="disk full", fatal=True)])
+    row = jobs.job_row(conn, job_id)
+    assert (row["state"], row["error"], row["aborted_cnt"], row["failed_cnt"]) == ("aborted", "disk full", 3, 1)
+
+
+def test_retry_job_requeues_failed_only(conn: sqlite3.Connection) -> None:
+    job_id = _job(conn, 2)
+    a, b = claims.claim(conn, _mp(conn), "o", 2, 30)
+    claims.report(
+        conn,
+        "o",
+        [Outcome(a.id, ObjectState.DONE, size=1, mountpath="/mp"), Outcome(b.id, ObjectState.FAILED, error="x")],
+    )
+    assert jobs.job_row(conn, job_id)["state"] == "finished"
+    assert jobs.retry_job(conn, job_id) == 1
+    row = jobs.job_row(conn, job_id)
+    assert (row["state"], row["pending_cnt"], row["failed_cnt"], row["done_cnt"]) == ("pending", 1, 0, 1)
