@@ -54,8 +54,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import cProfile  # noqa: F401 - documents that the submit profile uses it (run in a subprocess)
 import datetime as dt
+import functools
 import http.client
 import json
 import os
@@ -87,6 +87,7 @@ BEGIN_MARK = "<!-- bench.py: generated section begins; edits inside are overwrit
 END_MARK = "<!-- bench.py: generated section ends -->"
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "no_proxy")
 SCENARIOS = ("small", "large", "submit")
+STRACE_OBJECTS = 2000  # objects in the strace run
 RUN_TIMEOUT = 900.0  # seconds; a hung run is killed and reported as failed
 
 # targets (from the issue)
@@ -166,7 +167,7 @@ def dlengine_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "dlengine"]
 
 
-def fsync_dir_tree_flush() -> None:
+def flush_dirty_pages() -> None:
     """Flush dirty pages so one run's writeback does not slow the next."""
     os.sync()
 
@@ -258,8 +259,9 @@ class Dataset:
     def size(self, scenario: str) -> int:
         return self.small_size if scenario == "small" else self.large_size
 
-    def template(self, base_url: str, scenario: str) -> str:
+    def template(self, base_url: str, scenario: str, limit: int | None = None) -> str:
         n, width = (self.small_n, self.small_width) if scenario == "small" else (self.large_n, self.large_width)
+        n = min(n, limit or n)
         return f"{base_url}/{scenario}/obj-{{{1:0{width}d}..{n:0{width}d}}}.bin"
 
     def source(self, scenario: str, name: str) -> Path:
@@ -292,8 +294,10 @@ def generate(ds: Dataset, scenarios: Iterable[str]) -> None:
                     f.write(os.urandom(piece))
                     remaining -= piece
             made += 1
-        log(f"data set {scenario}: {len(wanted)} x {human_size(size)} ({made} written in "
-            f"{time.perf_counter() - start:.1f}s) under {directory}")
+        log(
+            f"data set {scenario}: {len(wanted)} x {human_size(size)} ({made} written in "
+            f"{time.perf_counter() - start:.1f}s) under {directory}"
+        )
     for path in [ds.root, *ds.root.iterdir()]:
         path.chmod(0o755)  # the nginx worker may run as another user
 
@@ -348,13 +352,30 @@ class Server:
             nginx = self._nginx()
             assert nginx
             conf = self._nginx_conf(nginx)
-            cmd = [nginx, "-p", str(self.workdir / "nginx"), "-e", str(self.workdir / "nginx" / "error.log"), "-c", str(conf)]
+            cmd = [
+                nginx,
+                "-p",
+                str(self.workdir / "nginx"),
+                "-e",
+                str(self.workdir / "nginx" / "error.log"),
+                "-c",
+                str(conf),
+            ]
             self.version = first_line([nginx, "-v"])
         elif self.kind == "httpd":
             cmd = [sys.executable, str(self._httpd()), "--root", str(self.root), "--port", str(self.port)]
             self.version = "tests/httpd.py (threaded, sendfile)"
         else:
-            cmd = [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1", "--directory", str(self.root)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                str(self.root),
+            ]
             self.version = f"python3 -m http.server ({platform.python_version()})"
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=clean_env())
         logfile.close()
@@ -442,7 +463,12 @@ class Context:
     dl_env: dict[str, str]  # --dlengine-env extras
 
     def dl_env_for(self, home: Path, fsync: bool) -> dict[str, str]:
-        return clean_env({**self.dl_env, "DLENGINE_HOME": str(home), "DLENGINE_FSYNC": "1" if fsync else "0"})
+        env = clean_env({**self.dl_env, "DLENGINE_HOME": str(home), "DLENGINE_FSYNC": "1" if fsync else "0"})
+        # Cache bytecode (as any installed package does) in the work directory,
+        # so every spawned worker does not compile dlengine from source again.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(self.workdir / "pycache")
+        return env
 
     def fresh_dir(self, *parts: str) -> Path:
         path = self.workdir.joinpath(*parts)
@@ -469,8 +495,8 @@ def run_cli(ctx: Context, env: dict[str, str], *args: str, timeout: float = 600)
     return subprocess.run([*ctx.dlengine, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def submit_job(ctx: Context, env: dict[str, str], scenario: str, bucket: str) -> str:
-    out = run_cli(ctx, env, "download", ctx.ds.template(ctx.server.base_url, scenario), bucket, "--no-start")
+def submit_job(ctx: Context, env: dict[str, str], scenario: str, bucket: str, limit: int | None = None) -> str:
+    out = run_cli(ctx, env, "download", ctx.ds.template(ctx.server.base_url, scenario, limit), bucket, "--no-start")
     if out.returncode != 0:
         raise RuntimeError(f"dlengine download failed ({out.returncode}): {out.stderr.strip()[-400:]}")
     return out.stdout.strip().splitlines()[-1]
@@ -500,7 +526,9 @@ def compare_files(a: Path, b: Path, sample: bool) -> bool:
     return True
 
 
-def verify_dlengine(ctx: Context, env: dict[str, str], home: Path, scenario: str, job_id: str, rep: int) -> tuple[bool, str, dict[str, Any]]:
+def verify_dlengine(
+    ctx: Context, env: dict[str, str], home: Path, scenario: str, job_id: str, rep: int
+) -> tuple[bool, str, dict[str, Any]]:
     ds = ctx.ds
     n, size = ds.count(scenario), ds.size(scenario)
     extra: dict[str, Any] = {}
@@ -552,8 +580,8 @@ class Row:
     settings: str
     objects: int
     nbytes: int
+    fsync: bool | None = None  # dlengine rows only
     samples: list[Sample] = field(default_factory=list)
-    note: str = ""
 
     @property
     def good(self) -> list[Sample]:
@@ -590,7 +618,7 @@ def run_dlengine(ctx: Context, scenario: str, fsync: bool, rep: int) -> Sample:
     home = ctx.fresh_dir("runs", f"{scenario}-dlengine-fsync{int(fsync)}-{rep}")
     env = ctx.dl_env_for(home, fsync)
     job_id = submit_job(ctx, env, scenario, "ais://bench")
-    fsync_dir_tree_flush()
+    flush_dirty_pages()
     sample = timed([*ctx.dlengine, "run", "--quiet"], env, home / "bench-run.log")
     if sample.ok:
         ok, note, extra = verify_dlengine(ctx, env, home, scenario, job_id, rep)
@@ -611,15 +639,35 @@ def run_peer(ctx: Context, tool: str, scenario: str, rep: int) -> Sample:
         conf = ctx.workdir / "rclone.conf"
         conf.touch()
         env["RCLONE_CONFIG"] = str(conf)
-        cmd = [exe, "copy", "-q", "--http-url", ctx.server.base_url, f":http:{scenario}", str(dest), "--transfers", "16"]
+        cmd = [
+            exe,
+            "copy",
+            "-q",
+            "--http-url",
+            ctx.server.base_url,
+            f":http:{scenario}",
+            str(dest),
+            "--transfers",
+            "16",
+        ]
         if not ctx.server.listing:
             cmd += ["--files-from", str(ctx.name_list(scenario)), "--no-traverse"]
     elif tool == "aria2c":
         cmd = [
-            exe, "-q", "-i", str(ctx.url_list(scenario)), "-d", str(dest), "-j", "16",
-            "--file-allocation=none", "--allow-overwrite=true", "--auto-file-renaming=false",
-            "--summary-interval=0", "--deferred-input=true",
-        ]  # fmt: skip
+            exe,
+            "-q",
+            "-i",
+            str(ctx.url_list(scenario)),
+            "-d",
+            str(dest),
+            "-j",
+            "16",
+            "--file-allocation=none",
+            "--allow-overwrite=true",
+            "--auto-file-renaming=false",
+            "--summary-interval=0",
+            "--deferred-input=true",
+        ]
         if scenario == "large":
             cmd += ["-x", "4", "-s", "4"]
     elif tool == "wget":
@@ -628,7 +676,7 @@ def run_peer(ctx: Context, tool: str, scenario: str, rep: int) -> Sample:
         cmd = [exe, "-q", "-i", str(ctx.url_list(scenario, cap)), "-P", str(dest)]
     else:
         raise ValueError(tool)
-    fsync_dir_tree_flush()
+    flush_dirty_pages()
     sample = timed(cmd, env, logfile)
     if sample.ok:
         sample.ok, sample.note = verify_dir(ctx.ds, scenario, dest, names)
@@ -655,8 +703,8 @@ def throughput(ctx: Context, scenario: str) -> list[Row]:
     extra = " ".join(f"{k}={v}" for k, v in ctx.dl_env.items())
     for fsync in (True, False):
         key = f"dlengine-fsync{int(fsync)}"
-        rows[key] = Row(scenario, "dlengine", f"DLENGINE_FSYNC={int(fsync)} {extra}".strip(), n, n * size)
-        runners.append((key, lambda rep, f=fsync: run_dlengine(ctx, scenario, f, rep)))
+        rows[key] = Row(scenario, "dlengine", f"DLENGINE_FSYNC={int(fsync)} {extra}".strip(), n, n * size, fsync)
+        runners.append((key, functools.partial(run_dlengine, ctx, scenario, fsync)))
     if not ctx.args.skip_peers:
         for tool in ("rclone", "aria2c", "wget"):
             if not ctx.tools.get(tool):
@@ -668,7 +716,7 @@ def throughput(ctx: Context, scenario: str) -> list[Row]:
             if tool == "rclone" and not ctx.server.listing:
                 settings += " --files-from --no-traverse"
             rows[tool] = Row(scenario, tool, settings, count, count * size)
-            runners.append((tool, lambda rep, t=tool: run_peer(ctx, t, scenario, rep)))
+            runners.append((tool, functools.partial(run_peer, ctx, tool, scenario)))
     for rep in range(ctx.args.repeat):
         shift = rep % len(runners)  # rotate the order: no tool always runs first
         for key, runner in runners[shift:] + runners[:shift]:
@@ -679,9 +727,14 @@ def throughput(ctx: Context, scenario: str) -> list[Row]:
             sample.extra["load1"] = os.getloadavg()[0]
             rows[key].samples.append(sample)
             row = rows[key]
-            rate = f"{row.objects / sample.wall:,.0f} obj/s, {row.nbytes / MB / sample.wall:,.1f} MB/s" if sample.wall else ""
+            rate = (
+                f"{row.objects / sample.wall:,.0f} obj/s, {row.nbytes / MB / sample.wall:,.1f} MB/s"
+                if sample.wall
+                else ""
+            )
             status = "ok" if sample.ok else f"FAILED: {sample.note}"
-            log(f"{scenario} rep {rep + 1}/{ctx.args.repeat} {row.tool} [{row.settings}]: {sample.wall:.2f}s {rate} {status}")
+            where = f"{scenario} rep {rep + 1}/{ctx.args.repeat} {row.tool} [{row.settings}]"
+            log(f"{where}: {sample.wall:.2f}s {rate} {status}")
     return list(rows.values())
 
 
@@ -711,15 +764,14 @@ def submit_template(count: int) -> str:
 def submit_bench(ctx: Context) -> SubmitResult:
     count = ctx.args.submit_count
     result = SubmitResult(count)
-    gnu_time = find_tool("time", "/usr/bin/time") if Path("/usr/bin/time").exists() else None
-    gnu_time = "/usr/bin/time" if gnu_time and Path("/usr/bin/time").exists() else None
+    gnu_time = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
     result.method = "/usr/bin/time -v" if gnu_time else "wait4() rusage"
     for rep in range(ctx.args.repeat):
         home = ctx.fresh_dir("runs", f"submit-{rep}")
         env = ctx.dl_env_for(home, True)
         cmd = [*ctx.dlengine, "download", submit_template(count), "ais://big", "--no-start"]
         logfile = home / "bench-submit.log"
-        fsync_dir_tree_flush()
+        flush_dirty_pages()
         sample = timed([gnu_time, "-v", *cmd] if gnu_time else cmd, env, logfile)
         rss = sample.maxrss_mb
         if gnu_time:
@@ -792,7 +844,10 @@ def summarize_pyspy(raw: Path, objects: int, top: int) -> list[str]:
         inclusive.update({_frame_parts(f)[0] for f in frames if "dlengine/" in f})
     if not total:
         return ["(py-spy recorded no samples)"]
-    pct = lambda n: f"{100 * n / total:.1f}%"  # noqa: E731
+
+    def pct(n: int) -> str:
+        return f"{100 * n / total:.1f}%"
+
     out = [f"{total:,} samples of non-idle threads (wall-clock sampling; waiting in a syscall counts).", ""]
     out += ["| where | share |", "|---|---:|"]
     out += [f"| {k} | {pct(v)} |" for k, v in by_process.most_common()]
@@ -824,23 +879,37 @@ def profile_run(ctx: Context, scenario: str, tool: str) -> Profile:
     """py-spy or strace on one `dlengine run` of ``scenario`` (fsync on)."""
     home = ctx.fresh_dir("runs", f"profile-{tool}-{scenario}")
     env = ctx.dl_env_for(home, True)
-    submit_job(ctx, env, scenario, "ais://bench")
+    # strace slows futex-heavy code ~10x: a sample of the objects is enough for per-object counts
+    objects = min(ctx.ds.count(scenario), STRACE_OBJECTS) if tool == "strace" else ctx.ds.count(scenario)
+    submit_job(ctx, env, scenario, "ais://bench", objects)
     run = [*ctx.dlengine, "run", "--quiet"]
     exe = ctx.tools[tool]
     assert exe
     out = home / f"{tool}.txt"
     if tool == "py-spy":
-        cmd = [exe, "record", "--format", "raw", "-o", str(out), "--subprocesses", "--rate", "100", "--nonblocking", "--", *run]
+        cmd = [
+            exe,
+            "record",
+            "--format",
+            "raw",
+            "-o",
+            str(out),
+            "--subprocesses",
+            "--rate",
+            "100",
+            "--nonblocking",
+            "--",
+            *run,
+        ]
     else:
         cmd = [exe, "-f", "-c", "-o", str(out), "--", *run]
-    fsync_dir_tree_flush()
+    flush_dirty_pages()
     sample = timed(cmd, env, home / "profile.log")
     shown = shlex.join([Path(cmd[0]).name, *cmd[1:]]).replace(str(ctx.workdir), "$WORK")
-    prof = Profile(f"{tool} on `dlengine run`, {scenario} ({ctx.ds.count(scenario):,} x {human_size(ctx.ds.size(scenario))})", shown)
+    prof = Profile(f"{tool} on `dlengine run`, {scenario} ({objects:,} x {human_size(ctx.ds.size(scenario))})", shown)
     if not out.exists():
         prof.lines = [f"({tool} failed: {sample.note or tail(home / 'profile.log')})"]
         return prof
-    objects = ctx.ds.count(scenario)
     prof.lines = [f"Run took {sample.wall:.1f}s under {tool}.", ""]
     summarize = summarize_pyspy if tool == "py-spy" else summarize_strace
     prof.lines += summarize(out, objects, ctx.args.top)
@@ -853,11 +922,24 @@ def profile_submit(ctx: Context) -> Profile:
     home = ctx.fresh_dir("runs", "profile-submit")
     env = ctx.dl_env_for(home, True)
     stats = home / "submit.prof"
-    cmd = [sys.executable, "-m", "cProfile", "-o", str(stats), "-m", "dlengine", "download",
-           submit_template(ctx.args.submit_count), "ais://big", "--no-start"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "cProfile",
+        "-o",
+        str(stats),
+        "-m",
+        "dlengine",
+        "download",
+        submit_template(ctx.args.submit_count),
+        "ais://big",
+        "--no-start",
+    ]
     sample = timed(cmd, env, home / "profile.log")
-    prof = Profile(f"cProfile on the submit of {ctx.args.submit_count:,} objects",
-                   shlex.join(["python3", *cmd[1:]]).replace(str(ctx.workdir), "$WORK"))
+    prof = Profile(
+        f"cProfile on the submit of {ctx.args.submit_count:,} objects",
+        shlex.join(["python3", *cmd[1:]]).replace(str(ctx.workdir), "$WORK"),
+    )
     if not stats.exists():
         prof.lines = [f"(cProfile failed: {sample.note})"]
         return prof
@@ -866,11 +948,15 @@ def profile_submit(ctx: Context) -> Profile:
     total = 0.0
     for (file, line, func), (_cc, ncalls, tottime, cumtime, _callers) in st.stats.items():  # type: ignore[attr-defined]
         total += tottime
-        short = re.sub(r"^.*/(dlengine/|site-packages/|lib/python3\.\d+/)", "", file)
+        short = re.sub(r"^.*/(?=dlengine/)|^.*/(site-packages|lib/python3\.\d+)/", "", file)
         entries.append((tottime, cumtime, ncalls, f"{func} ({short}:{line})" if line else func))
     entries.sort(reverse=True)
-    prof.lines = [f"Profiled run: {sample.wall:.1f}s (cProfile inflates Python-heavy code ~1.5x).", "",
-                  "| own s | share | cumulative s | calls | function |", "|---:|---:|---:|---:|---|"]  # fmt: skip
+    prof.lines = [
+        f"Profiled run: {sample.wall:.1f}s (cProfile inflates Python-heavy code ~1.5x).",
+        "",
+        "| own s | share | cumulative s | calls | function |",
+        "|---:|---:|---:|---:|---|",
+    ]
     for tottime, cumtime, ncalls, name in entries[: ctx.args.top]:
         prof.lines.append(f"| {tottime:.2f} | {100 * tottime / total:.0f}% | {cumtime:.2f} | {ncalls:,} | `{name}` |")
     shutil.rmtree(home / "data", ignore_errors=True)
@@ -881,7 +967,12 @@ def profile_submit(ctx: Context) -> Profile:
 
 
 def fmt(value: float | None, spec: str = ",.1f") -> str:
-    return "–" if value is None else format(value, spec)
+    return "-" if value is None else format(value, spec)
+
+
+def job_span(row: Row) -> float | None:
+    spans = [s.extra["job_span"] for s in row.good if "job_span" in s.extra]
+    return median(spans) if spans else None
 
 
 def rclone_row(rows: list[Row], scenario: str) -> Row | None:
@@ -897,12 +988,12 @@ def ratio(row: Row, ref: Row | None, scenario: str) -> float | None:
 
 def throughput_table(rows: list[Row]) -> list[str]:
     out = [
-        "| data set | tool | settings | wall s: median (min–max) | objects/s | MB/s | CPU s | max RSS MB | vs rclone |",
+        "| data set | tool | settings | wall s: median (min-max) | objects/s | MB/s | CPU s | max RSS MB | vs rclone |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         walls = [s.wall for s in row.good]
-        spread = f"{row.wall:.2f} ({min(walls):.2f}–{max(walls):.2f})" if walls else "failed"
+        spread = f"{row.wall:.2f} ({min(walls):.2f}-{max(walls):.2f})" if walls else "failed"
         r = ratio(row, rclone_row(rows, row.scenario), row.scenario)
         label = f"{row.objects:,} x {human_size(row.nbytes // max(1, row.objects))}"
         out.append(
@@ -912,7 +1003,9 @@ def throughput_table(rows: list[Row]) -> list[str]:
     return out
 
 
-def targets(rows: list[Row], submit: SubmitResult | None, ds: Dataset, args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+def targets(
+    rows: list[Row], submit: SubmitResult | None, ds: Dataset, args: argparse.Namespace
+) -> list[tuple[str, str, str, str]]:
     """(target, measured, goal, verdict)."""
     result: list[tuple[str, str, str, str]] = []
     for scenario, goal, unit in (("small", SMALL_RATIO_GOAL, "objects/s"), ("large", LARGE_RATIO_GOAL, "MB/s")):
@@ -921,13 +1014,16 @@ def targets(rows: list[Row], submit: SubmitResult | None, ds: Dataset, args: arg
             continue
         ref = rclone_row(rows, scenario)
         name = f"{ds.count(scenario):,} x {human_size(ds.size(scenario))}: dlengine {unit} / rclone {unit}"
-        default, nofsync = mine[0], mine[-1]
+        default = next(r for r in mine if r.fsync)
+        nofsync = next((r for r in mine if not r.fsync), default)
         r_default, r_nofsync = ratio(default, ref, scenario), ratio(nofsync, ref, scenario)
         if r_default is None:
             result.append((name, "n/a (rclone not run)", f">= {goal}", "not measured"))
             continue
         measured = f"{r_default:.2f} (fsync on), {fmt(r_nofsync, '.2f')} (fsync off)"
-        verdict = "met" if r_default >= goal else ("missed (met with fsync off)" if (r_nofsync or 0) >= goal else "missed")
+        verdict = (
+            "met" if r_default >= goal else ("missed (met with fsync off)" if (r_nofsync or 0) >= goal else "missed")
+        )
         result.append((name, measured, f">= {goal}", verdict))
     if submit is not None:
         n = f"{submit.objects:,}-object range job"
@@ -936,9 +1032,23 @@ def targets(rows: list[Row], submit: SubmitResult | None, ds: Dataset, args: arg
         else:
             ok = submit.wall <= SUBMIT_SECONDS_GOAL
             scale = "" if submit.objects == 1_000_000 else " (goal is for 1,000,000)"
-            result.append((f"submit {n}: time", f"{submit.wall:.2f} s", f"<= {SUBMIT_SECONDS_GOAL:.0f} s{scale}", "met" if ok else "missed"))
+            result.append(
+                (
+                    f"submit {n}: time",
+                    f"{submit.wall:.2f} s",
+                    f"<= {SUBMIT_SECONDS_GOAL:.0f} s{scale}",
+                    "met" if ok else "missed",
+                )
+            )
             ok = (submit.rss or 0) <= SUBMIT_RSS_MB_GOAL
-            result.append((f"submit {n}: peak RSS", f"{submit.rss:.0f} MB", f"<= {SUBMIT_RSS_MB_GOAL:.0f} MB", "met" if ok else "missed"))
+            result.append(
+                (
+                    f"submit {n}: peak RSS",
+                    f"{submit.rss:.0f} MB",
+                    f"<= {SUBMIT_RSS_MB_GOAL:.0f} MB",
+                    "met" if ok else "missed",
+                )
+            )
     return result
 
 
@@ -969,18 +1079,27 @@ def machine_info(workdir: Path) -> list[str]:
 
 def git_revision() -> str:
     try:
-        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        rev = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         dirty = subprocess.run(
             ["git", "--no-optional-locks", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.SubprocessError):
         return "?"
     return rev.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
 
 
 def report(
-    ctx: Context, rows: list[Row], submit: SubmitResult | None, profiles: list[Profile], started: dt.datetime, elapsed: float
+    ctx: Context,
+    rows: list[Row],
+    submit: SubmitResult | None,
+    profiles: list[Profile],
+    started: dt.datetime,
+    elapsed: float,
 ) -> str:
     args = ctx.args
     lines = [
@@ -990,9 +1109,12 @@ def report(
         *machine_info(ctx.workdir),
         f"- dlengine: {first_line([*ctx.dlengine, '--version'])} (git {git_revision()}); "
         f"{'extra env: ' + ' '.join(f'{k}={v}' for k, v in ctx.dl_env.items()) if ctx.dl_env else 'default settings'}",
-        f"- server: {ctx.server.version} on 127.0.0.1",
     ]
-    peers = [f"{t}: {first_line([p, '--version'])}" for t, p in ctx.tools.items() if p and t in ("rclone", "aria2c", "wget")]
+    if ctx.server.version:
+        lines.append(f"- server: {ctx.server.version} on 127.0.0.1")
+    peers = [
+        f"{t}: {first_line([p, '--version'])}" for t, p in ctx.tools.items() if p and t in ("rclone", "aria2c", "wget")
+    ]
     if peers and not args.skip_peers:
         lines.append(f"- peers: {'; '.join(peers)}")
     lines += [
@@ -1005,13 +1127,16 @@ def report(
     if rows:
         lines += ["### Throughput", "", *throughput_table(rows), ""]
         spans = [
-            f"{r.scenario} fsync {r.settings.split('=')[1][:1]}: {median(s.extra['job_span'] for s in r.good if 'job_span' in s.extra):.2f}s"
+            f"{r.scenario} fsync {'on' if r.fsync else 'off'}: {span:.2f}s"
             for r in rows
-            if r.tool == "dlengine" and any("job_span" in s.extra for s in r.good)
+            if r.tool == "dlengine" and (span := job_span(r)) is not None
         ]
         if spans:
-            lines += ["dlengine job span (first claim to job finished, inside the run; the rest of the wall time is "
-                      "supervisor and worker start-up and shutdown): " + "; ".join(spans) + ".", ""]  # fmt: skip
+            lines += [
+                "dlengine job span (first claim to job finished, inside the run; the rest of the wall time is "
+                "supervisor and worker start-up and shutdown): " + "; ".join(spans) + ".",
+                "",
+            ]
         failed = [f"- {r.scenario} {r.tool}: {n}" for r in rows for n in r.failures]
         if failed:
             lines += ["Failed runs (left out of the medians):", "", *failed, ""]
@@ -1019,19 +1144,19 @@ def report(
         lines += [
             "### Submit",
             "",
-            f"`dlengine download \"{submit_template(submit.objects)}\" ais://big --no-start` in a fresh home, "
+            f'`dlengine download "{submit_template(submit.objects)}" ais://big --no-start` in a fresh home, '
             f"peak RSS by {submit.method}.",
             "",
-            "| objects | wall s: median (min–max) | peak RSS MB | ledger size MB |",
+            "| objects | wall s: median (min-max) | peak RSS MB | ledger size MB |",
             "|---:|---:|---:|---:|",
         ]
         if submit.walls:
             lines.append(
-                f"| {submit.objects:,} | {submit.wall:.2f} ({min(submit.walls):.2f}–{max(submit.walls):.2f}) "
+                f"| {submit.objects:,} | {submit.wall:.2f} ({min(submit.walls):.2f}-{max(submit.walls):.2f}) "
                 f"| {fmt(submit.rss, ',.0f')} | {submit.ledger_mb:,.0f} |"
             )
         else:
-            lines.append(f"| {submit.objects:,} | failed: {'; '.join(submit.failures)[:300]} | – | – |")
+            lines.append(f"| {submit.objects:,} | failed: {'; '.join(submit.failures)[:300]} | - | - |")
         lines.append("")
     verdicts = targets(rows, submit, ctx.ds, args)
     if verdicts:
@@ -1046,7 +1171,9 @@ def report(
 
 
 def write_results(path: Path, generated: str) -> None:
-    header = "# dlengine benchmark results\n\nProduced by `bench/bench.py` (usage: `python3 bench/bench.py --help`).\n\n"
+    header = (
+        "# dlengine benchmark results\n\nProduced by `bench/bench.py` (usage: `python3 bench/bench.py --help`).\n\n"
+    )
     old = path.read_text() if path.exists() else header
     block = f"{BEGIN_MARK}\n{generated}{END_MARK}"
     if BEGIN_MARK in old and END_MARK in old:
@@ -1061,7 +1188,10 @@ def write_results(path: Path, generated: str) -> None:
 def print_summary(rows: list[Row], submit: SubmitResult | None, ctx: Context) -> None:
     print()
     if rows:
-        header = f"{'data set':<16} {'tool':<9} {'settings':<44} {'wall s':>8} {'obj/s':>9} {'MB/s':>8} {'CPU s':>7} {'vs rclone':>9}"
+        header = (
+            f"{'data set':<16} {'tool':<9} {'settings':<44} {'wall s':>8} {'obj/s':>9} {'MB/s':>8} "
+            f"{'CPU s':>7} {'vs rclone':>9}"
+        )
         print(header)
         print("-" * len(header))
         for row in rows:
@@ -1072,8 +1202,10 @@ def print_summary(rows: list[Row], submit: SubmitResult | None, ctx: Context) ->
                 f"{fmt(row.objects_per_s, ',.0f'):>9} {fmt(row.mb_per_s):>8} {fmt(row.cpu):>7} {fmt(r, '.2f'):>9}"
             )
     if submit is not None and submit.walls:
-        print(f"\nsubmit {submit.objects:,} objects: {submit.wall:.2f}s, peak RSS {fmt(submit.rss, '.0f')} MB, "
-              f"ledger {submit.ledger_mb:.0f} MB")  # fmt: skip
+        print(
+            f"\nsubmit {submit.objects:,} objects: {submit.wall:.2f}s, peak RSS {fmt(submit.rss, '.0f')} MB, "
+            f"ledger {submit.ledger_mb:.0f} MB"
+        )
     verdicts = targets(rows, submit, ctx.ds, ctx.args)
     if verdicts:
         print()
@@ -1095,18 +1227,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small-size", type=parse_size, default=parse_size("10KiB"), metavar="SIZE", help="default 10KiB")
     p.add_argument("--large", type=int, default=4, metavar="N", help="number of large objects (default 4)")
     p.add_argument("--large-size", type=parse_size, default=parse_size("256MiB"), metavar="SIZE", help="default 256MiB")
-    p.add_argument("--submit-count", type=int, default=1_000_000, metavar="N", help="objects in the submit benchmark (default 1000000)")
-    p.add_argument("--repeat", type=int, default=3, metavar="R", help="runs per figure; the median is reported (default 3)")
+    p.add_argument(
+        "--submit-count",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="objects in the submit benchmark (default 1000000)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=3, metavar="R", help="runs per figure; the median is reported (default 3)"
+    )
     p.add_argument("--only", action="append", choices=SCENARIOS, help="run only this part (repeatable)")
     p.add_argument("--skip-peers", action="store_true", help="do not run rclone, aria2c, wget")
-    p.add_argument("--wget-max", type=int, default=0, metavar="N", help="wget fetches at most N objects per data set (0 = all)")
-    p.add_argument("--server", choices=("auto", "nginx", "httpd", "python"), default="auto",
-                   help="auto: nginx if installed, else tests/httpd.py, else python3 -m http.server")  # fmt: skip
-    p.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
-                   help="profile dlengine (py-spy, strace -c, cProfile) when a target is missed (auto), always or never")  # fmt: skip
+    p.add_argument(
+        "--wget-max", type=int, default=0, metavar="N", help="wget fetches at most N objects per data set (0 = all)"
+    )
+    p.add_argument(
+        "--server",
+        choices=("auto", "nginx", "httpd", "python"),
+        default="auto",
+        help="auto: nginx if installed, else tests/httpd.py, else python3 -m http.server",
+    )
+    p.add_argument(
+        "--profile",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="profile dlengine (py-spy, strace -c, cProfile) when a target is missed (auto), always or never",
+    )
     p.add_argument("--top", type=int, default=12, metavar="N", help="hot spots to list per profile (default 12)")
-    p.add_argument("--dlengine-env", action="append", default=[], metavar="K=V",
-                   help="extra environment for dlengine, e.g. DLENGINE_THREADS=32 (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--dlengine-env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra environment for dlengine, e.g. DLENGINE_THREADS=32 (repeatable)",
+    )
     p.add_argument("--workdir", type=Path, help="work directory (default: a new temp dir); its data set is reused")
     p.add_argument("--keep", action="store_true", help="keep the work directory (data, homes, outputs, logs)")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results file (default bench/RESULTS.md)")
@@ -1162,15 +1317,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             for scenario in ("small", "large"):
                 if scenario not in scenarios:
                     continue
-                missed = any(t.startswith(f"{ds.count(scenario):,} x") and v.startswith("missed") for t, v in verdicts.items())
+                missed = any(
+                    t.startswith(f"{ds.count(scenario):,} x") and v.startswith("missed") for t, v in verdicts.items()
+                )
                 if missed or args.profile == "always":
                     for tool in ("py-spy", "strace"):
                         if tools[tool] and not (tool == "strace" and scenario == "large"):
                             log(f"profiling {scenario} with {tool}")
                             profiles.append(profile_run(ctx, scenario, tool))
-            if "submit" in scenarios and (args.profile == "always" or any(
-                t.startswith("submit") and v != "met" for t, v in verdicts.items()
-            )):  # fmt: skip
+            if "submit" in scenarios and (
+                args.profile == "always" or any(t.startswith("submit") and v != "met" for t, v in verdicts.items())
+            ):
                 log("profiling the submit with cProfile")
                 profiles.append(profile_submit(ctx))
     finally:
@@ -1184,7 +1341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"wrote {args.results}")
     if args.json:
         data = {
-            "rows": [{**asdict(r), "wall": r.wall, "objects_per_s": r.objects_per_s, "mb_per_s": r.mb_per_s} for r in rows],
+            "rows": [
+                {**asdict(r), "wall": r.wall, "objects_per_s": r.objects_per_s, "mb_per_s": r.mb_per_s} for r in rows
+            ],
             "submit": asdict(submit) if submit else None,
             "targets": targets(rows, submit, ds, args),
         }

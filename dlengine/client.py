@@ -15,8 +15,7 @@ from dlengine.config import Settings, load_settings
 from dlengine.errors import NotFoundError
 from dlengine.ledger import db, jobs
 from dlengine.ledger.states import ACTIVE_JOB_STATES
-from dlengine.spec import JobSpec, iter_objects, load_job, parse_job, spec_to_dict
-from dlengine.spec.model import BucketRef
+from dlengine.spec import JobSpec, JobType, iter_objects, load_job, object_count, parse_job, spec_to_dict
 from dlengine.spec.uri import parse_bucket_uri
 from dlengine.status import full, summary
 from dlengine.storage import layout
@@ -52,8 +51,11 @@ class Client:
         ``start`` is False or one runs already. Returns the job id."""
         spec = _as_spec(job)
         bucket = spec.bucket
-        place = placer([str(p) for p in self.settings.mountpaths], _bucket_key(bucket))
-        objects = ((o.name, o.link) for o in iter_objects(spec))
+        place = placer([str(p) for p in self.settings.mountpaths], bucket.uri())
+        # range and backend jobs are filled in later, page by page, by the
+        # supervisor's dispatcher: submitting stays O(1)
+        later = spec.type in (JobType.RANGE, JobType.BACKEND)
+        objects = iter(()) if later else ((o.name, o.link) for o in iter_objects(spec))
         record = {
             "type": spec.type.value,
             "description": spec.description,
@@ -65,7 +67,7 @@ class Client:
             "bytes_per_hour": spec.limits.bytes_per_hour,
             "timeout": spec.timeout,
         }
-        job_id = jobs.create_job(self.conn, record, objects, place)
+        job_id = jobs.create_job(self.conn, record, objects, place, dispatched=not later, total=object_count(spec) or 0)
         jobsecrets.save(self.settings.secrets_dir, job_id, spec.secret_headers)
         if start:
             start_background(self.settings)
@@ -161,10 +163,6 @@ def _as_spec(job: JobInput) -> JobSpec:
     if isinstance(job, str | bytes):
         return load_job(job)
     return parse_job(job)
-
-
-def _bucket_key(bucket: BucketRef) -> str:
-    return bucket.uri()
 
 
 def open_client() -> closing[Client]:

@@ -31,7 +31,7 @@ def summary(row: sqlite3.Row) -> dict[str, Any]:
         "started_time": iso(row["started_time"]),
         "finished_time": iso(row["finished_time"]),
         "total": row["total"],
-        "scheduled_cnt": row["total"],
+        "scheduled_cnt": row["scheduled_cnt"],
         "pending_cnt": row["pending_cnt"],
         "running_cnt": row["running_cnt"],
         "finished_cnt": finished,

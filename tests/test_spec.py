@@ -1059,3 +1059,23 @@ def test_parse_job_does_not_mutate_input() -> None:
     snapshot = json.dumps(body)
     parse_job(body)
     assert json.dumps(body) == snapshot
+
+
+@pytest.mark.parametrize(
+    ("template", "ok"),
+    [
+        ("http://h/x{1..12}{1..12}", False),  # 1|11 and 11|1 both give x111
+        ("http://h/x{1..9}{1..12}", True),  # fixed width on the left
+        ("http://h/x{1..12}{10..12}", True),  # fixed width on the right
+        ("http://h/x{1..12}-{1..12}", True),  # a separator
+        ("http://h/x{001..012}{1..12}", True),  # zero padding
+        ("http://h/x{1..12}5{10..12}", True),  # digits then a fixed-width tail
+    ],
+)
+def test_adjacent_ranges_that_could_repeat_names(template: str, ok: bool) -> None:
+    job = {"type": "range", "bucket": {"name": "b"}, "template": template}
+    if ok:
+        parse_job(job)
+    else:
+        with pytest.raises(SpecError, match="duplicate object names possible"):
+            parse_job(job)

@@ -44,20 +44,22 @@ def create_job(
     place: Callable[[str], str],
     *,
     dispatched: bool = True,
+    total: int = 0,
 ) -> str:
     """Insert a job and its objects (name, link) in one transaction.
 
-    Objects arrive lazily and go in pages of PAGE_SIZE, so a million-object
-    template is never held in memory. ``place(name)`` gives the mountpath
-    path of an object. Duplicate names abort the whole insert: nothing is
-    created.
+    Objects arrive lazily and go in pages of PAGE_SIZE. ``place(name)``
+    gives the mountpath path of an object. Duplicate names abort the whole
+    insert: nothing is created. With ``dispatched=False`` the supervisor's
+    dispatcher inserts the (remaining) objects later; ``total`` is the
+    expected count, if known.
     """
     job_id = new_job_id()
     now = time.time()
     with write(conn):
         cur = conn.execute(
             "INSERT INTO jobs (id, type, description, provider, namespace, bucket, spec, conns,"
-            " bytes_per_hour, timeout, created_time) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " bytes_per_hour, timeout, created_time, total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 job_id,
                 job["type"],
@@ -70,6 +72,7 @@ def create_job(
                 job["bytes_per_hour"],
                 job["timeout"],
                 now,
+                total,
             ),
         )
         seq = int(cur.lastrowid or 0)
@@ -96,8 +99,9 @@ def insert_objects(
         _insert_page(conn, rows)
         count += len(rows)
         conn.execute(
-            "UPDATE jobs SET total = total + ?, pending_cnt = pending_cnt + ? WHERE seq = ?",
-            (len(rows), len(rows), seq),
+            "UPDATE jobs SET scheduled_cnt = scheduled_cnt + ?, pending_cnt = pending_cnt + ?,"
+            " total = max(total, scheduled_cnt + ?) WHERE seq = ?",
+            (len(rows), len(rows), len(rows), seq),
         )
     return count
 

@@ -26,7 +26,7 @@ from dlengine.spec.names import (
     validate_bucket_name,
     validate_object_name,
 )
-from dlengine.spec.template import Template, parse_template
+from dlengine.spec.template import BraceRange, Template, parse_template
 from dlengine.spec.uri import normalize_provider
 
 _TYPE_NAMES = frozenset(t.value for t in JobType)
@@ -379,6 +379,7 @@ def _check_distinct_names(template: Template, subdir: str) -> None:
     inside = [r for r in template.ranges if start <= r.span[0] and r.span[1] <= end]
     distinct = math.prod(r.count for r in inside)
     if distinct >= template.count:
+        _check_unambiguous(template, inside)
         return
     if distinct == 1:
         name = join_subdir(subdir, derive_name(template.first(), "template"))
@@ -391,6 +392,31 @@ def _check_distinct_names(template: Template, subdir: str) -> None:
         f"{template.count} objects would share {distinct} names: only the last "
         "path segment names an object, and ranges elsewhere repeat its names",
     )
+
+
+def _check_unambiguous(template: Template, inside: list[BraceRange]) -> None:
+    """Ranges next to each other can render the same name twice
+    (``{1..12}{1..12}``: 1|11 and 11|1). A name reads back uniquely when
+    every range of varying width is followed by a non-digit or only by
+    ranges of fixed width; refuse the rest before anything is created."""
+    for i, current in enumerate(inside):
+        if _fixed_width(current):
+            continue
+        following = template.text[current.span[1] : inside[i + 1].span[0]] if i + 1 < len(inside) else None
+        if following is None or (following and not following[0].isdigit()):
+            continue
+        if all(_fixed_width(r) for r in inside[i + 1 :]):
+            continue
+        text = template.text[current.span[0] : current.span[1]]
+        raise SpecError(
+            "template",
+            f"duplicate object names possible: range {text} has no padding and no separator after it;"
+            " zero-pad it or put a letter after it",
+        )
+
+
+def _fixed_width(brace: BraceRange) -> bool:
+    return bool(brace.width) or len(brace.render(brace.start)) == len(brace.render(brace.last))
 
 
 def _last_segment_span(link: str) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from dlengine.errors import SupervisorRunning
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.storage import layout
+from dlengine.supervisor.dispatch import Dispatcher
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.pool import MountpathPool
 
@@ -48,9 +49,12 @@ class Supervisor:
             conn = db.connect(self.settings.ledger_path)
             self._recover(conn)
             self._start_pools(conn)
+            dispatcher = Dispatcher(self.settings, self.stop)
+            dispatcher.start()
             self._loop(conn)
             return self._exit_code(conn)
         finally:
+            self.stop.set()
             self._stop_pools()
             self.lock.release()
 
