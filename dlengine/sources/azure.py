@@ -1,0 +1,257 @@
+"""Azure Blob Storage through azure-storage-blob.
+
+Credentials follow the SDK's conventions: ``AZURE_STORAGE_CONNECTION_STRING``,
+else an account URL (``AZURE_STORAGE_ACCOUNT_URL``, or
+``https://$AZURE_STORAGE_ACCOUNT.blob.core.windows.net``) with
+``DefaultAzureCredential`` when azure-identity is installed (anonymous
+otherwise). They are read here, when a client is made, and never written
+to the ledger. ``az://container/key`` names a blob of that account.
+
+The SDK is imported lazily: without it ``az://`` links and listings raise
+``MissingExtraError`` (a blob URL needs the account, so there is no public
+HTTPS fallback).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from dlengine import errors
+from dlengine.sources.base import ObjectInfo, Request
+
+EXTRA = "pip install 'dlengine[azure]'"
+SCHEME = "az"
+ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+ENV_ACCOUNT_URL = "AZURE_STORAGE_ACCOUNT_URL"
+ENV_ACCOUNT = "AZURE_STORAGE_ACCOUNT"
+
+_lock = threading.Lock()
+_client: list[Any] = []
+
+
+def available() -> bool:
+    try:
+        from azure.storage import blob  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def client() -> Any:
+    """One BlobServiceClient per process (thread-safe)."""
+    with _lock:
+        if not _client:
+            _client.append(_new_client())
+        return _client[0]
+
+
+def _new_client() -> Any:
+    try:
+        from azure.storage.blob import BlobServiceClient
+    except ImportError:
+        raise errors.MissingExtraError(f"Azure Blob Storage needs azure-storage-blob: {EXTRA}") from None
+    options: dict[str, Any] = {"retry_total": 2}
+    connection_string = os.environ.get(ENV_CONNECTION_STRING)
+    if connection_string:
+        with translated("az://"):
+            return BlobServiceClient.from_connection_string(connection_string, **options)
+    return BlobServiceClient(_account_url(), credential=_default_credential(), **options)
+
+
+def _account_url() -> str:
+    url = os.environ.get(ENV_ACCOUNT_URL)
+    account = os.environ.get(ENV_ACCOUNT)
+    if url:
+        return url
+    if account:
+        return f"https://{account}.blob.core.windows.net"
+    raise errors.SourceDeniedError(
+        f"az:// needs an account: set {ENV_CONNECTION_STRING}, {ENV_ACCOUNT_URL} or {ENV_ACCOUNT}"
+    )
+
+
+def _default_credential() -> Any:
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError:
+        return None  # anonymous: public containers only
+    return DefaultAzureCredential()
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Run SDK calls; their exceptions leave as dlengine errors."""
+    try:
+        yield
+    except errors.DlengineError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc, what)
+        if mapped is None:
+            raise  # not the SDK's: a bug, reported as an internal error
+        raise mapped from exc
+
+
+def translate(exc: BaseException, what: str) -> errors.DlengineError | None:
+    """azure-core's exceptions -> dlengine's error classes (the one place);
+    None for exceptions that are not the SDK's or the network's."""
+    from azure.core import exceptions as ax
+
+    if isinstance(exc, ax.ResourceNotFoundError):
+        return errors.SourceNotFoundError(f"{what}: not found ({_code(exc)})")
+    if isinstance(exc, ax.ClientAuthenticationError):
+        return errors.SourceDeniedError(f"{what}: access denied ({_code(exc)})")
+    if isinstance(exc, ax.ResourceModifiedError):
+        return errors.SourceChangedError(f"{what}: changed ({_code(exc)})")
+    if isinstance(exc, ax.ServiceRequestTimeoutError | ax.ServiceResponseTimeoutError | TimeoutError):
+        return errors.SourceTimeoutError(f"{what}: timed out ({exc})")
+    if isinstance(exc, ax.ServiceRequestError | ax.ServiceResponseError | ConnectionError | OSError):
+        return errors.SourceConnectionError(f"{what}: {exc}")
+    if isinstance(exc, ax.HttpResponseError):
+        return _status_error(int(exc.status_code or 0), f"{what}: HTTP {exc.status_code} ({_code(exc)})")
+    if isinstance(exc, ax.AzureError | ValueError):  # ValueError: a malformed connection string
+        return errors.SourceDeniedError(f"{what}: {exc}")
+    return None
+
+
+def _status_error(status: int, reason: str) -> errors.DlengineError:
+    if status in (401, 403):
+        return errors.SourceDeniedError(reason)
+    if status in (412, 416):
+        return errors.SourceChangedError(reason)
+    if status in (408, 429) or status >= 500:
+        return errors.ServerBusyError(reason)
+    return errors.SourceHTTPError(reason)
+
+
+def _code(exc: Any) -> str:
+    code = getattr(exc, "error_code", None) or getattr(exc, "reason", None) or type(exc).__name__
+    return str(getattr(code, "value", code))
+
+
+class AzureStream:
+    """A StorageStreamDownloader."""
+
+    def __init__(self, downloader: Any, info: ObjectInfo, offset: int, not_modified: bool = False) -> None:
+        self._downloader = downloader
+        self.info = info
+        self.offset = offset
+        self.not_modified = not_modified
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        if self._downloader is None:
+            return
+        with translated(self.info.key):
+            yield from self._downloader.chunks()
+
+    def close(self) -> None:
+        self._downloader = None
+
+
+class AzureSource:
+    """One container. Keys are blob names inside it."""
+
+    def __init__(self, container: str, page_size: int = 1000) -> None:
+        self.container = container
+        self.page_size = page_size
+
+    def link(self, key: str) -> str:
+        return f"{SCHEME}://{self.container}/{key}"
+
+    def stat(self, key: str, headers: object = None, timeout: float = 60.0) -> ObjectInfo:
+        with translated(self.link(key)):
+            props = self._blob(key).get_blob_properties(timeout=int(timeout))
+        return _info(key, props)
+
+    def list(self, prefix: str = "", suffix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        """Paged List Blobs: the prefix goes to the server; the suffix and
+        keys up to ``start_after`` (no server-side equivalent) are filtered here."""
+        container = client().get_container_client(self.container)
+        with translated(f"{SCHEME}://{self.container}/{prefix}"):
+            pages = container.list_blobs(name_starts_with=prefix or None, results_per_page=self.page_size)
+            for blob in pages:
+                if blob.name > start_after and blob.name.endswith(suffix):
+                    yield _info(blob.name, blob)
+
+    def open(self, request: Request) -> AzureStream:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotModifiedError
+
+        args = _download_args(request, MatchConditions)
+        with translated(self.link(request.key)):
+            try:
+                downloader = self._blob(request.key).download_blob(**args)
+            except (ResourceNotModifiedError, ResourceModifiedError) as exc:
+                if request.offset > 0 and isinstance(exc, ResourceModifiedError):
+                    return self.open(Request(request.key, timeout=request.timeout))  # If-Range: send it whole
+                if not request.if_none_match:
+                    raise
+                # If-None-Match held (Azurite answers 412 where Azure answers 304)
+                return AzureStream(None, ObjectInfo(key=request.key, etag=request.if_none_match), 0, True)
+        return AzureStream(downloader, _info(request.key, downloader.properties), request.offset)
+
+    def upload(self, key: str, path: Path, md5_hex: str | None = None) -> None:
+        """Store a verified local file as ``key``, with its Content-MD5."""
+        from azure.storage.blob import ContentSettings
+
+        settings = ContentSettings(content_md5=bytearray.fromhex(md5_hex)) if md5_hex else None
+        with translated(self.link(key)), open(path, "rb") as data:
+            self._blob(key).upload_blob(data, overwrite=True, content_settings=settings, max_concurrency=4)
+
+    def delete(self, key: str) -> None:
+        with translated(self.link(key)):
+            self._blob(key).delete_blob()
+
+    def _blob(self, key: str) -> Any:
+        return client().get_blob_client(self.container, key)
+
+
+def _download_args(request: Request, conditions: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {"max_concurrency": 1, "timeout": int(request.timeout)}
+    if request.offset > 0:
+        args["offset"] = request.offset
+        if request.if_range:
+            args.update(etag=request.if_range, match_condition=conditions.IfNotModified)
+    elif request.if_none_match:
+        args.update(etag=request.if_none_match, match_condition=conditions.IfModified)
+    return args
+
+
+def _info(key: str, props: Any) -> ObjectInfo:
+    md5 = props.content_settings.content_md5 if props.content_settings else None
+    return ObjectInfo(
+        key=key,
+        size=_size(props),
+        etag=_quoted(props.etag),
+        version=getattr(props, "version_id", None),
+        last_modified=_http_date(props.last_modified),
+        checksums={"md5": bytes(md5).hex()} if md5 else {},
+    )
+
+
+def _size(props: Any) -> int | None:
+    """The whole blob's size, also when ``props`` describe a range."""
+    total = str(getattr(props, "content_range", None) or "").rpartition("/")[2]
+    if total.isdigit():
+        return int(total)
+    return int(props.size) if props.size is not None else None
+
+
+def _quoted(etag: str | None) -> str | None:
+    """Listings give ETags bare, downloads quoted: keep one form."""
+    if not etag or etag.startswith(('"', "W/")):
+        return etag
+    return f'"{etag}"'
+
+
+def _http_date(value: datetime | None) -> str | None:
+    if not isinstance(value, datetime):
+        return None
+    return format_datetime(value.astimezone(timezone.utc), usegmt=True)

@@ -1,0 +1,210 @@
+"""Google Cloud Storage through google-cloud-storage.
+
+Credentials and endpoint come only from the SDK's conventions:
+``STORAGE_EMULATOR_HOST`` (then anonymous), ``GOOGLE_APPLICATION_CREDENTIALS``
+or the other application-default credentials; without any, the anonymous
+client reads public buckets. Nothing of it is written to the ledger.
+
+The SDK is imported lazily: without it ``gs://`` links go over public HTTPS
+(see ``registry``) and listing a bucket raises ``MissingExtraError``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from dlengine import errors
+from dlengine.sources import checksums
+from dlengine.sources.base import ObjectInfo, Request
+
+EXTRA = "pip install 'dlengine[gcs]'"
+SCHEME = "gs"
+READ_CHUNK = 8 << 20  # bytes per ranged GET of the blob reader
+
+_lock = threading.Lock()
+_client: list[Any] = []
+
+
+def available() -> bool:
+    try:
+        from google.cloud import storage  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def client() -> Any:
+    """One storage client per process."""
+    with _lock:
+        if not _client:
+            _client.append(_new_client())
+        return _client[0]
+
+
+def _new_client() -> Any:
+    try:
+        from google.auth.exceptions import DefaultCredentialsError
+        from google.cloud import storage
+    except ImportError:
+        raise errors.MissingExtraError(f"Google Cloud Storage needs google-cloud-storage: {EXTRA}") from None
+    try:
+        return storage.Client()
+    except DefaultCredentialsError:
+        # no credentials anywhere: public buckets still read anonymously
+        return storage.Client.create_anonymous_client()
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Run SDK calls; their exceptions leave as dlengine errors."""
+    try:
+        yield
+    except errors.DlengineError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc, what)
+        if mapped is None:
+            raise  # not the SDK's: a bug, reported as an internal error
+        raise mapped from exc
+
+
+def translate(exc: BaseException, what: str) -> errors.DlengineError | None:
+    """The SDK's exceptions -> dlengine's error classes (the one place);
+    None for exceptions that are not the SDK's or the network's."""
+    import requests
+    from google.api_core import exceptions as gx
+    from google.auth import exceptions as auth
+
+    if isinstance(exc, gx.GoogleAPICallError):
+        return _api_error(exc, what)
+    if isinstance(exc, auth.GoogleAuthError):
+        return errors.SourceDeniedError(f"{what}: credentials: {exc}")
+    if isinstance(exc, requests.Timeout | TimeoutError):
+        return errors.SourceTimeoutError(f"{what}: timed out ({exc})")
+    if isinstance(exc, requests.RequestException | ConnectionError | OSError):
+        return errors.SourceConnectionError(f"{what}: {exc}")
+    return None
+
+
+def _api_error(exc: Any, what: str) -> errors.DlengineError:
+    status = int(exc.code or 0)
+    reason = f"{what}: HTTP {status} {exc.message}"
+    if status == 404:
+        return errors.SourceNotFoundError(reason)
+    if status in (401, 403):
+        return errors.SourceDeniedError(reason)
+    if status in (412, 416):
+        return errors.SourceChangedError(reason)
+    if status in (408, 429) or status >= 500:
+        return errors.ServerBusyError(reason)
+    return errors.SourceHTTPError(reason)
+
+
+class GCSStream:
+    """A blob reader: ranged GETs of READ_CHUNK bytes."""
+
+    def __init__(self, reader: Any, info: ObjectInfo, offset: int, not_modified: bool = False) -> None:
+        self._reader = reader
+        self.info = info
+        self.offset = offset
+        self.not_modified = not_modified
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        if self._reader is None:
+            return
+        with translated(self.info.key):
+            while data := self._reader.read(size):
+                yield data
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+
+class GCSSource:
+    """One bucket. Keys are object names inside it."""
+
+    def __init__(self, bucket: str, page_size: int = 1000) -> None:
+        self.bucket = bucket
+        self.page_size = page_size
+
+    def link(self, key: str) -> str:
+        return f"{SCHEME}://{self.bucket}/{key}"
+
+    def stat(self, key: str, headers: object = None, timeout: float = 60.0) -> ObjectInfo:
+        return _info(self._blob(key, timeout))
+
+    def list(self, prefix: str = "", suffix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        """Paged objects.list: prefix and start offset go to the server, the
+        suffix is filtered here (and keys up to ``start_after``, in case a
+        server ignores the offset)."""
+        args: dict[str, Any] = {"prefix": prefix or None, "page_size": self.page_size}
+        if start_after:
+            args["start_offset"] = start_after
+        with translated(f"{SCHEME}://{self.bucket}/{prefix}"):
+            for blob in client().list_blobs(self.bucket, **args):
+                if blob.name > start_after and blob.name.endswith(suffix):
+                    yield _info(blob)
+
+    def open(self, request: Request) -> GCSStream:
+        blob = self._blob(request.key, request.timeout)
+        info = _info(blob)
+        if request.if_none_match and request.offset == 0 and blob.etag == request.if_none_match:
+            return GCSStream(None, info, 0, not_modified=True)
+        # If-Range: resume only the very object the kept bytes came from
+        offset = request.offset if request.if_range in (blob.etag, info.validator) else 0
+        with translated(self.link(request.key)):
+            reader = blob.open(
+                "rb",
+                chunk_size=READ_CHUNK,
+                raw_download=True,
+                if_generation_match=blob.generation,
+                timeout=request.timeout,
+            )
+            if offset:
+                reader.seek(offset)
+        return GCSStream(reader, info, offset)
+
+    def upload(self, key: str, path: Path, md5_hex: str | None = None) -> None:
+        """Store a verified local file as ``key``."""
+        with translated(self.link(key)):
+            client().bucket(self.bucket).blob(key).upload_from_filename(str(path), checksum="md5")
+
+    def delete(self, key: str) -> None:
+        with translated(self.link(key)):
+            client().bucket(self.bucket).blob(key).delete()
+
+    def _blob(self, key: str, timeout: float) -> Any:
+        with translated(self.link(key)):
+            blob = client().bucket(self.bucket).get_blob(key, timeout=timeout)
+        if blob is None:
+            raise errors.SourceNotFoundError(f"{self.link(key)}: HTTP 404 not found")
+        return blob
+
+
+def _info(blob: Any) -> ObjectInfo:
+    found = {}
+    for algo, value in (("md5", blob.md5_hash), ("crc32c", blob.crc32c)):
+        digest = checksums.b64_to_hex(value) if value else None
+        if digest:
+            found[algo] = digest
+    return ObjectInfo(
+        key=blob.name,
+        size=int(blob.size) if blob.size is not None else None,
+        etag=blob.etag,
+        version=str(blob.generation) if blob.generation else None,
+        last_modified=_http_date(blob.updated),
+        checksums=found,
+    )
+
+
+def _http_date(value: datetime | None) -> str | None:
+    if not isinstance(value, datetime):
+        return None
+    return format_datetime(value.astimezone(timezone.utc), usegmt=True)

@@ -1,0 +1,51 @@
+"""Buckets that live in a cloud store (write-through) instead of on the
+mountpaths: the destination of a single, multi or range job whose bucket
+provider is aws, gcp or azure. How a user fills an S3-compatible store
+(AIStore's S3 API, MinIO, Ceph) or a GCS/Azure bucket.
+
+Objects are downloaded and verified in the mountpath's work file as usual,
+then uploaded through the provider's SDK; only then are they done. The
+catalog records them with the bucket's URI as their "mountpath".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from dlengine.ledger.models import Task
+from dlengine.sources import registry
+from dlengine.sources.base import ObjectInfo
+
+WRITE_THROUGH_PROVIDERS = tuple(registry.PROVIDER_SCHEMES)  # aws, gcp, azure
+
+
+def is_remote_uri(mountpath: str) -> bool:
+    """Whether a catalog "mountpath" is a cloud bucket, not a directory."""
+    return "://" in mountpath
+
+
+class CloudBucket:
+    """A write-through destination: ``put`` uploads a verified file."""
+
+    def __init__(self, provider: str, bucket: str) -> None:
+        scheme = registry.PROVIDER_SCHEMES[provider]
+        self.uri = f"{scheme}://{bucket}"
+        self._source = registry.cloud_source(scheme, bucket)
+
+    def put(self, name: str, path: Path, checksum: tuple[str, str] | None) -> None:
+        md5 = checksum[1] if checksum and checksum[0] == "md5" else None
+        self._source.upload(name, path, md5)
+
+
+def target_for(task: Task) -> CloudBucket | None:
+    """The cloud bucket a task stores into, or None for the mountpaths.
+    Backend jobs keep a *local copy* of their remote bucket: never remote."""
+    if task.provider not in WRITE_THROUGH_PROVIDERS or task.job_type == "backend":
+        return None
+    return CloudBucket(task.provider, task.bucket)
+
+
+def list_remote(provider: str, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+    """The objects of a remote bucket, straight from the provider (``ls --remote``)."""
+    return registry.lister(provider, bucket).list(prefix)

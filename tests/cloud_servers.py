@@ -1,0 +1,254 @@
+"""Session-scoped cloud servers on 127.0.0.1 for the tests and the bench.
+
+- ``s3_server``: moto's S3 in this process, behind a WSGI wrapper that
+  counts every request (method, path, query), so tests can assert that an
+  unchanged object cost no GET.
+- ``gcs_server``: gcp-storage-emulator in this process (in memory).
+- ``azurite_server``: Azurite (Node) in a child process; installed with npm
+  into a cache directory when missing; skipped only without node/npm.
+
+Each exposes ``env``: the SDK's own variables that point a client (in this
+process or in a worker process) at it. Registered from ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+AZURITE_VERSION = "3.35.0"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_ACCOUNT = "devstoreaccount1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+# ----------------------------------------------------------------- S3
+
+
+@dataclass
+class S3Server:
+    """moto's S3 on a free port, counting requests."""
+
+    port: int = 0
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+    _server: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def start(self) -> S3Server:
+        from moto.server import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server("127.0.0.1", 0, self._counting(app), threaded=True)
+        self.port = self._server.server_port
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="moto").start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+
+    def _counting(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            with self._lock:
+                self.requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"], environ["QUERY_STRING"]))
+            return app(environ, start_response)
+
+        return wrapped
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.session.Session().client("s3", endpoint_url=self.endpoint, **_aws_keys())
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for m, p, _ in self.requests if (method in (None, m)) and (path in (None, p)))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+
+def _aws_keys() -> dict[str, str]:
+    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+
+
+# ---------------------------------------------------------------- GCS
+
+
+@dataclass
+class GCSServer:
+    """gcp-storage-emulator, in memory."""
+
+    port: int = 0
+    _server: Any = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.port}"}
+
+    def start(self) -> GCSServer:
+        from gcp_storage_emulator.server import create_server
+
+        logging.getLogger("gcp_storage_emulator").setLevel(logging.ERROR)
+        self.port = free_port()
+        self._server = create_server("127.0.0.1", self.port, in_memory=True)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        options = {"api_endpoint": f"http://127.0.0.1:{self.port}"}
+        return storage.Client(project="test", credentials=AnonymousCredentials(), client_options=options)
+
+
+# -------------------------------------------------------------- Azure
+
+
+def azurite_dir() -> Path:
+    """Where ``.ci/run`` (or the fixture) installs Azurite with npm."""
+    default = Path.home() / ".cache" / "dlengine" / f"azurite-{AZURITE_VERSION}"
+    return Path(os.environ.get("DLENGINE_AZURITE_DIR") or default)
+
+
+def azurite_binary() -> Path | None:
+    """The azurite-blob launcher, installing Azurite when npm is here."""
+    binary = azurite_dir() / "node_modules" / ".bin" / "azurite-blob"
+    if binary.exists():
+        return binary
+    if not (shutil.which("node") and shutil.which("npm")):
+        return None
+    azurite_dir().mkdir(parents=True, exist_ok=True)
+    cmd = ["npm", "install", "--prefix", str(azurite_dir()), f"azurite@{AZURITE_VERSION}", "--no-audit", "--no-fund"]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    return binary
+
+
+@dataclass
+class AzuriteServer:
+    binary: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    def connection_string(self, key: str = AZURITE_KEY) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+        )
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string()}
+
+    def start(self, workdir: Path) -> AzuriteServer:
+        self.port = free_port()
+        cmd = [str(self.binary), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--inMemoryPersistence"]
+        cmd += ["--disableTelemetry", "--silent", "--skipApiVersionCheck"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def client(self, key: str = AZURITE_KEY) -> Any:
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(self.connection_string(key))
+
+
+# ----------------------------------------------------------- fixtures
+
+
+@contextmanager
+def _env(env: dict[str, str]) -> Iterator[None]:
+    """The servers' SDK variables for in-process clients (workers get them
+    through ``Home.env``)."""
+    mp = pytest.MonkeyPatch()
+    for name, value in env.items():
+        mp.setenv(name, value)
+    try:
+        yield
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    pytest.importorskip("moto", reason="moto[server] is not installed (pip install -e '.[test]')")
+    server = S3Server().start()
+    with _env(server.env):
+        yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[GCSServer]:
+    pytest.importorskip("gcp_storage_emulator", reason="gcp-storage-emulator is not installed")
+    server = GCSServer().start()
+    with _env(server.env):
+        yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
+    pytest.importorskip("azure.storage.blob", reason="azure-storage-blob is not installed")
+    binary = azurite_binary()
+    if binary is None:
+        pytest.skip("Azurite needs node and npm, which are not installed here")
+    server = AzuriteServer(binary).start(tmp_path_factory.mktemp("azurite"))
+    with _env(server.env):
+        yield server
+    server.stop()
