@@ -222,6 +222,49 @@ def timed(cmd: Sequence[str], env: dict[str, str], logfile: Path, timeout: float
     return sample
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds (all cores) spent not idle since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values) - idle) / CLK_TCK
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a live process and its live descendants (all their threads)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
+    """Wait (at most ``max_wait`` s) until the machine is mostly idle; returns
+    the busy fraction of all cores over the last half second."""
+    deadline = time.monotonic() + max_wait
+    cores = os.cpu_count() or 1
+    while True:
+        b0, t0 = machine_busy(), time.monotonic()
+        time.sleep(0.5)
+        busy = (machine_busy() - b0) / ((time.monotonic() - t0) * cores)
+        if busy < threshold or time.monotonic() >= deadline:
+            return busy
+
+
 def tail(path: Path, lines: int = 3) -> str:
     try:
         text = path.read_text(errors="replace").strip().splitlines()
@@ -470,6 +513,20 @@ class Context:
         env["PYTHONPYCACHEPREFIX"] = str(self.workdir / "pycache")
         return env
 
+    def measure(self, cmd: Sequence[str], env: dict[str, str], logfile: Path) -> Sample:
+        """``timed``, after waiting for a quiet machine, plus the CPU that the
+        server and everything else on the machine used meanwhile."""
+        busy_before = wait_quiet(self.args.quiet_wait) if self.args.quiet_wait > 0 else None
+        server = self.server.proc.pid if self.server.proc else None
+        m0, s0 = machine_busy(), tree_cpu(server) if server else 0.0
+        sample = timed(cmd, env, logfile)
+        server_cpu = (tree_cpu(server) - s0) if server else 0.0
+        sample.extra["server_cpu"] = server_cpu
+        sample.extra["other_cpu"] = max(0.0, machine_busy() - m0 - sample.cpu - server_cpu)
+        if busy_before is not None:
+            sample.extra["busy_before"] = busy_before
+        return sample
+
     def fresh_dir(self, *parts: str) -> Path:
         path = self.workdir.joinpath(*parts)
         if path.exists():
@@ -592,6 +649,10 @@ class Row:
         return median(s.wall for s in self.good) if self.good else None
 
     @property
+    def best_wall(self) -> float | None:
+        return min(s.wall for s in self.good) if self.good else None
+
+    @property
     def objects_per_s(self) -> float | None:
         wall = self.wall
         return self.objects / wall if wall else None
@@ -604,6 +665,10 @@ class Row:
     @property
     def cpu(self) -> float | None:
         return median(s.cpu for s in self.good) if self.good else None
+
+    def extra_median(self, key: str) -> float | None:
+        values = [s.extra[key] for s in self.good if key in s.extra]
+        return median(values) if values else None
 
     @property
     def maxrss(self) -> float | None:
@@ -619,10 +684,11 @@ def run_dlengine(ctx: Context, scenario: str, fsync: bool, rep: int) -> Sample:
     env = ctx.dl_env_for(home, fsync)
     job_id = submit_job(ctx, env, scenario, "ais://bench")
     flush_dirty_pages()
-    sample = timed([*ctx.dlengine, "run", "--quiet"], env, home / "bench-run.log")
+    sample = ctx.measure([*ctx.dlengine, "run", "--quiet"], env, home / "bench-run.log")
     if sample.ok:
         ok, note, extra = verify_dlengine(ctx, env, home, scenario, job_id, rep)
-        sample.ok, sample.note, sample.extra = ok, note, extra
+        sample.ok, sample.note = ok, note
+        sample.extra.update(extra)
     if scenario == "large":
         shutil.rmtree(home / "data", ignore_errors=True)  # 4 files: cheap to drop, large to keep
     return sample
@@ -677,7 +743,7 @@ def run_peer(ctx: Context, tool: str, scenario: str, rep: int) -> Sample:
     else:
         raise ValueError(tool)
     flush_dirty_pages()
-    sample = timed(cmd, env, logfile)
+    sample = ctx.measure(cmd, env, logfile)
     if sample.ok:
         sample.ok, sample.note = verify_dir(ctx.ds, scenario, dest, names)
     if scenario == "large":
@@ -724,7 +790,6 @@ def throughput(ctx: Context, scenario: str) -> list[Row]:
                 sample = runner(rep)
             except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
                 sample = Sample(wall=0.0, cpu=0.0, maxrss_mb=0.0, rc=-1, ok=False, note=str(exc))
-            sample.extra["load1"] = os.getloadavg()[0]
             rows[key].samples.append(sample)
             row = rows[key]
             rate = (
@@ -772,7 +837,7 @@ def submit_bench(ctx: Context) -> SubmitResult:
         cmd = [*ctx.dlengine, "download", submit_template(count), "ais://big", "--no-start"]
         logfile = home / "bench-submit.log"
         flush_dirty_pages()
-        sample = timed([gnu_time, "-v", *cmd] if gnu_time else cmd, env, logfile)
+        sample = ctx.measure([gnu_time, "-v", *cmd] if gnu_time else cmd, env, logfile)
         rss = sample.maxrss_mb
         if gnu_time:
             m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", logfile.read_text(errors="replace"))
@@ -820,7 +885,7 @@ def _frame_parts(frame: str) -> tuple[str, str]:
     return f"{func} ({file})", f"{func} ({file}:{line})" if line else f"{func} ({file})"
 
 
-def summarize_pyspy(raw: Path, objects: int, top: int) -> list[str]:
+def summarize_pyspy(raw: Path, top: int, gil: bool = False) -> list[str]:
     """Markdown tables from py-spy's raw (collapsed-stack) output."""
     total = 0
     by_process: Counter[str] = Counter()
@@ -841,14 +906,20 @@ def summarize_pyspy(raw: Path, objects: int, top: int) -> list[str]:
             by_process["supervisor process"] += count
         if frames:
             self_lines[_frame_parts(frames[-1])[1]] += count
-        inclusive.update({_frame_parts(f)[0] for f in frames if "dlengine/" in f})
+        for name in {_frame_parts(f)[0] for f in frames if "dlengine/" in f}:
+            inclusive[name] += count
     if not total:
         return ["(py-spy recorded no samples)"]
 
     def pct(n: int) -> str:
         return f"{100 * n / total:.1f}%"
 
-    out = [f"{total:,} samples of non-idle threads (wall-clock sampling; waiting in a syscall counts).", ""]
+    what = (
+        "samples of the thread holding the GIL (where Python CPU time goes)"
+        if gil
+        else "samples of non-idle threads (wall-clock sampling; waiting in a syscall or for the GIL counts)"
+    )
+    out = [f"{total:,} {what}.", ""]
     out += ["| where | share |", "|---|---:|"]
     out += [f"| {k} | {pct(v)} |" for k, v in by_process.most_common()]
     out += ["", f"Top {top} lines by own samples:", "", "| share | function (file:line) |", "|---:|---|"]
@@ -875,44 +946,39 @@ def summarize_strace(path: Path, objects: int, top: int) -> list[str]:
     return out
 
 
+PROFILERS = {"py-spy": "py-spy", "py-spy-gil": "py-spy", "strace": "strace"}
+
+
 def profile_run(ctx: Context, scenario: str, tool: str) -> Profile:
-    """py-spy or strace on one `dlengine run` of ``scenario`` (fsync on)."""
+    """py-spy (wall or ``--gil``) or strace on one `dlengine run` of ``scenario`` (fsync on)."""
     home = ctx.fresh_dir("runs", f"profile-{tool}-{scenario}")
     env = ctx.dl_env_for(home, True)
     # strace slows futex-heavy code ~10x: a sample of the objects is enough for per-object counts
     objects = min(ctx.ds.count(scenario), STRACE_OBJECTS) if tool == "strace" else ctx.ds.count(scenario)
     submit_job(ctx, env, scenario, "ais://bench", objects)
     run = [*ctx.dlengine, "run", "--quiet"]
-    exe = ctx.tools[tool]
+    exe = ctx.tools[PROFILERS[tool]]
     assert exe
     out = home / f"{tool}.txt"
-    if tool == "py-spy":
-        cmd = [
-            exe,
-            "record",
-            "--format",
-            "raw",
-            "-o",
-            str(out),
-            "--subprocesses",
-            "--rate",
-            "100",
-            "--nonblocking",
-            "--",
-            *run,
-        ]
+    if tool.startswith("py-spy"):
+        cmd = [exe, "record", "--format", "raw", "-o", str(out), "--subprocesses", "--rate", "100", "--nonblocking"]
+        cmd += ["--gil"] if tool == "py-spy-gil" else []
+        cmd += ["--", *run]
     else:
         cmd = [exe, "-f", "-c", "-o", str(out), "--", *run]
     flush_dirty_pages()
     sample = timed(cmd, env, home / "profile.log")
     shown = shlex.join([Path(cmd[0]).name, *cmd[1:]]).replace(str(ctx.workdir), "$WORK")
-    prof = Profile(f"{tool} on `dlengine run`, {scenario} ({objects:,} x {human_size(ctx.ds.size(scenario))})", shown)
+    size = human_size(ctx.ds.size(scenario))
+    prof = Profile(f"{tool} on `dlengine run`, {scenario} ({objects:,} x {size})", shown)
     if not out.exists():
         prof.lines = [f"({tool} failed: {sample.note or tail(home / 'profile.log')})"]
         return prof
-    prof.lines = [f"Run took {sample.wall:.1f}s under {tool}.", ""]
-    summarize = summarize_pyspy if tool == "py-spy" else summarize_strace
-    prof.lines += summarize(out, objects, ctx.args.top)
+    prof.lines = [f"Run took {sample.wall:.1f}s under {tool} (CPU {sample.cpu:.1f}s).", ""]
+    if tool.startswith("py-spy"):
+        prof.lines += summarize_pyspy(out, ctx.args.top, gil=tool == "py-spy-gil")
+    else:
+        prof.lines += summarize_strace(out, objects, ctx.args.top)
     if scenario == "large":
         shutil.rmtree(home / "data", ignore_errors=True)
     return prof
@@ -979,17 +1045,26 @@ def rclone_row(rows: list[Row], scenario: str) -> Row | None:
     return next((r for r in rows if r.scenario == scenario and r.tool == "rclone" and r.good), None)
 
 
-def ratio(row: Row, ref: Row | None, scenario: str) -> float | None:
+def ratio(row: Row, ref: Row | None, scenario: str, best: bool = False) -> float | None:
+    """dlengine's rate over rclone's (objects/s for small, MB/s for large: the
+    same thing for equal data sets): rclone's wall time over ours."""
     if ref is None:
         return None
-    mine, theirs = (row.objects_per_s, ref.objects_per_s) if scenario == "small" else (row.mb_per_s, ref.mb_per_s)
-    return mine / theirs if mine and theirs else None
+    mine, theirs = (row.best_wall, ref.best_wall) if best else (row.wall, ref.wall)
+    if not mine or not theirs:
+        return None
+    return (
+        (row.nbytes / mine) / (ref.nbytes / theirs)
+        if scenario == "large"
+        else (row.objects / mine) / (ref.objects / theirs)
+    )
 
 
 def throughput_table(rows: list[Row]) -> list[str]:
     out = [
-        "| data set | tool | settings | wall s: median (min-max) | objects/s | MB/s | CPU s | max RSS MB | vs rclone |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| data set | tool | settings | wall s: median (min-max) | objects/s | MB/s | CPU s | server CPU s "
+        "| other CPU s | max RSS MB | vs rclone |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         walls = [s.wall for s in row.good]
@@ -998,7 +1073,8 @@ def throughput_table(rows: list[Row]) -> list[str]:
         label = f"{row.objects:,} x {human_size(row.nbytes // max(1, row.objects))}"
         out.append(
             f"| {label} | {row.tool} | {row.settings} | {spread} | {fmt(row.objects_per_s, ',.0f')} "
-            f"| {fmt(row.mb_per_s)} | {fmt(row.cpu)} | {fmt(row.maxrss, ',.0f')} | {fmt(r, '.2f')} |"
+            f"| {fmt(row.mb_per_s)} | {fmt(row.cpu)} | {fmt(row.extra_median('server_cpu'))} "
+            f"| {fmt(row.extra_median('other_cpu'))} | {fmt(row.maxrss, ',.0f')} | {fmt(r, '.2f')} |"
         )
     return out
 
@@ -1020,7 +1096,11 @@ def targets(
         if r_default is None:
             result.append((name, "n/a (rclone not run)", f">= {goal}", "not measured"))
             continue
-        measured = f"{r_default:.2f} (fsync on), {fmt(r_nofsync, '.2f')} (fsync off)"
+        b_default, b_nofsync = ratio(default, ref, scenario, best=True), ratio(nofsync, ref, scenario, best=True)
+        measured = (
+            f"medians: {r_default:.2f} (fsync on), {fmt(r_nofsync, '.2f')} (fsync off); "
+            f"best runs: {fmt(b_default, '.2f')}, {fmt(b_nofsync, '.2f')}"
+        )
         verdict = (
             "met" if r_default >= goal else ("missed (met with fsync off)" if (r_nofsync or 0) >= goal else "missed")
         )
@@ -1120,10 +1200,19 @@ def report(
     lines += [
         f"- command: `{shlex.join(['python3', 'bench/bench.py', *sys.argv[1:]])}`",
         f"- each figure: median of {args.repeat} run(s), wall time from process start to exit, tools run in a rotating "
-        "order, `sync` before each run; MB = 10^6 bytes; CPU s = user + system of the whole process tree; "
-        "max RSS = largest single process",
-        "",
+        f"order, `sync` and a wait of up to {args.quiet_wait:g}s for a quiet machine before each run; MB = 10^6 bytes; "
+        "CPU s = user + system of the tool's whole process tree; server CPU s = the HTTP server's; other CPU s = "
+        "the rest of the machine during the run (kernel writeback threads, other users' processes): large values "
+        "mean a disturbed measurement; max RSS = largest single process",
     ]
+    busy = [s.extra["busy_before"] for r in rows for s in r.samples if "busy_before" in s.extra]
+    if busy:
+        noisy = sum(b >= 0.25 for b in busy)
+        lines.append(
+            f"- machine load before the runs: median {100 * median(busy):.0f}% of all cores busy; "
+            f"{noisy} of {len(busy)} runs started on a machine still >= 25% busy after the wait"
+        )
+    lines.append("")
     if rows:
         lines += ["### Throughput", "", *throughput_table(rows), ""]
         spans = [
@@ -1190,7 +1279,7 @@ def print_summary(rows: list[Row], submit: SubmitResult | None, ctx: Context) ->
     if rows:
         header = (
             f"{'data set':<16} {'tool':<9} {'settings':<44} {'wall s':>8} {'obj/s':>9} {'MB/s':>8} "
-            f"{'CPU s':>7} {'vs rclone':>9}"
+            f"{'CPU s':>7} {'other CPU':>9} {'vs rclone':>9}"
         )
         print(header)
         print("-" * len(header))
@@ -1199,7 +1288,8 @@ def print_summary(rows: list[Row], submit: SubmitResult | None, ctx: Context) ->
             label = f"{row.objects:,} x {human_size(row.nbytes // max(1, row.objects))}"
             print(
                 f"{label:<16} {row.tool:<9} {row.settings[:44]:<44} {fmt(row.wall, '.2f'):>8} "
-                f"{fmt(row.objects_per_s, ',.0f'):>9} {fmt(row.mb_per_s):>8} {fmt(row.cpu):>7} {fmt(r, '.2f'):>9}"
+                f"{fmt(row.objects_per_s, ',.0f'):>9} {fmt(row.mb_per_s):>8} {fmt(row.cpu):>7} "
+                f"{fmt(row.extra_median('other_cpu')):>9} {fmt(r, '.2f'):>9}"
             )
     if submit is not None and submit.walls:
         print(
@@ -1253,6 +1343,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "always", "never"),
         default="auto",
         help="profile dlengine (py-spy, strace -c, cProfile) when a target is missed (auto), always or never",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="before each timed run, wait up to S seconds for the machine to be <25%% busy (default 3; 0 = never)",
     )
     p.add_argument("--top", type=int, default=12, metavar="N", help="hot spots to list per profile (default 12)")
     p.add_argument(
@@ -1321,8 +1418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     t.startswith(f"{ds.count(scenario):,} x") and v.startswith("missed") for t, v in verdicts.items()
                 )
                 if missed or args.profile == "always":
-                    for tool in ("py-spy", "strace"):
-                        if tools[tool] and not (tool == "strace" and scenario == "large"):
+                    for tool in ("py-spy", "py-spy-gil", "strace"):
+                        if tools[PROFILERS[tool]] and not (tool == "strace" and scenario == "large"):
                             log(f"profiling {scenario} with {tool}")
                             profiles.append(profile_run(ctx, scenario, tool))
             if "submit" in scenarios and (

@@ -18,7 +18,7 @@ from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.spec import JobSpec, JobType, iter_objects, load_job, object_count, parse_job, spec_to_dict
 from dlengine.spec.uri import parse_bucket_uri
 from dlengine.status import full, summary
-from dlengine.storage import layout
+from dlengine.storage import layout, remote
 from dlengine.storage.mountpaths import placer
 from dlengine.supervisor.supervisor import start_background
 
@@ -73,8 +73,11 @@ class Client:
             start_background(self.settings)
         return job_id
 
-    def status(self, job_id: str) -> dict[str, Any]:
-        return full(self.conn, jobs.job_row(self.conn, job_id))
+    def status(self, job_id: str, *, only_active: bool = False) -> dict[str, Any]:
+        """The status object of a job; ``only_active`` leaves out the lists
+        of finished and failed objects (AIStore's ``only_active_tasks``)."""
+        row = jobs.job_row(self.conn, job_id)
+        return full(self.conn, row, tasks_limit=0) if only_active else full(self.conn, row)
 
     def summary(self, job_id: str) -> dict[str, Any]:
         return summary(jobs.job_row(self.conn, job_id))
@@ -146,15 +149,24 @@ class Client:
         if not jobs.bucket_exists(self.conn, bucket.provider, bucket.namespace, bucket.name):
             raise NotFoundError(f"bucket {bucket.uri()} not found")
         prefix = prefix or path
+        # the local copy only: objects written through to the cloud are not here
         sql = (
             "SELECT name, size, source, etag, version, checksum, stored_time, mountpath FROM catalog"
-            " WHERE provider = ? AND namespace = ? AND bucket = ? AND name >= ? ORDER BY name"
+            " WHERE provider = ? AND namespace = ? AND bucket = ? AND name >= ?"
+            " AND instr(mountpath, '://') = 0 ORDER BY name"
         )
         params = (bucket.provider, bucket.namespace, bucket.name, prefix)
         for row in self.conn.execute(sql, params):
             if not row["name"].startswith(prefix):
                 break
             yield dict(row)
+
+    def list_remote(self, uri: str, prefix: str = "") -> Iterator[dict[str, Any]]:
+        """Objects of a cloud bucket (``s3://``, ``gs://``, ``az://``), listed
+        by its provider, by name."""
+        bucket, path = parse_bucket_uri(uri)
+        for info in remote.list_remote(bucket.provider, bucket.name, prefix or path):
+            yield {"name": info.key, "size": info.size, "etag": info.etag, "version": info.version}
 
 
 def _as_spec(job: JobInput) -> JobSpec:

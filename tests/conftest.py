@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.conftest_httpd"]
+pytest_plugins = ["tests.conftest_httpd", "tests.cloud_servers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +88,19 @@ class Home:
     def work_files(self) -> list[Path]:
         return [p for mp in self.mountpaths for p in (mp / ".work").glob("*") if (mp / ".work").exists()]
 
+    def ledger(self) -> sqlite3.Connection:
+        """A connection to this home's ledger (for reading rows and counters)."""
+        from dlengine.ledger import db
+
+        return db.connect(self.path / "ledger.db")
+
+    def kill(self, proc: subprocess.Popen[str], timeout: float = 20) -> None:
+        """SIGKILL ``proc``'s whole process group (a ``spawn``ed supervisor and
+        its workers) and wait until none of its processes is left running."""
+        _kill_group(proc.pid)
+        proc.communicate(timeout=timeout)  # reap it and drain its pipes
+        wait_for(lambda: not group_members(proc.pid), timeout=timeout)
+
     def stop_all(self) -> None:
         for proc in self.procs:
             _kill_group(proc.pid)
@@ -106,6 +120,53 @@ def _kill_group(pid: int) -> None:
             pass
 
 
+def _proc_stat(pid: str) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        fields = _proc_stat(entry) if entry.isdigit() else None
+        if fields and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            pids.append(int(entry))
+    return pids
+
+
+def worker_pids(supervisor_pid: int) -> list[int]:
+    """Worker processes of a supervisor: its children started by
+    multiprocessing's ``spawn`` (not its resource tracker)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        fields = _proc_stat(entry) if entry.isdigit() else None
+        if not fields or fields[1] != str(supervisor_pid) or fields[0] in ("Z", "X"):
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+def counters_match_rows(conn: sqlite3.Connection, job_id: str) -> None:
+    """The job's counters equal its rows counted by state."""
+    from dlengine.ledger import jobs
+    from dlengine.ledger.states import ObjectState
+
+    row = jobs.job_row(conn, job_id)
+    counted = jobs.count_by_state(conn, row["seq"])
+    for state in ObjectState:
+        assert row[f"{'failed' if state is ObjectState.FAILED else state.value}_cnt"] == counted[state.value], state
+
+
 def _lock_holder(home: Path) -> int | None:
     """Pid of a supervisor still holding this home's lock, if any."""
     import fcntl
@@ -122,19 +183,38 @@ def _lock_holder(home: Path) -> int | None:
             return int(text) if text.isdigit() else None
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
-    """A fresh DLENGINE_HOME; any supervisor left running is killed after."""
+def new_home(path: Path) -> Home:
+    """A Home at ``path`` with the test defaults (1 worker of 4 threads)."""
     env = dict(os.environ)
     env.pop("DLENGINE_MOUNTPATHS", None)
     env.update(
-        DLENGINE_HOME=str(tmp_path / "home"),
+        DLENGINE_HOME=str(path),
         DLENGINE_LINGER="0.5",
         DLENGINE_THREADS="4",
         DLENGINE_WORKERS="1",
         PYTHONPATH=str(ROOT),
     )
-    h = Home(tmp_path / "home", env)
+    env.update(HF_ENV)
+    env["HF_HOME"] = str(path / "hf-home")  # no stored token, no cache of the user's
+    env.pop("HF_TOKEN", None)
+    return Home(path, env)
+
+
+# Never the real Hub: huggingface_hub reads HF_ENDPOINT when imported (tests
+# that use the fake Hub set theirs), and must not switch to Xet.
+HF_ENV = {
+    "HF_ENDPOINT": "http://127.0.0.1:9",
+    "HF_HUB_DISABLE_XET": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+os.environ.update(HF_ENV)  # this process too, before anything imports huggingface_hub
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    """A fresh DLENGINE_HOME; any supervisor left running is killed after."""
+    h = new_home(tmp_path / "home")
     yield h
     h.stop_all()
 

@@ -12,6 +12,7 @@ from dlengine.errors import SpecError
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome
 from dlengine.ledger.states import ObjectState
+from tests.conftest import counters_match_rows as _counters_match_rows
 
 
 def _job(conn: sqlite3.Connection, count: int, conns: int = 0, mountpath: str = "/mp") -> str:
@@ -31,13 +32,6 @@ def _mp(conn: sqlite3.Connection, path: str = "/mp") -> int:
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
     return db.connect(tmp_path / "ledger.db")
-
-
-def _counters_match_rows(conn: sqlite3.Connection, job_id: str) -> None:
-    row = jobs.job_row(conn, job_id)
-    counted = jobs.count_by_state(conn, row["seq"])
-    for state in ObjectState:
-        assert row[f"{'failed' if state is ObjectState.FAILED else state.value}_cnt"] == counted[state.value], state
 
 
 def test_fresh_schema_is_at_latest_version_and_wal(conn: sqlite3.Connection) -> None:

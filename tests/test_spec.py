@@ -549,7 +549,7 @@ def test_provider_aliases(alias: str, provider: str) -> None:
             "unknown provider",
         ),
         (
-            {"type": "single", "bucket": {"name": "abc", "provider": "s3"}, "link": "h/x"},
+            {"type": "single", "bucket": {"name": "abc", "provider": "hf"}, "link": "h/x"},
             "bucket.provider",
             "local 'ais' bucket",
         ),

@@ -10,9 +10,11 @@ from typing import Any
 
 from dlengine.errors import SpecError
 from dlengine.spec import derive_name, parse_size
+from dlengine.spec.model import BucketRef
 from dlengine.spec.uri import parse_bucket_uri
 
 _RANGE = re.compile(r"\{\d+\.\.\d+(\.\.\d+)?\}")
+_CLOUD_SCHEMES = ("s3", "gs", "az")
 
 
 def job_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -21,7 +23,11 @@ def job_from_args(args: argparse.Namespace) -> dict[str, Any]:
     job: dict[str, Any] = {"bucket": {"name": bucket.name, "provider": bucket.provider}}
     if bucket.namespace:
         job["bucket"]["namespace"] = bucket.namespace
-    if args.object_list:
+    if getattr(args, "sync", False) and not _is_bucket_listing(args.src):
+        raise SpecError("--sync", "only a bucket or prefix SRC (s3://bkt/prefix/) can be synchronized")
+    if _is_bucket_listing(args.src):
+        job.update(_backend_job(args.src, bucket, getattr(args, "sync", False)))
+    elif args.object_list:
         job.update(type="multi", objects=_object_list(args.src, Path(args.object_list), path))
     elif _RANGE.search(args.src):
         job.update(type="range", template=args.src)
@@ -31,11 +37,30 @@ def job_from_args(args: argparse.Namespace) -> dict[str, Any]:
         job.update(type="single", link=args.src)
         if path:
             job["object_name"] = path + derive_name(args.src) if path.endswith("/") else path
-    _common(job, args)
+    add_common_fields(job, args)
     return job
 
 
-def _common(job: dict[str, Any], args: argparse.Namespace) -> None:
+def _is_bucket_listing(src: str) -> bool:
+    """``s3://bkt``, ``gs://bkt/prefix/``: a bucket or a prefix, not one object."""
+    scheme, sep, rest = src.partition("://")
+    return bool(sep) and scheme.lower() in _CLOUD_SCHEMES and (("/" not in rest) or rest.endswith("/"))
+
+
+def _backend_job(src: str, dst: BucketRef, sync: bool) -> dict[str, Any]:
+    """A backend job: the local copy of the SRC bucket, selected by prefix."""
+    remote, prefix = parse_bucket_uri(src, "SRC")
+    if (remote.provider, remote.name) != (dst.provider, dst.name):
+        raise SpecError(
+            "DST",
+            f"a bucket listing downloads into the local copy of that bucket: use {src.partition('://')[0]}://"
+            f"{remote.name} as DST (copies into another bucket are not supported yet)",
+        )
+    return {"type": "backend", "prefix": prefix, "sync": sync}
+
+
+def add_common_fields(job: dict[str, Any], args: argparse.Namespace) -> None:
+    """--desc, --timeout, --max-conns, --limit-bph, --header into a job request."""
     if args.desc:
         job["description"] = args.desc
     if args.timeout:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dlengine import __version__
-from dlengine.cli import output
+from dlengine.cli import hf, output
 from dlengine.cli.download import job_from_args
 from dlengine.cli.parser import build_parser
 from dlengine.client import Client
@@ -76,6 +76,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    if hf.requested(args):
+        return hf.download(args, Client())
+    hf.check_plain(args)
     return _submit_and_report(Client(), job_from_args(args), args)
 
 
@@ -131,8 +134,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dlengine.api.server import serve
+
+    level = logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        return serve(load_settings(), args.listen, args.token_file)
+    except SupervisorRunning as exc:
+        print(f"dlengine: {exc}; stop it (or let it finish) and start serve again", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
-    entries = Client().list_bucket(args.bucket)
+    client = Client()
+    entries = client.list_remote(args.bucket) if args.remote else client.list_bucket(args.bucket)
     if args.json:
         output.print_json([{"name": e["name"], "size": e["size"]} for e in entries])
     else:
@@ -156,6 +172,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rm": cmd_rm,
     "retry": cmd_retry,
     "run": cmd_run,
+    "serve": cmd_serve,
     "ls": cmd_ls,
     "bucket": cmd_bucket,
 }

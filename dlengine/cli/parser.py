@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dlengine.cli import hf
+
 EPILOG = """\
 exit codes: 0 success; 1 a job ended with failed objects or was aborted;
 2 bad input (job spec, arguments, unknown id); 3 internal error.
@@ -35,10 +37,13 @@ def _download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
   dlengine download http://host/data/file.tar ais://abc             # single -> file.tar
   dlengine download http://host/data/file.tar ais://abc/dir/x.tar   # single, named dir/x.tar
   dlengine download "http://host/shard-{0001..1000}.tar" ais://abc/train/   # range into train/
-  dlengine download http://host/data ais://abc --object-list names.txt      # multi""",
+  dlengine download http://host/data ais://abc --object-list names.txt      # multi
+  dlengine download s3://bkt/train/ s3://bkt --sync     # backend job: local copy of s3://bkt/train/*
+  dlengine download http://host/data/file.tar s3://bkt/dir/                  # write-through into S3"""
+        + hf.USAGE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("src", help="a link, or a link template with {a..b} or {a..b..step} ranges")
+    p.add_argument("src", nargs="?", help="a link, or a link template with {a..b} ranges (omitted with --hf-*)")
     p.add_argument("dst", help="destination bucket, e.g. ais://abc or ais://abc/sub/dir/")
     p.add_argument("--desc", help="job description (default: generated)")
     p.add_argument("--timeout", help="per-request timeout, e.g. 30s, 5m (default: configured)")
@@ -52,7 +57,29 @@ def _download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra request header (repeatable)"
     )
+    p.add_argument("--sync", action="store_true", help="bucket SRC: also delete local copies of objects gone from SRC")
+    hf.add_flags(p)
     _follow_flags(p)
+
+
+def _serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the supervisor with the HTTP API (AIStore's /v1/download)",
+        description="Run the supervisor forever, with AIStore's downloader REST API beside it (see docs/api.md).",
+        epilog="""examples:
+  dlengine serve                                    # http://127.0.0.1:8080/v1/download
+  dlengine serve --listen 0.0.0.0:8080 --token-file ~/.dlengine/api.token
+  curl -Li -X GET 'http://127.0.0.1:8080/v1/download'""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="address (default 127.0.0.1:8080)")
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="require 'Authorization: Bearer <token>' with the token in FILE (needed off loopback)",
+    )
+    p.add_argument("--quiet", action="store_true", help="log warnings only (no access log)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,9 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--linger", type=float, default=0.0, metavar="S", help="wait S seconds for new jobs before exiting")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
 
+    _serve(sub)
+
     p = sub.add_parser("ls", help="list the objects stored in a bucket", description="List a bucket (NAME, SIZE).")
-    p.add_argument("bucket", help="e.g. ais://abc or ais://abc/prefix")
+    p.add_argument("bucket", help="e.g. ais://abc, ais://abc/prefix, s3://bkt (its local copy)")
     p.add_argument("--json", action="store_true", help="one JSON array")
+    p.add_argument("--remote", action="store_true", help="list the cloud bucket itself (s3://, gs://, az://)")
 
     p = sub.add_parser("bucket", help="manage buckets", description="Manage local buckets.")
     bsub = p.add_subparsers(dest="bucket_command", metavar="ACTION", required=True)

@@ -13,7 +13,7 @@ from dlengine.ledger.models import Outcome, StoredInfo, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
 
 _ACTIVE_JOBS_SQL = (
-    "SELECT seq, id, conns, running_cnt, timeout, bytes_per_hour, provider, namespace, bucket, state"
+    "SELECT seq, id, type, conns, running_cnt, timeout, bytes_per_hour, provider, namespace, bucket, state"
     f" FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} AND pending_cnt > 0 ORDER BY seq"
 )
 
@@ -22,7 +22,7 @@ UPDATE objects SET state = 'running', owner = ?, lease_expiry = ?, attempts = at
        start_time = ?, bytes_done = 0
 WHERE id IN (SELECT id FROM objects
              WHERE job = ? AND mountpath = ? AND state = 'pending' AND next_try <= ? LIMIT ?)
-RETURNING id, name, link, attempts
+RETURNING id, name, link, attempts, size, etag, version, checksum
 """
 
 _STORED_SQL = """
@@ -68,6 +68,11 @@ def _task(conn: sqlite3.Connection, job: sqlite3.Row, row: sqlite3.Row, mountpat
         bucket=job["bucket"],
         timeout=job["timeout"],
         bytes_per_hour=job["bytes_per_hour"],
+        job_type=job["type"],
+        size=row["size"],
+        etag=row["etag"],
+        version=row["version"],
+        checksum=row["checksum"],
         stored=StoredInfo(**dict(hit)) if hit else None,
     )
 

@@ -8,12 +8,13 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
 from dlengine.errors import NotFoundError, SpecError, StateError
 from dlengine.ledger.db import write
+from dlengine.ledger.models import NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES, JobState, ObjectState
 
 PAGE_SIZE = 5000
@@ -104,6 +105,98 @@ def insert_objects(
             (len(rows), len(rows), len(rows), seq),
         )
     return count
+
+
+_LISTED_SQL = (
+    "INSERT INTO objects (job, name, link, mountpath, size, etag, version, checksum, last_modified,"
+    " state, error, end_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def insert_listed(
+    conn: sqlite3.Connection, seq: int, objects: Sequence[NewObject], place: Callable[[str], str]
+) -> None:
+    """Insert one page of listed objects with their metadata, some already
+    skipped or failed; counters move with the rows. Inside a transaction."""
+    ids: dict[str, int] = {}
+    rows = []
+    now = time.time()
+    for obj in objects:
+        path = place(obj.name)
+        if path not in ids:
+            ids.update(mountpath_ids(conn, [path]))
+        ended = now if obj.state is not ObjectState.PENDING else None
+        rows.append((seq, obj.name, obj.link, ids[path], obj.size, obj.etag, obj.version, obj.checksum,
+                     obj.last_modified, obj.state.value, obj.error, ended))  # fmt: skip
+    conn.executemany(_LISTED_SQL, rows)
+    _count_inserted(conn, seq, objects)
+
+
+def _count_inserted(conn: sqlite3.Connection, seq: int, objects: Sequence[NewObject]) -> None:
+    def count(state: ObjectState) -> int:
+        return sum(1 for o in objects if o.state is state)
+
+    skipped_bytes = sum(o.size or 0 for o in objects if o.state is ObjectState.SKIPPED)
+    conn.execute(
+        "UPDATE jobs SET scheduled_cnt = scheduled_cnt + ?, total = max(total, scheduled_cnt + ?),"
+        " pending_cnt = pending_cnt + ?, skipped_cnt = skipped_cnt + ?, failed_cnt = failed_cnt + ?,"
+        " done_cnt = done_cnt + ?, bytes_total = bytes_total + ?, bytes_done = bytes_done + ? WHERE seq = ?",
+        (len(objects), len(objects), count(ObjectState.PENDING), count(ObjectState.SKIPPED),
+         count(ObjectState.FAILED), count(ObjectState.DONE), sum(o.size or 0 for o in objects), skipped_bytes, seq),
+    )  # fmt: skip
+
+
+def catalog_entries(
+    conn: sqlite3.Connection, provider: str, namespace: str, bucket: str, names: Sequence[str]
+) -> dict[str, sqlite3.Row]:
+    """Catalog rows of these names in one bucket, by name."""
+    found: dict[str, sqlite3.Row] = {}
+    sql = "SELECT * FROM catalog WHERE provider = ? AND namespace = ? AND bucket = ? AND name IN ({})"
+    for start in range(0, len(names), 500):
+        chunk = list(names[start : start + 500])
+        params = (provider, namespace, bucket, *chunk)
+        found.update((r["name"], r) for r in conn.execute(sql.format(",".join("?" * len(chunk))), params))
+    return found
+
+
+_VANISHED_SQL = """
+SELECT c.name, c.mountpath, c.source, c.size FROM catalog c
+WHERE c.provider = ? AND c.namespace = ? AND c.bucket = ? AND c.name >= ? AND instr(c.mountpath, '://') = 0
+  AND substr(c.name, 1, ?) = ? AND substr(c.source, 1, ?) = ? {suffix}
+  AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.job = ? AND o.name = c.name)
+ORDER BY c.name LIMIT ?
+"""
+
+
+def vanished(
+    conn: sqlite3.Connection, job: sqlite3.Row, prefix: str, suffix: str, link_prefix: str, limit: int = 1000
+) -> list[sqlite3.Row]:
+    """Stored objects of the job's bucket that came from ``link_prefix``
+    (this remote bucket), match prefix/suffix, and that the job's listing
+    did not see: gone from the remote."""
+    params: list[Any] = [job["provider"], job["namespace"], job["bucket"], prefix, len(prefix), prefix]
+    params += [len(link_prefix), link_prefix]
+    if suffix:
+        params += [len(suffix), suffix]
+    params += [job["seq"], limit]
+    sql = _VANISHED_SQL.format(suffix="AND substr(c.name, -?) = ?" if suffix else "")
+    return conn.execute(sql, params).fetchall()
+
+
+def record_deleted(conn: sqlite3.Connection, job: sqlite3.Row, rows: Sequence[sqlite3.Row]) -> None:
+    """Objects a sync removed locally: out of the catalog, and into the job
+    as finished rows (as AIStore counts them). Inside a transaction."""
+    key = (job["provider"], job["namespace"], job["bucket"])
+    conn.executemany(
+        "DELETE FROM catalog WHERE provider = ? AND namespace = ? AND bucket = ? AND name = ?",
+        [(*key, r["name"]) for r in rows],
+    )
+    place = {r["name"]: r["mountpath"] for r in rows}
+    deleted = [
+        NewObject(r["name"], r["source"], size=0, state=ObjectState.DONE, error="deleted: gone from the remote bucket")
+        for r in rows
+    ]
+    insert_listed(conn, job["seq"], deleted, lambda name: place[name])
 
 
 def _insert_page(conn: sqlite3.Connection, rows: list[tuple[int, str, str, int]]) -> None:

@@ -36,6 +36,28 @@ class Task:
     timeout: float
     bytes_per_hour: int
     stored: StoredInfo | None = None
+    job_type: str = ""
+    # what a listing said of the object (backend jobs), before any request
+    size: int | None = None
+    etag: str | None = None
+    version: str | None = None
+    checksum: str | None = None  # "algo:hex"
+
+
+@dataclass(frozen=True)
+class NewObject:
+    """An object row to insert with what a listing said of it. ``state``
+    is pending, or already skipped (unchanged) or failed (unusable name)."""
+
+    name: str
+    link: str
+    size: int | None = None
+    etag: str | None = None
+    version: str | None = None
+    checksum: str | None = None  # "algo:hex"
+    last_modified: str | None = None
+    state: ObjectState = ObjectState.PENDING
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,25 +23,46 @@ _BASE_HEADERS = {"Accept-Encoding": "identity", "User-Agent": "dlengine"}
 
 
 class HTTPStream:
-    """An open HTTP response body."""
+    """An open HTTP response body (``body=False``: none to read)."""
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, info: ObjectInfo, offset: int, not_modified: bool) -> None:
+    def __init__(
+        self,
+        response: urllib3.BaseHTTPResponse,
+        info: ObjectInfo,
+        offset: int,
+        not_modified: bool,
+        *,
+        body: bool = True,
+    ) -> None:
         self._response = response
         self.info = info
         self.offset = offset
         self.not_modified = not_modified
+        self._body = body and not not_modified
+        self._ended = not_modified
 
     def chunks(self, size: int) -> Iterator[bytes]:
+        """The body as it arrives, at most ``size`` bytes at a time. Bytes
+        received before a reset or a stall are handed over before the error,
+        so the next attempt resumes exactly where this one stopped."""
+        if not self._body:
+            return
         try:
-            while True:
-                data = self._response.read(size)
-                if not data:
-                    return
+            while data := self._response.read1(size):
                 yield data
         except Exception as exc:
             raise translate(exc, self.info.key) from exc
+        self._ended = True
 
     def close(self) -> None:
+        if self._ended:
+            # a body read to its end, or none (304): mark the answer read, or
+            # the next request on this pooled connection fails (ResponseNotReady)
+            self._response.drain_conn()
+        else:
+            # the rest of the body may still arrive: the connection cannot
+            # carry another request
+            self._response.close()
         self._response.release_conn()
 
 
@@ -77,6 +98,7 @@ class HTTPSource:
         try:
             return self._stream(request, response)
         except BaseException:
+            response.close()  # an error answer's body is unread: the connection cannot be reused
             response.release_conn()
             raise
 
@@ -84,6 +106,9 @@ class HTTPSource:
         if response.status == 304:
             return HTTPStream(response, _info(request.key, response, partial=False, offset=0), 0, True)
         if response.status == 416 and request.offset > 0:
+            if _kept_whole(response, request):
+                info = _info(request.key, response, partial=True, offset=request.offset)
+                return HTTPStream(response, info, request.offset, False, body=False)
             raise errors.SourceChangedError(f"{request.key}: range not satisfiable; the object changed")
         _raise_for_status(response, request.key)
         partial = response.status == 206
@@ -138,13 +163,21 @@ def _raise_for_status(response: urllib3.BaseHTTPResponse, url: str) -> None:
     if status < 400:
         return
     reason = f"{url}: HTTP {status} {response.reason or ''}".rstrip()
-    if status in _BUSY:
+    if status in _BUSY or status >= 500:
         raise errors.ServerBusyError(reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
     if status in (404, 410):
         raise errors.SourceNotFoundError(reason)
     if status in (401, 403):
         raise errors.SourceDeniedError(reason)
     raise errors.SourceHTTPError(reason)
+
+
+def _kept_whole(response: urllib3.BaseHTTPResponse, request: Request) -> bool:
+    """A 416 to ``bytes=N-`` from the version we hold, whose size is N: the
+    kept bytes are the whole object (an attempt ended just before its rename)."""
+    total = str(response.headers.get("Content-Range", "")).rpartition("/")[2]
+    validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
+    return request.if_range is not None and request.if_range in validators and total == str(request.offset)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -12,6 +12,7 @@ import socket
 from urllib.parse import unquote, urlsplit
 
 from dlengine.errors import SpecError
+from dlengine.spec import hflink
 
 ALLOWED_SCHEMES = ("http", "https", "s3", "gs", "az", "hf")
 BUCKET_PROVIDERS = ("ais", "aws", "gcp", "azure", "hf", "ht")
@@ -64,7 +65,17 @@ def normalize_link(link: str, field: str) -> str:
         _check_http_host(text, field)
     elif not urlsplit(text).netloc:
         raise SpecError(field, f"link {_show(text)} has no bucket: expected {scheme}://bucket/key")
+    elif scheme == "hf":
+        _check_hf_link(text, field)
     return text
+
+
+def _check_hf_link(link: str, field: str) -> None:
+    """An ``hf://`` link names a valid repo id, revision and file."""
+    ref = hflink.parse_link(link, field)
+    _validate_hf_repo_id(ref.repo_id, field)
+    if any(char.isspace() or ord(char) < 0x20 for char in ref.revision):
+        raise SpecError(field, f"link {_show(link)} has an invalid revision {ref.revision!r}")
 
 
 def _with_scheme(text: str, field: str) -> str:

@@ -41,6 +41,7 @@ _TYPE_FIELDS: dict[JobType, tuple[str, ...]] = {
     JobType.BACKEND: ("prefix", "suffix", "sync", "synchronize"),
 }
 _HF_FIELDS = ("repo_type", "revision", "include", "exclude")
+_WRITE_THROUGH = ("aws", "gcp", "azure")  # providers a non-backend job may store into
 _HF_REPO_TYPES = ("model", "dataset")
 _HEADER_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 _MAX_LISTED_DUPLICATES = 10
@@ -198,11 +199,12 @@ def _check_provider_for_type(provider: str, job_type: JobType) -> None:
             "bucket.provider",
             "backend jobs need a remote provider (aws, gcp, azure, hf, ht)",
         )
-    if job_type is not JobType.BACKEND and provider != "ais":
+    # Cloud buckets as destinations are written through (storage/remote.py).
+    if job_type is not JobType.BACKEND and provider not in ("ais", *_WRITE_THROUGH):
         raise SpecError(
             "bucket.provider",
-            f"a {job_type.value} job downloads into a local 'ais' bucket; "
-            f"only backend jobs take a remote provider, got {provider!r}",
+            f"a {job_type.value} job downloads into a local 'ais' bucket or a write-through"
+            f" cloud bucket ({', '.join(_WRITE_THROUGH)}); got {provider!r}",
         )
 
 
@@ -431,6 +433,10 @@ def _parse_backend(body: Body, bucket: BucketRef) -> _Parsed:
     suffix = _optional_str(body, "suffix")
     sync = _parse_sync(body)
     options = _parse_hf_options(body) if bucket.provider == "hf" else {}
+    if sync and (options.get("include") or options.get("exclude")):
+        # sync deletes the local copies the listing does not show: with
+        # globs, that would be every file they leave out
+        raise SpecError("sync", "cannot be combined with include/exclude globs; select with prefix/suffix")
     fields = {
         "prefix": prefix,
         "suffix": suffix,

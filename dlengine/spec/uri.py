@@ -1,5 +1,6 @@
 """Bucket URIs as users type them: ``ais://abc``, ``ais://abc/sub/dir``,
-``s3://bkt``, ``ais://@ns#abc``, or a bare ``abc`` (a local bucket)."""
+``s3://bkt``, ``ais://@ns#abc``, ``hf://org/name`` (a HuggingFace repo's
+local copy), or a bare ``abc`` (a local bucket)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,22 @@ def parse_bucket_uri(text: str, field: str = "bucket") -> tuple[BucketRef, str]:
         namespace, hash_sign, rest = rest[1:].partition("#")
         if not hash_sign or not namespace:
             raise SpecError(field, f"{text!r}: a namespace is written @namespace#bucket")
-    name, _, path = rest.partition("/")
+    name, path = _hf_repo(rest) if provider == "hf" else _split_first(rest)
     if not name:
         raise SpecError(field, f"{text!r} names no bucket")
     validate_bucket_name(name, provider, field)
     return BucketRef(name=name, provider=provider, namespace=namespace), path
+
+
+def _split_first(rest: str) -> tuple[str, str]:
+    name, _, path = rest.partition("/")
+    return name, path
+
+
+def _hf_repo(rest: str) -> tuple[str, str]:
+    """A HuggingFace repo id is ``org/name``: ``hf://org/name/path``. A
+    ``datasets/`` or ``models/`` in front is dropped (one local copy)."""
+    segments = rest.split("/")
+    if segments[0] in ("datasets", "models") and len(segments) > 1:
+        segments = segments[1:]
+    return "/".join(segments[:2]), "/".join(segments[2:])

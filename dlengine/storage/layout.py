@@ -2,6 +2,7 @@
 
 <mountpath>/<provider>/<bucket>/<object name>      stored objects
 <mountpath>/<provider>/@<namespace>/<bucket>/...   with a namespace
+<mountpath>/hf/<org>/<name>/<path in repo>         a HuggingFace repo's local copy
 <mountpath>/.work/<row id>.part                    bytes being downloaded
 <mountpath>/.work/<row id>.meta                    validator of that part
 """
@@ -20,7 +21,17 @@ def bucket_dir(mountpath: Path, provider: str, namespace: str, bucket: str) -> P
     base = mountpath / provider
     if namespace:
         base = base / f"@{namespace}"
-    return base / bucket
+    return base.joinpath(*_bucket_parts(bucket))
+
+
+def _bucket_parts(bucket: str) -> list[str]:
+    """A bucket is one directory, a HuggingFace repo id (``org/name``) two:
+    ``<mountpath>/hf/<org>/<name>``. Neither may climb out of its provider's
+    directory, whatever validation let through."""
+    parts = bucket.split("/")
+    if len(parts) > 2 or any(p in ("", ".", "..") or "\0" in p or "\\" in p for p in parts):
+        raise UnsafeNameError(f"bucket name {bucket!r} is not allowed")
+    return parts
 
 
 def object_path(mountpath: Path, provider: str, namespace: str, bucket: str, name: str) -> Path:

@@ -13,22 +13,26 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
+from typing import Any
 
 from dlengine.config import Settings
-from dlengine.errors import DlengineError
+from dlengine.errors import DlengineError, TransientError
 from dlengine.ledger import db, jobs
 from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.spec import JobType, iter_objects, parse_job
 from dlengine.spec.model import BucketRef, JobSpec
 from dlengine.storage.mountpaths import placer
+from dlengine.supervisor import backend
 
 log = logging.getLogger("dlengine.dispatch")
 
 PAGES_PER_TURN = 4  # then the next job gets a turn
+LIST_RETRIES = 5  # transient listing errors in a row before a job is aborted
 
-Page = list[tuple[str, str]]  # (name, link)
+Page = Sequence[Any]  # (name, link) of range jobs; NewObject of backend jobs
 PageSource = Callable[[JobSpec, str | None], Iterator[tuple[Page, str]]]
 
 
@@ -42,7 +46,11 @@ def range_pages(spec: JobSpec, cursor: str | None) -> Iterator[tuple[Page, str]]
         yield page, str(position)
 
 
-PAGE_SOURCES: dict[JobType, PageSource] = {JobType.RANGE: range_pages}
+PAGE_SOURCES: dict[JobType, PageSource] = {JobType.RANGE: range_pages, JobType.BACKEND: backend.backend_pages}
+# after the last page, until it returns False: one step of finishing work
+FINISH_STEPS: dict[str, Callable[[sqlite3.Connection, sqlite3.Row, Settings], bool]] = {
+    JobType.BACKEND.value: backend.sync_step,
+}
 
 
 class Dispatcher(threading.Thread):
@@ -53,6 +61,7 @@ class Dispatcher(threading.Thread):
         self.settings = settings
         self.stop = stop
         self._open: dict[int, Iterator[tuple[Page, str]]] = {}
+        self._backoff: dict[int, tuple[int, float]] = {}  # seq -> (failures, not before)
 
     def run(self) -> None:
         conn = db.connect(self.settings.ledger_path)
@@ -67,10 +76,11 @@ class Dispatcher(threading.Thread):
         """One turn over every undispatched job; True if anything was done."""
         sql = f"SELECT * FROM jobs WHERE all_dispatched = 0 AND state IN {ACTIVE_JOB_STATES!r} ORDER BY seq"
         rows = conn.execute(sql).fetchall()
-        for row in rows:
+        ready = [r for r in rows if self._backoff.get(r["seq"], (0, 0.0))[1] <= time.monotonic()]
+        for row in ready:
             self._turn(conn, row)
         self._open = {seq: it for seq, it in self._open.items() if seq in {r["seq"] for r in rows}}
-        return bool(rows)
+        return bool(ready)
 
     def _turn(self, conn: sqlite3.Connection, row: sqlite3.Row) -> None:
         try:
@@ -80,10 +90,23 @@ class Dispatcher(threading.Thread):
                 if not self._insert(conn, row, page, cursor):
                     self._open.pop(row["seq"], None)
                     return
+                self._backoff.pop(row["seq"], None)
+        except TransientError as exc:
+            self._open.pop(row["seq"], None)  # list again from the cursor, later
+            if self._retry_later(row["seq"]):
+                log.warning("job %s: listing failed, will retry: %s", row["id"], exc)
+                return
+            log.error("job %s: cannot list its objects: %s", row["id"], exc)
+            jobs.abort_job(conn, row["id"], reason=f"cannot list objects: {exc}")
         except DlengineError as exc:
             log.error("job %s: cannot list its objects: %s", row["id"], exc)
             self._open.pop(row["seq"], None)
             jobs.abort_job(conn, row["id"], reason=f"cannot list objects: {exc}")
+
+    def _retry_later(self, seq: int) -> bool:
+        failures = self._backoff.get(seq, (0, 0.0))[0] + 1
+        self._backoff[seq] = (failures, time.monotonic() + min(30.0, 0.5 * 2**failures))
+        return failures < LIST_RETRIES
 
     def _pages(self, row: sqlite3.Row) -> Iterator[tuple[Page, str]]:
         if row["seq"] not in self._open:
@@ -101,9 +124,18 @@ class Dispatcher(threading.Thread):
             if current is None or current["state"] not in ACTIVE_JOB_STATES:
                 return False  # aborted or removed meanwhile
             if not page:
+                if FINISH_STEPS.get(row["type"], _nothing)(conn, row, self.settings):
+                    return True  # more finishing work on the next turn
                 conn.execute("UPDATE jobs SET all_dispatched = 1 WHERE seq = ?", (row["seq"],))
                 jobs.finish_jobs(conn, [row["seq"]])
                 return False
-            jobs.insert_objects(conn, row["seq"], iter(page), place)
+            if row["type"] == JobType.BACKEND.value:
+                backend.insert_page(conn, row, page, place)
+            else:
+                jobs.insert_objects(conn, row["seq"], iter(page), place)
             conn.execute("UPDATE jobs SET cursor = ? WHERE seq = ?", (cursor, row["seq"]))
         return True
+
+
+def _nothing(conn: sqlite3.Connection, row: sqlite3.Row, settings: Settings) -> bool:
+    return False

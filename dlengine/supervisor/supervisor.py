@@ -37,6 +37,7 @@ class Supervisor:
         self.lock = HomeLock(settings.lock_path)
         self.pools: list[MountpathPool] = []
         self.seen_jobs: set[str] = set()
+        self.started = 0.0
 
     def run(self) -> int:
         """Process jobs until done; returns 1 if a job it saw failed objects
@@ -46,6 +47,7 @@ class Supervisor:
                 f"a supervisor is already running for {self.settings.home} (pid {self.lock.holder()})"
             )
         try:
+            self.started = time.time()
             conn = db.connect(self.settings.ledger_path)
             self._recover(conn)
             self._start_pools(conn)
@@ -134,7 +136,9 @@ class Supervisor:
         self.pools.clear()
 
     def _exit_code(self, conn: sqlite3.Connection) -> int:
-        for job_id in self.seen_jobs:
+        # a job can start and end between two ticks: count what ended meanwhile too
+        ended = conn.execute("SELECT id FROM jobs WHERE finished_time >= ?", (self.started,)).fetchall()
+        for job_id in self.seen_jobs | {r[0] for r in ended}:
             row = conn.execute("SELECT state, failed_cnt FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row and (row["state"] == "aborted" or row["failed_cnt"] > 0):
                 return 1

@@ -20,13 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlengine import errors, jobsecrets, transfer
+from dlengine import errors, jobsecrets, throttle, transfer
 from dlengine.config import Settings
 from dlengine.ledger import claims, db
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.sources import registry
-from dlengine.storage import durable, layout
+from dlengine.storage import durable, layout, remote
 from dlengine.supervisor.retry import backoff
 
 log = logging.getLogger("dlengine.worker")
@@ -55,6 +55,7 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._job_headers: dict[str, dict[str, str]] = {}
         self._threads = settings.threads_per_worker
+        self._throttles = throttle.Throttles(settings.ledger_path, settings.chunk_size)
 
     def run(self) -> None:
         conn = db.connect(self.settings.ledger_path)
@@ -65,6 +66,7 @@ class Worker:
             finally:
                 self._shutdown(conn)
         conn.close()
+        self._throttles.close()
 
     def _loop(self, conn: sqlite3.Connection, pool: ThreadPoolExecutor) -> None:
         next_claim = next_renew = 0.0
@@ -105,6 +107,8 @@ class Worker:
             log.info("job %s finished", job_id)
         for outcome, _ in batch:
             self._running.pop(outcome.task_id, None)
+            if outcome.state in (ObjectState.DONE, ObjectState.SKIPPED):
+                transfer.drop_work(self.mountpath, outcome.task_id)  # recorded: the .meta is no longer needed
 
     def _renew(self, conn: sqlite3.Connection) -> None:
         progress = {oid: r.progress for oid, r in self._running.items()}
@@ -141,10 +145,12 @@ class Worker:
                 key=key,
                 headers=headers,
                 timeout=task.timeout or self.settings.default_timeout,
-                chunk_size=self.settings.chunk_size,
+                chunk_size=self._throttles.read_size(task.bytes_per_hour),
                 fsync=self.settings.fsync,
                 cancel=running.cancel,
                 progress=progress,
+                throttle=self._throttles.hook(task.job_seq, task.bytes_per_hour, running.cancel),
+                remote=remote.target_for(task),
             )
             result = transfer.fetch(task, job)
         except BaseException as exc:  # noqa: BLE001 - errors are data here
@@ -181,7 +187,7 @@ class Worker:
         return Outcome(task.id, ObjectState.PENDING, error=str(exc), next_try=time.time() + delay)
 
     def _drop_work(self, task: Task) -> None:
-        layout.remove_work_files(self.mountpath, task.id)
+        transfer.drop_work(self.mountpath, task.id)
 
     def _shutdown(self, conn: sqlite3.Connection) -> None:
         """Stop downloads, keep their work files, give their rows back."""
