@@ -152,3 +152,13 @@ def test_retry_job_requeues_failed_only(conn: sqlite3.Connection) -> None:
     assert jobs.retry_job(conn, job_id) == 1
     row = jobs.job_row(conn, job_id)
     assert (row["state"], row["pending_cnt"], row["failed_cnt"], row["done_cnt"]) == ("pending", 1, 0, 1)
+
+
+def test_expired_leases_of_live_owners_are_kept(conn: sqlite3.Connection) -> None:
+    job_id = _job(conn, 2)
+    mp = _mp(conn)
+    claims.claim(conn, mp, "alive", 1, lease_seconds=-1)
+    claims.claim(conn, mp, "dead", 1, lease_seconds=-1)
+    assert len(claims.recover_expired(conn, alive_owners=["alive"])) == 1
+    row = jobs.job_row(conn, job_id)
+    assert (row["running_cnt"], row["pending_cnt"]) == (1, 1)

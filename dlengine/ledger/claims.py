@@ -197,13 +197,20 @@ def recover(conn: sqlite3.Connection, keep_owners: Iterable[str] = ()) -> list[i
     return [r[0] for r in rows]
 
 
-def recover_expired(conn: sqlite3.Connection) -> list[int]:
-    """Return rows whose lease ran out to pending (owner presumed dead)."""
+def recover_expired(conn: sqlite3.Connection, alive_owners: Iterable[str] = ()) -> list[int]:
+    """Return rows whose lease ran out to pending (owner presumed dead).
+
+    Owners known to be alive keep their rows even past the lease: a worker
+    that could not renew (the ledger was locked for long) is still writing
+    its work file, and a second writer on the same file would corrupt it.
+    """
+    alive = list(alive_owners)
+    keep = f" AND owner NOT IN ({','.join('?' * len(alive))})" if alive else ""
     with write(conn):
         rows = conn.execute(
             "UPDATE objects SET state = 'pending', owner = NULL, lease_expiry = NULL"
-            " WHERE state = 'running' AND lease_expiry < ? RETURNING id, job",
-            (time.time(),),
+            f" WHERE state = 'running' AND lease_expiry < ?{keep} RETURNING id, job",
+            (time.time(), *alive),
         ).fetchall()
         finish_jobs(conn, {r[1] for r in rows})
     return [r[0] for r in rows]

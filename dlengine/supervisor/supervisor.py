@@ -93,7 +93,7 @@ class Supervisor:
             self._tend_pools(conn)
             jobs.finish_jobs(conn)
             if time.monotonic() > next_sweep:
-                claims.recover_expired(conn)
+                claims.recover_expired(conn, [o for p in self.pools for o in p.owners()])
                 next_sweep = time.monotonic() + EXPIRY_SWEEP
             active = self._active_jobs(conn)
             if active:
