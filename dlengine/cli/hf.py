@@ -1,0 +1,260 @@
+"""``dlengine download --hf-dataset/--hf-model REPO DST``: a HuggingFace
+repository, or some of its files, into a bucket.
+
+Into a local bucket (``ais://dst[/dir/]``): the files are listed here, at
+submission (the Hub's tree API, through huggingface_hub), and become multi
+jobs of ``hf://`` links at the requested revision. A re-run asks the Hub
+once per file with the stored ETag and downloads only what changed.
+``--max-job-bytes`` splits them by size: a file at least that big gets a job
+of its own, the others fill jobs in name order. Sizes the listing lacks
+(``--hf-file`` names files without listing) come from parallel HEAD
+requests.
+
+Into the repo's own local copy (``hf://org/name``): one backend job, listed
+by the supervisor, unchanged files skipped without a request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from dlengine.cli.download import add_common_fields
+from dlengine.client import Client
+from dlengine.errors import PermanentError, SpecError
+from dlengine.progress import Follower, human_bytes
+from dlengine.sources import hf
+from dlengine.sources.base import ObjectInfo
+from dlengine.spec import hflink, parse_job, parse_size, validate_object_name
+from dlengine.spec.model import BucketRef
+from dlengine.spec.names import validate_bucket_name
+from dlengine.spec.uri import parse_bucket_uri
+from dlengine.supervisor.supervisor import start_background
+
+HEAD_THREADS = 16
+_HF_ONLY = ("hf_file", "hf_revision", "hf_include", "hf_exclude", "max_job_bytes")
+
+USAGE_EXAMPLES = """
+  dlengine download --hf-dataset org/name ais://dst                 # a whole dataset repo
+  dlengine download --hf-model org/model ais://models/m1/ --hf-include '*.json' --hf-include '*.safetensors'
+  dlengine download --hf-model org/model --hf-file config.json --hf-revision v1.0 ais://dst
+  dlengine download --hf-dataset org/name ais://dst --max-job-bytes 50GiB   # one job id per line
+  dlengine download --hf-dataset org/name hf://org/name --sync      # backend job: the repo's local copy"""
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """The ``--hf-*`` flags of ``download``."""
+    group = parser.add_argument_group("HuggingFace Hub (SRC is omitted; token from HF_TOKEN or `hf auth login`)")
+    repo = group.add_mutually_exclusive_group()
+    repo.add_argument("--hf-dataset", metavar="REPO", help="download the dataset repository REPO (org/name)")
+    repo.add_argument("--hf-model", metavar="REPO", help="download the model repository REPO (org/name)")
+    group.add_argument(
+        "--hf-file", action="append", default=[], metavar="PATH", help="only this file of the repo (repeatable)"
+    )
+    group.add_argument("--hf-revision", metavar="REV", help="branch, tag or commit (default: main)")
+    group.add_argument("--hf-include", action="append", default=[], metavar="GLOB", help="only matching files")
+    group.add_argument("--hf-exclude", action="append", default=[], metavar="GLOB", help="leave matching files out")
+    group.add_argument(
+        "--max-job-bytes",
+        metavar="SIZE",
+        help="split into jobs of at most SIZE (e.g. 50GiB); bigger files get a job each; prints every job id",
+    )
+
+
+def requested(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "hf_dataset", None) or getattr(args, "hf_model", None))
+
+
+def check_plain(args: argparse.Namespace) -> None:
+    """A ``download`` without a repo: SRC is required, ``--hf-*`` flags are not."""
+    for name in _HF_ONLY:
+        if getattr(args, name, None):
+            flag = "--" + name.replace("_", "-")
+            raise SpecError(flag, "needs --hf-dataset REPO or --hf-model REPO")
+    if not args.src:
+        raise SpecError("SRC", "is required (or give --hf-dataset REPO / --hf-model REPO)")
+
+
+# ------------------------------------------------------------- the command
+
+
+def download(args: argparse.Namespace, client: Client) -> int:
+    """Validate every job first, then submit them all; print every id."""
+    if args.src:
+        print(f"dlengine: warning: SRC {args.src!r} is ignored with --hf-dataset/--hf-model", file=sys.stderr)
+    specs = [parse_job(job) for job in plan(args)]
+    ids = [client.submit(spec, start=False) for spec in specs]
+    if not args.no_start:
+        start_background(client.settings)
+    return _report(client, ids, args)
+
+
+def _report(client: Client, ids: list[str], args: argparse.Namespace) -> int:
+    if not (args.wait or args.progress):
+        print(json.dumps({"id": ids[-1], "ids": ids}) if args.json else "\n".join(ids))
+        return 0
+    failed = False
+    for job_id in ids:
+        print(job_id, file=sys.stderr)
+        follower = Follower(bar=None if args.progress else False)
+        try:
+            final = client.wait(job_id, on_progress=follower)
+        finally:
+            follower.close()
+        failed = failed or final["state"] == "aborted" or bool(final["error_cnt"])
+    if args.json:
+        print(json.dumps({"id": ids[-1], "ids": ids, "jobs": [client.status(i) for i in ids]}))
+    else:
+        print("\n".join(ids))
+    return 1 if failed else 0
+
+
+# ----------------------------------------------------------------- planning
+
+
+def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The job requests of one ``download --hf-*``."""
+    repo_type, repo_id, flag = _repo(args)
+    revision = args.hf_revision or hflink.DEFAULT_REVISION
+    bucket, subdir = parse_bucket_uri(args.dst, "DST")
+    if bucket.provider == "hf":
+        return [_backend_job(args, repo_type, repo_id, revision, bucket, subdir)]
+    if args.sync:
+        raise SpecError("--sync", "only a repo's own local copy (DST hf://org/name) can be synchronized")
+    lister = hf.HubLister(repo_id, _options(repo_type, revision, args))
+    files = _named_files(args) if args.hf_file else _listed_files(lister, flag)
+    if not files:
+        raise SpecError(flag, f"{lister.describe()}: no file matches --hf-include/--hf-exclude")
+    limit = _max_job_bytes(args)
+    field = "--hf-file" if args.hf_file else flag
+    batches = [list(files)] if limit is None else split(_with_sizes(files, lister, field), limit)
+    return [_multi_job(args, lister, bucket, subdir, batch, (n, len(batches))) for n, batch in enumerate(batches, 1)]
+
+
+def _repo(args: argparse.Namespace) -> tuple[str, str, str]:
+    """(repo type, repo id, the flag that named it)."""
+    repo_type, repo_id, flag = ("dataset", args.hf_dataset, "--hf-dataset")
+    if not repo_id:
+        repo_type, repo_id, flag = ("model", args.hf_model, "--hf-model")
+    validate_bucket_name(repo_id, "hf", flag)
+    if args.hf_revision is not None and (not args.hf_revision.strip() or not args.hf_revision.isprintable()):
+        raise SpecError("--hf-revision", f"invalid revision {args.hf_revision!r}")
+    return repo_type, repo_id, flag
+
+
+def _options(repo_type: str, revision: str, args: argparse.Namespace) -> dict[str, Any]:
+    if args.hf_file and (args.hf_include or args.hf_exclude):
+        raise SpecError("--hf-file", "names the files itself: --hf-include/--hf-exclude do not apply")
+    return {"repo_type": repo_type, "revision": revision, "include": args.hf_include, "exclude": args.hf_exclude}
+
+
+def _named_files(args: argparse.Namespace) -> list[ObjectInfo]:
+    files = []
+    for path in dict.fromkeys(p.strip().lstrip("/") for p in args.hf_file):
+        validate_object_name(path, "--hf-file")
+        files.append(ObjectInfo(key=path))
+    return files
+
+
+def _listed_files(lister: hf.HubLister, flag: str) -> list[ObjectInfo]:
+    try:
+        files = sorted(lister.files(), key=lambda f: f.key)
+    except PermanentError as exc:
+        raise SpecError(flag, str(exc)) from None
+    total = sum(f.size or 0 for f in files)
+    print(
+        f"{lister.describe()} is commit {lister.commit}: {len(files)} files, {human_bytes(total)}",
+        file=sys.stderr,
+    )
+    return files
+
+
+def _max_job_bytes(args: argparse.Namespace) -> int | None:
+    if not args.max_job_bytes:
+        return None
+    limit = parse_size(args.max_job_bytes, "--max-job-bytes")
+    if limit <= 0:
+        raise SpecError("--max-job-bytes", "must be more than 0")
+    return limit
+
+
+def _with_sizes(files: Sequence[ObjectInfo], lister: hf.HubLister, field: str) -> list[ObjectInfo]:
+    """Sizes the listing lacks, from HEAD requests to the Hub in parallel."""
+    missing = [f for f in files if f.size is None]
+    if not missing:
+        return list(files)
+    source = hf.HFSource(pool_size=HEAD_THREADS)
+
+    def head(info: ObjectInfo) -> ObjectInfo:
+        url = hflink.HubFile(lister.repo_type, lister.repo_id, lister.revision, info.key).resolve_url(hf.endpoint())
+        try:
+            return replace(info, size=source.stat(url).size)
+        except PermanentError as exc:
+            raise SpecError(field, f"{info.key}: {exc}") from None
+
+    with ThreadPoolExecutor(min(HEAD_THREADS, len(missing))) as pool:
+        sized = dict(zip([f.key for f in missing], pool.map(head, missing), strict=True))
+    return [sized.get(f.key, f) for f in files]
+
+
+def split(files: Sequence[ObjectInfo], limit: int) -> list[list[ObjectInfo]]:
+    """Jobs of at most ``limit`` bytes: a file at least that big alone
+    (biggest first), the others packed in name order."""
+    big = sorted((f for f in files if (f.size or 0) >= limit), key=lambda f: (-(f.size or 0), f.key))
+    batches = [[f] for f in big]
+    current: list[ObjectInfo] = []
+    total = 0
+    for info in sorted((f for f in files if (f.size or 0) < limit), key=lambda f: f.key):
+        if current and total + (info.size or 0) > limit:
+            batches.append(current)
+            current, total = [], 0
+        current.append(info)
+        total += info.size or 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _multi_job(
+    args: argparse.Namespace,
+    lister: hf.HubLister,
+    bucket: BucketRef,
+    subdir: str,
+    files: Sequence[ObjectInfo],
+    part: tuple[int, int],
+) -> dict[str, Any]:
+    prefix = subdir.rstrip("/") + "/" if subdir else ""
+    objects = {prefix + f.key: lister.link(f.key) for f in files}
+    description = args.desc or f"{lister.describe()} -> {bucket.uri()}"
+    if part[1] > 1:
+        description += f" (part {part[0]}/{part[1]})"
+    job: dict[str, Any] = {"type": "multi", "bucket": _bucket_dict(bucket), "objects": objects}
+    add_common_fields(job, args)
+    job["description"] = description
+    return job
+
+
+def _backend_job(
+    args: argparse.Namespace, repo_type: str, repo_id: str, revision: str, bucket: BucketRef, prefix: str
+) -> dict[str, Any]:
+    """DST ``hf://org/name[/prefix]``: the repo's local copy, as a backend job."""
+    if bucket.name != repo_id:
+        raise SpecError("DST", f"a repo downloads into a local bucket (ais://...) or its own copy hf://{repo_id}")
+    if args.hf_file or args.max_job_bytes:
+        raise SpecError("DST", "hf://org/name makes one backend job: select files with --hf-include/--hf-exclude")
+    job: dict[str, Any] = {"type": "backend", "bucket": _bucket_dict(bucket), "prefix": prefix, "sync": args.sync}
+    job.update(repo_type=repo_type, revision=revision, include=args.hf_include, exclude=args.hf_exclude)
+    add_common_fields(job, args)
+    return job
+
+
+def _bucket_dict(bucket: BucketRef) -> dict[str, str]:
+    out = {"name": bucket.name, "provider": bucket.provider}
+    if bucket.namespace:
+        out["namespace"] = bucket.namespace
+    return out

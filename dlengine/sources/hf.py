@@ -1,0 +1,509 @@
+"""HuggingFace Hub: repositories listed through ``huggingface_hub``, files
+fetched through their resolve URLs over plain HTTP.
+
+Listing (backend jobs with ``provider: "hf"``, the CLI's ``--hf-*`` flags):
+``HfApi.list_repo_tree`` (recursive, paged by the client) at the commit the
+revision points to, so the pages of one listing never mix two commits.
+
+Bytes: ``GET {endpoint}/[datasets/]{repo}/resolve/{revision}/{path}``
+without following redirects. A small file answers 200 (``ETag`` = its git
+blob id, ``X-Repo-Commit``), ranged on resume; an LFS file answers 302 with
+``X-Linked-Etag`` (its sha256), ``X-Linked-Size`` and a ``Location`` on a
+CDN, whose bytes come through the HTTP source, ranged on resume. LFS files
+are verified by sha256, the others by size and ETag.
+
+One identity for a file in the listing and in the download: etag =
+``"<sha256>"`` for LFS files, ``"<blob id>"`` for the others, so the
+dispatcher's comparison (same link, size, etag) skips unchanged files at a
+new commit. The download records the commit its bytes came from as the
+version; the listing leaves the version empty on purpose, since it would
+make every file of a new commit look changed.
+
+The token (``HF_TOKEN``, else huggingface_hub's stored token) is read at
+every use, sent to the Hub's origin only (never to a CDN on another origin,
+as huggingface_hub does), and never appears in a message: the ledger keeps
+links and errors, never request headers.
+
+``huggingface_hub`` reads ``HF_ENDPOINT`` when it is imported; it is
+imported lazily, and the endpoint is also passed to it explicitly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+
+from dlengine import errors
+from dlengine.sources.base import ObjectInfo, Request, Stream
+from dlengine.sources.http import HTTPSource, HTTPStream, parse_retry_after, translate
+from dlengine.spec import hflink
+from dlengine.spec.names import is_secret_header
+
+log = logging.getLogger("dlengine.hf")
+
+EXTRA = "pip install 'dlengine[hf]'"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+DENIED = "repository is private or gated: set HF_TOKEN (or it does not exist)"
+DENIED_WITH_TOKEN = (
+    "repository is private or gated and the token has no access to it"
+    " (a gated repository needs its terms accepted on the Hub)"
+)
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_BUSY = frozenset({408, 429})
+_MAX_HUB_REDIRECTS = 5
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_BASE_HEADERS = {"Accept-Encoding": "identity", "User-Agent": "dlengine"}
+
+
+# ------------------------------------------------------------ environment
+
+
+def available() -> bool:
+    """Whether huggingface_hub is installed (without importing it: slow)."""
+    return importlib.util.find_spec("huggingface_hub") is not None
+
+
+def endpoint() -> str:
+    """``HF_ENDPOINT`` (a mirror, or a test Hub), as huggingface_hub reads it."""
+    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or DEFAULT_ENDPOINT
+
+
+def token() -> str | None:
+    """``HF_TOKEN``, else huggingface_hub's stored token; None without one."""
+    value = os.environ.get("HF_TOKEN", "").strip() or _stored_token()
+    if value and not (value.isascii() and value.isprintable()):
+        # a header cannot carry it, and the HTTP library's error would quote it
+        raise errors.SourceDeniedError("the HuggingFace token holds characters an HTTP header cannot carry")
+    return value or None
+
+
+def _stored_token() -> str:
+    if not available():
+        return ""
+    try:
+        from huggingface_hub import get_token
+
+        return str(get_token() or "").strip()
+    except Exception as exc:  # noqa: BLE001 - an unreadable token store means no token
+        log.warning("cannot read huggingface_hub's stored token (%s); going on without it", type(exc).__name__)
+        return ""
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` without ``secret`` in it: messages end up in the ledger."""
+    return text.replace(secret, "***") if secret else text
+
+
+def resolve_url(link: str) -> str:
+    """The resolve URL an ``hf://`` link stands for, on the current endpoint."""
+    try:
+        return hflink.parse_link(link).resolve_url(endpoint())
+    except errors.SpecError as exc:
+        raise errors.PermanentError(str(exc)) from None
+
+
+def denied_reason(authorized: bool) -> str:
+    return DENIED_WITH_TOKEN if authorized else DENIED
+
+
+def status_error(
+    what: str, status: int, headers: Mapping[str, str], authorized: bool, reason: str = ""
+) -> errors.DlengineError:
+    """The dlengine error of an HTTP error status from the Hub."""
+    code = headers.get("X-Error-Code") or ""
+    if status in (401, 403) or code == "GatedRepo":
+        return errors.SourceDeniedError(f"{what}: HTTP {status}: {denied_reason(authorized)}")
+    if status in _BUSY or status >= 500:
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        return errors.ServerBusyError(f"{what}: HTTP {status} {reason}".rstrip(), retry_after=retry_after)
+    if status in (404, 410):
+        return errors.SourceNotFoundError(f"{what}: HTTP {status} {code or reason or 'not found'}".rstrip())
+    return errors.SourceHTTPError(f"{what}: HTTP {status} {code or reason}".rstrip())
+
+
+# ------------------------------------------------------------------ bytes
+
+
+class _NoBody:
+    """A stream without a body: not modified, or every byte already kept."""
+
+    def __init__(self, info: ObjectInfo, offset: int, not_modified: bool) -> None:
+        self.info = info
+        self.offset = offset
+        self.not_modified = not_modified
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+class HFSource:
+    """Files of Hub repositories, keyed by resolve URL. One instance per
+    process: the urllib3 pools are thread-safe."""
+
+    def __init__(self, pool_size: int = 16) -> None:
+        self._pool = urllib3.PoolManager(num_pools=16, maxsize=pool_size, block=False, retries=False)
+        self._cdn = HTTPSource(pool_size=pool_size)
+
+    def stat(self, key: str, headers: Mapping[str, str] | None = None, timeout: float = 60.0) -> ObjectInfo:
+        """Size, etag, commit and sha256 of a file (one HEAD to the Hub)."""
+        sent, secret = self._hub_headers(Request(key, headers=dict(headers or {})))
+        response = self._hub("HEAD", key, sent, timeout, secret)
+        try:
+            _raise_for_hub_status(response, key, authorized=secret is not None)
+            return _hub_info(key, response)
+        finally:
+            _discard(response)
+
+    def list(self, prefix: str = "", suffix: str = "") -> Iterator[ObjectInfo]:
+        raise errors.PermanentError("a Hub file cannot be listed: use a backend job with provider hf")
+
+    def open(self, request: Request) -> Stream:
+        sent, secret = self._hub_headers(request)
+        response = self._hub("GET", request.key, sent, request.timeout, secret)
+        if response.status in _REDIRECTS and response.headers.get("Location"):
+            return self._from_cdn(request, response, secret)
+        try:
+            return _from_hub(request, response, authorized=secret is not None)
+        except BaseException:
+            _discard(response)
+            raise
+
+    def _hub_headers(self, request: Request) -> tuple[dict[str, str], str | None]:
+        """Headers for the Hub (conditions, the token) and the token sent."""
+        headers = {**_BASE_HEADERS, **request.headers}
+        if request.offset > 0:
+            headers["Range"] = f"bytes={request.offset}-"
+            if request.if_range:
+                headers["If-Range"] = request.if_range
+        elif request.if_none_match:
+            headers["If-None-Match"] = request.if_none_match
+        elif request.if_modified_since:
+            headers["If-Modified-Since"] = request.if_modified_since
+        secret = token()
+        if secret and not any(name.lower() == "authorization" for name in headers):
+            headers["Authorization"] = f"Bearer {secret}"
+        return headers, secret
+
+    def _hub(
+        self, method: str, url: str, headers: dict[str, str], timeout: float, secret: str | None
+    ) -> urllib3.BaseHTTPResponse:
+        """A request to the Hub that follows its own redirects (a renamed
+        repo) on its origin, and returns a file's redirect to a CDN."""
+        for _ in range(_MAX_HUB_REDIRECTS):
+            try:
+                response = self._pool.request(
+                    method, url, headers=headers, preload_content=False, redirect=False,
+                    timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                )  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - translated in one place
+                raise _reworded(translate(exc, url), secret) from None
+            location = response.headers.get("Location")
+            target = urljoin(url, location or "")
+            if not location or response.status not in _REDIRECTS or _is_file_redirect(response):
+                return response
+            if not same_origin(target, url):
+                return response
+            _discard(response)
+            url = target
+        raise errors.SourceHTTPError(f"{url}: more than {_MAX_HUB_REDIRECTS} redirects on the Hub")
+
+    def _from_cdn(self, request: Request, response: urllib3.BaseHTTPResponse, secret: str | None) -> Stream:
+        info = _hub_info(request.key, response)
+        location = urljoin(request.key, response.headers["Location"])
+        _discard(response)
+        if info.etag and request.if_none_match == info.etag:
+            return _NoBody(info, 0, not_modified=True)
+        offset, if_range = _resume_point(request, info)
+        if offset and offset == info.size:
+            return _NoBody(info, offset, not_modified=False)  # every byte is kept already
+        headers = _cdn_headers(request, location, secret)
+        cdn = Request(location, offset, if_range, headers=headers, timeout=request.timeout)
+        try:
+            stream = self._cdn.open(cdn)
+        except errors.DlengineError as exc:
+            raise _reworded(exc, secret, location, request.key) from None
+        stream.info = _merged(info, stream.info)
+        return stream
+
+
+def _from_hub(request: Request, response: urllib3.BaseHTTPResponse, *, authorized: bool) -> Stream:
+    """The Hub's own answer: the bytes of a small file, 304, or an error."""
+    status = response.status
+    if status == 304:
+        _discard(response)  # an unread 304 left on a pooled connection breaks its next request
+        return _NoBody(_hub_info(request.key, response), 0, not_modified=True)
+    if status == 416 and request.offset > 0:
+        if _kept_whole(response, request):
+            info = _hub_info(request.key, response, partial=True)
+            return HTTPStream(response, info, request.offset, False, body=False)
+        raise errors.SourceChangedError(f"{request.key}: range not satisfiable; the file changed")
+    _raise_for_hub_status(response, request.key, authorized=authorized)
+    if status not in (200, 206):
+        raise errors.SourceHTTPError(f"{request.key}: unexpected HTTP {status} from the Hub")
+    partial = status == 206
+    info = _hub_info(request.key, response, partial=partial)
+    return HTTPStream(response, info, request.offset if partial else 0, False)
+
+
+def _raise_for_hub_status(response: urllib3.BaseHTTPResponse, url: str, *, authorized: bool) -> None:
+    if response.status >= 400:  # urllib3's headers ignore case, as the Hub's HTTP/2 lowercases them
+        raise status_error(url, response.status, response.headers, authorized, response.reason or "")
+
+
+def _resume_point(request: Request, info: ObjectInfo) -> tuple[int, str | None]:
+    """(offset, If-Range for the CDN). The kept bytes belong to the file
+    the Hub names now when its etag is the one they were written under;
+    the CDN's URL is then specific to those bytes."""
+    if request.offset <= 0:
+        return 0, None
+    if info.etag:
+        return (request.offset, None) if request.if_range == info.etag else (0, None)
+    return request.offset, request.if_range  # no etag from the Hub: let the CDN judge
+
+
+def _kept_whole(response: urllib3.BaseHTTPResponse, request: Request) -> bool:
+    """A 416 to ``bytes=N-`` of the version we hold, whose size is N."""
+    total = str(response.headers.get("Content-Range", "")).rpartition("/")[2]
+    etag = normalize_etag(response.headers.get("ETag"))
+    return request.if_range is not None and request.if_range == etag and total == str(request.offset)
+
+
+def _hub_info(url: str, response: urllib3.BaseHTTPResponse, *, partial: bool = False) -> ObjectInfo:
+    headers = response.headers
+    linked = headers.get("X-Linked-Etag")
+    etag = normalize_etag(linked or headers.get("ETag"))
+    size = _int(headers.get("X-Linked-Size"))
+    if size is None and response.status not in _REDIRECTS:
+        size = _body_size(headers, partial)
+    digest = (etag or "").strip('"')
+    sha256 = digest if linked and _SHA256.fullmatch(digest) else None
+    return ObjectInfo(
+        key=url,
+        size=size,
+        etag=etag,
+        version=headers.get("X-Repo-Commit") or None,
+        checksums={"sha256": sha256} if sha256 else {},
+    )
+
+
+def _merged(hub: ObjectInfo, cdn: ObjectInfo) -> ObjectInfo:
+    """What the Hub said about a file, completed by what the CDN said."""
+    return replace(hub, size=hub.size if hub.size is not None else cdn.size, etag=hub.etag or cdn.etag)
+
+
+def _body_size(headers: Any, partial: bool) -> int | None:
+    if partial:
+        return _int(str(headers.get("Content-Range", "")).rpartition("/")[2])
+    return _int(headers.get("Content-Length"))
+
+
+def _int(value: object) -> int | None:
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text.isdigit() else None
+
+
+def normalize_etag(value: str | None) -> str | None:
+    """``"<hex>"``: huggingface_hub's normalisation (no ``W/``, quoted)."""
+    if not value:
+        return None
+    return '"' + value.strip().removeprefix("W/").strip('"') + '"'
+
+
+def _is_file_redirect(response: urllib3.BaseHTTPResponse) -> bool:
+    return "X-Linked-Etag" in response.headers or "X-Linked-Size" in response.headers
+
+
+def same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+def _cdn_headers(request: Request, location: str, secret: str | None) -> dict[str, str]:
+    """A job's plain headers; its secret ones and the token only on the
+    Hub's own origin."""
+    if same_origin(location, request.key):
+        headers = dict(request.headers)
+        if secret and not any(name.lower() == "authorization" for name in headers):
+            headers["Authorization"] = f"Bearer {secret}"
+        return headers
+    return {name: value for name, value in request.headers.items() if not is_secret_header(name)}
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Read what is left of a short answer so its connection can be reused."""
+    try:
+        response.drain_conn()
+    except Exception:  # noqa: BLE001 - a broken connection is closed instead
+        response.close()
+    response.release_conn()
+
+
+def _reworded(exc: errors.DlengineError, secret: str | None, location: str = "", key: str = "") -> errors.DlengineError:
+    """``exc`` naming the resolve URL instead of a (signed) CDN URL, and
+    never quoting the token."""
+    message = str(exc)
+    if location:
+        message = f"{key}: CDN " + message.replace(location, location.split("?", 1)[0])
+    message = redact(message, secret)
+    if isinstance(exc, errors.ServerBusyError):
+        return errors.ServerBusyError(message, retry_after=exc.retry_after)
+    return type(exc)(message)
+
+
+# ---------------------------------------------------------------- listing
+
+
+def selects(path: str, prefix: str, suffix: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
+    """Whether a file is selected: prefix, suffix, and the globs as
+    huggingface_hub's allow_patterns / ignore_patterns (fnmatch, ``*``
+    crosses ``/``, a pattern ending in ``/`` is a folder)."""
+    if not (path.startswith(prefix) and path.endswith(suffix)):
+        return False
+    return (not include or _matches(path, include)) and not _matches(path, exclude)
+
+
+def _matches(path: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(path, p + "*" if p.endswith("/") else p) for p in patterns)
+
+
+class HubLister:
+    """A Hub repository as a backend job lists it (``registry.lister``)."""
+
+    def __init__(self, repo_id: str, options: Mapping[str, Any]) -> None:
+        self.repo_id = repo_id
+        self.repo_type = str(options.get("repo_type") or "model")
+        self.revision = str(options.get("revision") or hflink.DEFAULT_REVISION)
+        self.include = tuple(str(p) for p in options.get("include") or ())
+        self.exclude = tuple(str(p) for p in options.get("exclude") or ())
+        self.commit: str | None = None  # what the revision pointed to when listed
+
+    def list(self, prefix: str = "", suffix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        """Selected files in name order (the Hub's order is its own), after
+        ``start_after``: a restarted dispatcher goes on from its cursor."""
+        for info in sorted(self.files(prefix, suffix), key=lambda i: i.key):
+            if info.key > start_after:
+                yield info
+
+    def link(self, key: str) -> str:
+        return hflink.make_link(self.repo_type, self.repo_id, self.revision, key)
+
+    def describe(self) -> str:
+        kind = "dataset" if self.repo_type == "dataset" else "model"
+        return f"hf {kind} {self.repo_id}@{self.revision}"
+
+    def files(self, prefix: str = "", suffix: str = "") -> Sequence[ObjectInfo]:
+        """Every selected file of the repo at the revision's commit."""
+        api, secret = _api()
+        with _translated(self.describe(), secret):
+            self.commit = self._resolve_commit(api)
+            log.info("%s is commit %s", self.describe(), self.commit)
+            return [
+                info
+                for info in self._tree(api, self.commit, _folder(prefix))
+                if selects(info.key, prefix, suffix, self.include, self.exclude)
+            ]
+
+    def _resolve_commit(self, api: Any) -> str:
+        info = api.repo_info(self.repo_id, revision=self.revision, repo_type=self.repo_type)
+        return str(getattr(info, "sha", None) or self.revision)
+
+    def _tree(self, api: Any, commit: str, folder: str) -> Iterator[ObjectInfo]:
+        try:
+            for entry in api.list_repo_tree(
+                self.repo_id, folder or None, recursive=True, expand=False, revision=commit, repo_type=self.repo_type
+            ):
+                info = file_info(entry)
+                if info is not None:
+                    yield info
+        except Exception as exc:
+            if folder and _missing_entry(exc):
+                return  # the prefix names a folder the repo does not have
+            raise
+
+
+def _folder(prefix: str) -> str:
+    """The deepest folder a prefix lies in: list only that subtree."""
+    return prefix.rpartition("/")[0]
+
+
+def file_info(entry: Any) -> ObjectInfo | None:
+    """A file of ``list_repo_tree`` (None for a folder)."""
+    blob_id = getattr(entry, "blob_id", None)
+    if not blob_id:
+        return None
+    sha256 = _lfs_sha256(getattr(entry, "lfs", None))
+    size = getattr(entry, "size", None)
+    return ObjectInfo(
+        key=str(entry.path),
+        size=size if isinstance(size, int) else None,
+        etag=f'"{sha256 or blob_id}"',
+        checksums={"sha256": sha256} if sha256 else {},
+    )
+
+
+def _lfs_sha256(lfs: Any) -> str | None:
+    if lfs is None:
+        return None
+    value = getattr(lfs, "sha256", None) or (lfs.get("sha256") if isinstance(lfs, Mapping) else None)
+    digest = str(value or "").lower()
+    return digest if _SHA256.fullmatch(digest) else None
+
+
+def _api() -> tuple[Any, str | None]:
+    """An ``HfApi`` on the current endpoint, and the token it sends."""
+    if not available():
+        raise errors.MissingExtraError(f"HuggingFace repositories are listed with huggingface_hub: {EXTRA}")
+    from huggingface_hub import HfApi
+
+    from dlengine import __version__  # here: dlengine/__init__ imports the registry, which imports us
+
+    secret = token()
+    api = HfApi(endpoint=endpoint(), token=secret or False, library_name="dlengine", library_version=__version__)
+    return api, secret
+
+
+@contextmanager
+def _translated(what: str, secret: str | None) -> Iterator[None]:
+    """huggingface_hub's (and its HTTP library's) exceptions -> dlengine's."""
+    try:
+        yield
+    except errors.DlengineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every library's exceptions end here
+        raise _hub_error(exc, what, secret) from None
+
+
+def _hub_error(exc: Exception, what: str, secret: str | None) -> errors.DlengineError:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if not isinstance(status, int):
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        return errors.SourceConnectionError(redact(f"{what}: {type(exc).__name__}: {first_line}", secret))
+    headers = {str(k): str(v) for k, v in getattr(response, "headers", {}).items()}
+    return status_error(what, status, _titled(headers), authorized=secret is not None)
+
+
+def _titled(headers: Mapping[str, str]) -> dict[str, str]:
+    """Header names as ``status_error`` looks them up, whatever their case."""
+    wanted = {"x-error-code": "X-Error-Code", "retry-after": "Retry-After"}
+    return {wanted.get(name.lower(), name): value for name, value in headers.items()}
+
+
+def _missing_entry(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    headers = _titled({str(k): str(v) for k, v in getattr(response, "headers", {}).items()})
+    return getattr(response, "status_code", None) == 404 and headers.get("X-Error-Code") == "EntryNotFound"
