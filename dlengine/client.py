@@ -18,9 +18,8 @@ from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.spec import JobSpec, JobType, iter_objects, load_job, object_count, parse_job, spec_to_dict
 from dlengine.spec.uri import parse_bucket_uri
 from dlengine.status import full, summary
-from dlengine.storage import layout, remote
+from dlengine.storage import layout
 from dlengine.storage.mountpaths import placer
-from dlengine.supervisor.supervisor import start_background
 
 JobInput = JobSpec | dict[str, Any] | str | bytes
 
@@ -70,7 +69,7 @@ class Client:
         job_id = jobs.create_job(self.conn, record, objects, place, dispatched=not later, total=object_count(spec) or 0)
         jobsecrets.save(self.settings.secrets_dir, job_id, spec.secret_headers)
         if start:
-            start_background(self.settings)
+            _start_background(self.settings)
         return job_id
 
     def status(self, job_id: str, *, only_active: bool = False) -> dict[str, Any]:
@@ -99,7 +98,7 @@ class Client:
     def retry(self, job_id: str, *, start: bool = True) -> int:
         count = jobs.retry_job(self.conn, job_id)
         if count and start:
-            start_background(self.settings)
+            _start_background(self.settings)
         return count
 
     def wait(
@@ -165,6 +164,8 @@ class Client:
         """Objects of a cloud bucket (``s3://``, ``gs://``, ``az://``), listed
         by its provider, by name."""
         bucket, path = parse_bucket_uri(uri)
+        from dlengine.storage import remote  # imports every source: only when needed
+
         for info in remote.list_remote(bucket.provider, bucket.name, prefix or path):
             yield {"name": info.key, "size": info.size, "etag": info.etag, "version": info.version}
 
@@ -179,3 +180,11 @@ def _as_spec(job: JobInput) -> JobSpec:
 
 def open_client() -> closing[Client]:
     return closing(Client())
+
+
+def _start_background(settings: Settings) -> None:
+    # imported here: the supervisor pulls in every source, which a CLI
+    # call that only reads the ledger should not pay for
+    from dlengine.supervisor.supervisor import start_background
+
+    start_background(settings)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dlengine import __version__
-from dlengine.cli import hf, output
+from dlengine.cli import output
 from dlengine.cli.download import job_from_args
 from dlengine.cli.parser import build_parser
 from dlengine.client import Client
@@ -76,6 +76,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    from dlengine.cli import hf  # the Hub client is heavy: only for downloads
+
     if hf.requested(args):
         return hf.download(args, Client())
     hf.check_plain(args)
