@@ -29,10 +29,14 @@ temp paths all in the work directory, so it runs as root without touching
 ``python3 -m http.server``.  No traffic leaves 127.0.0.1 (proxy variables
 are removed from every child's environment).
 
+Each run waits (``--quiet-wait``) for the machine to be mostly idle and
+records the CPU the server and the rest of the machine used meanwhile, so a
+measurement disturbed by other work shows as such.
+
 When a target is missed (or with ``--profile always``) it profiles
-dlengine: py-spy on ``dlengine run`` (all processes), ``strace -c`` syscall
-counts, and cProfile on the submit, and puts the top hot spots in the
-results file.
+dlengine: py-spy on ``dlengine run`` (all processes; wall-clock and
+``--gil``), ``strace -c`` syscall counts, and cProfile on the submit, and
+puts the top hot spots in the results file.
 
 Results go to ``bench/RESULTS.md`` (between generated-section markers;
 text outside them is kept) and to stdout.
@@ -204,7 +208,7 @@ def timed(cmd: Sequence[str], env: dict[str, str], logfile: Path, timeout: float
     with open(logfile, "ab") as out:
         out.write(f"$ {shlex.join(cmd)}\n".encode())
         out.flush()
-        start = time.perf_counter()
+        start, epoch = time.perf_counter(), time.time()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
@@ -216,6 +220,7 @@ def timed(cmd: Sequence[str], env: dict[str, str], logfile: Path, timeout: float
     rc = os.waitstatus_to_exitcode(status)
     proc.returncode = rc  # already reaped; keep Popen from waiting again
     sample = Sample(wall=wall, cpu=usage.ru_utime + usage.ru_stime, maxrss_mb=usage.ru_maxrss / 1024, rc=rc)
+    sample.extra["t_start"], sample.extra["t_end"] = epoch, epoch + wall
     if rc != 0:
         sample.ok = False
         sample.note = f"exit {rc}; see {logfile}: {tail(logfile)}"
@@ -584,7 +589,7 @@ def compare_files(a: Path, b: Path, sample: bool) -> bool:
 
 
 def verify_dlengine(
-    ctx: Context, env: dict[str, str], home: Path, scenario: str, job_id: str, rep: int
+    ctx: Context, env: dict[str, str], home: Path, scenario: str, job_id: str, rep: int, run: Sample
 ) -> tuple[bool, str, dict[str, Any]]:
     ds = ctx.ds
     n, size = ds.count(scenario), ds.size(scenario)
@@ -602,6 +607,8 @@ def verify_dlengine(
         start, end = parse_iso(status.get("started_time")), parse_iso(status.get("finished_time"))
         if start and end:
             extra["job_span"] = end - start  # first claim to finish, inside the run
+            extra["startup"] = start - run.extra["t_start"]  # process start to first claim
+            extra["shutdown"] = run.extra["t_end"] - end  # job finished to process exit
         if status.get("error_cnt") or status.get("done_cnt") != n:
             return False, f"show: done {status.get('done_cnt')}/{n}, errors {status.get('error_cnt')}", extra
     names = ds.names(scenario)
@@ -686,7 +693,7 @@ def run_dlengine(ctx: Context, scenario: str, fsync: bool, rep: int) -> Sample:
     flush_dirty_pages()
     sample = ctx.measure([*ctx.dlengine, "run", "--quiet"], env, home / "bench-run.log")
     if sample.ok:
-        ok, note, extra = verify_dlengine(ctx, env, home, scenario, job_id, rep)
+        ok, note, extra = verify_dlengine(ctx, env, home, scenario, job_id, rep, sample)
         sample.ok, sample.note = ok, note
         sample.extra.update(extra)
     if scenario == "large":
@@ -1036,9 +1043,16 @@ def fmt(value: float | None, spec: str = ",.1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def job_span(row: Row) -> float | None:
-    spans = [s.extra["job_span"] for s in row.good if "job_span" in s.extra]
-    return median(spans) if spans else None
+def job_span(row: Row) -> str | None:
+    """'span s (startup s + shutdown s)' of the median run."""
+    spans = [s for s in row.good if "job_span" in s.extra]
+    if not spans:
+        return None
+    middle = sorted(spans, key=lambda s: s.wall)[len(spans) // 2]
+    return (
+        f"{middle.extra['job_span']:.2f}s (+ {middle.extra['startup']:.2f}s before the first claim, "
+        f"{middle.extra['shutdown']:.2f}s after the job finished)"
+    )
 
 
 def rclone_row(rows: list[Row], scenario: str) -> Row | None:
@@ -1216,14 +1230,17 @@ def report(
     if rows:
         lines += ["### Throughput", "", *throughput_table(rows), ""]
         spans = [
-            f"{r.scenario} fsync {'on' if r.fsync else 'off'}: {span:.2f}s"
+            f"{r.scenario} fsync {'on' if r.fsync else 'off'}: {span}"
             for r in rows
             if r.tool == "dlengine" and (span := job_span(r)) is not None
         ]
         if spans:
             lines += [
-                "dlengine job span (first claim to job finished, inside the run; the rest of the wall time is "
-                "supervisor and worker start-up and shutdown): " + "; ".join(spans) + ".",
+                "Where the wall time of the median dlengine run goes: job span (first claim to job finished, from "
+                "the ledger), plus `dlengine run` start-up (supervisor, spawned workers, dispatch, first claim) and "
+                "shutdown:",
+                "",
+                *[f"- {span}" for span in spans],
                 "",
             ]
         failed = [f"- {r.scenario} {r.tool}: {n}" for r in rows for n in r.failures]
