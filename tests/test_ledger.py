@@ -84,6 +84,15 @@ def test_claim_only_own_mountpath_and_oldest_job_first(conn: sqlite3.Connection)
     assert [t.job_id for t in tasks] == [old, old, new]
 
 
+def test_a_busy_job_does_not_starve_a_newer_one(conn: sqlite3.Connection) -> None:
+    slow = _job(conn, 50)
+    mp = _mp(conn)
+    assert {t.job_id for t in claims.claim(conn, mp, "o", 8, 30)} == {slow}  # all threads busy on it
+    fresh = _job(conn, 5)
+    # a thread frees up: it goes to the job with nothing running
+    assert [t.job_id for t in claims.claim(conn, mp, "o", 1, 30)] == [fresh]
+
+
 def test_report_finishes_job_and_fills_catalog(conn: sqlite3.Connection) -> None:
     job_id = _job(conn, 2)
     tasks = claims.claim(conn, _mp(conn), "o", 10, 30)

@@ -12,9 +12,12 @@ from dlengine.ledger.jobs import finish_jobs
 from dlengine.ledger.models import Outcome, StoredInfo, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
 
+# Jobs with the fewest running objects first, then the oldest: concurrent
+# jobs share the download threads, so a slow (e.g. rate-limited) job cannot
+# hold every thread while a newer job waits.
 _ACTIVE_JOBS_SQL = (
     "SELECT seq, id, type, conns, running_cnt, timeout, bytes_per_hour, provider, namespace, bucket, state"
-    f" FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} AND pending_cnt > 0 ORDER BY seq"
+    f" FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} AND pending_cnt > 0 ORDER BY running_cnt, seq"
 )
 
 _CLAIM_SQL = """
@@ -32,8 +35,9 @@ WHERE provider = ? AND namespace = ? AND bucket = ? AND name = ?
 
 
 def claim(conn: sqlite3.Connection, mountpath_id: int, owner: str, limit: int, lease_seconds: float) -> list[Task]:
-    """Claim up to ``limit`` pending objects of this mountpath, oldest job
-    first, never letting a job exceed its connection limit."""
+    """Claim up to ``limit`` pending objects of this mountpath, the job with
+    the fewest running objects first, never letting a job exceed its
+    connection limit."""
     now = time.time()
     tasks: list[Task] = []
     with write(conn):
