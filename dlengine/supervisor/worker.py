@@ -149,7 +149,7 @@ class Worker:
                 fsync=self.settings.fsync,
                 cancel=running.cancel,
                 progress=progress,
-                throttle=self._throttles.hook(task.job_seq, task.bytes_per_hour, running.cancel),
+                throttle=self._throttles.hook(task, running.cancel),
                 remote=remote.target_for(task),
             )
             result = transfer.fetch(task, job)
