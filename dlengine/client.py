@@ -50,6 +50,8 @@ class Client:
         ``start`` is False or one runs already. Returns the job id."""
         spec = _as_spec(job)
         bucket = spec.bucket
+        if self.settings.remote_executor:
+            _check_executor(spec)
         place = placer([str(p) for p in self.settings.mountpaths], bucket.uri())
         # range and backend jobs are filled in later, page by page, by the
         # supervisor's dispatcher: submitting stays O(1)
@@ -180,6 +182,17 @@ def _as_spec(job: JobInput) -> JobSpec:
 
 def open_client() -> closing[Client]:
     return closing(Client())
+
+
+def _check_executor(spec: JobSpec) -> None:
+    """A remote executor's hosts cannot write into this machine's disks:
+    refuse such a job before it is recorded."""
+    from dlengine.errors import SpecError
+    from dlengine.supervisor.dask_executor import refusal
+
+    reason = refusal(spec.bucket.provider, spec.type.value)
+    if reason:
+        raise SpecError("bucket", reason)
 
 
 def _start_background(settings: Settings) -> None:

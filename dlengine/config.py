@@ -26,6 +26,7 @@ _KNOBS: dict[str, tuple[str, Any]] = {
     "max_attempts": ("DLENGINE_ATTEMPTS", 5),
     "fsync": ("DLENGINE_FSYNC", True),  # durability; off only for benchmarks
     "chunk_size": ("DLENGINE_CHUNK", 1 << 20),
+    "executor": ("DLENGINE_EXECUTOR", "local"),  # or dask://HOST:PORT (supervisor/dask_executor.py)
 }
 
 
@@ -41,6 +42,13 @@ class Settings:
     max_attempts: int
     fsync: bool
     chunk_size: int
+    executor: str = "local"
+
+    @property
+    def remote_executor(self) -> bool:
+        """Whether downloads run on other hosts (then only cloud buckets,
+        which every host reaches, can be destinations)."""
+        return self.executor not in ("", "local")
 
     @property
     def ledger_path(self) -> Path:

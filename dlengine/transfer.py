@@ -120,7 +120,23 @@ class RemoteTarget(Protocol):
 
     uri: str
 
-    def put(self, name: str, path: Path, checksum: tuple[str, str] | None) -> None: ...
+    def put(
+        self, name: str, path: Path, checksum: tuple[str, str] | None, origin: dict[str, str] | None = None
+    ) -> None: ...
+
+
+ORIGIN_SOURCE = "dlengine-source"
+
+
+def link_digest(link: str) -> str:
+    """A link as object metadata can hold it (ASCII, short)."""
+    return hashlib.sha256(link.encode()).hexdigest()[:32]
+
+
+def origin_of(link: str, info: ObjectInfo, size: int | None) -> dict[str, str]:
+    """What a write-through copy records of its source (as object metadata),
+    so that a later attempt recognises it without fetching it again."""
+    return {ORIGIN_SOURCE: link_digest(link), "dlengine-etag": info.etag or "", "dlengine-size": str(size)}
 
 
 def fetch(task: Task, job: Job) -> tuple[Outcome, Path | None]:
@@ -143,7 +159,7 @@ def fetch(task: Task, job: Job) -> tuple[Outcome, Path | None]:
         stream.close()
     _verify(stream.info, written, hasher, check, part, meta)
     if job.remote is not None:  # write-through: upload the verified bytes
-        job.remote.put(task.name, part, check)
+        job.remote.put(task.name, part, check, origin_of(task.link, stream.info, written))
         _remove(part, meta)
         return _done(task, stream.info, written, check, job.mountpath, job.remote.uri), None
     _install(part, dest, layout.bucket_dir(job.mountpath, task.provider, task.namespace, task.bucket), job.fsync)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from dlengine.cli import output
 from dlengine.cli.download import job_from_args
 from dlengine.cli.parser import build_parser
 from dlengine.client import Client
-from dlengine.config import load_settings
+from dlengine.config import Settings, load_settings
 from dlengine.errors import DlengineError, NotFoundError, SpecError, StateError, SupervisorRunning
 from dlengine.progress import Follower
 from dlengine.spec import load_job
@@ -122,12 +123,18 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _with_executor(args: argparse.Namespace) -> Settings:
+    """The settings, with ``--executor`` over the configured executor."""
+    settings = load_settings()
+    return dataclasses.replace(settings, executor=args.executor) if args.executor else settings
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dlengine.supervisor.supervisor import Supervisor
 
     level = logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    supervisor = Supervisor(load_settings(), linger=args.linger)
+    supervisor = Supervisor(_with_executor(args), linger=args.linger)
     supervisor.install_signal_handlers()
     try:
         return supervisor.run()
@@ -142,7 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     level = logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
-        return serve(load_settings(), args.listen, args.token_file)
+        return serve(_with_executor(args), args.listen, args.token_file)
     except SupervisorRunning as exc:
         print(f"dlengine: {exc}; stop it (or let it finish) and start serve again", file=sys.stderr)
         return EXIT_INTERNAL

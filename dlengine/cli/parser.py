@@ -62,6 +62,15 @@ def _download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _follow_flags(p)
 
 
+def _executor_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--executor",
+        metavar="local|dask://HOST:PORT",
+        help="where downloads run (default: setting executor / DLENGINE_EXECUTOR, else local);"
+        " dask:// stores into cloud buckets only (pip install 'dlengine[dask]')",
+    )
+
+
 def _serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
@@ -80,6 +89,7 @@ def _serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="require 'Authorization: Bearer <token>' with the token in FILE (needed off loopback)",
     )
     p.add_argument("--quiet", action="store_true", help="log warnings only (no access log)")
+    _executor_flag(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--linger", type=float, default=0.0, metavar="S", help="wait S seconds for new jobs before exiting")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
+    _executor_flag(p)
 
     _serve(sub)
 

@@ -188,10 +188,21 @@ class S3Source:
         offset = request.offset if "ContentRange" in response else 0
         return S3Stream(response["Body"], _info(request.key, response), offset)
 
-    def upload(self, key: str, path: Path, md5_hex: str | None = None) -> None:
-        """Store a verified local file as ``key`` (multipart when large)."""
+    def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
+        """Store a verified local file as ``key`` (multipart when large),
+        with ``metadata`` (x-amz-meta-*) when given."""
+        extra = {"Metadata": metadata} if metadata else None
         with translated(self.link(key)):
-            client().upload_file(str(path), self.bucket, key)
+            client().upload_file(str(path), self.bucket, key, ExtraArgs=extra)
+
+    def metadata(self, key: str) -> dict[str, str] | None:
+        """The user metadata of a stored object; None if there is no such key."""
+        try:
+            with translated(self.link(key)):
+                response = client().head_object(Bucket=self.bucket, Key=key)
+        except errors.SourceNotFoundError:
+            return None
+        return {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
 
     def delete(self, key: str) -> None:
         with translated(self.link(key)):

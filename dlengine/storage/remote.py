@@ -33,9 +33,23 @@ class CloudBucket:
         self.uri = f"{scheme}://{bucket}"
         self._source = registry.cloud_source(scheme, bucket)
 
-    def put(self, name: str, path: Path, checksum: tuple[str, str] | None) -> None:
+    def put(
+        self, name: str, path: Path, checksum: tuple[str, str] | None, origin: dict[str, str] | None = None
+    ) -> None:
+        """Upload ``path`` as ``name``; S3 keeps ``origin`` as its metadata."""
         md5 = checksum[1] if checksum and checksum[0] == "md5" else None
-        self._source.upload(name, path, md5)
+        if origin and self.uri.startswith("s3://"):
+            self._source.upload(name, path, md5, metadata=origin)
+        else:
+            self._source.upload(name, path, md5)
+
+    def origin(self, name: str) -> dict[str, str] | None:
+        """What a stored object records of its source (``put``'s ``origin``);
+        None when it is not there or the store keeps no such metadata."""
+        if not self.uri.startswith("s3://"):
+            return None
+        held: dict[str, str] | None = self._source.metadata(name)
+        return held
 
 
 def target_for(task: Task) -> CloudBucket | None:

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 from dlengine.config import Settings
-from dlengine.errors import SupervisorRunning
+from dlengine.errors import FatalError, SupervisorRunning
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.storage import layout
+from dlengine.supervisor import dask_executor
 from dlengine.supervisor.dispatch import Dispatcher
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.pool import MountpathPool
@@ -36,6 +37,7 @@ class Supervisor:
         self.stop = threading.Event()
         self.lock = HomeLock(settings.lock_path)
         self.pools: list[MountpathPool] = []
+        self.executor: dask_executor.DaskExecutor | None = None  # --executor dask://
         self.seen_jobs: set[str] = set()
         self.started = 0.0
 
@@ -50,13 +52,16 @@ class Supervisor:
             self.started = time.time()
             conn = db.connect(self.settings.ledger_path)
             self._recover(conn)
-            self._start_pools(conn)
+            self._start_workers(conn)
             dispatcher = Dispatcher(self.settings, self.stop)
             dispatcher.start()
             self._loop(conn)
+            if self.executor is not None and self.executor.error:
+                raise FatalError(self.executor.error)
             return self._exit_code(conn)
         finally:
             self.stop.set()
+            self._stop_executor()
             self._stop_pools()
             self.lock.release()
 
@@ -76,6 +81,30 @@ class Supervisor:
             if row is None or row[0] not in ("pending", "running"):
                 layout.remove_work_files(mountpath, row_id)
 
+    def _start_workers(self, conn: sqlite3.Connection) -> None:
+        """Local worker pools, or the Dask executor."""
+        if not self.settings.remote_executor:
+            self._start_pools(conn)
+            return
+        client = dask_executor.connect(self.settings.executor)
+        with db.write(conn):
+            ids = jobs.mountpath_ids(conn, [str(p) for p in self.settings.mountpaths])
+        self.executor = dask_executor.DaskExecutor(self.settings, client, list(ids.values()), self.stop)
+        self.executor.start()
+        log.info("downloads run on the Dask cluster at %s", self.settings.executor)
+
+    def _stop_executor(self) -> None:
+        if self.executor is None:
+            return
+        if self.executor.is_alive():
+            self.executor.join(timeout=15)
+        self.executor.client.close()
+
+    def _owners(self) -> list[str]:
+        """Lease owners known to be alive."""
+        owners = [o for p in self.pools for o in p.owners()]
+        return owners + ([self.executor.owner] if self.executor is not None else [])
+
     def _start_pools(self, conn: sqlite3.Connection) -> None:
         with db.write(conn):
             ids = jobs.mountpath_ids(conn, [str(p) for p in self.settings.mountpaths])
@@ -93,7 +122,7 @@ class Supervisor:
             self._tend_pools(conn)
             jobs.finish_jobs(conn)
             if time.monotonic() > next_sweep:
-                claims.recover_expired(conn, [o for p in self.pools for o in p.owners()])
+                claims.recover_expired(conn, self._owners())
                 next_sweep = time.monotonic() + EXPIRY_SWEEP
             active = self._active_jobs(conn)
             if active:

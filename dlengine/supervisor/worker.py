@@ -15,19 +15,17 @@ import signal
 import sqlite3
 import threading
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlengine import errors, jobsecrets, throttle, transfer
+from dlengine import jobsecrets, throttle, transfer
 from dlengine.config import Settings
 from dlengine.ledger import claims, db
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
-from dlengine.sources import registry
-from dlengine.storage import durable, layout, remote
-from dlengine.supervisor.retry import backoff
+from dlengine.storage import durable, layout
+from dlengine.supervisor import work
 
 log = logging.getLogger("dlengine.worker")
 
@@ -137,57 +135,20 @@ class Worker:
         def progress(done: int, size: int | None) -> None:
             running.progress = (done, size)
 
-        try:
-            source, key = registry.resolve(task.link, pool_size=self._threads)
-            job = transfer.Job(
-                mountpath=self.mountpath,
-                source=source,
-                key=key,
-                headers=headers,
-                timeout=task.timeout or self.settings.default_timeout,
-                chunk_size=self._throttles.read_size(task.bytes_per_hour),
-                fsync=self.settings.fsync,
-                cancel=running.cancel,
-                progress=progress,
-                throttle=self._throttles.hook(task, running.cancel),
-                remote=remote.target_for(task),
-            )
-            result = transfer.fetch(task, job)
-        except BaseException as exc:  # noqa: BLE001 - errors are data here
-            result = (self._failure(running, exc), None)
-        self._results.put(result)
-
-    def _failure(self, running: _Running, exc: BaseException) -> Outcome:
-        task = running.task
-        if isinstance(exc, transfer.Aborted):
-            if running.stopping:  # keep the work file: the next owner resumes
-                return Outcome(task.id, ObjectState.PENDING, release=True)
-            self._drop_work(task)
-            return Outcome(task.id, ObjectState.ABORTED, error="aborted")
-        if transfer.is_disk_full(exc):
-            exc = errors.DiskFullError(f"no space left on mountpath {self.mountpath}")
-        if isinstance(exc, errors.TransientError):
-            return self._transient(task, exc)
-        self._drop_work(task)
-        if isinstance(exc, errors.FatalError):
-            return Outcome(task.id, ObjectState.FAILED, error=str(exc), fatal=True)
-        if not isinstance(exc, errors.DlengineError | OSError):
-            log.error("internal error on %s:\n%s", task.name, traceback.format_exc())
-            return Outcome(task.id, ObjectState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
-        return Outcome(task.id, ObjectState.FAILED, error=str(exc))
-
-    def _transient(self, task: Task, exc: errors.TransientError) -> Outcome:
-        if exc.restart:
-            self._drop_work(task)
-        if task.attempts >= self.settings.max_attempts:
-            self._drop_work(task)
-            reason = f"{exc} (gave up after {task.attempts} attempts)"
-            return Outcome(task.id, ObjectState.FAILED, error=reason)
-        delay = backoff(task.attempts, exc.retry_after)
-        return Outcome(task.id, ObjectState.PENDING, error=str(exc), next_try=time.time() + delay)
-
-    def _drop_work(self, task: Task) -> None:
-        transfer.drop_work(self.mountpath, task.id)
+        ctx = work.Context(
+            workdir=self.mountpath,
+            headers=headers,
+            timeout=self.settings.default_timeout,
+            chunk_size=self.settings.chunk_size,
+            fsync=self.settings.fsync,
+            max_attempts=self.settings.max_attempts,
+            pool_size=self._threads,
+            cancel=running.cancel,
+            progress=progress,
+            throttle=self._throttles.hook(task, running.cancel),
+            stopping=lambda: running.stopping,
+        )
+        self._results.put(work.run_task(task, ctx))
 
     def _shutdown(self, conn: sqlite3.Connection) -> None:
         """Stop downloads, keep their work files, give their rows back."""

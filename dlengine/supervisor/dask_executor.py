@@ -1,0 +1,385 @@
+"""The Dask executor: downloads on a Dask distributed cluster
+(``--executor dask://HOST:PORT``), the ledger kept by the supervisor.
+
+A thread of the supervisor claims rows like a local worker does (one owner
+for the whole cluster, so ``limits.connections`` holds through the claims),
+groups them by job into batches, and submits ``run_batch`` to the cluster.
+On a Dask worker the batch runs ``work.run_task`` (the function the local
+pools run) in threads, each object into a scratch directory, uploaded to
+the job's cloud bucket, and the outcomes come back as the future's result.
+Only this thread touches SQLite: it reports outcomes with ``claims.report``
+and renews the leases of everything on the cluster every second.
+
+- A worker that dies: the scheduler runs its tasks again elsewhere; a future
+  that ends in an error anyway (``KilledWorker``, lost) returns its rows to
+  pending as a transient error (an object that keeps killing workers fails
+  after ``max_attempts``).
+- A supervisor that dies: its rows go back to pending on restart; what its
+  orphaned tasks uploaded meanwhile is recognised by the object's metadata
+  (``work.already_stored``) and not fetched again.
+- ``limits.bytes_per_hour``: a token bucket whose refill is the supervisor
+  (``Meter``) and whose store is a named ``distributed.Queue`` per job on the
+  scheduler; downloads take slices of bytes from it (``QueueThrottle``).
+- Destinations must be reachable from every host: only write-through cloud
+  buckets. A row of a job into local disk fails the job with the reason.
+
+``distributed`` is imported lazily: without it, ``--executor dask://`` fails
+with a ``MissingExtraError`` that names ``dlengine[dask]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from dlengine import errors, jobsecrets
+from dlengine.config import Settings
+from dlengine.ledger import claims, db
+from dlengine.ledger.models import Outcome, Task
+from dlengine.ledger.states import ObjectState
+from dlengine.storage import remote
+from dlengine.supervisor import work
+
+__all__ = ["DaskExecutor", "connect", "refusal", "run_batch", "scheduler_address"]
+
+log = logging.getLogger("dlengine.dask")
+
+EXTRA = "pip install 'dlengine[dask]'"
+SCHEME = "dask://"
+RENEW_INTERVAL = 1.0
+BATCHES_PER_SLOT = 2  # one running, one waiting on each Dask thread
+POLL = 0.02
+SLICE_SECONDS = 0.25  # a token is this much of a job's rate
+BURST_SLICES = 2  # what an idle job's queue may save up
+TOKEN_PATIENCE = 60.0
+RESULT_TIMEOUT = 30.0  # no token for this long: the supervisor is gone
+
+
+class DaskTaskLost(errors.TransientError):
+    default_message = "the Dask task running this object was lost"
+
+
+def scheduler_address(executor: str) -> str:
+    """``dask://HOST:PORT`` -> the scheduler's ``tcp://HOST:PORT``."""
+    if not executor.startswith(SCHEME) or ":" not in executor[len(SCHEME) :]:
+        raise errors.SpecError("executor", f"{executor!r}: expected 'local' or dask://HOST:PORT")
+    return "tcp://" + executor[len(SCHEME) :].rstrip("/")
+
+
+def refusal(provider: str, job_type: str) -> str | None:
+    """Why a job cannot run on a remote executor, or None if it can."""
+    if provider in remote.WRITE_THROUGH_PROVIDERS and job_type != "backend":
+        return None
+    return (
+        "a remote executor (dask://) can only store into cloud buckets every host reaches"
+        " (s3://, gs://, az://); this job's destination is local disk"
+    )
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise errors.MissingExtraError(f"--executor dask:// needs dask.distributed: {EXTRA}") from None
+    return distributed
+
+
+def connect(executor: str, timeout: float = 10.0) -> Any:
+    """A ``distributed.Client`` of the scheduler named by ``executor``."""
+    address = scheduler_address(executor)
+    distributed = _distributed()
+    try:
+        return distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise errors.FatalError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+
+
+# ------------------------------------------------------------------ on a Dask worker
+
+
+def run_batch(tasks: list[Task], ctx: work.Context) -> list[Outcome]:
+    """Run on a Dask worker: every task of one job through ``work.run_task``,
+    in threads, the work files in a scratch directory removed afterwards
+    (the durable copy is the upload)."""
+    worker = _worker()
+    local_dir = str(worker.local_directory) if worker is not None else None
+    scratch = Path(tempfile.mkdtemp(prefix="dlengine-", dir=local_dir))
+    try:
+        ctx = replace(ctx, workdir=scratch, fsync=False)
+        pool = _download_pool(max(1, ctx.pool_size))
+        return [outcome for outcome, _ in pool.map(lambda t: work.run_task(t, _throttled(t, ctx, worker)), tasks)]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _download_pool(size: int) -> ThreadPoolExecutor:
+    """One pool of download threads per worker process, kept across
+    batches: starting threads for every batch costs time, and a worker
+    process once froze in ``Thread.start`` under that churn."""
+    with _pools_lock:
+        if size not in _pools:
+            _pools[size] = ThreadPoolExecutor(size, thread_name_prefix="dl")
+        return _pools[size]
+
+
+def _worker() -> Any:
+    """The Dask worker running this task (None when called directly). Only
+    the task's own thread can ask: download threads are not Dask's."""
+    try:
+        return _distributed().get_worker()
+    except ValueError:
+        return None
+
+
+def _throttled(task: Task, ctx: work.Context, worker: Any) -> work.Context:
+    if task.bytes_per_hour <= 0 or worker is None:
+        return ctx
+    return replace(ctx, throttle=QueueThrottle.of(task.job_id, worker.client).take)
+
+
+class QueueThrottle:
+    """One limited job in one Dask worker process: takes slices of bytes
+    from the job's token queue and hands them to its downloads chunk by
+    chunk. Threads of the job queue up on the lock: first come, first served."""
+
+    _all: dict[str, QueueThrottle] = {}
+    _all_lock = threading.Lock()
+
+    def __init__(self, job_id: str, client: Any) -> None:
+        self.job_id = job_id
+        self._client = client
+        self._lock = threading.Lock()
+        self._credit = 0
+
+    @classmethod
+    def of(cls, job_id: str, client: Any) -> QueueThrottle:
+        with cls._all_lock:
+            if job_id not in cls._all:
+                cls._all[job_id] = cls(job_id, client)
+            return cls._all[job_id]
+
+    def take(self, nbytes: int) -> None:
+        """Block until ``nbytes`` more may be downloaded."""
+        with self._lock:
+            while self._credit < nbytes:
+                self._credit += self._next_slice()
+            self._credit -= nbytes
+
+    def _next_slice(self) -> int:
+        tokens = _distributed().Queue(queue_name(self.job_id), client=self._client)
+        deadline = time.monotonic() + TOKEN_PATIENCE
+        while time.monotonic() < deadline:
+            try:
+                return int(tokens.get(timeout=1.0))
+            except TimeoutError:
+                continue
+        raise DaskTaskLost("no bandwidth tokens from the supervisor for a minute")
+
+
+def queue_name(job_id: str) -> str:
+    return f"dlengine-bytes-{job_id}"
+
+
+# ------------------------------------------------------------------ in the supervisor
+
+
+class Meter:
+    """The refill of every limited job's token bucket: puts one slice of
+    ``SLICE_SECONDS`` of the job's rate into its queue per ``SLICE_SECONDS``,
+    while the job has rows on the cluster. A queue holding ``BURST_SLICES``
+    is full: the tokens of an idle job are not saved up."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._queues: dict[str, Any] = {}
+        self._owed: dict[str, tuple[float, float]] = {}  # job -> (bytes owed, since)
+
+    def feed(self, limited: dict[str, int]) -> None:
+        """``limited``: job id -> bytes_per_hour of jobs with rows in flight."""
+        now = time.monotonic()
+        for job_id, per_hour in limited.items():
+            owed, since = self._owed.get(job_id, (0.0, now))
+            rate = per_hour / 3600
+            owed += rate * (now - since)
+            size = max(4096.0, rate * SLICE_SECONDS)
+            if owed >= size:
+                owed = self._put(job_id, owed, size)
+            self._owed[job_id] = (owed, now)
+        self._owed = {j: v for j, v in self._owed.items() if j in limited}
+
+    def _put(self, job_id: str, owed: float, size: float) -> float:
+        queue = self._queues.get(job_id)
+        if queue is None:
+            queue = self._queues[job_id] = _distributed().Queue(queue_name(job_id), client=self._client)
+        room = BURST_SLICES - int(queue.qsize())
+        while owed >= size and room > 0:
+            queue.put(int(size))
+            owed -= size
+            room -= 1
+        return owed if room > 0 else 0.0  # full: what was not taken is lost
+
+
+class DaskExecutor(threading.Thread):
+    """The supervisor's side: claim, submit batches, report, renew."""
+
+    def __init__(self, settings: Settings, client: Any, mountpath_ids: list[int], stop: threading.Event) -> None:
+        super().__init__(name="dask-executor", daemon=True)
+        self.settings = settings
+        self.client = client
+        self.mountpath_ids = mountpath_ids
+        self.stop = stop
+        self.owner = f"{os.uname().nodename}:dask:{secrets.token_hex(4)}"
+        self.error: str | None = None
+        self._inflight: dict[Any, list[Task]] = {}  # future -> its tasks
+        self._headers: dict[str, dict[str, str]] = {}
+        self._meter = Meter(client)
+        self._slots = (0, 0.0)  # (threads on the cluster, when asked)
+
+    def run(self) -> None:
+        conn = db.connect(self.settings.ledger_path)
+        try:
+            self._loop(conn)
+        except Exception as exc:  # the supervisor reports it and stops
+            log.exception("the Dask executor stopped")
+            self.error = f"Dask executor: {type(exc).__name__}: {exc}"
+            self.stop.set()
+        finally:
+            self._shutdown(conn)
+            conn.close()
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
+        next_renew = 0.0
+        while not self.stop.is_set():
+            self._collect(conn)
+            if time.monotonic() >= next_renew:
+                self._renew(conn)
+                next_renew = time.monotonic() + RENEW_INTERVAL
+            self._meter.feed(self._limited())
+            handed = self._hand_out(conn)
+            self.stop.wait(POLL if handed or self._inflight else 0.2)
+
+    def _collect(self, conn: sqlite3.Connection) -> None:
+        done = [f for f in self._inflight if f.done()]
+        outcomes: list[Outcome] = []
+        for future in done:
+            outcomes += self._outcomes(future, self._inflight.pop(future))
+        if outcomes:
+            for job_id in claims.report(conn, self.owner, outcomes):
+                log.info("job %s finished", job_id)
+
+    def _outcomes(self, future: Any, tasks: list[Task]) -> list[Outcome]:
+        reason = "cancelled"
+        if future.status == "finished":
+            try:
+                result: list[Outcome] = future.result(timeout=RESULT_TIMEOUT)
+                return result
+            except TimeoutError:  # seen under load: never wait for ever
+                reason = f"its result did not arrive within {RESULT_TIMEOUT:.0f} s"
+        elif future.status != "cancelled":
+            reason = repr(future.exception(timeout=RESULT_TIMEOUT))
+        log.warning("Dask task %s of %d object(s) failed: %s", future.key, len(tasks), reason)
+        ctx = self._context(tasks[0].job_id)
+        return [work.failure(t, DaskTaskLost(f"Dask task lost: {reason}"), ctx) for t in tasks]
+
+    def _renew(self, conn: sqlite3.Connection) -> None:
+        aborted = claims.renew(conn, self.owner, self.settings.lease_seconds, {})
+        if not aborted:
+            return
+        stopped = [f for f, tasks in self._inflight.items() if all(t.id in aborted for t in tasks)]
+        outcomes = []
+        for future in stopped:
+            future.cancel()
+            outcomes += [Outcome(t.id, ObjectState.ABORTED, error="aborted") for t in self._inflight.pop(future)]
+        claims.report(conn, self.owner, outcomes)
+
+    def _limited(self) -> dict[str, int]:
+        return {t.job_id: t.bytes_per_hour for ts in self._inflight.values() for t in ts if t.bytes_per_hour > 0}
+
+    def _hand_out(self, conn: sqlite3.Connection) -> int:
+        room = self._capacity() - sum(len(ts) for ts in self._inflight.values())
+        tasks: list[Task] = []
+        for mountpath_id in self.mountpath_ids:
+            if room - len(tasks) > 0:
+                tasks += claims.claim(conn, mountpath_id, self.owner, room - len(tasks), self.settings.lease_seconds)
+        tasks = self._refuse(conn, tasks)
+        for batch in _batches(tasks, self.settings.threads_per_worker):
+            self._submit(conn, batch)
+        return len(tasks)
+
+    def _capacity(self) -> int:
+        count, asked = self._slots
+        if time.monotonic() - asked > 2.0:
+            count = sum(self.client.nthreads().values())
+            self._slots = (count, time.monotonic())
+        return max(1, count) * BATCHES_PER_SLOT * self.settings.threads_per_worker
+
+    def _refuse(self, conn: sqlite3.Connection, tasks: list[Task]) -> list[Task]:
+        """Rows of jobs into local disk fail their job, with the reason."""
+        refused = [(t, refusal(t.provider, t.job_type)) for t in tasks]
+        outcomes = [Outcome(t.id, ObjectState.FAILED, error=why, fatal=True) for t, why in refused if why]
+        if outcomes:
+            claims.report(conn, self.owner, outcomes)
+        return [t for t, why in refused if not why]
+
+    def _submit(self, conn: sqlite3.Connection, batch: list[Task]) -> None:
+        ctx = self._context(batch[0].job_id, conn)
+        key = f"dlengine-{batch[0].job_id}-{batch[0].id}-{secrets.token_hex(3)}"
+        future = self.client.submit(run_batch, batch, ctx, key=key, pure=False, retries=0)
+        self._inflight[future] = batch
+
+    def _context(self, job_id: str, conn: sqlite3.Connection | None = None) -> work.Context:
+        if conn is not None and job_id not in self._headers:
+            self._headers[job_id] = _job_headers(conn, self.settings, job_id)
+        s = self.settings
+        return work.Context(
+            workdir=s.home / "dask-scratch",  # replaced on the worker
+            headers=self._headers.get(job_id, {}),
+            timeout=s.default_timeout,
+            chunk_size=s.chunk_size,
+            fsync=False,
+            max_attempts=s.max_attempts,
+            pool_size=s.threads_per_worker,
+        )
+
+    def _shutdown(self, conn: sqlite3.Connection) -> None:
+        """Forget the cluster's tasks (they may still finish and upload: a
+        later attempt recognises those objects) and give their rows back."""
+        for future in self._inflight:
+            future.cancel()
+        self._inflight.clear()
+        claims.recover(conn)
+
+
+def _job_headers(conn: sqlite3.Connection, settings: Settings, job_id: str) -> dict[str, str]:
+    row = conn.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    headers = dict((json.loads(row[0]) if row else {}).get("headers") or {})
+    headers.update(jobsecrets.load(settings.secrets_dir, job_id))
+    return headers
+
+
+def _batches(tasks: Iterable[Task], size: int) -> Iterator[list[Task]]:
+    """Batches of at most ``size`` tasks, each of one job."""
+    by_job: dict[str, list[Task]] = {}
+    for task in tasks:
+        by_job.setdefault(task.job_id, []).append(task)
+    for group in by_job.values():
+        it = iter(group)
+        while batch := list(islice(it, max(1, size))):
+            yield batch

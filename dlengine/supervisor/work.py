@@ -1,0 +1,141 @@
+"""One object, as every executor runs it: ``run_task(task, context)``.
+
+The local worker processes and the Dask executor call this same function, so
+a Task becomes an Outcome the same way everywhere: resolve the source, skip
+what the destination already holds, ``transfer.fetch``, and turn every
+exception into data (transient → pending with a backoff, permanent →
+failed, fatal → failed and the job stops). It never touches the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dlengine import errors, throttle, transfer
+from dlengine.ledger.models import Outcome, Task
+from dlengine.ledger.states import ObjectState
+from dlengine.sources import registry
+from dlengine.sources.base import Source
+from dlengine.storage import remote
+from dlengine.supervisor.retry import backoff
+
+__all__ = ["Context", "Result", "run_task"]
+
+log = logging.getLogger("dlengine.work")
+
+Result = tuple[Outcome, "Path | None"]
+"""An outcome and the directory whose entry changed (fsync it before reporting)."""
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass
+class Context:
+    """Everything but the task that one download needs. The plain fields
+    cross process boundaries (Dask pickles them); the hooks are set where
+    the download runs."""
+
+    workdir: Path  # the mountpath, or a scratch directory on a Dask worker
+    headers: dict[str, str]
+    timeout: float = 60.0
+    chunk_size: int = 1 << 20
+    fsync: bool = True
+    max_attempts: int = 5
+    pool_size: int = 16
+    cancel: threading.Event | None = None
+    progress: transfer.Progress | None = None
+    throttle: transfer.Throttle | None = None
+    stopping: Callable[[], bool] = field(default=_never)  # cancelled to stop, not aborted
+
+
+def run_task(task: Task, ctx: Context) -> Result:
+    """Download one object; never raises (errors are outcomes)."""
+    try:
+        source, key = registry.resolve(task.link, pool_size=ctx.pool_size)
+        target = remote.target_for(task)
+        if target is not None:
+            held = already_stored(task, target, source, key, ctx)
+            if held is not None:
+                return held, None
+        return transfer.fetch(task, _job(task, ctx, source, key, target))
+    except BaseException as exc:  # noqa: BLE001 - errors are data here
+        return failure(task, exc, ctx), None
+
+
+def _job(task: Task, ctx: Context, source: Source, key: str, target: remote.CloudBucket | None) -> transfer.Job:
+    return transfer.Job(
+        mountpath=ctx.workdir,
+        source=source,
+        key=key,
+        headers=ctx.headers,
+        timeout=task.timeout or ctx.timeout,
+        chunk_size=throttle.read_size(task.bytes_per_hour, ctx.chunk_size),
+        fsync=ctx.fsync,
+        cancel=ctx.cancel,
+        progress=ctx.progress,
+        throttle=ctx.throttle,
+        remote=target,
+    )
+
+
+def already_stored(task: Task, target: remote.CloudBucket, source: Source, key: str, ctx: Context) -> Outcome | None:
+    """A write-through object uploaded by an earlier attempt whose outcome
+    never reached the ledger (a supervisor killed, a lost Dask task): its
+    metadata names this source at the version the source still has (one
+    HEAD each side, no GET). Only rows handed out before are checked, so a
+    first attempt costs no extra request."""
+    if task.attempts <= 1 and task.stored is None:
+        return None
+    held = target.origin(task.name)
+    if not held or held.get(transfer.ORIGIN_SOURCE) != transfer.link_digest(task.link):
+        return None
+    info = source.stat(key, ctx.headers, task.timeout or ctx.timeout)
+    if not info.etag or transfer.origin_of(task.link, info, info.size) != held:
+        return None
+    return Outcome(
+        task.id, ObjectState.DONE, size=info.size, etag=info.etag, version=info.version,
+        last_modified=info.last_modified, mountpath=target.uri,
+    )  # fmt: skip
+
+
+def failure(task: Task, exc: BaseException, ctx: Context) -> Outcome:
+    """The outcome of a download that raised ``exc``."""
+    if isinstance(exc, transfer.Aborted):
+        if ctx.stopping():  # keep the work file: the next owner resumes
+            return Outcome(task.id, ObjectState.PENDING, release=True)
+        _drop_work(task, ctx)
+        return Outcome(task.id, ObjectState.ABORTED, error="aborted")
+    if transfer.is_disk_full(exc):
+        exc = errors.DiskFullError(f"no space left on mountpath {ctx.workdir}")
+    if isinstance(exc, errors.TransientError):
+        return _transient(task, exc, ctx)
+    _drop_work(task, ctx)
+    if isinstance(exc, errors.FatalError):
+        return Outcome(task.id, ObjectState.FAILED, error=str(exc), fatal=True)
+    if not isinstance(exc, errors.DlengineError | OSError):
+        log.error("internal error on %s:\n%s", task.name, traceback.format_exc())
+        return Outcome(task.id, ObjectState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+    return Outcome(task.id, ObjectState.FAILED, error=str(exc))
+
+
+def _transient(task: Task, exc: errors.TransientError, ctx: Context) -> Outcome:
+    if exc.restart:
+        _drop_work(task, ctx)
+    if task.attempts >= ctx.max_attempts:
+        _drop_work(task, ctx)
+        reason = f"{exc} (gave up after {task.attempts} attempts)"
+        return Outcome(task.id, ObjectState.FAILED, error=reason)
+    delay = backoff(task.attempts, exc.retry_after)
+    return Outcome(task.id, ObjectState.PENDING, error=str(exc), next_try=time.time() + delay)
+
+
+def _drop_work(task: Task, ctx: Context) -> None:
+    transfer.drop_work(ctx.workdir, task.id)
