@@ -7,9 +7,10 @@ dlengine's error classes (``dlengine.errors``) in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,37 @@ class Stream(Protocol):
     def chunks(self, size: int) -> Iterator[bytes]: ...
 
     def close(self) -> None: ...
+
+
+class ReadableStream:
+    """An SDK's download body (anything with ``read(n)`` and ``close()``),
+    read through the source's error translation ``guard(key)``. ``body``
+    is None for a 304-style "not modified" answer."""
+
+    def __init__(
+        self,
+        body: Any,
+        info: ObjectInfo,
+        offset: int,
+        guard: Callable[[str], AbstractContextManager[None]],
+        not_modified: bool = False,
+    ) -> None:
+        self._body = body
+        self._guard = guard
+        self.info = info
+        self.offset = offset
+        self.not_modified = not_modified
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        if self._body is None:
+            return
+        with self._guard(self.info.key):
+            while data := self._body.read(size):
+                yield data
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
 
 
 class Source(Protocol):

@@ -21,7 +21,7 @@ from typing import Any
 
 from dlengine import errors
 from dlengine.sources import checksums
-from dlengine.sources.base import ObjectInfo, Request
+from dlengine.sources.base import ObjectInfo, ReadableStream, Request
 
 EXTRA = "pip install 'dlengine[gcs]'"
 SCHEME = "gs"
@@ -106,27 +106,6 @@ def _api_error(exc: Any, what: str) -> errors.DlengineError:
     return errors.SourceHTTPError(reason)
 
 
-class GCSStream:
-    """A blob reader: ranged GETs of READ_CHUNK bytes."""
-
-    def __init__(self, reader: Any, info: ObjectInfo, offset: int, not_modified: bool = False) -> None:
-        self._reader = reader
-        self.info = info
-        self.offset = offset
-        self.not_modified = not_modified
-
-    def chunks(self, size: int) -> Iterator[bytes]:
-        if self._reader is None:
-            return
-        with translated(self.info.key):
-            while data := self._reader.read(size):
-                yield data
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-
-
 class GCSSource:
     """One bucket. Keys are object names inside it."""
 
@@ -152,11 +131,11 @@ class GCSSource:
                 if blob.name > start_after and blob.name.endswith(suffix):
                     yield _info(blob)
 
-    def open(self, request: Request) -> GCSStream:
+    def open(self, request: Request) -> ReadableStream:
         blob = self._blob(request.key, request.timeout)
         info = _info(blob)
         if request.if_none_match and request.offset == 0 and blob.etag == request.if_none_match:
-            return GCSStream(None, info, 0, not_modified=True)
+            return ReadableStream(None, info, 0, translated, not_modified=True)
         # If-Range: resume only the very object the kept bytes came from
         offset = request.offset if request.if_range in (blob.etag, info.validator) else 0
         with translated(self.link(request.key)):
@@ -169,7 +148,7 @@ class GCSSource:
             )
             if offset:
                 reader.seek(offset)
-        return GCSStream(reader, info, offset)
+        return ReadableStream(reader, info, offset, translated)
 
     def upload(self, key: str, path: Path, md5_hex: str | None = None) -> None:
         """Store a verified local file as ``key``."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from dlengine import errors
 from dlengine.sources import checksums
-from dlengine.sources.base import ObjectInfo, Request
+from dlengine.sources.base import ObjectInfo, ReadableStream, Request
 
 EXTRA = "pip install 'dlengine[s3]'"
 SCHEME = "s3"
@@ -124,27 +124,6 @@ def _status(exc: BaseException) -> int:
     return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
-class S3Stream:
-    """An open GetObject body."""
-
-    def __init__(self, body: Any, info: ObjectInfo, offset: int, not_modified: bool = False) -> None:
-        self._body = body
-        self.info = info
-        self.offset = offset
-        self.not_modified = not_modified
-
-    def chunks(self, size: int) -> Iterator[bytes]:
-        if self._body is None:
-            return
-        with translated(self.info.key):
-            while data := self._body.read(size):
-                yield data
-
-    def close(self) -> None:
-        if self._body is not None:
-            self._body.close()
-
-
 class S3Source:
     """One bucket. Keys are object keys inside it."""
 
@@ -171,7 +150,7 @@ class S3Source:
             for page in client().get_paginator("list_objects_v2").paginate(**args):
                 yield from _listed(page.get("Contents", ()), suffix)
 
-    def open(self, request: Request) -> S3Stream:
+    def open(self, request: Request) -> ReadableStream:
         args = _get_args(self.bucket, request)
         try:
             with translated(self.link(request.key)):
@@ -183,10 +162,11 @@ class S3Source:
             raise
         except errors.SourceHTTPError as exc:
             if _status(exc.__cause__ or exc) == 304:
-                return S3Stream(None, ObjectInfo(key=request.key, etag=request.if_none_match), 0, True)
+                unchanged = ObjectInfo(key=request.key, etag=request.if_none_match)
+                return ReadableStream(None, unchanged, 0, translated, not_modified=True)
             raise
         offset = request.offset if "ContentRange" in response else 0
-        return S3Stream(response["Body"], _info(request.key, response), offset)
+        return ReadableStream(response["Body"], _info(request.key, response), offset, translated)
 
     def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
         """Store a verified local file as ``key`` (multipart when large),
