@@ -45,7 +45,7 @@ import urllib3
 
 from dlengine import errors
 from dlengine.sources.base import ObjectInfo, Request, Stream
-from dlengine.sources.http import HTTPSource, HTTPStream, parse_retry_after, translate
+from dlengine.sources.http import HTTPSource, HTTPStream, conditional_headers, parse_retry_after, translate
 from dlengine.spec import hflink
 from dlengine.spec.names import is_secret_header
 
@@ -184,15 +184,7 @@ class HFSource:
 
     def _hub_headers(self, request: Request) -> tuple[dict[str, str], str | None]:
         """Headers for the Hub (conditions, the token) and the token sent."""
-        headers = {**_BASE_HEADERS, **request.headers}
-        if request.offset > 0:
-            headers["Range"] = f"bytes={request.offset}-"
-            if request.if_range:
-                headers["If-Range"] = request.if_range
-        elif request.if_none_match:
-            headers["If-None-Match"] = request.if_none_match
-        elif request.if_modified_since:
-            headers["If-Modified-Since"] = request.if_modified_since
+        headers = {**_BASE_HEADERS, **request.headers, **conditional_headers(request)}
         secret = token()
         if secret and not any(name.lower() == "authorization" for name in headers):
             headers["Authorization"] = f"Bearer {secret}"

@@ -85,15 +85,7 @@ class HTTPSource:
         raise errors.PermanentError("plain HTTP sources cannot be listed")
 
     def open(self, request: Request) -> HTTPStream:
-        headers = dict(request.headers)
-        if request.offset > 0:
-            headers["Range"] = f"bytes={request.offset}-"
-            if request.if_range:
-                headers["If-Range"] = request.if_range
-        elif request.if_none_match:
-            headers["If-None-Match"] = request.if_none_match
-        elif request.if_modified_since:
-            headers["If-Modified-Since"] = request.if_modified_since
+        headers = {**request.headers, **conditional_headers(request)}
         response = self._request("GET", request.key, headers, request.timeout)
         try:
             return self._stream(request, response)
@@ -143,6 +135,21 @@ class HTTPSource:
             if ipaddress.ip_address(str(addr).split("%")[0]).is_link_local:
                 raise errors.SourceDeniedError(f"{url}: refusing link-local address {addr}")
         self._safe_hosts.add(host)
+
+
+def conditional_headers(request: Request) -> dict[str, str]:
+    """Range + If-Range to resume, else If-None-Match / If-Modified-Since
+    to skip an object already stored."""
+    if request.offset > 0:
+        headers = {"Range": f"bytes={request.offset}-"}
+        if request.if_range:
+            headers["If-Range"] = request.if_range
+        return headers
+    if request.if_none_match:
+        return {"If-None-Match": request.if_none_match}
+    if request.if_modified_since:
+        return {"If-Modified-Since": request.if_modified_since}
+    return {}
 
 
 def translate(exc: BaseException, url: str) -> errors.DlengineError:
