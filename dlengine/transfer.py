@@ -243,9 +243,8 @@ def _receive(
     if check is None and kept and kept.check and kept.check[0] in _HASHERS and stream.offset > 0:
         check = kept.check  # a 206 (same version) carries no Content-MD5; the first answer did
     hasher = _HASHERS[check[0]]() if check else None
-    part.parent.mkdir(parents=True, exist_ok=True)
     mode = "r+b" if stream.offset > 0 else "wb"
-    with open(part, mode) as out:
+    with _open_part(part, mode) as out:
         if stream.offset > 0:
             out.truncate(stream.offset)
             _rehash(out, stream.offset, hasher)
@@ -256,6 +255,15 @@ def _receive(
             out.flush()
             os.fsync(out.fileno())
     return written, hasher, check
+
+
+def _open_part(part: Path, mode: str) -> Any:
+    """The work file; its directory is created on first use only."""
+    try:
+        return open(part, mode)
+    except FileNotFoundError:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        return open(part, mode)
 
 
 def _listed_checksum(task: Task, info: ObjectInfo) -> tuple[str, str] | None:

@@ -72,6 +72,7 @@ class HTTPSource:
     def __init__(self, pool_size: int = 16) -> None:
         self._pool = urllib3.PoolManager(num_pools=64, maxsize=pool_size, block=False, retries=False)
         self._safe_hosts: set[str] = set()
+        self._timeouts: dict[float, urllib3.Timeout] = {}
 
     def stat(self, key: str, headers: Mapping[str, str] | None = None, timeout: float = 60.0) -> ObjectInfo:
         response = self._request("HEAD", key, dict(headers or {}), timeout)
@@ -110,14 +111,13 @@ class HTTPSource:
     def _request(self, method: str, url: str, headers: dict[str, str], timeout: float) -> urllib3.BaseHTTPResponse:
         self._check_host(url)
         all_headers = {**_BASE_HEADERS, **headers}
+        limits = self._timeouts.get(timeout)
+        if limits is None:
+            limits = self._timeouts.setdefault(timeout, urllib3.Timeout(connect=timeout, read=timeout))
         try:
-            return self._pool.request(
-                method,
-                url,
-                headers=all_headers,
-                preload_content=False,
-                redirect=True,
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            # urlopen, not request: no body or fields to encode, same redirects
+            return self._pool.urlopen(
+                method, url, headers=all_headers, preload_content=False, redirect=True, timeout=limits
             )
         except Exception as exc:
             raise translate(exc, url) from exc

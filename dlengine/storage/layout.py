@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from dlengine.errors import UnsafeNameError
@@ -47,14 +48,34 @@ def object_path(mountpath: Path, provider: str, namespace: str, bucket: str, nam
     return root.joinpath(*parts)
 
 
+# Directories this process created or checked: path -> (device, inode, root).
+# A hit needs the path to still be that very directory (lstat, no symlink),
+# so one planted later (or an ancestor swapped for a symlink, which changes
+# what the path resolves to) misses and is checked again in full.
+_checked: dict[str, tuple[int, int, str]] = {}
+_CHECKED_MAX = 65536
+
+
 def ensure_parent(path: Path, root: Path) -> None:
     """Create the directories of ``path`` and refuse symlinks that would lead
     it out of ``root`` (someone may have planted one in the bucket)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    real_root = os.path.realpath(root)
-    real_parent = os.path.realpath(path.parent)
-    if os.path.commonpath([real_root, real_parent]) != real_root:
-        raise UnsafeNameError(f"object {path} would leave its bucket through a symlink")
+    parent = str(path.parent)
+    try:
+        st = os.lstat(parent)
+        known = _checked.get(parent) == (st.st_dev, st.st_ino, str(root)) and stat.S_ISDIR(st.st_mode)
+    except OSError:
+        known = False
+    if not known:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        real_root = os.path.realpath(root)
+        real_parent = os.path.realpath(parent)
+        if os.path.commonpath([real_root, real_parent]) != real_root:
+            raise UnsafeNameError(f"object {path} would leave its bucket through a symlink")
+        st = os.lstat(parent)
+        if stat.S_ISDIR(st.st_mode):
+            if len(_checked) >= _CHECKED_MAX:
+                _checked.clear()
+            _checked[parent] = (st.st_dev, st.st_ino, str(root))
     if path.is_symlink():
         raise UnsafeNameError(f"object {path} is a symlink; refusing to replace it")
 

@@ -15,9 +15,9 @@ import signal
 import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dlengine import jobsecrets, throttle, transfer
 from dlengine.config import Settings
@@ -50,57 +50,108 @@ class Worker:
         self.owner = owner
         self.stop = threading.Event()
         self._results: queue.Queue[tuple[Outcome, Path | None]] = queue.Queue()
+        # outcomes whose renames are durable (the syncer fsynced their directories)
+        self._synced: queue.Queue[Any] = self._results
         self._running: dict[int, _Running] = {}
         self._job_headers: dict[str, dict[str, str]] = {}
         self._threads = settings.threads_per_worker
+        # Claimed rows queued for the download threads, so that they never
+        # wait for a claim (queued rows count as running for the connection
+        # limits and have their leases renewed like the others). Only while
+        # objects finish quickly: a row queued behind long downloads would
+        # wait there instead of going to another worker's free thread.
+        self._finished = 0  # outcomes since the last renewal (~1 s)
+        self._rate = 0
         self._throttles = throttle.Throttles(settings.ledger_path, settings.chunk_size)
 
     def run(self) -> None:
         conn = db.connect(self.settings.ledger_path)
         layout.work_dir(self.mountpath).mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(self._threads, thread_name_prefix="dl") as pool:
+        syncer = None
+        if self.settings.fsync:
+            self._synced = queue.Queue()
+            syncer = threading.Thread(target=self._sync_loop, name="sync", daemon=True)
+            syncer.start()
+        # long-lived download threads fed through a queue (cheaper per object
+        # than an executor's submit)
+        pool: _Pool = queue.SimpleQueue()
+        threads = [
+            threading.Thread(target=self._download_loop, args=(pool,), name=f"dl_{i}", daemon=True)
+            for i in range(self._threads)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._loop(conn, pool)
+        finally:
             try:
-                self._loop(conn, pool)
-            finally:
                 self._shutdown(conn)
+            finally:
+                for _ in threads:
+                    pool.put(None)
+                for thread in threads:
+                    thread.join()
+        if syncer is not None:
+            self._results.put(_STOP)  # type: ignore[arg-type]
+            syncer.join(5)
         conn.close()
         self._throttles.close()
 
-    def _loop(self, conn: sqlite3.Connection, pool: ThreadPoolExecutor) -> None:
+    def _loop(self, conn: sqlite3.Connection, pool: _Pool) -> None:
         next_claim = next_renew = 0.0
         idle = 0.02
         while not self.stop.is_set():
-            self._report(conn, self._collect(timeout=REPORT_INTERVAL if self._running else 0))
             now = time.monotonic()
-            if now >= next_renew:
-                self._renew(conn)
-                next_renew = now + RENEW_INTERVAL
-            free = self._threads - len(self._running)
-            if free > 0 and now >= next_claim:
+            free = self._threads + min(self._threads, self._rate // 4) - len(self._running)
+            # claim before reporting, in batches of at least half the threads
+            # unless some threads would otherwise have nothing to do
+            if free > 0 and now >= next_claim and (free >= self._threads // 2 or len(self._running) < self._threads):
                 tasks = claims.claim(conn, self.mountpath_id, self.owner, free, self.settings.lease_seconds)
                 for task in tasks:
                     self._start(conn, pool, task)
                 idle = 0.02 if tasks else min(idle * 2, 0.5)
                 next_claim = now if tasks else now + idle
+            self._report(conn, self._collect(timeout=REPORT_INTERVAL if self._running else 0))
+            now = time.monotonic()
+            if now >= next_renew:
+                self._renew(conn)
+                next_renew = now + RENEW_INTERVAL
+                self._rate, self._finished = self._finished, 0
             if not self._running:
                 self.stop.wait(max(0.0, next_claim - time.monotonic()))
 
     def _collect(self, timeout: float) -> list[tuple[Outcome, Path | None]]:
-        batch = []
-        try:
-            batch.append(self._results.get(timeout=timeout) if timeout else self._results.get_nowait())
-            while len(batch) < MAX_BATCH:
-                batch.append(self._results.get_nowait())
-        except queue.Empty:
-            pass
+        """Outcomes ready to be recorded (their renames durable)."""
+        batch: list[tuple[Outcome, Path | None]] = []
+        for item in _drain(self._synced, timeout):
+            if isinstance(item, list):  # a synced batch
+                batch += item
+            else:
+                batch.append(item)
         return batch
+
+    def _sync_loop(self) -> None:
+        """fsync the directories of renamed objects, a batch at a time, off
+        the main thread (which keeps claiming): the renames must be durable
+        before the ledger says "done", so a batch goes on only after it."""
+        while True:
+            batch = _drain(self._results, REPORT_INTERVAL)
+            stop = _STOP in batch
+            batch = [b for b in batch if b is not _STOP]
+            if batch:
+                try:
+                    durable.fsync_dirs(d for _, d in batch if d is not None)
+                except OSError as exc:  # never report a rename that may not be durable
+                    log.error("fsync of object directories failed: %s", exc)
+                    batch = [(_retry(o), d) for o, d in batch]
+                self._synced.put(batch)
+            if stop:
+                return
 
     def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, Path | None]]) -> None:
         if not batch:
             return
-        if self.settings.fsync:
-            # the renames must be durable before the ledger says "done"
-            durable.fsync_dirs(d for _, d in batch if d is not None)
+        self._finished += len(batch)
         for job_id in claims.report(conn, self.owner, [o for o, _ in batch]):
             log.info("job %s finished", job_id)
         for outcome, _ in batch:
@@ -114,11 +165,11 @@ class Worker:
             if oid in self._running:
                 self._running[oid].cancel.set()
 
-    def _start(self, conn: sqlite3.Connection, pool: ThreadPoolExecutor, task: Task) -> None:
+    def _start(self, conn: sqlite3.Connection, pool: _Pool, task: Task) -> None:
         running = _Running(task)
         self._running[task.id] = running
         headers = self._headers(conn, task.job_id)
-        pool.submit(self._download, running, headers)
+        pool.put((running, headers))
 
     def _headers(self, conn: sqlite3.Connection, job_id: str) -> dict[str, str]:
         if job_id not in self._job_headers:
@@ -128,6 +179,13 @@ class Worker:
             headers.update(jobsecrets.load(self.settings.secrets_dir, job_id))
             self._job_headers[job_id] = headers
         return self._job_headers[job_id]
+
+    def _download_loop(self, pool: _Pool) -> None:
+        while (item := pool.get()) is not None:
+            try:
+                self._download(*item)
+            except BaseException:  # run_task never raises; keep the thread alive anyway
+                log.exception("download thread")
 
     def _download(self, running: _Running, headers: dict[str, str]) -> None:
         task = running.task
@@ -148,6 +206,9 @@ class Worker:
             throttle=self._throttles.hook(task, running.cancel),
             stopping=lambda: running.stopping,
         )
+        if running.cancel.is_set():  # aborted (or the worker stops) while queued
+            self._results.put((work.failure(task, transfer.Aborted(), ctx), None))
+            return
         self._results.put(work.run_task(task, ctx))
 
     def _shutdown(self, conn: sqlite3.Connection) -> None:
@@ -158,6 +219,29 @@ class Worker:
         deadline = time.monotonic() + 5
         while self._running and time.monotonic() < deadline:
             self._report(conn, self._collect(timeout=0.1))
+
+
+_STOP: object = object()
+_Pool = queue.SimpleQueue[tuple[_Running, dict[str, str]] | None]
+
+
+def _drain(source: queue.Queue[Any], timeout: float) -> list[Any]:
+    """What ``source`` holds (waiting up to ``timeout`` for the first item),
+    at most MAX_BATCH items."""
+    batch = []
+    try:
+        batch.append(source.get(timeout=timeout) if timeout else source.get_nowait())
+        while len(batch) < MAX_BATCH:
+            batch.append(source.get_nowait())
+    except queue.Empty:
+        pass
+    return batch
+
+
+def _retry(outcome: Outcome) -> Outcome:
+    if outcome.state is not ObjectState.DONE:
+        return outcome
+    return Outcome(outcome.task_id, ObjectState.PENDING, error="fsync failed", next_try=time.time() + 5)
 
 
 def _die_with_parent() -> None:
