@@ -17,14 +17,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 from dlengine import errors
-from dlengine.sources.base import ObjectInfo, Request
+from dlengine.sources.base import ObjectInfo, Request, translating
 
 EXTRA = "pip install 'dlengine[azure]'"
 SCHEME = "az"
@@ -85,18 +85,9 @@ def _default_credential() -> Any:
     return DefaultAzureCredential()
 
 
-@contextmanager
-def translated(what: str) -> Iterator[None]:
+def translated(what: str) -> AbstractContextManager[None]:
     """Run SDK calls; their exceptions leave as dlengine errors."""
-    try:
-        yield
-    except errors.DlengineError:
-        raise
-    except Exception as exc:
-        mapped = translate(exc, what)
-        if mapped is None:
-            raise  # not the SDK's: a bug, reported as an internal error
-        raise mapped from exc
+    return translating(translate, what)
 
 
 def translate(exc: BaseException, what: str) -> errors.DlengineError | None:

@@ -8,9 +8,11 @@ dlengine's error classes (``dlengine.errors``) in one place.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from dlengine.errors import DlengineError
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,25 @@ class Stream(Protocol):
     def chunks(self, size: int) -> Iterator[bytes]: ...
 
     def close(self) -> None: ...
+
+
+Translate = Callable[[BaseException, str], "DlengineError | None"]
+
+
+@contextmanager
+def translating(translate: Translate, what: str) -> Iterator[None]:
+    """Run SDK calls; their exceptions leave as dlengine errors through the
+    source's one ``translate`` (which returns None for exceptions that are
+    not the SDK's or the network's: those are bugs and stay as they are)."""
+    try:
+        yield
+    except DlengineError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc, what)
+        if mapped is None:
+            raise
+        raise mapped from exc
 
 
 class ReadableStream:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 from dlengine import errors
 from dlengine.sources import checksums
-from dlengine.sources.base import ObjectInfo, ReadableStream, Request
+from dlengine.sources.base import ObjectInfo, ReadableStream, Request, translating
 
 EXTRA = "pip install 'dlengine[gcs]'"
 SCHEME = "gs"
@@ -60,18 +60,9 @@ def _new_client() -> Any:
         return storage.Client.create_anonymous_client()
 
 
-@contextmanager
-def translated(what: str) -> Iterator[None]:
+def translated(what: str) -> AbstractContextManager[None]:
     """Run SDK calls; their exceptions leave as dlengine errors."""
-    try:
-        yield
-    except errors.DlengineError:
-        raise
-    except Exception as exc:
-        mapped = translate(exc, what)
-        if mapped is None:
-            raise  # not the SDK's: a bug, reported as an internal error
-        raise mapped from exc
+    return translating(translate, what)
 
 
 def translate(exc: BaseException, what: str) -> errors.DlengineError | None:
