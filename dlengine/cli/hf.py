@@ -24,10 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from dlengine.cli import output
 from dlengine.cli.download import add_common_fields
 from dlengine.client import Client
 from dlengine.errors import PermanentError, SpecError
-from dlengine.progress import Follower, human_bytes
+from dlengine.progress import human_bytes
 from dlengine.sources import hf
 from dlengine.sources.base import ObjectInfo
 from dlengine.spec import hflink, parse_job, parse_size, validate_object_name
@@ -101,12 +102,7 @@ def _report(client: Client, ids: list[str], args: argparse.Namespace) -> int:
     failed = False
     for job_id in ids:
         print(job_id, file=sys.stderr)
-        follower = Follower(bar=None if args.progress else False)
-        try:
-            final = client.wait(job_id, on_progress=follower)
-        finally:
-            follower.close()
-        failed = failed or final["state"] == "aborted" or bool(final["error_cnt"])
+        failed = output.follow(client, job_id, args.progress) or failed
     if args.json:
         print(json.dumps({"id": ids[-1], "ids": ids, "jobs": [client.status(i) for i in ids]}))
     else:

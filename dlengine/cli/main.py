@@ -19,7 +19,6 @@ from dlengine.cli.parser import build_parser
 from dlengine.client import Client
 from dlengine.config import Settings, load_settings
 from dlengine.errors import DlengineError, NotFoundError, SpecError, StateError, SupervisorRunning
-from dlengine.progress import Follower
 from dlengine.spec import load_job
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -58,13 +57,9 @@ def _submit_and_report(client: Client, job: Any, args: argparse.Namespace) -> in
         return EXIT_OK
     if not args.json:
         print(job_id, file=sys.stderr)
-    follower = Follower(bar=None if args.progress else False)
-    try:
-        final = client.wait(job_id, on_progress=follower)
-    finally:
-        follower.close()
+    failed = output.follow(client, job_id, args.progress)
     print(json.dumps(client.status(job_id)) if args.json else job_id)
-    return EXIT_FAILED if final["state"] == "aborted" or final["error_cnt"] else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

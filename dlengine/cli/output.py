@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dlengine.progress import human_bytes
+from dlengine.progress import Follower, human_bytes
+
+if TYPE_CHECKING:
+    from dlengine.client import Client
 
 
 def print_json(data: Any) -> None:
@@ -84,3 +87,14 @@ def bucket_listing(entries: Iterable[dict[str, Any]]) -> int:
     rows = [(e["name"], human_bytes(e["size"])) for e in entries]
     table(("NAME", "SIZE"), rows)
     return len(rows)
+
+
+def follow(client: Client, job_id: str, progress: bool) -> bool:
+    """Follow a job until it ends (a bar on a terminal with ``progress``,
+    plain lines otherwise); True if it failed objects or was aborted."""
+    follower = Follower(bar=None if progress else False)
+    try:
+        final = client.wait(job_id, on_progress=follower)
+    finally:
+        follower.close()
+    return final["state"] == "aborted" or bool(final["error_cnt"])
