@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        print(__version__)
+        print(f"dlengine {__version__}")
         return EXIT_OK
     if not args.command:
         parser.print_help()

@@ -1,0 +1,33 @@
+"""The wheel carries every package and its data files (a plain
+``pip install .`` once gave a CLI that could not start)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_package_directory_is_a_package() -> None:
+    for directory in (ROOT / "dlengine").rglob("*"):
+        if directory.is_dir() and directory.name != "__pycache__" and any(directory.glob("*.py")):
+            assert (directory / "__init__.py").exists(), f"{directory} has no __init__.py"
+
+
+def test_wheel_holds_migrations_openapi_and_license(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("dlengine-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    migrations = sorted(p.name for p in (ROOT / "dlengine/ledger/migrations").glob("*.sql"))
+    assert migrations and all(f"dlengine/ledger/migrations/{m}" in names for m in migrations)
+    assert "dlengine/ledger/__init__.py" in names
+    assert "dlengine/api/openapi.json" in names
+    assert any(n.endswith("licenses/LICENSE") or n.endswith("/LICENSE") for n in names)
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "dlengine").rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
