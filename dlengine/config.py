@@ -8,10 +8,13 @@ the SDKs' credential chains when they are used.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dlengine.errors import ConfigError
 
 ENV_HOME = "DLENGINE_HOME"
 ENV_MOUNTPATHS = "DLENGINE_MOUNTPATHS"
@@ -72,15 +75,36 @@ class Settings:
         return max(1, (os.cpu_count() or 1) // len(self.mountpaths))
 
 
-def _convert(raw: Any, default: Any, name: str) -> Any:
+# name -> (lowest, highest) accepted value; numbers outside are refused on load
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "workers_per_mountpath": (0, 1024),
+    "threads_per_worker": (1, 4096),
+    "default_timeout": (0.001, 7 * 86400),
+    "lease_seconds": (1, 86400),
+    "linger_seconds": (0, 7 * 86400),
+    "max_attempts": (1, 1000),
+    "chunk_size": (4096, 1 << 30),
+}
+
+
+def _convert(raw: Any, default: Any, where: str) -> Any:
     try:
         if isinstance(default, bool):
             if isinstance(raw, bool):
                 return raw
             return str(raw).strip().lower() not in ("0", "false", "no", "off", "")
+        if isinstance(default, int) and isinstance(raw, float | str) and not str(raw).strip().lstrip("-").isdigit():
+            raise ValueError(raw)  # int("2.5") is an error, int(2.5) would truncate silently
         return type(default)(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"setting {name}: cannot read {raw!r} as {type(default).__name__}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where}: cannot read {raw!r} as {type(default).__name__}") from None
+
+
+def check_number(value: float, low: float, high: float, where: str) -> float:
+    """``value`` if finite and within [low, high], else a ConfigError naming ``where``."""
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(f"{where}: {value!r} is out of range ({low:g} to {high:g})")
+    return value
 
 
 def home_dir() -> Path:
@@ -91,9 +115,15 @@ def _read_config_file(home: Path) -> dict[str, Any]:
     path = home / "config.json"
     if not path.exists():
         return {}
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read it as JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: must hold a JSON object")
+        raise ConfigError(f"{path}: must hold a JSON object")
+    unknown = sorted(set(data) - set(_KNOBS) - {"mountpaths"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(map(repr, unknown))}")
     return data
 
 
@@ -102,7 +132,10 @@ def _mountpaths(home: Path, file_cfg: dict[str, Any]) -> tuple[Path, ...]:
     if raw:
         items: list[str] = [p for p in raw.split(os.pathsep) if p]
     else:
-        items = [str(p) for p in file_cfg.get("mountpaths", [])]
+        listed = file_cfg.get("mountpaths", [])
+        if not isinstance(listed, list) or not all(isinstance(p, str) and p for p in listed):
+            raise ConfigError(f'{home / "config.json"}: "mountpaths" must be a list of directory paths')
+        items = list(listed)
     paths = [Path(p).expanduser().absolute() for p in items] or [home / "data"]
     return tuple(dict.fromkeys(paths))  # keep order, drop repeats
 
@@ -113,6 +146,9 @@ def load_settings() -> Settings:
     file_cfg = _read_config_file(home)
     values: dict[str, Any] = {}
     for name, (env, default) in _KNOBS.items():
-        raw = os.environ.get(env, file_cfg.get(name, default))
-        values[name] = _convert(raw, default, name)
+        where = env if env in os.environ else f"{home / 'config.json'}: {name}" if name in file_cfg else name
+        value = _convert(os.environ.get(env, file_cfg.get(name, default)), default, where)
+        if name in _BOUNDS and not isinstance(value, bool):
+            check_number(value, *_BOUNDS[name], where)
+        values[name] = value
     return Settings(home=home, mountpaths=_mountpaths(home, file_cfg), **values)

@@ -62,6 +62,13 @@ class SpecError(DlengineError, ValueError):
         return str(self)
 
 
+class ConfigError(DlengineError, ValueError):
+    """A setting (environment variable, config.json, flag) is invalid; the
+    message names the variable or file. Bad input: exit 2."""
+
+    default_message = "invalid setting"
+
+
 class NotFoundError(DlengineError, LookupError):
     default_message = "not found"
 

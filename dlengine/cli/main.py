@@ -18,7 +18,7 @@ from dlengine.cli.download import job_from_args
 from dlengine.cli.parser import build_parser
 from dlengine.client import Client
 from dlengine.config import Settings, load_settings
-from dlengine.errors import DlengineError, NotFoundError, SpecError, StateError, SupervisorRunning
+from dlengine.errors import ConfigError, DlengineError, NotFoundError, SpecError, StateError, SupervisorRunning
 from dlengine.spec import load_job
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return COMMANDS[args.command](args)
-    except (SpecError, NotFoundError, StateError) as exc:
+    except (SpecError, ConfigError, NotFoundError, StateError) as exc:
         print(f"dlengine: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

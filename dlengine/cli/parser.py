@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from dlengine.cli import hf
 
@@ -132,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="process queued jobs until none is left (for cron)",
         description="Run the supervisor in the foreground; exit when no job is left.",
     )
-    p.add_argument("--linger", type=float, default=0.0, metavar="S", help="wait S seconds for new jobs before exiting")
+    p.add_argument(
+        "--linger", type=_seconds, default=0.0, metavar="S", help="wait S seconds for new jobs before exiting"
+    )
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     _executor_flag(p)
 
@@ -148,3 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     pc = bsub.add_parser("create", help="create a bucket", description="Create a local bucket.")
     pc.add_argument("bucket", nargs="+", help="e.g. ais://abc")
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A finite, non-negative number of seconds (``nan`` would never expire)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 <= value <= 7 * 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 604800 seconds")
+    return value

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
+from dlengine.errors import ConfigError
+
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -33,7 +35,10 @@ def connect(path: Path) -> sqlite3.Connection:
     ``BEGIN IMMEDIATE`` so writers queue on SQLite's lock instead of failing
     half-way with SQLITE_BUSY on upgrade.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # a home dlengine creates is private: it holds the ledger and job secrets
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"DLENGINE_HOME: cannot create {path.parent}: {exc.strerror or exc}") from None
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
