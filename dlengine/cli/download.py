@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ from dlengine.spec import derive_name, parse_size
 from dlengine.spec.model import BucketRef
 from dlengine.spec.uri import parse_bucket_uri
 
-_RANGE = re.compile(r"\{\d+\.\.\d+(\.\.\d+)?\}")
 _CLOUD_SCHEMES = ("s3", "gs", "az")
 
 
@@ -29,7 +27,7 @@ def job_from_args(args: argparse.Namespace) -> dict[str, Any]:
         job.update(_backend_job(args.src, bucket, getattr(args, "sync", False)))
     elif args.object_list:
         job.update(type="multi", objects=_object_list(args.src, Path(args.object_list), path))
-    elif _RANGE.search(args.src):
+    elif "{" in args.src:  # every brace goes through the template parser, which names what is wrong
         job.update(type="range", template=args.src)
         if path:
             job["subdir"] = path
