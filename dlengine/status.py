@@ -69,7 +69,10 @@ def full(conn: sqlite3.Connection, row: sqlite3.Row, *, tasks_limit: int = 1000)
         for r in jobs.finished_objects(conn, seq, tasks_limit)
     ]
     status["download_errors"] = [
-        {"name": r["name"], "link": r["link"], "error": r["error"]} for r in jobs.failed_objects(conn, seq, tasks_limit)
+        {"name": r["name"], "link": r["link"], "error": r["error"], "code": r["error_code"]}
+        for r in jobs.failed_objects(conn, seq, tasks_limit)
     ]
+    # dlengine's own: every failed object counted by ErrorCode ("" = unknown)
+    status["errors_by_code"] = jobs.failures_by_code(conn, seq)
     status["spec"] = json.loads(row["spec"])
     return status

@@ -191,6 +191,16 @@ def test_not_found_and_denied_are_not_retried(run: FaultRun, name: str, code: st
     assert code in run.error(name)
 
 
+def test_failures_carry_their_error_code(run: FaultRun) -> None:
+    codes = {e["name"]: e["code"] for e in run.status["download_errors"]}
+    assert codes == {"badmd5": "checksum", "missing": "not-found", "denied": "auth", "down": "busy"}
+    assert run.status["errors_by_code"] == {"checksum": 1, "not-found": 1, "auth": 1, "busy": 1}
+    shown = run.home.cli("show", run.status["id"], "-v")
+    assert shown.returncode == 0, shown.stderr
+    kinds = shown.stdout.split("Failed by kind:")[1].split("Errors:")[0].split()
+    assert kinds == ["KIND", "OBJECTS", "auth", "1", "busy", "1", "checksum", "1", "not-found", "1"], shown.stdout
+
+
 def test_attempts_are_configurable(run: FaultRun) -> None:
     assert len(run.gets("down")) == ATTEMPTS
     error = run.error("down")
@@ -209,7 +219,7 @@ def test_retry_requeues_only_the_failed_objects(home: Home, httpd: TestHTTPServe
     httpd.set_fault("/r/d", None)
     httpd.reset_stats()
     res = home.cli("retry", job_id, "--no-start")
-    assert res.returncode == 0 and "2" in res.stdout, res.stdout
+    assert res.returncode == 0 and res.stdout.startswith("re-queued 2 "), res.stdout  # not a "2" in the job id
     assert home.run().returncode == 0
     fetched = sorted(r.path for r in httpd.requests)
     assert fetched == ["/r/c", "/r/d"]

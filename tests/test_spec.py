@@ -518,7 +518,6 @@ def test_namespace_forms(namespace: object, expected: str) -> None:
         ("azure", "azure"),
         ("az", "azure"),
         ("AZ", "azure"),
-        ("ht", "ht"),
     ],
 )
 def test_provider_aliases(alias: str, provider: str) -> None:

@@ -29,6 +29,7 @@ from dlengine.cli.download import add_common_fields
 from dlengine.client import Client
 from dlengine.errors import PermanentError, SpecError
 from dlengine.progress import human_bytes
+from dlengine.providers import Provider
 from dlengine.sources import hf
 from dlengine.sources.base import ObjectInfo
 from dlengine.spec import hflink, parse_job, parse_size, validate_object_name
@@ -118,7 +119,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     repo_type, repo_id, flag = _repo(args)
     revision = args.hf_revision or hflink.DEFAULT_REVISION
     bucket, subdir = parse_bucket_uri(args.dst, "DST")
-    if bucket.provider == "hf":
+    if bucket.provider is Provider.HF:
         return [_backend_job(args, repo_type, repo_id, revision, bucket, subdir)]
     if args.sync:
         raise SpecError("--sync", "only a repo's own local copy (DST hf://org/name) can be synchronized")
@@ -137,7 +138,7 @@ def _repo(args: argparse.Namespace) -> tuple[str, str, str]:
     repo_type, repo_id, flag = ("dataset", args.hf_dataset, "--hf-dataset")
     if not repo_id:
         repo_type, repo_id, flag = ("model", args.hf_model, "--hf-model")
-    validate_bucket_name(repo_id, "hf", flag)
+    validate_bucket_name(repo_id, Provider.HF, flag)
     if args.hf_revision is not None and (not args.hf_revision.strip() or not args.hf_revision.isprintable()):
         raise SpecError("--hf-revision", f"invalid revision {args.hf_revision!r}")
     return repo_type, repo_id, flag

@@ -78,9 +78,15 @@ def _tasks(status: dict[str, Any]) -> None:
             ("NAME", "DOWNLOADED", "TOTAL"),
             ((t["name"], t["downloaded"], t["total"] or "?") for t in status["current_tasks"]),
         )
+    by_code = status.get("errors_by_code") or {}
+    if by_code:
+        print("\nFailed by kind:")
+        rows = sorted(((c or "unknown", n) for c, n in by_code.items()), key=lambda r: (-r[1], r[0]))
+        table(("KIND", "OBJECTS"), rows)
     if status.get("download_errors"):
         print("\nErrors:")
-        table(("NAME", "ERROR"), ((e["name"], e["error"]) for e in status["download_errors"]))
+        errors = ((e["name"], e.get("code") or "-", e["error"]) for e in status["download_errors"])
+        table(("NAME", "KIND", "ERROR"), errors)
 
 
 def bucket_listing(entries: Iterable[dict[str, Any]]) -> int:

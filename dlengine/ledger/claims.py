@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from dlengine.ledger.db import write
-from dlengine.ledger.jobs import finish_jobs
+from dlengine.ledger.jobs import abort_queued, finish_jobs
 from dlengine.ledger.models import Outcome, StoredInfo, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
 
@@ -83,7 +83,7 @@ def _task(conn: sqlite3.Connection, job: sqlite3.Row, row: sqlite3.Row, mountpat
 
 _FINAL_SQL = """
 UPDATE objects SET state = ?, size = coalesce(?, size), bytes_done = coalesce(?, bytes_done),
-       etag = ?, version = ?, checksum = ?, last_modified = ?, error = ?,
+       etag = ?, version = ?, checksum = ?, last_modified = ?, error = ?, error_code = ?,
        owner = NULL, lease_expiry = NULL, end_time = ?
 WHERE id = ? AND owner = ? AND state = 'running'
 RETURNING job
@@ -93,7 +93,7 @@ RETURNING job
 _RETRY_SQL = """
 UPDATE objects SET state = CASE WHEN (SELECT state FROM jobs WHERE seq = job) = 'aborted'
                            THEN 'aborted' ELSE 'pending' END,
-       error = ?, next_try = ?, owner = NULL, lease_expiry = NULL,
+       error = ?, error_code = ?, next_try = ?, owner = NULL, lease_expiry = NULL,
        attempts = attempts - ?
 WHERE id = ? AND owner = ? AND state = 'running'
 RETURNING job
@@ -132,12 +132,13 @@ def report(conn: sqlite3.Connection, owner: str, outcomes: Sequence[Outcome]) ->
 
 def _apply(conn: sqlite3.Connection, owner: str, out: Outcome, now: float) -> int | None:
     if out.state is ObjectState.PENDING:
-        row = conn.execute(_RETRY_SQL, (out.error, out.next_try, int(out.release), out.task_id, owner)).fetchone()
+        back = (out.error, _code(out), out.next_try, int(out.release), out.task_id, owner)
+        row = conn.execute(_RETRY_SQL, back).fetchone()
         return None if row is None else int(row[0])
     size = out.size if out.state in (ObjectState.DONE, ObjectState.SKIPPED) else None
     params = (
         out.state.value, out.size, size, out.etag, out.version, out.checksum,
-        out.last_modified, out.error, now, out.task_id, owner,
+        out.last_modified, out.error, _code(out), now, out.task_id, owner,
     )  # fmt: skip
     row = conn.execute(_FINAL_SQL, params).fetchone()
     if row is None:
@@ -147,6 +148,10 @@ def _apply(conn: sqlite3.Connection, owner: str, out: Outcome, now: float) -> in
     return int(row[0])
 
 
+def _code(out: Outcome) -> str | None:
+    return out.code.value if out.code is not None else None
+
+
 def _stop_job(conn: sqlite3.Connection, seq: int, reason: str, now: float) -> None:
     """A fatal error: the job stops with the reason, queued objects with it."""
     sql = (
@@ -154,7 +159,7 @@ def _stop_job(conn: sqlite3.Connection, seq: int, reason: str, now: float) -> No
         f" WHERE seq = ? AND state IN {ACTIVE_JOB_STATES!r}"
     )
     conn.execute(sql, (reason, now, seq))
-    conn.execute("UPDATE objects SET state = 'aborted', end_time = ? WHERE job = ? AND state = 'pending'", (now, seq))
+    abort_queued(conn, seq, now)
 
 
 def renew(

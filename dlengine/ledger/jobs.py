@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
-from dlengine.errors import NotFoundError, SpecError, StateError
+from dlengine.errors import ErrorCode, NotFoundError, SpecError, StateError
 from dlengine.ledger.db import write
 from dlengine.ledger.models import NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES, JobState, ObjectState
@@ -109,7 +109,7 @@ def insert_objects(
 
 _LISTED_SQL = (
     "INSERT INTO objects (job, name, link, mountpath, size, etag, version, checksum, last_modified,"
-    " state, error, end_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " state, error, error_code, end_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -126,8 +126,9 @@ def insert_listed(
         if path not in ids:
             ids.update(mountpath_ids(conn, [path]))
         ended = now if obj.state is not ObjectState.PENDING else None
+        code = obj.code.value if obj.code else None
         rows.append((seq, obj.name, obj.link, ids[path], obj.size, obj.etag, obj.version, obj.checksum,
-                     obj.last_modified, obj.state.value, obj.error, ended))  # fmt: skip
+                     obj.last_modified, obj.state.value, obj.error, code, ended))  # fmt: skip
     conn.executemany(_LISTED_SQL, rows)
     _count_inserted(conn, seq, objects)
 
@@ -273,11 +274,14 @@ def abort_job(conn: sqlite3.Connection, job_id: str, reason: str | None = None) 
             "UPDATE jobs SET state = ?, error = coalesce(?, error), finished_time = ? WHERE seq = ?",
             (JobState.ABORTED.value, reason, time.time(), row["seq"]),
         )
-        conn.execute(
-            "UPDATE objects SET state = 'aborted', end_time = ? WHERE job = ? AND state = 'pending'",
-            (time.time(), row["seq"]),
-        )
+        abort_queued(conn, row["seq"], time.time())
     return True
+
+
+def abort_queued(conn: sqlite3.Connection, seq: int, now: float) -> None:
+    """The pending objects of an aborted job end aborted (in a transaction)."""
+    sql = "UPDATE objects SET state = 'aborted', error_code = ?, end_time = ? WHERE job = ? AND state = 'pending'"
+    conn.execute(sql, (ErrorCode.ABORTED.value, now, seq))
 
 
 def remove_job(conn: sqlite3.Connection, job_id: str) -> None:
@@ -297,7 +301,7 @@ def retry_job(conn: sqlite3.Connection, job_id: str) -> int:
         if row["state"] in ACTIVE_JOB_STATES:
             raise StateError(f"job {job_id} is still running")
         cur = conn.execute(
-            "UPDATE objects SET state = 'pending', attempts = 0, next_try = 0, error = NULL,"
+            "UPDATE objects SET state = 'pending', attempts = 0, next_try = 0, error = NULL, error_code = NULL,"
             " end_time = NULL WHERE job = ? AND state = 'failed'",
             (row["seq"],),
         )
@@ -340,7 +344,7 @@ def current_tasks(conn: sqlite3.Connection, seq: int, limit: int = 100) -> list[
 
 
 def failed_objects(conn: sqlite3.Connection, seq: int, limit: int = 1000) -> list[sqlite3.Row]:
-    sql = "SELECT name, link, error FROM objects WHERE job = ? AND state = 'failed' LIMIT ?"
+    sql = "SELECT name, link, error, error_code FROM objects WHERE job = ? AND state = 'failed' LIMIT ?"
     return conn.execute(sql, (seq, limit)).fetchall()
 
 
@@ -350,6 +354,12 @@ def finished_objects(conn: sqlite3.Connection, seq: int, limit: int = 1000) -> l
         " WHERE job = ? AND state IN ('done', 'skipped') ORDER BY end_time DESC LIMIT ?"
     )
     return conn.execute(sql, (seq, limit)).fetchall()
+
+
+def failures_by_code(conn: sqlite3.Connection, seq: int) -> dict[str, int]:
+    """Failed objects of a job counted by error code ("" when unknown)."""
+    sql = "SELECT coalesce(error_code, ''), count(*) FROM objects WHERE job = ? AND state = 'failed' GROUP BY 1"
+    return {r[0]: r[1] for r in conn.execute(sql, (seq,))}
 
 
 def count_by_state(conn: sqlite3.Connection, seq: int) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dlengine.errors import ErrorCode
 from dlengine.ledger.states import ObjectState
 
 
@@ -58,6 +59,7 @@ class NewObject:
     last_modified: str | None = None
     state: ObjectState = ObjectState.PENDING
     error: str | None = None
+    code: ErrorCode | None = None  # why it failed, with ``error``
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ class Outcome:
     version: str | None = None
     checksum: str | None = None
     last_modified: str | None = None
-    error: str | None = None
+    error: str | None = None  # the message, for people
+    code: ErrorCode | None = None  # the kind, for grouping and advice
     next_try: float = 0.0  # for a retry: when the row may be claimed again
     mountpath: str = ""  # where the object was stored (done only)
     fatal: bool = False  # the error stops the whole job

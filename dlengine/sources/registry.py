@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from dlengine import errors
+from dlengine import errors, providers
 from dlengine.sources import azure, gcs, hf, s3
 from dlengine.sources.base import ObjectInfo, Source
 from dlengine.sources.http import HTTPSource
@@ -38,7 +38,7 @@ _CLOUD: dict[str, tuple[Any, Callable[..., Any]]] = {
     "gs": (gcs, gcs.GCSSource),
     "az": (azure, azure.AzureSource),
 }
-PROVIDER_SCHEMES = {"aws": "s3", "gcp": "gs", "azure": "az"}
+PROVIDER_SCHEMES = {p.value: p.scheme or "" for p in providers.WRITE_THROUGH}
 
 ListerFactory = Callable[[str, Mapping[str, Any]], Lister]
 _LISTERS: dict[str, ListerFactory] = {}
@@ -110,4 +110,4 @@ def lister(provider: str, bucket: str, options: Mapping[str, Any] | None = None)
     raise errors.PermanentError(f"provider {provider!r} cannot be listed yet")
 
 
-register_lister("hf", hf.HubLister)
+register_lister(providers.Provider.HF, hf.HubLister)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from dlengine.providers import Provider
+
 
 class JobType(str, Enum):
     SINGLE = "single"  # one link
@@ -19,7 +21,7 @@ class BucketRef:
     """A destination (or, for backend jobs, source) bucket."""
 
     name: str
-    provider: str = "ais"  # normalised: ais, aws, gcp, azure, hf, ht
+    provider: Provider = Provider.AIS
     namespace: str = ""
 
     def uri(self) -> str:

@@ -12,10 +12,10 @@ import socket
 from urllib.parse import unquote, urlsplit
 
 from dlengine.errors import SpecError
+from dlengine.providers import Provider
 from dlengine.spec import hflink
 
 ALLOWED_SCHEMES = ("http", "https", "s3", "gs", "az", "hf")
-BUCKET_PROVIDERS = ("ais", "aws", "gcp", "azure", "hf", "ht")
 MAX_NAME_BYTES = 1024
 MAX_SEGMENT_BYTES = 255  # NAME_MAX of ext4, xfs, btrfs
 
@@ -202,9 +202,9 @@ def join_subdir(subdir: str, name: str, field: str = "subdir") -> str:
     return f"{base}/{name}"
 
 
-def validate_bucket_name(name: str, provider: str, field: str = "bucket.name") -> None:
+def validate_bucket_name(name: str, provider: Provider, field: str = "bucket.name") -> None:
     """Bucket names are one path segment; HF repo ids are ``[org/]name``."""
-    if provider == "hf":
+    if provider == Provider.HF:
         _validate_hf_repo_id(name, field)
         return
     if not _BUCKET_NAME.fullmatch(name) or name in (".", ".."):

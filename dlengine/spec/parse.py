@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from dlengine import providers
 from dlengine.errors import SpecError
+from dlengine.providers import Provider, parse_provider
 from dlengine.spec.durations import duration_field, format_duration, size_field
 from dlengine.spec.model import BucketRef, JobSpec, JobType, Limits, ObjectRef
 from dlengine.spec.names import (
@@ -27,7 +29,6 @@ from dlengine.spec.names import (
     validate_object_name,
 )
 from dlengine.spec.template import BraceRange, Template, parse_template
-from dlengine.spec.uri import normalize_provider
 
 _TYPE_NAMES = frozenset(t.value for t in JobType)
 _JOB_TYPES = ", ".join(t.value for t in JobType)
@@ -41,7 +42,6 @@ _TYPE_FIELDS: dict[JobType, tuple[str, ...]] = {
     JobType.BACKEND: ("prefix", "suffix", "sync", "synchronize"),
 }
 _HF_FIELDS = ("repo_type", "revision", "include", "exclude")
-_WRITE_THROUGH = ("aws", "gcp", "azure")  # providers a non-backend job may store into
 _HF_REPO_TYPES = ("model", "dataset")
 _HEADER_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 _MAX_LISTED_DUPLICATES = 10
@@ -144,9 +144,9 @@ def _parse_type(value: object) -> JobType:
     raise SpecError("type", f"unknown job type {value!r} (expected one of: {_JOB_TYPES})")
 
 
-def _check_known_fields(body: Body, job_type: JobType, provider: str) -> None:
+def _check_known_fields(body: Body, job_type: JobType, provider: Provider) -> None:
     known = _COMMON_FIELDS + _AISTORE_FIELDS + _TYPE_FIELDS[job_type]
-    if job_type is JobType.BACKEND and provider == "hf":
+    if job_type is JobType.BACKEND and provider is Provider.HF:
         known += _HF_FIELDS
     unknown = [key for key in body if key not in known]
     if unknown:
@@ -185,26 +185,27 @@ def _parse_bucket(value: object, job_type: JobType) -> BucketRef:
     return BucketRef(name, provider, _parse_namespace(obj.get("namespace")))
 
 
-def _parse_provider(value: object) -> str:
+def _parse_provider(value: object) -> Provider:
     if value is None or value == "":
-        return "ais"
+        return Provider.AIS
     if not isinstance(value, str):
         raise SpecError("bucket.provider", f"must be a string, got {_json_kind(value)}")
-    return normalize_provider(value, "bucket.provider")
+    return parse_provider(value, "bucket.provider")
 
 
-def _check_provider_for_type(provider: str, job_type: JobType) -> None:
-    if job_type is JobType.BACKEND and provider == "ais":
+def _check_provider_for_type(provider: Provider, job_type: JobType) -> None:
+    if job_type is JobType.BACKEND and provider not in providers.LISTABLE:
         raise SpecError(
             "bucket.provider",
-            "backend jobs need a remote provider (aws, gcp, azure, hf, ht)",
+            f"a backend job needs a remote provider it can list ({', '.join(providers.LISTABLE)});"
+            f" got {provider.value!r}",
         )
     # Cloud buckets as destinations are written through (storage/remote.py).
-    if job_type is not JobType.BACKEND and provider not in ("ais", *_WRITE_THROUGH):
+    if job_type is not JobType.BACKEND and provider not in (Provider.AIS, *providers.WRITE_THROUGH):
         raise SpecError(
             "bucket.provider",
             f"a {job_type.value} job downloads into a local 'ais' bucket or a write-through"
-            f" cloud bucket ({', '.join(_WRITE_THROUGH)}); got {provider!r}",
+            f" cloud bucket ({', '.join(providers.WRITE_THROUGH)}); got {provider.value!r}",
         )
 
 
@@ -219,7 +220,7 @@ def _parse_namespace(value: object) -> str:
             raise SpecError("bucket.namespace.uuid", "remote AIStore clusters are not supported")
         value = _optional_str(obj, "name", "bucket.namespace.name")
     if value:
-        validate_bucket_name(value, "ais", "bucket.namespace")
+        validate_bucket_name(value, Provider.AIS, "bucket.namespace")
     return value
 
 
@@ -432,7 +433,7 @@ def _parse_backend(body: Body, bucket: BucketRef) -> _Parsed:
     prefix = _optional_str(body, "prefix")
     suffix = _optional_str(body, "suffix")
     sync = _parse_sync(body)
-    options = _parse_hf_options(body) if bucket.provider == "hf" else {}
+    options = _parse_hf_options(body) if bucket.provider is Provider.HF else {}
     if sync and (options.get("include") or options.get("exclude")):
         # sync deletes the local copies the listing does not show: with
         # globs, that would be every file they leave out

@@ -5,47 +5,27 @@ local copy), or a bare ``abc`` (a local bucket)."""
 from __future__ import annotations
 
 from dlengine.errors import SpecError
+from dlengine.providers import Provider, parse_provider
 from dlengine.spec.model import BucketRef
 from dlengine.spec.names import validate_bucket_name
-
-PROVIDER_ALIASES = {
-    "ais": "ais",
-    "aws": "aws",
-    "s3": "aws",
-    "gcp": "gcp",
-    "gs": "gcp",
-    "gcs": "gcp",
-    "azure": "azure",
-    "az": "azure",
-    "hf": "hf",
-    "ht": "ht",
-}
-
-
-def normalize_provider(name: str, field: str = "bucket.provider") -> str:
-    provider = PROVIDER_ALIASES.get(name.strip().lower())
-    if provider is None:
-        known = ", ".join(sorted(PROVIDER_ALIASES))
-        raise SpecError(field, f"unknown provider {name!r} (known: {known})")
-    return provider
 
 
 def parse_bucket_uri(text: str, field: str = "bucket") -> tuple[BucketRef, str]:
     """(bucket, path inside it) of a bucket URI."""
     provider, sep, rest = text.partition("://")
     if not sep:
-        provider, rest = "ais", text
-    provider = normalize_provider(provider, field)
+        provider, rest = Provider.AIS.value, text
+    kind = parse_provider(provider, field)
     namespace = ""
     if rest.startswith("@"):
         namespace, hash_sign, rest = rest[1:].partition("#")
         if not hash_sign or not namespace:
             raise SpecError(field, f"{text!r}: a namespace is written @namespace#bucket")
-    name, path = _hf_repo(rest) if provider == "hf" else _split_first(rest)
+    name, path = _hf_repo(rest) if kind is Provider.HF else _split_first(rest)
     if not name:
         raise SpecError(field, f"{text!r} names no bucket")
-    validate_bucket_name(name, provider, field)
-    return BucketRef(name=name, provider=provider, namespace=namespace), path
+    validate_bucket_name(name, kind, field)
+    return BucketRef(name=name, provider=kind, namespace=namespace), path
 
 
 def _split_first(rest: str) -> tuple[str, str]:

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from dlengine import providers
 from dlengine.ledger.models import Task
 from dlengine.sources import registry
 from dlengine.sources.base import ObjectInfo
 
-WRITE_THROUGH_PROVIDERS = tuple(registry.PROVIDER_SCHEMES)  # aws, gcp, azure
+WRITE_THROUGH_PROVIDERS = providers.WRITE_THROUGH
 
 
 def is_remote_uri(mountpath: str) -> bool:

@@ -19,7 +19,7 @@ from itertools import islice
 from pathlib import Path
 
 from dlengine.config import Settings
-from dlengine.errors import SpecError, UnsafeNameError
+from dlengine.errors import ErrorCode, SpecError, UnsafeNameError
 from dlengine.ledger import jobs
 from dlengine.ledger.models import NewObject
 from dlengine.ledger.states import ObjectState
@@ -59,7 +59,8 @@ def _new_object(link: str, info: ObjectInfo) -> NewObject:
     try:
         validate_object_name(info.key, "key")
     except SpecError as exc:
-        return replace(obj, state=ObjectState.FAILED, error=f"cannot store this key: {exc.reason}")
+        reason = f"cannot store this key: {exc.reason}"
+        return replace(obj, state=ObjectState.FAILED, error=reason, code=ErrorCode.POLICY)
     return obj
 
 

@@ -112,18 +112,32 @@ def failure(task: Task, exc: BaseException, ctx: Context) -> Outcome:
         if ctx.stopping():  # keep the work file: the next owner resumes
             return Outcome(task.id, ObjectState.PENDING, release=True)
         _drop_work(task, ctx)
-        return Outcome(task.id, ObjectState.ABORTED, error="aborted")
+        return Outcome(task.id, ObjectState.ABORTED, error="aborted", code=errors.ErrorCode.ABORTED)
     if transfer.is_disk_full(exc):
         exc = errors.DiskFullError(f"no space left on mountpath {ctx.workdir}")
     if isinstance(exc, errors.TransientError):
         return _transient(task, exc, ctx)
     _drop_work(task, ctx)
     if isinstance(exc, errors.FatalError):
-        return Outcome(task.id, ObjectState.FAILED, error=str(exc), fatal=True)
+        return Outcome(task.id, ObjectState.FAILED, error=str(exc), code=exc.code, fatal=True)
     if not isinstance(exc, errors.DlengineError | OSError):
         log.error("internal error on %s:\n%s", task.name, traceback.format_exc())
-        return Outcome(task.id, ObjectState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
-    return Outcome(task.id, ObjectState.FAILED, error=str(exc))
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        return Outcome(task.id, ObjectState.FAILED, error=reason, code=errors.ErrorCode.INTERNAL)
+    return Outcome(task.id, ObjectState.FAILED, error=str(exc), code=error_code(exc))
+
+
+def error_code(exc: BaseException) -> errors.ErrorCode:
+    """The code of an exception: its own, or what an ``OSError`` means."""
+    if isinstance(exc, errors.DlengineError):
+        return exc.code
+    if isinstance(exc, ConnectionRefusedError | ConnectionResetError):
+        return errors.ErrorCode.REFUSED
+    if isinstance(exc, TimeoutError):
+        return errors.ErrorCode.TIMEOUT
+    if isinstance(exc, OSError):
+        return errors.ErrorCode.IO
+    return errors.ErrorCode.INTERNAL
 
 
 def _transient(task: Task, exc: errors.TransientError, ctx: Context) -> Outcome:
@@ -132,9 +146,9 @@ def _transient(task: Task, exc: errors.TransientError, ctx: Context) -> Outcome:
     if task.attempts >= ctx.max_attempts:
         _drop_work(task, ctx)
         reason = f"{exc} (gave up after {task.attempts} attempts)"
-        return Outcome(task.id, ObjectState.FAILED, error=reason)
+        return Outcome(task.id, ObjectState.FAILED, error=reason, code=exc.code)
     delay = backoff(task.attempts, exc.retry_after)
-    return Outcome(task.id, ObjectState.PENDING, error=str(exc), next_try=time.time() + delay)
+    return Outcome(task.id, ObjectState.PENDING, error=str(exc), code=exc.code, next_try=time.time() + delay)
 
 
 def _drop_work(task: Task, ctx: Context) -> None:
