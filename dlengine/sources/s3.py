@@ -11,7 +11,6 @@ boto3 is imported lazily: without it ``s3://`` links go over public HTTPS
 
 from __future__ import annotations
 
-import base64
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -36,12 +35,8 @@ _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchVersion"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "AllAccessDisabled"}
 _BUSY = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
 
-# one PutObject (with Content-MD5) up to this size; multipart above it
-SMALL_UPLOAD = 8 * 1024 * 1024
-
 _lock = threading.Lock()
 _clients: dict[float, Any] = {}
-_transfers: list[Any] = []
 
 
 def available() -> bool:
@@ -55,26 +50,9 @@ def available() -> bool:
 def client(timeout: float = 60.0) -> Any:
     """One boto3 S3 client per process and timeout (clients are thread-safe)."""
     with _lock:
-        return _client_locked(timeout)
-
-
-def transfer_manager() -> Any:
-    """One s3transfer manager per process for multipart uploads: its thread
-    pool is started once, not per object (boto3's ``upload_file`` builds a
-    manager, and starts threads, on every call)."""
-    with _lock:
-        if not _transfers:
-            from boto3.s3.transfer import TransferConfig, create_transfer_manager
-
-            config = TransferConfig(multipart_threshold=SMALL_UPLOAD, multipart_chunksize=SMALL_UPLOAD)
-            _transfers.append(create_transfer_manager(_client_locked(60.0), config))
-        return _transfers[0]
-
-
-def _client_locked(timeout: float) -> Any:
-    if timeout not in _clients:
-        _clients[timeout] = _new_client(timeout)
-    return _clients[timeout]
+        if timeout not in _clients:
+            _clients[timeout] = _new_client(timeout)
+        return _clients[timeout]
 
 
 def _new_client(timeout: float) -> Any:
@@ -104,12 +82,8 @@ def translated(what: str) -> AbstractContextManager[None]:
 def translate(exc: BaseException, what: str) -> errors.DlengineError | None:
     """botocore's exceptions -> dlengine's error classes (the one place);
     None for exceptions that are not the SDK's or the network's."""
-    from boto3.exceptions import S3UploadFailedError
     from botocore import exceptions as bx
 
-    if isinstance(exc, S3UploadFailedError) and exc.__cause__ is not None:
-        # boto3 wraps the ClientError (5xx, SlowDown): classify the inner one
-        return translate(exc.__cause__, what)
     if isinstance(exc, bx.ClientError):
         return _client_error(exc, what)
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
@@ -186,19 +160,11 @@ class S3Source:
         return ReadableStream(response["Body"], _info(request.key, response), offset, translated)
 
     def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
-        """Store a verified local file as ``key``, with ``metadata``
-        (x-amz-meta-*) when given: one PutObject carrying Content-MD5 (the
-        store checks the bytes) up to ``SMALL_UPLOAD``, multipart through
-        the process's one transfer manager above it."""
-        extra: dict[str, Any] = {"Metadata": metadata} if metadata else {}
+        """Store a verified local file as ``key`` (multipart when large),
+        with ``metadata`` (x-amz-meta-*) when given."""
+        extra = {"Metadata": metadata} if metadata else None
         with translated(self.link(key)):
-            if path.stat().st_size <= SMALL_UPLOAD:
-                if md5_hex:
-                    extra["ContentMD5"] = base64.b64encode(bytes.fromhex(md5_hex)).decode("ascii")
-                with path.open("rb") as body:
-                    client().put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
-            else:
-                transfer_manager().upload(str(path), self.bucket, key, extra_args=extra or None).result()
+            client().upload_file(str(path), self.bucket, key, ExtraArgs=extra)
 
     def metadata(self, key: str) -> dict[str, str] | None:
         """The user metadata of a stored object; None if there is no such key."""
