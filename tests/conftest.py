@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.conftest_httpd", "tests.cloud_servers", "tests.seaweedfs"]
+pytest_plugins = ["tests.conftest_httpd", "tests.cloud_servers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
