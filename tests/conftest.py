@@ -80,14 +80,9 @@ class Home:
         return None
 
     def visible_files(self) -> list[Path]:
-        """Every file under the mountpaths except work files (and the mark
-        naming the home a mountpath belongs to)."""
+        """Every file under the mountpaths except work files."""
         return [
-            p
-            for mp in self.mountpaths
-            if mp.exists()
-            for p in mp.rglob("*")
-            if p.is_file() and ".work" not in p.parts and p.name != ".dlengine-home"  # the mountpath's owner
+            p for mp in self.mountpaths if mp.exists() for p in mp.rglob("*") if p.is_file() and ".work" not in p.parts
         ]
 
     def work_files(self) -> list[Path]:
