@@ -14,8 +14,9 @@ from dlengine import jobsecrets
 from dlengine.config import Settings, load_settings
 from dlengine.errors import NotFoundError
 from dlengine.ledger import db, jobs
+from dlengine.ledger.models import NewJob
 from dlengine.ledger.states import ACTIVE_JOB_STATES
-from dlengine.spec import JobSpec, JobType, iter_objects, load_job, object_count, parse_job, spec_to_dict
+from dlengine.spec import JobSpec, JobType, dump_spec, iter_objects, load_job, object_count, parse_job
 from dlengine.spec.uri import parse_bucket_uri
 from dlengine.status import full, summary
 from dlengine.storage import layout
@@ -57,19 +58,27 @@ class Client:
         # supervisor's dispatcher: submitting stays O(1)
         later = spec.type in (JobType.RANGE, JobType.BACKEND)
         objects = iter(()) if later else ((o.name, o.link) for o in iter_objects(spec))
-        record = {
-            "type": spec.type.value,
-            "description": spec.description,
-            "provider": bucket.provider,
-            "namespace": bucket.namespace,
-            "bucket": bucket.name,
-            "spec": spec_to_dict(spec),
-            "conns": spec.limits.connections,
-            "bytes_per_hour": spec.limits.bytes_per_hour,
-            "timeout": spec.timeout,
-        }
-        job_id = jobs.create_job(self.conn, record, objects, place, dispatched=not later, total=object_count(spec) or 0)
-        jobsecrets.save(self.settings.secrets_dir, job_id, spec.secret_headers)
+        record = NewJob(
+            id=jobs.new_job_id(),
+            type=spec.type.value,
+            description=spec.description,
+            provider=bucket.provider.value,
+            namespace=bucket.namespace,
+            bucket=bucket.name,
+            spec=dump_spec(spec),
+            conns=spec.limits.connections,
+            bytes_per_hour=spec.limits.bytes_per_hour,
+            timeout=spec.timeout,
+        )
+        # secrets first: a worker claiming the first object must find them,
+        # and a crash before the commit leaves an orphan file, not a job without them
+        jobsecrets.save(self.settings.secrets_dir, record.id, spec.secret_headers)
+        try:
+            total = object_count(spec) or 0
+            job_id = jobs.create_job(self.conn, record, objects, place, dispatched=not later, total=total)
+        except BaseException:
+            jobsecrets.remove(self.settings.secrets_dir, record.id)
+            raise
         if start:
             _start_background(self.settings)
         return job_id

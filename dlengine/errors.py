@@ -7,6 +7,8 @@ What a worker does with an error is decided by its branch::
     ├── NotFoundError        (LookupError) unknown job id or bucket
     ├── StateError                         operation not allowed in the job's state
     ├── SupervisorRunning                  another supervisor holds this home
+    ├── LedgerError                        corrupt, too new, or its disk is full
+    ├── SupervisorError                    a supervisor thread kept failing
     ├── Aborted                            the object's job was aborted
     ├── TransientError                     retry the object later (backoff)
     │   ├── SourceConnectionError  (ConnectionError)
@@ -120,6 +122,20 @@ class StateError(DlengineError):
 
 class SupervisorRunning(DlengineError):
     default_message = "a supervisor is already running for this home"
+
+
+class LedgerError(DlengineError):
+    """The ledger cannot be used: corrupt, from a newer dlengine, or its disk
+    is full. The message names the file; the CLI exits 3 with it."""
+
+    default_message = "the ledger cannot be used"
+
+
+class SupervisorError(DlengineError):
+    """The supervisor stopped: one of its threads kept failing. The message
+    says which and why; ``run`` exits 3 with it."""
+
+    default_message = "the supervisor stopped"
 
 
 class TransientError(DlengineError):

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import suppress
 from pathlib import Path
+
+from dlengine.storage.durable import fsync_dir
 
 
 def _path(secrets_dir: Path, job_id: str) -> Path:
@@ -17,13 +20,28 @@ def _path(secrets_dir: Path, job_id: str) -> Path:
 
 
 def save(secrets_dir: Path, job_id: str, headers: dict[str, str]) -> None:
+    """Write the job's secrets whole or not at all (a temp file unique to
+    this writer, fsynced, then renamed). Called *before* the job is
+    committed: a worker that claims the job's first object must find them,
+    and a crash in between leaves only an orphan file, never a job without
+    its secrets."""
     if not headers:
         return
     secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = _path(secrets_dir, job_id)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(headers, out)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(headers, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(secrets_dir)
 
 
 def load(secrets_dir: Path, job_id: str) -> dict[str, str]:

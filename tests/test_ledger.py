@@ -10,16 +10,13 @@ import pytest
 
 from dlengine.errors import SpecError
 from dlengine.ledger import claims, db, jobs
-from dlengine.ledger.models import Outcome
+from dlengine.ledger.models import NewJob, Outcome
 from dlengine.ledger.states import ObjectState
 from tests.conftest import counters_match_rows as _counters_match_rows
 
 
 def _job(conn: sqlite3.Connection, count: int, conns: int = 0, mountpath: str = "/mp") -> str:
-    record = {
-        "type": "range", "description": "test", "provider": "ais", "namespace": "", "bucket": "b",
-        "spec": {}, "conns": conns, "bytes_per_hour": 0, "timeout": 0.0,
-    }  # fmt: skip
+    record = NewJob(jobs.new_job_id(), "range", "test", "ais", "", "b", "{}", conns=conns)
     objects = ((f"obj-{i}", f"http://h/obj-{i}") for i in range(count))
     return jobs.create_job(conn, record, objects, lambda _name: mountpath)
 
@@ -55,8 +52,7 @@ def test_pages_and_counts(conn: sqlite3.Connection) -> None:
 
 
 def test_duplicate_in_a_later_page_creates_nothing(conn: sqlite3.Connection) -> None:
-    record = {"type": "multi", "description": "d", "provider": "ais", "namespace": "", "bucket": "b",
-              "spec": {}, "conns": 0, "bytes_per_hour": 0, "timeout": 0.0}  # fmt: skip
+    record = NewJob(jobs.new_job_id(), "multi", "d", "ais", "", "b", "{}")
     names = [f"n{i}" for i in range(jobs.PAGE_SIZE + 10)] + ["n3"]
     with pytest.raises(SpecError, match="n3"):
         jobs.create_job(conn, record, ((n, "http://h/" + n) for n in names), lambda _n: "/mp")

@@ -25,7 +25,7 @@ import pytest
 
 from dlengine import throttle
 from dlengine.ledger import db, jobs
-from dlengine.ledger.models import Task
+from dlengine.ledger.models import NewJob, Task
 from tests.conftest import Home, wait_for
 from tests.httpd import Fault, TestHTTPServer
 
@@ -95,11 +95,8 @@ def _running_owners(home: Home) -> int:
 def _ledger_with_jobs(path: Path, count: int) -> list[int]:
     """A ledger holding ``count`` jobs; returns their seqs (the bucket keys)."""
     conn = db.connect(path)
-    record = {
-        "type": "single", "description": "t", "provider": "ais", "namespace": "", "bucket": "b",
-        "spec": {}, "conns": 0, "bytes_per_hour": 0, "timeout": 0.0,
-    }  # fmt: skip
-    ids = [jobs.create_job(conn, record, iter([("o", "http://h/o")]), lambda _n: "/mp") for _ in range(count)]
+    records = [NewJob(jobs.new_job_id(), "single", "t", "ais", "", "b", "{}") for _ in range(count)]
+    ids = [jobs.create_job(conn, record, iter([("o", "http://h/o")]), lambda _n: "/mp") for record in records]
     seqs = [jobs.job_row(conn, job_id)["seq"] for job_id in ids]
     conn.close()
     return seqs

@@ -18,7 +18,16 @@ from dlengine.cli.download import job_from_args
 from dlengine.cli.parser import build_parser
 from dlengine.client import Client
 from dlengine.config import Settings, load_settings
-from dlengine.errors import ConfigError, DlengineError, NotFoundError, SpecError, StateError, SupervisorRunning
+from dlengine.errors import (
+    ConfigError,
+    DlengineError,
+    LedgerError,
+    NotFoundError,
+    SpecError,
+    StateError,
+    SupervisorError,
+    SupervisorRunning,
+)
 from dlengine.spec import load_job
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -45,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the reader went away (e.g. `| head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except (LedgerError, SupervisorError) as exc:
+        print(f"dlengine: {exc}", file=sys.stderr)  # names the file, or the thread and the reason
+        return EXIT_INTERNAL
     except (DlengineError, OSError, ValueError) as exc:
         print(f"dlengine: internal error: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
@@ -114,7 +126,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     count = Client().retry(args.id, start=not args.no_start)
-    print(f"re-queued {count} failed object(s) of {args.id}")
+    print(f"re-queued {count} failed or aborted object(s) of {args.id}")
     return EXIT_OK
 
 

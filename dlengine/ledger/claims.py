@@ -89,15 +89,24 @@ WHERE id = ? AND owner = ? AND state = 'running'
 RETURNING job
 """
 
-# A row given back while its job is being aborted ends aborted, not pending.
-_RETRY_SQL = """
-UPDATE objects SET state = CASE WHEN (SELECT state FROM jobs WHERE seq = job) = 'aborted'
-                           THEN 'aborted' ELSE 'pending' END,
-       error = ?, error_code = ?, next_try = ?, owner = NULL, lease_expiry = NULL,
-       attempts = attempts - ?
+# "Give a running row back": the one transition for a retry, a release, a
+# dead owner and an expired lease. The row is pending again, or ends aborted
+# if its job was aborted meanwhile (no pending row under an aborted job).
+_GIVE_BACK = """
+state = CASE WHEN (SELECT state FROM jobs WHERE seq = job) = 'aborted' THEN 'aborted' ELSE 'pending' END,
+owner = NULL, lease_expiry = NULL
+"""
+
+_RETRY_SQL = f"""
+UPDATE objects SET error = ?, error_code = ?, next_try = ?, attempts = attempts - ?, {_GIVE_BACK}
 WHERE id = ? AND owner = ? AND state = 'running'
 RETURNING job
 """
+
+_RECOVER_SQL = f"UPDATE objects SET {_GIVE_BACK} WHERE state = 'running' AND {{owners}} RETURNING id, job"
+_RECOVER_EXPIRED_SQL = (
+    f"UPDATE objects SET {_GIVE_BACK} WHERE state = 'running' AND lease_expiry < ?{{alive}} RETURNING id, job"
+)
 
 _CATALOG_SQL = """
 INSERT OR REPLACE INTO catalog (provider, namespace, bucket, name, size, mountpath, source, etag,
@@ -196,18 +205,13 @@ def recover(conn: sqlite3.Connection, keep_owners: Iterable[str] = ()) -> list[i
     keep = list(keep_owners)
     cond = f"owner NOT IN ({','.join('?' * len(keep))})" if keep else "1"
     with write(conn):
-        rows = conn.execute(
-            "UPDATE objects SET state = CASE WHEN (SELECT state FROM jobs WHERE seq = job) = 'aborted'"
-            "   THEN 'aborted' ELSE 'pending' END,"
-            f" owner = NULL, lease_expiry = NULL WHERE state = 'running' AND {cond} RETURNING id, job",
-            keep,
-        ).fetchall()
+        rows = conn.execute(_RECOVER_SQL.format(owners=cond), keep).fetchall()
         finish_jobs(conn, {r[1] for r in rows})
     return [r[0] for r in rows]
 
 
 def recover_expired(conn: sqlite3.Connection, alive_owners: Iterable[str] = ()) -> list[int]:
-    """Return rows whose lease ran out to pending (owner presumed dead).
+    """Give back rows whose lease ran out (owner presumed dead).
 
     Owners known to be alive keep their rows even past the lease: a worker
     that could not renew (the ledger was locked for long) is still writing
@@ -216,10 +220,6 @@ def recover_expired(conn: sqlite3.Connection, alive_owners: Iterable[str] = ()) 
     alive = list(alive_owners)
     keep = f" AND owner NOT IN ({','.join('?' * len(alive))})" if alive else ""
     with write(conn):
-        rows = conn.execute(
-            "UPDATE objects SET state = 'pending', owner = NULL, lease_expiry = NULL"
-            f" WHERE state = 'running' AND lease_expiry < ?{keep} RETURNING id, job",
-            (time.time(), *alive),
-        ).fetchall()
+        rows = conn.execute(_RECOVER_EXPIRED_SQL.format(alive=keep), (time.time(), *alive)).fetchall()
         finish_jobs(conn, {r[1] for r in rows})
     return [r[0] for r in rows]

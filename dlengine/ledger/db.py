@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 
-from dlengine.errors import ConfigError
+from dlengine.errors import ConfigError, ErrorCode, LedgerError
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -39,7 +40,31 @@ def connect(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"DLENGINE_HOME: cannot create {path.parent}: {exc.strerror or exc}") from None
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    _create_private(path)
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, factory=_Connection
+    )
+    conn.path = str(path)
+    try:
+        with translated(path):
+            _configure(conn)
+            _migrate(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create the ledger file 0600 before SQLite does: its -wal and -shm
+    files take the database file's mode, so they are private too."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise LedgerError(f"ledger {path}: cannot open: {exc.strerror or exc}") from None
+
+
+def _configure(conn: sqlite3.Connection) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -47,20 +72,54 @@ def connect(path: Path) -> sqlite3.Connection:
     # only an OS crash may lose the last few, never corrupting the database.
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
-    _migrate(conn)
-    return conn
+
+
+@contextmanager
+def translated(path: Path | str) -> Iterator[None]:
+    """SQLite's errors as one LedgerError naming the file: "file is not a
+    database", "database disk image is malformed", "database or disk is full"
+    (the busy and locked cases never reach here: they wait)."""
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise  # a constraint: the caller's to handle (duplicate names, a removed job)
+    except sqlite3.DatabaseError as exc:
+        code = ErrorCode.DISK_FULL if "full" in str(exc) else ErrorCode.INTERNAL
+        raise LedgerError(f"ledger {path}: {exc}", code=code) from None
 
 
 @contextmanager
 def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction; rolls back on any exception."""
-    _begin_immediate(conn)
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    """One write transaction; rolls back on any exception. SQLite errors
+    leave as a LedgerError naming the file (with the real reason: SQLite
+    has already rolled back after "disk is full", so a failing ROLLBACK
+    must not hide it)."""
+    with translated(_file_of(conn)):
+        _begin_immediate(conn)
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that knows its file, for error messages."""
+
+    path = "?"
+
+
+def _file_of(conn: sqlite3.Connection) -> str:
+    return conn.path if isinstance(conn, _Connection) else "?"
 
 
 def _begin_immediate(conn: sqlite3.Connection) -> None:
@@ -77,8 +136,14 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > latest_version():
+        raise LedgerError(
+            f"ledger {path}: schema version {current} is newer than this dlengine knows"
+            f" ({latest_version()}): upgrade dlengine, or use another DLENGINE_HOME",
+            code=ErrorCode.INVALID,
+        )
     pending = [(v, sql) for v, sql in _migrations() if v > current]
     if not pending:
         return

@@ -3,7 +3,6 @@ abort, remove, retry."""
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import sqlite3
@@ -14,7 +13,7 @@ from typing import Any
 
 from dlengine.errors import ErrorCode, NotFoundError, SpecError, StateError
 from dlengine.ledger.db import write
-from dlengine.ledger.models import NewObject
+from dlengine.ledger.models import NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES, JobState, ObjectState
 
 PAGE_SIZE = 5000
@@ -40,7 +39,7 @@ def mountpath_paths(conn: sqlite3.Connection) -> dict[int, str]:
 
 def create_job(
     conn: sqlite3.Connection,
-    job: dict[str, Any],
+    job: NewJob,
     objects: Iterator[tuple[str, str]],
     place: Callable[[str], str],
     *,
@@ -55,33 +54,24 @@ def create_job(
     dispatcher inserts the (remaining) objects later; ``total`` is the
     expected count, if known.
     """
-    job_id = new_job_id()
-    now = time.time()
     with write(conn):
         cur = conn.execute(
-            "INSERT INTO jobs (id, type, description, provider, namespace, bucket, spec, conns,"
-            " bytes_per_hour, timeout, created_time, total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                job_id,
-                job["type"],
-                job["description"],
-                job["provider"],
-                job["namespace"],
-                job["bucket"],
-                json.dumps(job["spec"], sort_keys=True),
-                job["conns"],
-                job["bytes_per_hour"],
-                job["timeout"],
-                now,
-                total,
-            ),
-        )
+            _INSERT_JOB_SQL,
+            (job.id, job.type, job.description, job.provider, job.namespace, job.bucket, job.spec,
+             job.conns, job.bytes_per_hour, job.timeout, time.time(), total),
+        )  # fmt: skip
         seq = int(cur.lastrowid or 0)
-        ensure_bucket(conn, job["provider"], job["namespace"], job["bucket"])
+        ensure_bucket(conn, job.provider, job.namespace, job.bucket)
         insert_objects(conn, seq, objects, place)
         if dispatched:
             conn.execute("UPDATE jobs SET all_dispatched = 1 WHERE seq = ?", (seq,))
-    return job_id
+    return job.id
+
+
+_INSERT_JOB_SQL = (
+    "INSERT INTO jobs (id, type, description, provider, namespace, bucket, spec, conns,"
+    " bytes_per_hour, timeout, created_time, total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 def insert_objects(
@@ -208,9 +198,11 @@ def _insert_page(conn: sqlite3.Connection, rows: list[tuple[int, str, str, int]]
     except sqlite3.IntegrityError:
         # executemany keeps the rows before the failing one: undo them first
         conn.execute("ROLLBACK TO page")
-        raise SpecError("objects", f"duplicate object names: {_first_duplicate(conn, rows)}") from None
-    finally:
         conn.execute("RELEASE page")
+        raise SpecError("objects", f"duplicate object names: {_first_duplicate(conn, rows)}") from None
+    # other errors propagate as they are: after "disk is full" SQLite has
+    # already rolled back, and a RELEASE would only hide the reason
+    conn.execute("RELEASE page")
 
 
 def _first_duplicate(conn: sqlite3.Connection, rows: list[tuple[int, str, str, int]]) -> str:
@@ -295,22 +287,24 @@ def remove_job(conn: sqlite3.Connection, job_id: str) -> None:
 
 
 def retry_job(conn: sqlite3.Connection, job_id: str) -> int:
-    """Queue the failed objects of an ended job again; returns how many."""
+    """Queue again every object of an ended job that did not finish: the
+    failed ones and those a fatal error or an abort stopped (an aborted job
+    not yet fully dispatched goes on dispatching). Returns how many."""
     with write(conn):
         row = job_row(conn, job_id)
         if row["state"] in ACTIVE_JOB_STATES:
             raise StateError(f"job {job_id} is still running")
-        cur = conn.execute(
-            "UPDATE objects SET state = 'pending', attempts = 0, next_try = 0, error = NULL, error_code = NULL,"
-            " end_time = NULL WHERE job = ? AND state = 'failed'",
-            (row["seq"],),
-        )
-        if cur.rowcount:
-            conn.execute(
-                "UPDATE jobs SET state = 'pending', error = NULL, finished_time = NULL WHERE seq = ?",
-                (row["seq"],),
-            )
-        return cur.rowcount
+        count = conn.execute(_REQUEUE_SQL, (row["seq"],)).rowcount
+        if count or not row["all_dispatched"]:
+            conn.execute(_REOPEN_JOB_SQL, (row["seq"],))
+        return count
+
+
+_REQUEUE_SQL = (
+    "UPDATE objects SET state = 'pending', attempts = 0, next_try = 0, error = NULL, error_code = NULL,"
+    " end_time = NULL WHERE job = ? AND state IN ('failed', 'aborted')"
+)
+_REOPEN_JOB_SQL = "UPDATE jobs SET state = 'pending', error = NULL, finished_time = NULL WHERE seq = ?"
 
 
 def finish_jobs(conn: sqlite3.Connection, seqs: Iterable[int] | None = None) -> list[str]:

@@ -9,6 +9,23 @@ from dlengine.ledger.states import ObjectState
 
 
 @dataclass(frozen=True)
+class NewJob:
+    """A job as submission records it (its objects come separately, lazily).
+    ``spec`` is the canonical JSON of the request, never its secrets."""
+
+    id: str
+    type: str
+    description: str
+    provider: str
+    namespace: str
+    bucket: str
+    spec: str
+    conns: int = 0
+    bytes_per_hour: int = 0
+    timeout: float = 0.0
+
+
+@dataclass(frozen=True)
 class StoredInfo:
     """What the catalog knows of a stored object (for skip decisions)."""
 

@@ -11,8 +11,10 @@ from dlengine.spec.durations import parse_duration, parse_size
 from dlengine.spec.model import BucketRef, JobSpec, JobType, Limits, ObjectRef
 from dlengine.spec.names import derive_name, normalize_link, validate_object_name
 from dlengine.spec.parse import (
+    dump_spec,
     iter_objects,
     load_job,
+    load_spec,
     object_count,
     parse_job,
     spec_to_dict,
@@ -28,8 +30,10 @@ __all__ = [
     "ObjectRef",
     "Template",
     "derive_name",
+    "dump_spec",
     "iter_objects",
     "load_job",
+    "load_spec",
     "normalize_link",
     "object_count",
     "parse_duration",

@@ -608,6 +608,17 @@ def object_count(spec: JobSpec) -> int | None:
 # ---------------------------------------------------------- spec_to_dict
 
 
+def dump_spec(spec: JobSpec) -> str:
+    """The one serializer of a job for the ledger: canonical JSON without
+    secrets; ``load_spec`` (through ``parse_job``) reads it back."""
+    return json.dumps(spec_to_dict(spec), sort_keys=True)
+
+
+def load_spec(text: str) -> JobSpec:
+    """The one reader of a job stored by ``dump_spec``."""
+    return parse_job(json.loads(text))
+
+
 def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
     """A canonical, JSON-able request that ``parse_job`` turns back into
     ``spec``, without its secret headers (they are never written down)."""

@@ -10,7 +10,6 @@ there (S3 StartAfter, GCS startOffset, skipped locally elsewhere).
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +24,7 @@ from dlengine.ledger.models import NewObject
 from dlengine.ledger.states import ObjectState
 from dlengine.sources import registry
 from dlengine.sources.base import ObjectInfo
-from dlengine.spec import parse_job
+from dlengine.spec import load_spec
 from dlengine.spec.model import JobSpec
 from dlengine.spec.names import validate_object_name
 from dlengine.storage import layout
@@ -107,7 +106,7 @@ def sync_step(conn: sqlite3.Connection, job: sqlite3.Row, settings: Settings) ->
     """With ``sync``, once the listing is complete: remove up to a batch of
     local copies whose object is gone from the remote bucket (only objects
     downloaded from that bucket). True while there may be more."""
-    spec = parse_job(json.loads(job["spec"]))
+    spec = load_spec(job["spec"])
     if not spec.sync:
         return False
     lister = registry.lister(spec.bucket.provider, spec.bucket.name, spec.options)

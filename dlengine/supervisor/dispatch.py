@@ -9,7 +9,6 @@ never loses or repeats a page.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -19,13 +18,14 @@ from itertools import islice
 from typing import Any
 
 from dlengine.config import Settings
-from dlengine.errors import DlengineError, TransientError
+from dlengine.errors import DlengineError, LedgerError, TransientError
 from dlengine.ledger import db, jobs
 from dlengine.ledger.states import ACTIVE_JOB_STATES
-from dlengine.spec import JobType, iter_objects, parse_job
+from dlengine.spec import JobType, iter_objects, load_spec
 from dlengine.spec.model import BucketRef, JobSpec
 from dlengine.storage.mountpaths import placer
 from dlengine.supervisor import backend
+from dlengine.supervisor.retry import StepFailures
 
 log = logging.getLogger("dlengine.dispatch")
 
@@ -62,15 +62,35 @@ class Dispatcher(threading.Thread):
         self.stop = stop
         self._open: dict[int, Iterator[tuple[Page, str]]] = {}
         self._backoff: dict[int, tuple[int, float]] = {}  # seq -> (failures, not before)
+        self.error: str | None = None  # why it stopped, if it did
 
     def run(self) -> None:
-        conn = db.connect(self.settings.ledger_path)
+        """Rounds until stopped; a round that keeps failing (e.g. the
+        ledger's disk is full) stops the supervisor with the reason."""
         try:
-            while not self.stop.is_set():
-                if not self.dispatch_round(conn):
-                    self.stop.wait(0.2)
-        finally:
-            conn.close()
+            conn = db.connect(self.settings.ledger_path)
+            try:
+                self._rounds(conn)
+            finally:
+                conn.close()
+        except Exception as exc:  # noqa: BLE001 - the supervisor reports it and exits
+            log.error("the dispatcher stopped: %s", exc)
+            self.error = str(exc)
+            self.stop.set()
+
+    def _rounds(self, conn: sqlite3.Connection) -> None:
+        failures = StepFailures("the dispatcher")
+        while not self.stop.is_set():
+            try:
+                busy = self.dispatch_round(conn)
+                failures.succeeded()
+            except Exception as exc:  # noqa: BLE001 - retried, then the supervisor stops
+                delay = failures.failed(exc)
+                log.warning("dispatching failed, will retry in %.1f s: %s", delay, exc)
+                self.stop.wait(delay)
+                continue
+            if not busy:
+                self.stop.wait(0.2)
 
     def dispatch_round(self, conn: sqlite3.Connection) -> bool:
         """One turn over every undispatched job; True if anything was done."""
@@ -91,6 +111,9 @@ class Dispatcher(threading.Thread):
                     self._open.pop(row["seq"], None)
                     return
                 self._backoff.pop(row["seq"], None)
+        except LedgerError:
+            self._open.pop(row["seq"], None)
+            raise  # not the job's fault: the round is retried, then the supervisor stops
         except TransientError as exc:
             self._open.pop(row["seq"], None)  # list again from the cursor, later
             if self._retry_later(row["seq"]):
@@ -110,7 +133,7 @@ class Dispatcher(threading.Thread):
 
     def _pages(self, row: sqlite3.Row) -> Iterator[tuple[Page, str]]:
         if row["seq"] not in self._open:
-            spec = parse_job(json.loads(row["spec"]))
+            spec = load_spec(row["spec"])
             self._open[row["seq"]] = PAGE_SOURCES[spec.type](spec, row["cursor"])
         return self._open[row["seq"]]
 

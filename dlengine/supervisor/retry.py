@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from dlengine.errors import SupervisorError
+
 BASE_DELAY = 1.0
 MAX_DELAY = 300.0
 
@@ -16,3 +18,29 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_DELAY * 4))
     return delay
+
+
+THREAD_ATTEMPTS = 4  # a supervisor thread's step, failing in a row, before it gives up
+
+
+class StepFailures:
+    """Failures in a row of one supervisor thread's step (a dispatcher
+    round, a supervisor tick): each is retried after a short backoff; the
+    last one ends the supervisor with the reason instead of leaving it
+    alive but doing nothing (issue 13: "database or disk is full")."""
+
+    def __init__(self, what: str, attempts: int = THREAD_ATTEMPTS) -> None:
+        self.what = what
+        self.attempts = attempts
+        self.count = 0
+
+    def succeeded(self) -> None:
+        self.count = 0
+
+    def failed(self, exc: BaseException) -> float:
+        """Seconds to wait before the next try; raises SupervisorError
+        (naming the step and the reason) after the last attempt."""
+        self.count += 1
+        if self.count >= self.attempts:
+            raise SupervisorError(f"{self.what} failed {self.count} times in a row: {exc}") from exc
+        return min(5.0, 0.5 * 2.0 ** (self.count - 1))

@@ -5,6 +5,7 @@ or lingers for new work (background) or never (``serve``)."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 from dlengine.config import Settings
-from dlengine.errors import FatalError, SupervisorRunning
+from dlengine.errors import FatalError, LedgerError, SupervisorError, SupervisorRunning
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.storage import layout
@@ -22,6 +23,7 @@ from dlengine.supervisor import dask_executor
 from dlengine.supervisor.dispatch import Dispatcher
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.pool import MountpathPool
+from dlengine.supervisor.retry import StepFailures
 
 log = logging.getLogger("dlengine.supervisor")
 
@@ -38,6 +40,7 @@ class Supervisor:
         self.lock = HomeLock(settings.lock_path)
         self.pools: list[MountpathPool] = []
         self.executor: dask_executor.DaskExecutor | None = None  # --executor dask://
+        self.dispatcher: Dispatcher | None = None
         self.seen_jobs: set[str] = set()
         self.started = 0.0
 
@@ -53,17 +56,23 @@ class Supervisor:
             conn = db.connect(self.settings.ledger_path)
             self._recover(conn)
             self._start_workers(conn)
-            dispatcher = Dispatcher(self.settings, self.stop)
-            dispatcher.start()
+            self.dispatcher = Dispatcher(self.settings, self.stop)
+            self.dispatcher.start()
             self._loop(conn)
-            if self.executor is not None and self.executor.error:
-                raise FatalError(self.executor.error)
+            self._raise_thread_error()
             return self._exit_code(conn)
         finally:
             self.stop.set()
             self._stop_executor()
             self._stop_pools()
             self.lock.release()
+
+    def _raise_thread_error(self) -> None:
+        """A thread that gave up ends the supervisor with its reason (exit 3)."""
+        if self.executor is not None and self.executor.error:
+            raise FatalError(self.executor.error)
+        if self.dispatcher is not None and self.dispatcher.error:
+            raise SupervisorError(self.dispatcher.error)
 
     def _recover(self, conn: sqlite3.Connection) -> None:
         """Rows left running by a dead supervisor go back to pending (their
@@ -116,21 +125,37 @@ class Supervisor:
             self.pools.append(pool)
 
     def _loop(self, conn: sqlite3.Connection) -> None:
-        idle_since: float | None = None
-        next_sweep = time.monotonic() + EXPIRY_SWEEP
+        """Ticks until idle for ``linger`` or stopped; a tick that keeps
+        failing (the ledger's disk is full) ends the supervisor."""
+        self._idle_since: float | None = None
+        self._next_sweep = time.monotonic() + EXPIRY_SWEEP
+        failures = StepFailures("the supervisor")
         while not self.stop.wait(TICK):
-            self._tend_pools(conn)
-            jobs.finish_jobs(conn)
-            if time.monotonic() > next_sweep:
-                claims.recover_expired(conn, self._owners())
-                next_sweep = time.monotonic() + EXPIRY_SWEEP
-            active = self._active_jobs(conn)
-            if active:
-                idle_since = None
+            try:
+                done = self._tick(conn)
+                failures.succeeded()
+            except Exception as exc:  # noqa: BLE001 - retried, then the supervisor stops
+                delay = failures.failed(exc)
+                log.warning("supervisor tick failed, will retry in %.1f s: %s", delay, exc)
+                self.stop.wait(delay)
                 continue
-            idle_since = idle_since or time.monotonic()
-            if self.linger is not None and time.monotonic() - idle_since >= self.linger:
+            if done:
                 return
+
+    def _tick(self, conn: sqlite3.Connection) -> bool:
+        """One round of care; True when idle long enough to exit."""
+        if self.dispatcher is not None and not self.dispatcher.is_alive() and not self.stop.is_set():
+            raise SupervisorError(self.dispatcher.error or "the dispatcher thread ended")
+        self._tend_pools(conn)
+        jobs.finish_jobs(conn)
+        if time.monotonic() > self._next_sweep:
+            claims.recover_expired(conn, self._owners())
+            self._next_sweep = time.monotonic() + EXPIRY_SWEEP
+        if self._active_jobs(conn):
+            self._idle_since = None
+            return False
+        self._idle_since = self._idle_since or time.monotonic()
+        return self.linger is not None and time.monotonic() - self._idle_since >= self.linger
 
     def _active_jobs(self, conn: sqlite3.Connection) -> list[str]:
         # an aborted job still counts until its workers have stopped its downloads
@@ -157,19 +182,22 @@ class Supervisor:
         for pool in self.pools:
             pool.join(timeout=10)
         if self.pools:
-            conn = db.connect(self.settings.ledger_path)
-            claims.recover(conn)
-            for mountpath in self.settings.mountpaths:
-                self._collect_garbage(conn, mountpath)
-            conn.close()
+            try:
+                conn = db.connect(self.settings.ledger_path)
+                claims.recover(conn)
+                for mountpath in self.settings.mountpaths:
+                    self._collect_garbage(conn, mountpath)
+                conn.close()
+            except LedgerError as exc:  # the next supervisor recovers them
+                log.error("cannot give back the running objects: %s", exc)
         self.pools.clear()
 
     def _exit_code(self, conn: sqlite3.Connection) -> int:
         # a job can start and end between two ticks: count what ended meanwhile too
         ended = conn.execute("SELECT id FROM jobs WHERE finished_time >= ?", (self.started,)).fetchall()
         for job_id in self.seen_jobs | {r[0] for r in ended}:
-            row = conn.execute("SELECT state, failed_cnt FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row and (row["state"] == "aborted" or row["failed_cnt"] > 0):
+            row = conn.execute("SELECT state, failed_cnt, aborted_cnt FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row and (row["state"] == "aborted" or row["failed_cnt"] > 0 or row["aborted_cnt"] > 0):
                 return 1
         return 0
 
@@ -184,7 +212,9 @@ def start_background(settings: Settings) -> bool:
     if HomeLock(settings.lock_path).is_held():
         return False
     settings.home.mkdir(parents=True, exist_ok=True)
-    with open(settings.log_path, "ab") as logfile:
+    # private like the ledger: a log may name links and buckets
+    fd = os.open(settings.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "ab") as logfile:
         subprocess.Popen(
             [sys.executable, "-m", "dlengine", "run", "--linger", str(settings.linger_seconds), "--quiet"],
             stdin=subprocess.DEVNULL,
