@@ -19,7 +19,7 @@ from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.spec import JobSpec, JobType, dump_spec, iter_objects, load_job, object_count, parse_job
 from dlengine.spec.uri import parse_bucket_uri
 from dlengine.status import full, summary
-from dlengine.storage import layout
+from dlengine.storage import identity, layout
 from dlengine.storage.mountpaths import placer
 
 JobInput = JobSpec | dict[str, Any] | str | bytes
@@ -53,6 +53,7 @@ class Client:
         bucket = spec.bucket
         if self.settings.remote_executor:
             _check_executor(spec)
+        self._claim_mountpaths()
         place = placer([str(p) for p in self.settings.mountpaths], bucket.uri())
         # range and backend jobs are filled in later, page by page, by the
         # supervisor's dispatcher: submitting stays O(1)
@@ -82,6 +83,12 @@ class Client:
         if start:
             _start_background(self.settings)
         return job_id
+
+    def _claim_mountpaths(self) -> None:
+        """Refuse to submit into mountpaths that another home uses."""
+        home = jobs.home_id(self.conn)
+        for mountpath in self.settings.mountpaths:
+            identity.claim(mountpath, home, self.settings.home)
 
     def status(self, job_id: str, *, only_active: bool = False) -> dict[str, Any]:
         """The status object of a job; ``only_active`` leaves out the lists

@@ -80,9 +80,14 @@ class Home:
         return None
 
     def visible_files(self) -> list[Path]:
-        """Every file under the mountpaths except work files."""
+        """Every file under the mountpaths except work files (and the mark
+        naming the home a mountpath belongs to)."""
         return [
-            p for mp in self.mountpaths if mp.exists() for p in mp.rglob("*") if p.is_file() and ".work" not in p.parts
+            p
+            for mp in self.mountpaths
+            if mp.exists()
+            for p in mp.rglob("*")
+            if p.is_file() and ".work" not in p.parts and p.name != ".dlengine-home"  # the mountpath's owner
         ]
 
     def work_files(self) -> list[Path]:

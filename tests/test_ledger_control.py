@@ -24,7 +24,7 @@ from dlengine.errors import LedgerError
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import NewJob, Outcome
 from dlengine.ledger.states import ObjectState
-from tests.conftest import Home, counters_match_rows
+from tests.conftest import Home, counters_match_rows, new_home
 
 # -- a small real disk (tmpfs) for the home itself
 
@@ -240,3 +240,22 @@ def test_secrets_file_is_replaced_atomically(tmp_path: Path) -> None:
     jobsecrets.save(tmp_path, "dnl-x", {"Authorization": "b"})
     assert os.stat(tmp_path / "dnl-x.json").st_ino != before  # a new file renamed over, never rewritten in place
     assert jobsecrets.load(tmp_path, "dnl-x") == {"Authorization": "b"}
+
+
+# -- a mountpath belongs to one home
+
+
+def test_a_second_home_on_the_same_mountpath_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared-mountpath"
+    first, second = new_home(tmp_path / "a"), new_home(tmp_path / "b")
+    for h in (first, second):
+        h.env["DLENGINE_MOUNTPATHS"] = str(shared)
+    job = {"type": "single", "bucket": {"name": "b"}, "link": "http://127.0.0.1:9/L0.bin"}
+    first.submit(job)
+    res = second.cli("submit", "-", "--no-start", input=json.dumps(job))
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert f"mountpath {shared} belongs to another dlengine home ({first.path})" in res.stderr, res.stderr
+    assert json.loads(second.cli("show", "--all", "--json").stdout) == []
+    res = second.run(timeout=60)
+    assert res.returncode == 2 and "belongs to another dlengine home" in res.stderr, res.stderr
+    assert first.cli("submit", "-", "--no-start", input=json.dumps(job)).returncode == 0  # still the first's

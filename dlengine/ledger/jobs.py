@@ -33,6 +33,11 @@ def mountpath_ids(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, i
     return ids
 
 
+def home_id(conn: sqlite3.Connection) -> str:
+    """This home's identity (written into its mountpaths)."""
+    return str(conn.execute("SELECT id FROM home").fetchone()[0])
+
+
 def mountpath_paths(conn: sqlite3.Connection) -> dict[int, str]:
     return {row[0]: row[1] for row in conn.execute("SELECT id, path FROM mountpaths")}
 

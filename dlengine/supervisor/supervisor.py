@@ -18,7 +18,7 @@ from dlengine.config import Settings
 from dlengine.errors import FatalError, LedgerError, SupervisorError, SupervisorRunning
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.states import ACTIVE_JOB_STATES
-from dlengine.storage import layout
+from dlengine.storage import identity, layout
 from dlengine.supervisor import dask_executor
 from dlengine.supervisor.dispatch import Dispatcher
 from dlengine.supervisor.lock import HomeLock
@@ -54,6 +54,9 @@ class Supervisor:
         try:
             self.started = time.time()
             conn = db.connect(self.settings.ledger_path)
+            home = jobs.home_id(conn)
+            for mountpath in self.settings.mountpaths:  # never another home's work files
+                identity.claim(mountpath, home, self.settings.home)
             self._recover(conn)
             self._start_workers(conn)
             self.dispatcher = Dispatcher(self.settings, self.stop)
