@@ -3,7 +3,6 @@ local buckets. The CLI and the HTTP server both go through here."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -13,7 +12,8 @@ from typing import Any
 from dlengine import jobsecrets
 from dlengine.config import Settings, load_settings
 from dlengine.errors import NotFoundError
-from dlengine.ledger import db, jobs
+from dlengine.ledger import jobs
+from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import NewJob
 from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.spec import JobSpec, JobType, dump_spec, iter_objects, load_job, object_count, parse_job
@@ -31,18 +31,18 @@ class Client:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
-        self._conn: sqlite3.Connection | None = None
+        self._ledger: Ledger | None = None
 
     @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = db.connect(self.settings.ledger_path)
-        return self._conn
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger.open(self.settings.ledger_path)
+        return self._ledger
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
 
     # jobs
 
@@ -76,7 +76,7 @@ class Client:
         jobsecrets.save(self.settings.secrets_dir, record.id, spec.secret_headers)
         try:
             total = object_count(spec) or 0
-            job_id = jobs.create_job(self.conn, record, objects, place, dispatched=not later, total=total)
+            job_id = self.ledger.create_job(record, objects, place, dispatched=not later, total=total)
         except BaseException:
             jobsecrets.remove(self.settings.secrets_dir, record.id)
             raise
@@ -86,35 +86,35 @@ class Client:
 
     def _claim_mountpaths(self) -> None:
         """Refuse to submit into mountpaths that another home uses."""
-        home = jobs.home_id(self.conn)
+        home = self.ledger.home_id()
         for mountpath in self.settings.mountpaths:
             identity.claim(mountpath, home, self.settings.home)
 
     def status(self, job_id: str, *, only_active: bool = False) -> dict[str, Any]:
         """The status object of a job; ``only_active`` leaves out the lists
         of finished and failed objects (AIStore's ``only_active_tasks``)."""
-        row = jobs.job_row(self.conn, job_id)
-        return full(self.conn, row, tasks_limit=0) if only_active else full(self.conn, row)
+        job = self.ledger.job(job_id)
+        return full(self.ledger, job, tasks_limit=0) if only_active else full(self.ledger, job)
 
     def summary(self, job_id: str) -> dict[str, Any]:
-        return summary(jobs.job_row(self.conn, job_id))
+        return summary(self.ledger.job(job_id))
 
     def list(self, regex: str | None = None, active_only: bool = False) -> list[dict[str, Any]]:
-        return [summary(r) for r in jobs.list_jobs(self.conn, regex, active_only)]
+        return [summary(j) for j in self.ledger.jobs(regex, active_only)]
 
     def abort(self, job_id: str) -> bool:
         """Abort a job; False if it had already ended. Work files of its
         queued objects go now; running ones are removed by their workers."""
-        aborted = jobs.abort_job(self.conn, job_id)
+        aborted = self.ledger.abort(job_id)
         self._remove_work_files(job_id)
         return aborted
 
     def remove(self, job_id: str) -> None:
-        jobs.remove_job(self.conn, job_id)
+        self.ledger.remove(job_id)
         jobsecrets.remove(self.settings.secrets_dir, job_id)
 
     def retry(self, job_id: str, *, start: bool = True) -> int:
-        count = jobs.retry_job(self.conn, job_id)
+        count = self.ledger.retry(job_id)
         if count and start:
             _start_background(self.settings)
         return count
@@ -140,20 +140,15 @@ class Client:
             time.sleep(poll)
 
     def _remove_work_files(self, job_id: str) -> None:
-        row = jobs.job_row(self.conn, job_id)
-        paths = jobs.mountpath_paths(self.conn)
-        sql = "SELECT id, mountpath FROM objects WHERE job = ? AND state = 'aborted'"
-        for oid, mp in self.conn.execute(sql, (row["seq"],)):
-            if mp in paths:
-                layout.remove_work_files(Path(paths[mp]), oid)
+        for row_id, mountpath in self.ledger.aborted_work(self.ledger.job(job_id).seq):
+            layout.remove_work_files(Path(mountpath), row_id)
 
     # buckets
 
     def create_bucket(self, uri: str) -> bool:
         """Create a local bucket; False if it existed."""
         bucket, _ = parse_bucket_uri(uri)
-        with db.write(self.conn):
-            created = jobs.ensure_bucket(self.conn, bucket.provider, bucket.namespace, bucket.name)
+        created = self.ledger.ensure_bucket(bucket.provider, bucket.namespace, bucket.name)
         for mountpath in self.settings.mountpaths:
             layout.bucket_dir(mountpath, bucket.provider, bucket.namespace, bucket.name).mkdir(
                 parents=True, exist_ok=True
@@ -163,20 +158,15 @@ class Client:
     def list_bucket(self, uri: str, prefix: str = "") -> Iterator[dict[str, Any]]:
         """Objects stored in a bucket (from the catalog), by name."""
         bucket, path = parse_bucket_uri(uri)
-        if not jobs.bucket_exists(self.conn, bucket.provider, bucket.namespace, bucket.name):
+        if not self.ledger.bucket_exists(bucket.provider, bucket.namespace, bucket.name):
             raise NotFoundError(f"bucket {bucket.uri()} not found")
-        prefix = prefix or path
         # the local copy only: objects written through to the cloud are not here
-        sql = (
-            "SELECT name, size, source, etag, version, checksum, stored_time, mountpath FROM catalog"
-            " WHERE provider = ? AND namespace = ? AND bucket = ? AND name >= ?"
-            " AND instr(mountpath, '://') = 0 ORDER BY name"
-        )
-        params = (bucket.provider, bucket.namespace, bucket.name, prefix)
-        for row in self.conn.execute(sql, params):
-            if not row["name"].startswith(prefix):
-                break
-            yield dict(row)
+        for entry in self.ledger.catalog(bucket.provider, bucket.namespace, bucket.name, prefix or path):
+            yield {
+                "name": entry.name, "size": entry.size, "source": entry.source, "etag": entry.etag,
+                "version": entry.version, "checksum": entry.checksum, "stored_time": entry.stored_time,
+                "mountpath": entry.mountpath,
+            }  # fmt: skip
 
     def list_remote(self, uri: str, prefix: str = "") -> Iterator[dict[str, Any]]:
         """Objects of a cloud bucket (``s3://``, ``gs://``, ``az://``), listed

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
-from dlengine.ledger import jobs
+from dlengine.ledger.ledger import Ledger
+from dlengine.ledger.models import JobRecord
 
 
 def iso(ts: float | None) -> str | None:
@@ -16,63 +16,61 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def summary(row: sqlite3.Row) -> dict[str, Any]:
-    """The counters of one job, straight from its row (cheap)."""
-    finished = row["done_cnt"] + row["skipped_cnt"]
+def summary(job: JobRecord) -> dict[str, Any]:
+    """The counters of one job, straight from its record (cheap)."""
     return {
-        "id": row["id"],
-        "type": row["type"],
-        "description": row["description"],
-        "bucket": {"name": row["bucket"], "provider": row["provider"], "namespace": row["namespace"]},
-        "state": row["state"],
-        "aborted": row["state"] == "aborted",
-        "error": row["error"],
-        "created_time": iso(row["created_time"]),
-        "started_time": iso(row["started_time"]),
-        "finished_time": iso(row["finished_time"]),
-        "total": row["total"],
-        "scheduled_cnt": row["scheduled_cnt"],
-        "pending_cnt": row["pending_cnt"],
-        "running_cnt": row["running_cnt"],
-        "finished_cnt": finished,
-        "done_cnt": row["done_cnt"],
-        "skipped_cnt": row["skipped_cnt"],
-        "error_cnt": row["failed_cnt"],
-        "aborted_cnt": row["aborted_cnt"],
-        "all_dispatched": bool(row["all_dispatched"]),
-        "bytes_done": row["bytes_done"],
-        "bytes_total": row["bytes_total"],
-        "limits": {"connections": row["conns"], "bytes_per_hour": row["bytes_per_hour"]},
-        "timeout": row["timeout"],
+        "id": job.id,
+        "type": job.type,
+        "description": job.description,
+        "bucket": {"name": job.bucket, "provider": job.provider, "namespace": job.namespace},
+        "state": job.state,
+        "aborted": job.state == "aborted",
+        "error": job.error,
+        "created_time": iso(job.created_time),
+        "started_time": iso(job.started_time),
+        "finished_time": iso(job.finished_time),
+        "total": job.total,
+        "scheduled_cnt": job.scheduled_cnt,
+        "pending_cnt": job.pending_cnt,
+        "running_cnt": job.running_cnt,
+        "finished_cnt": job.done_cnt + job.skipped_cnt,
+        "done_cnt": job.done_cnt,
+        "skipped_cnt": job.skipped_cnt,
+        "error_cnt": job.failed_cnt,
+        "aborted_cnt": job.aborted_cnt,
+        "all_dispatched": job.all_dispatched,
+        "bytes_done": job.bytes_done,
+        "bytes_total": job.bytes_total,
+        "limits": {"connections": job.conns, "bytes_per_hour": job.bytes_per_hour},
+        "timeout": job.timeout,
     }
 
 
-def full(conn: sqlite3.Connection, row: sqlite3.Row, *, tasks_limit: int = 1000) -> dict[str, Any]:
+def full(ledger: Ledger, job: JobRecord, *, tasks_limit: int = 1000) -> dict[str, Any]:
     """Summary plus current tasks, finished tasks and errors."""
-    status = summary(row)
-    seq = row["seq"]
-    current = jobs.current_tasks(conn, seq)
+    status = summary(job)
+    current = ledger.objects(job.seq, ("running",), 100)
     status["current_tasks"] = [
-        {"name": r["name"], "downloaded": r["bytes_done"], "total": r["size"] or 0, "start_time": iso(r["start_time"])}
-        for r in current
+        {"name": o.name, "downloaded": o.bytes_done, "total": o.size or 0, "start_time": iso(o.start_time)}
+        for o in current
     ]
     # bytes of objects in flight count as done for progress
-    status["bytes_done"] += sum(r["bytes_done"] for r in current)
+    status["bytes_done"] += sum(o.bytes_done for o in current)
     status["finished_tasks"] = [
         {
-            "name": r["name"],
-            "size": r["size"],
-            "skipped": r["state"] == "skipped",
-            "start_time": iso(r["start_time"]),
-            "end_time": iso(r["end_time"]),
+            "name": o.name,
+            "size": o.size,
+            "skipped": o.state == "skipped",
+            "start_time": iso(o.start_time),
+            "end_time": iso(o.end_time),
         }
-        for r in jobs.finished_objects(conn, seq, tasks_limit)
+        for o in ledger.objects(job.seq, ("done", "skipped"), tasks_limit, newest_first=True)
     ]
     status["download_errors"] = [
-        {"name": r["name"], "link": r["link"], "error": r["error"], "code": r["error_code"]}
-        for r in jobs.failed_objects(conn, seq, tasks_limit)
+        {"name": o.name, "link": o.link, "error": o.error, "code": o.error_code}
+        for o in ledger.objects(job.seq, ("failed",), tasks_limit)
     ]
     # dlengine's own: every failed object counted by ErrorCode ("" = unknown)
-    status["errors_by_code"] = jobs.failures_by_code(conn, seq)
-    status["spec"] = json.loads(row["spec"])
+    status["errors_by_code"] = ledger.failures_by_code(job.seq)
+    status["spec"] = json.loads(job.spec)
     return status

@@ -3,7 +3,8 @@
 ``limits.bytes_per_hour`` holds for the job as a whole, however many worker
 processes and mountpaths serve it, so the bucket lives in the ledger (table
 ``throttle``, migration 0003). Its ``tokens`` may go negative: a taker
-reserves what it needs in one short ``BEGIN IMMEDIATE`` transaction and then
+reserves what it needs in one short ``BEGIN IMMEDIATE`` transaction
+(``ledger.throttle``, the SQL) and then
 sleeps until the refill has paid the debt. Nobody polls an empty bucket, and
 concurrent takers, in any process, are served in the order they asked: the
 debt is the queue. In steady state the bucket is always in debt, so the job
@@ -24,14 +25,13 @@ paid for after it was read) and what the kernel buffers on each socket.
 from __future__ import annotations
 
 import functools
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dlengine.ledger import db
 from dlengine.ledger.models import Task
+from dlengine.ledger.throttle import TokenBuckets
 
 __all__ = ["Throttle", "Throttles", "read_size"]
 
@@ -55,17 +55,6 @@ loopback, 1 MiB reads let 3.6 MB pile up in the kernel per connection, 32 KiB
 reads keep it at the default 128 KiB. Bytes in that buffer have left the
 source, so they are a burst the limit does not see."""
 
-# One statement refills by the time elapsed since the last take (never more
-# than the burst), takes the amount and returns the balance. A clock that
-# went backwards refills nothing instead of taking tokens away.
-_TAKE_SQL = """
-INSERT INTO throttle (job, tokens, updated) VALUES (:job, -:amount, :now)
-ON CONFLICT (job) DO UPDATE SET
-    tokens = min(:burst, tokens + max(0.0, :now - updated) * :rate) - :amount,
-    updated = :now
-RETURNING tokens
-"""
-
 
 def read_size(bytes_per_hour: int, chunk_size: int) -> int:
     """How much a download of this job reads at a time: ``chunk_size``
@@ -76,47 +65,12 @@ def read_size(bytes_per_hour: int, chunk_size: int) -> int:
     return max(min(MIN_READ, chunk_size), min(wanted, MAX_READ, chunk_size))
 
 
-class _Ledger:
-    """The buckets, through one connection of this process shared by its
-    download threads (the worker's main connection is its main thread's)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    def take(self, job: int, amount: float, rate: float, burst: float) -> float:
-        """Take ``amount`` tokens from the job's bucket; returns how many
-        seconds from now the refill will have paid for them."""
-        with self._lock:
-            conn = self._connect()
-            try:
-                with db.write(conn):
-                    now = time.time()  # read under the lock: takes stay in order
-                    params = {"job": job, "amount": amount, "now": now, "burst": burst, "rate": rate}
-                    tokens = float(conn.execute(_TAKE_SQL, params).fetchone()[0])
-            except sqlite3.IntegrityError:
-                return 0.0  # the job was removed meanwhile: nothing left to limit
-        return max(0.0, -tokens / rate)
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = db.connect(self._path)
-        return self._conn
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-
 class Throttle:
     """One limited job in one process: hands out tokens taken from the
     job's shared bucket a slice at a time, spread evenly over the time the
     slice is paid for."""
 
-    def __init__(self, ledger: _Ledger, job: int, bytes_per_hour: int, read: int) -> None:
+    def __init__(self, ledger: TokenBuckets, job: int, bytes_per_hour: int, read: int) -> None:
         self.job = job
         self.rate = bytes_per_hour / 3600
         self._ledger = ledger
@@ -161,7 +115,7 @@ class Throttles:
     all sharing one ledger connection opened on first use."""
 
     def __init__(self, ledger_path: Path, chunk_size: int) -> None:
-        self._ledger = _Ledger(ledger_path)
+        self._ledger = TokenBuckets(ledger_path)
         self._chunk_size = chunk_size
         self._jobs: dict[str, Throttle] = {}
         self._lock = threading.Lock()

@@ -223,7 +223,7 @@ def test_without_the_sdk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.delenv("DLENGINE_MOUNTPATHS", raising=False)
     client = Client(load_settings())
     job_id = client.submit({"type": "backend", "bucket": {"name": "bkt", "provider": "aws"}}, start=False)
-    Dispatcher(client.settings, threading.Event()).dispatch_round(client.conn)
+    Dispatcher(client.settings, threading.Event()).dispatch_round(client.ledger)
     status = client.status(job_id)
     assert status["state"] == "aborted"
     assert "pip install 'dlengine[s3]'" in status["error"]

@@ -3,6 +3,7 @@ abort, remove, retry."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import sqlite3
@@ -13,7 +14,7 @@ from typing import Any
 
 from dlengine.errors import ErrorCode, NotFoundError, SpecError, StateError
 from dlengine.ledger.db import write
-from dlengine.ledger.models import NewJob, NewObject
+from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES, JobState, ObjectState
 
 PAGE_SIZE = 5000
@@ -156,7 +157,7 @@ def catalog_entries(
 
 
 _VANISHED_SQL = """
-SELECT c.name, c.mountpath, c.source, c.size FROM catalog c
+SELECT c.* FROM catalog c
 WHERE c.provider = ? AND c.namespace = ? AND c.bucket = ? AND c.name >= ? AND instr(c.mountpath, '://') = 0
   AND substr(c.name, 1, ?) = ? AND substr(c.source, 1, ?) = ? {suffix}
   AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.job = ? AND o.name = c.name)
@@ -165,34 +166,34 @@ ORDER BY c.name LIMIT ?
 
 
 def vanished(
-    conn: sqlite3.Connection, job: sqlite3.Row, prefix: str, suffix: str, link_prefix: str, limit: int = 1000
+    conn: sqlite3.Connection, job: JobRecord, prefix: str, suffix: str, link_prefix: str, limit: int = 1000
 ) -> list[sqlite3.Row]:
     """Stored objects of the job's bucket that came from ``link_prefix``
     (this remote bucket), match prefix/suffix, and that the job's listing
     did not see: gone from the remote."""
-    params: list[Any] = [job["provider"], job["namespace"], job["bucket"], prefix, len(prefix), prefix]
+    params: list[Any] = [job.provider, job.namespace, job.bucket, prefix, len(prefix), prefix]
     params += [len(link_prefix), link_prefix]
     if suffix:
         params += [len(suffix), suffix]
-    params += [job["seq"], limit]
+    params += [job.seq, limit]
     sql = _VANISHED_SQL.format(suffix="AND substr(c.name, -?) = ?" if suffix else "")
     return conn.execute(sql, params).fetchall()
 
 
-def record_deleted(conn: sqlite3.Connection, job: sqlite3.Row, rows: Sequence[sqlite3.Row]) -> None:
+def record_deleted(conn: sqlite3.Connection, job: JobRecord, entries: Sequence[CatalogEntry]) -> None:
     """Objects a sync removed locally: out of the catalog, and into the job
     as finished rows (as AIStore counts them). Inside a transaction."""
-    key = (job["provider"], job["namespace"], job["bucket"])
+    key = (job.provider, job.namespace, job.bucket)
     conn.executemany(
         "DELETE FROM catalog WHERE provider = ? AND namespace = ? AND bucket = ? AND name = ?",
-        [(*key, r["name"]) for r in rows],
+        [(*key, e.name) for e in entries],
     )
-    place = {r["name"]: r["mountpath"] for r in rows}
+    place = {e.name: e.mountpath for e in entries}
     deleted = [
-        NewObject(r["name"], r["source"], size=0, state=ObjectState.DONE, error="deleted: gone from the remote bucket")
-        for r in rows
+        NewObject(e.name, e.source, size=0, state=ObjectState.DONE, error="deleted: gone from the remote bucket")
+        for e in entries
     ]
-    insert_listed(conn, job["seq"], deleted, lambda name: place[name])
+    insert_listed(conn, job.seq, deleted, lambda name: place[name])
 
 
 def _insert_page(conn: sqlite3.Connection, rows: list[tuple[int, str, str, int]]) -> None:
@@ -330,6 +331,13 @@ def finish_jobs(conn: sqlite3.Connection, seqs: Iterable[int] | None = None) -> 
         sql += f" AND seq IN ({','.join('?' * len(seq_list))})"
         params += seq_list
     return [r[0] for r in conn.execute(sql + " RETURNING id", params).fetchall()]
+
+
+def request_headers(conn: sqlite3.Connection, job_id: str) -> dict[str, str]:
+    """The job's non-secret request headers, from its stored spec."""
+    row = conn.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    headers = (json.loads(row[0]) if row else {}).get("headers") or {}
+    return {str(k): str(v) for k, v in headers.items()}
 
 
 def has_active_jobs(conn: sqlite3.Connection) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dlengine.errors import ErrorCode
-from dlengine.ledger.states import ObjectState
+from dlengine.ledger.states import JobState, ObjectState
 
 
 @dataclass(frozen=True)
@@ -96,3 +96,83 @@ class Outcome:
     mountpath: str = ""  # where the object was stored (done only)
     fatal: bool = False  # the error stops the whole job
     release: bool = False  # give the row back without counting an attempt
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of ``jobs`` as the ledger hands it out (never a raw row)."""
+
+    seq: int
+    id: str
+    type: str
+    description: str
+    provider: str
+    namespace: str
+    bucket: str
+    spec: str  # canonical JSON (``spec.dump_spec``), never secrets
+    state: str
+    error: str | None
+    conns: int
+    bytes_per_hour: int
+    timeout: float
+    created_time: float
+    started_time: float | None
+    finished_time: float | None
+    all_dispatched: bool
+    total: int
+    scheduled_cnt: int
+    cursor: str | None
+    pending_cnt: int
+    running_cnt: int
+    done_cnt: int
+    skipped_cnt: int
+    failed_cnt: int
+    aborted_cnt: int
+    bytes_done: int
+    bytes_total: int
+
+    @property
+    def ended(self) -> bool:
+        """Finished or aborted, with no download still stopping."""
+        return self.state in (JobState.FINISHED.value, JobState.ABORTED.value) and self.running_cnt == 0
+
+    @property
+    def unfinished(self) -> bool:
+        """Ended with objects that are not done or skipped (exit code 1)."""
+        return self.state == JobState.ABORTED.value or self.failed_cnt > 0 or self.aborted_cnt > 0
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """What a bucket holds: one object of the catalog."""
+
+    provider: str
+    namespace: str
+    bucket: str
+    name: str
+    size: int
+    mountpath: str  # a directory, or a cloud bucket's URI (write-through)
+    source: str  # the link it came from
+    etag: str | None
+    version: str | None
+    checksum: str | None
+    last_modified: str | None
+    stored_time: float
+    job_id: str | None
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    """One object of a job as status shows it."""
+
+    id: int
+    name: str
+    link: str
+    state: str
+    size: int | None
+    bytes_done: int
+    error: str | None
+    error_code: str | None
+    start_time: float | None
+    end_time: float | None
+    mountpath: int

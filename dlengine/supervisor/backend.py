@@ -11,16 +11,14 @@ there (S3 StartAfter, GCS startOffset, skipped locally elsewhere).
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 
-from dlengine.config import Settings
 from dlengine.errors import ErrorCode, SpecError, UnsafeNameError
-from dlengine.ledger import jobs
-from dlengine.ledger.models import NewObject
+from dlengine.ledger.ledger import Ledger
+from dlengine.ledger.models import CatalogEntry, JobRecord, NewObject
 from dlengine.ledger.states import ObjectState
 from dlengine.sources import registry
 from dlengine.sources.base import ObjectInfo
@@ -63,71 +61,67 @@ def _new_object(link: str, info: ObjectInfo) -> NewObject:
     return obj
 
 
-def insert_page(
-    conn: sqlite3.Connection, job: sqlite3.Row, page: Sequence[NewObject], place: Callable[[str], str]
-) -> None:
+def insert_page(ledger: Ledger, job: JobRecord, page: Sequence[NewObject], place: Callable[[str], str]) -> None:
     """Insert a listed page; objects the catalog holds unchanged go in as
     skipped, so they cost no request at all."""
-    stored = jobs.catalog_entries(conn, job["provider"], job["namespace"], job["bucket"], [o.name for o in page])
+    stored = ledger.catalog_entries(job.provider, job.namespace, job.bucket, [o.name for o in page])
     rows = [_skip_if_unchanged(job, obj, stored.get(obj.name)) for obj in page]
-    jobs.insert_listed(conn, job["seq"], rows, place)
+    ledger.insert_listed(job.seq, rows, place)
 
 
-def _skip_if_unchanged(job: sqlite3.Row, obj: NewObject, stored: sqlite3.Row | None) -> NewObject:
+def _skip_if_unchanged(job: JobRecord, obj: NewObject, stored: CatalogEntry | None) -> NewObject:
     if obj.state is not ObjectState.PENDING or stored is None or not unchanged(stored, obj):
         return obj
     if not _local_copy(job, stored).is_file():
         return obj  # removed by hand: download again
-    return replace(obj, state=ObjectState.SKIPPED, checksum=stored["checksum"], version=stored["version"])
+    return replace(obj, state=ObjectState.SKIPPED, checksum=stored.checksum, version=stored.version)
 
 
-def unchanged(stored: sqlite3.Row, obj: NewObject) -> bool:
+def unchanged(stored: CatalogEntry, obj: NewObject) -> bool:
     """The catalog's copy is the listed object: same source and size, and
     the same version, else the same ETag, else the same checksum."""
-    if stored["source"] != obj.link or obj.size is None or stored["size"] != obj.size:
+    if stored.source != obj.link or obj.size is None or stored.size != obj.size:
         return False
-    if obj.version and stored["version"]:
-        return bool(obj.version == stored["version"])
-    if obj.etag and stored["etag"]:
-        return bool(obj.etag == stored["etag"])
-    return obj.checksum is not None and obj.checksum == stored["checksum"]
+    if obj.version and stored.version:
+        return obj.version == stored.version
+    if obj.etag and stored.etag:
+        return obj.etag == stored.etag
+    return obj.checksum is not None and obj.checksum == stored.checksum
 
 
-def _local_copy(job: sqlite3.Row, stored: sqlite3.Row) -> Path:
+def _local_copy(job: JobRecord, stored: CatalogEntry) -> Path:
     try:
-        return layout.object_path(
-            Path(stored["mountpath"]), job["provider"], job["namespace"], job["bucket"], stored["name"]
-        )
+        return layout.object_path(Path(stored.mountpath), job.provider, job.namespace, job.bucket, stored.name)
     except UnsafeNameError:
         return Path("/nonexistent")
 
 
-def sync_step(conn: sqlite3.Connection, job: sqlite3.Row, settings: Settings) -> bool:
+def sync_step(ledger: Ledger, job: JobRecord) -> bool:
     """With ``sync``, once the listing is complete: remove up to a batch of
     local copies whose object is gone from the remote bucket (only objects
     downloaded from that bucket). True while there may be more."""
-    spec = load_spec(job["spec"])
+    spec = load_spec(job.spec)
     if not spec.sync:
         return False
     lister = registry.lister(spec.bucket.provider, spec.bucket.name, spec.options)
-    rows = jobs.vanished(conn, job, spec.prefix, spec.suffix, lister.link(""), SYNC_BATCH)
-    for row in rows:
-        _delete_local(job, row)
-    if rows:
-        jobs.record_deleted(conn, job, rows)
-    return bool(rows)
+    entries = ledger.vanished(job, spec.prefix, spec.suffix, lister.link(""), SYNC_BATCH)
+    for entry in entries:
+        _delete_local(job, entry)
+    if entries:
+        ledger.record_deleted(job, entries)
+    return bool(entries)
 
 
-def _delete_local(job: sqlite3.Row, row: sqlite3.Row) -> None:
+def _delete_local(job: JobRecord, entry: CatalogEntry) -> None:
     """Remove the file (the catalog row goes in the same transaction; a
     crash in between only repeats this, which is harmless)."""
-    mountpath = Path(row["mountpath"])
-    path = _local_copy(job, row)
+    mountpath = Path(entry.mountpath)
+    path = _local_copy(job, entry)
     try:
         path.unlink()
     except FileNotFoundError:
         pass
-    root = layout.bucket_dir(mountpath, job["provider"], job["namespace"], job["bucket"])
+    root = layout.bucket_dir(mountpath, job.provider, job.namespace, job.bucket)
     parent = path.parent
     while parent != root and root in parent.parents:
         try:

@@ -29,7 +29,6 @@ with a ``MissingExtraError`` that names ``dlengine[dask]``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -47,7 +46,7 @@ from typing import Any
 
 from dlengine import errors, jobsecrets
 from dlengine.config import Settings
-from dlengine.ledger import claims, db
+from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.storage import remote
@@ -368,8 +367,7 @@ class DaskExecutor(threading.Thread):
 
 
 def _job_headers(conn: sqlite3.Connection, settings: Settings, job_id: str) -> dict[str, str]:
-    row = conn.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    headers = dict((json.loads(row[0]) if row else {}).get("headers") or {})
+    headers = jobs.request_headers(conn, job_id)
     headers.update(jobsecrets.load(settings.secrets_dir, job_id))
     return headers
 

@@ -10,7 +10,6 @@ never loses or repeats a page.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,8 +18,10 @@ from typing import Any
 
 from dlengine.config import Settings
 from dlengine.errors import DlengineError, LedgerError, TransientError
-from dlengine.ledger import db, jobs
-from dlengine.ledger.states import ACTIVE_JOB_STATES
+from dlengine.ledger import jobs
+from dlengine.ledger.ledger import Ledger
+from dlengine.ledger.models import JobRecord
+from dlengine.providers import parse_provider
 from dlengine.spec import JobType, iter_objects, load_spec
 from dlengine.spec.model import BucketRef, JobSpec
 from dlengine.storage.mountpaths import placer
@@ -48,7 +49,7 @@ def range_pages(spec: JobSpec, cursor: str | None) -> Iterator[tuple[Page, str]]
 
 PAGE_SOURCES: dict[JobType, PageSource] = {JobType.RANGE: range_pages, JobType.BACKEND: backend.backend_pages}
 # after the last page, until it returns False: one step of finishing work
-FINISH_STEPS: dict[str, Callable[[sqlite3.Connection, sqlite3.Row, Settings], bool]] = {
+FINISH_STEPS: dict[str, Callable[[Ledger, JobRecord], bool]] = {
     JobType.BACKEND.value: backend.sync_step,
 }
 
@@ -68,21 +69,21 @@ class Dispatcher(threading.Thread):
         """Rounds until stopped; a round that keeps failing (e.g. the
         ledger's disk is full) stops the supervisor with the reason."""
         try:
-            conn = db.connect(self.settings.ledger_path)
+            ledger = Ledger.open(self.settings.ledger_path)
             try:
-                self._rounds(conn)
+                self._rounds(ledger)
             finally:
-                conn.close()
+                ledger.close()
         except Exception as exc:  # noqa: BLE001 - the supervisor reports it and exits
             log.error("the dispatcher stopped: %s", exc)
             self.error = str(exc)
             self.stop.set()
 
-    def _rounds(self, conn: sqlite3.Connection) -> None:
+    def _rounds(self, ledger: Ledger) -> None:
         failures = StepFailures("the dispatcher")
         while not self.stop.is_set():
             try:
-                busy = self.dispatch_round(conn)
+                busy = self.dispatch_round(ledger)
                 failures.succeeded()
             except Exception as exc:  # noqa: BLE001 - retried, then the supervisor stops
                 delay = failures.failed(exc)
@@ -92,73 +93,66 @@ class Dispatcher(threading.Thread):
             if not busy:
                 self.stop.wait(0.2)
 
-    def dispatch_round(self, conn: sqlite3.Connection) -> bool:
+    def dispatch_round(self, ledger: Ledger) -> bool:
         """One turn over every undispatched job; True if anything was done."""
-        sql = f"SELECT * FROM jobs WHERE all_dispatched = 0 AND state IN {ACTIVE_JOB_STATES!r} ORDER BY seq"
-        rows = conn.execute(sql).fetchall()
-        ready = [r for r in rows if self._backoff.get(r["seq"], (0, 0.0))[1] <= time.monotonic()]
-        for row in ready:
-            self._turn(conn, row)
-        self._open = {seq: it for seq, it in self._open.items() if seq in {r["seq"] for r in rows}}
+        undispatched = ledger.undispatched()
+        ready = [j for j in undispatched if self._backoff.get(j.seq, (0, 0.0))[1] <= time.monotonic()]
+        for job in ready:
+            self._turn(ledger, job)
+        self._open = {seq: it for seq, it in self._open.items() if seq in {j.seq for j in undispatched}}
         return bool(ready)
 
-    def _turn(self, conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+    def _turn(self, ledger: Ledger, job: JobRecord) -> None:
         try:
-            pages = self._pages(row)
+            pages = self._pages(job)
             for _ in range(PAGES_PER_TURN):
                 page, cursor = next(pages, ([], ""))
-                if not self._insert(conn, row, page, cursor):
-                    self._open.pop(row["seq"], None)
+                if not self._insert(ledger, job, page, cursor):
+                    self._open.pop(job.seq, None)
                     return
-                self._backoff.pop(row["seq"], None)
+                self._backoff.pop(job.seq, None)
         except LedgerError:
-            self._open.pop(row["seq"], None)
+            self._open.pop(job.seq, None)
             raise  # not the job's fault: the round is retried, then the supervisor stops
         except TransientError as exc:
-            self._open.pop(row["seq"], None)  # list again from the cursor, later
-            if self._retry_later(row["seq"]):
-                log.warning("job %s: listing failed, will retry: %s", row["id"], exc)
+            self._open.pop(job.seq, None)  # list again from the cursor, later
+            if self._retry_later(job.seq):
+                log.warning("job %s: listing failed, will retry: %s", job.id, exc)
                 return
-            log.error("job %s: cannot list its objects: %s", row["id"], exc)
-            jobs.abort_job(conn, row["id"], reason=f"cannot list objects: {exc}")
+            log.error("job %s: cannot list its objects: %s", job.id, exc)
+            ledger.abort(job.id, reason=f"cannot list objects: {exc}")
         except DlengineError as exc:
-            log.error("job %s: cannot list its objects: %s", row["id"], exc)
-            self._open.pop(row["seq"], None)
-            jobs.abort_job(conn, row["id"], reason=f"cannot list objects: {exc}")
+            log.error("job %s: cannot list its objects: %s", job.id, exc)
+            self._open.pop(job.seq, None)
+            ledger.abort(job.id, reason=f"cannot list objects: {exc}")
 
     def _retry_later(self, seq: int) -> bool:
         failures = self._backoff.get(seq, (0, 0.0))[0] + 1
         self._backoff[seq] = (failures, time.monotonic() + min(30.0, 0.5 * 2**failures))
         return failures < LIST_RETRIES
 
-    def _pages(self, row: sqlite3.Row) -> Iterator[tuple[Page, str]]:
-        if row["seq"] not in self._open:
-            spec = load_spec(row["spec"])
-            self._open[row["seq"]] = PAGE_SOURCES[spec.type](spec, row["cursor"])
-        return self._open[row["seq"]]
+    def _pages(self, job: JobRecord) -> Iterator[tuple[Page, str]]:
+        if job.seq not in self._open:
+            spec = load_spec(job.spec)
+            self._open[job.seq] = PAGE_SOURCES[spec.type](spec, job.cursor)
+        return self._open[job.seq]
 
-    def _insert(self, conn: sqlite3.Connection, row: sqlite3.Row, page: Page, cursor: str) -> bool:
-        """Insert one page (or mark the job dispatched when there is none);
+    def _insert(self, ledger: Ledger, job: JobRecord, page: Page, cursor: str) -> bool:
+        """Insert one page (or finish dispatching when there is none);
         False when the job needs no more turns."""
-        bucket = BucketRef(name=row["bucket"], provider=row["provider"], namespace=row["namespace"])
+        if not page:
+            return ledger.end_dispatch(job, lambda led: FINISH_STEPS.get(job.type, _nothing)(led, job))
+        bucket = BucketRef(name=job.bucket, provider=parse_provider(job.provider), namespace=job.namespace)
         place = placer([str(p) for p in self.settings.mountpaths], bucket.uri())
-        with db.write(conn):
-            current = conn.execute("SELECT state, cursor FROM jobs WHERE seq = ?", (row["seq"],)).fetchone()
-            if current is None or current["state"] not in ACTIVE_JOB_STATES:
-                return False  # aborted or removed meanwhile
-            if not page:
-                if FINISH_STEPS.get(row["type"], _nothing)(conn, row, self.settings):
-                    return True  # more finishing work on the next turn
-                conn.execute("UPDATE jobs SET all_dispatched = 1 WHERE seq = ?", (row["seq"],))
-                jobs.finish_jobs(conn, [row["seq"]])
-                return False
-            if row["type"] == JobType.BACKEND.value:
-                backend.insert_page(conn, row, page, place)
+
+        def insert(led: Ledger) -> None:
+            if job.type == JobType.BACKEND.value:
+                backend.insert_page(led, job, page, place)
             else:
-                jobs.insert_objects(conn, row["seq"], iter(page), place)
-            conn.execute("UPDATE jobs SET cursor = ? WHERE seq = ?", (cursor, row["seq"]))
-        return True
+                led.insert_objects(job.seq, iter(page), place)
+
+        return ledger.dispatch_page(job, cursor, insert)
 
 
-def _nothing(conn: sqlite3.Connection, row: sqlite3.Row, settings: Settings) -> bool:
+def _nothing(ledger: Ledger, job: JobRecord) -> bool:
     return False

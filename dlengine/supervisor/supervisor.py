@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,8 +15,7 @@ from pathlib import Path
 
 from dlengine.config import Settings
 from dlengine.errors import FatalError, LedgerError, SupervisorError, SupervisorRunning
-from dlengine.ledger import claims, db, jobs
-from dlengine.ledger.states import ACTIVE_JOB_STATES
+from dlengine.ledger.ledger import Ledger
 from dlengine.storage import identity, layout
 from dlengine.supervisor import dask_executor
 from dlengine.supervisor.dispatch import Dispatcher
@@ -53,17 +51,17 @@ class Supervisor:
             )
         try:
             self.started = time.time()
-            conn = db.connect(self.settings.ledger_path)
-            home = jobs.home_id(conn)
+            ledger = Ledger.open(self.settings.ledger_path)
+            home = ledger.home_id()
             for mountpath in self.settings.mountpaths:  # never another home's work files
                 identity.claim(mountpath, home, self.settings.home)
-            self._recover(conn)
-            self._start_workers(conn)
+            self._recover(ledger)
+            self._start_workers(ledger)
             self.dispatcher = Dispatcher(self.settings, self.stop)
             self.dispatcher.start()
-            self._loop(conn)
+            self._loop(ledger)
             self._raise_thread_error()
-            return self._exit_code(conn)
+            return self._exit_code(ledger)
         finally:
             self.stop.set()
             self._stop_executor()
@@ -77,30 +75,28 @@ class Supervisor:
         if self.dispatcher is not None and self.dispatcher.error:
             raise SupervisorError(self.dispatcher.error)
 
-    def _recover(self, conn: sqlite3.Connection) -> None:
+    def _recover(self, ledger: Ledger) -> None:
         """Rows left running by a dead supervisor go back to pending (their
         work files stay for resume); work files of ended rows go."""
-        recovered = claims.recover(conn)
+        recovered = ledger.give_back()
         if recovered:
             log.info("recovered %d interrupted objects", len(recovered))
-        jobs.finish_jobs(conn)
+        ledger.finish()
         for mountpath in self.settings.mountpaths:
-            self._collect_garbage(conn, mountpath)
+            self._collect_garbage(ledger, mountpath)
 
-    def _collect_garbage(self, conn: sqlite3.Connection, mountpath: Path) -> None:
+    def _collect_garbage(self, ledger: Ledger, mountpath: Path) -> None:
         for row_id in layout.work_file_ids(mountpath):
-            row = conn.execute("SELECT state FROM objects WHERE id = ?", (row_id,)).fetchone()
-            if row is None or row[0] not in ("pending", "running"):
+            if ledger.object_state(row_id) not in ("pending", "running"):
                 layout.remove_work_files(mountpath, row_id)
 
-    def _start_workers(self, conn: sqlite3.Connection) -> None:
+    def _start_workers(self, ledger: Ledger) -> None:
         """Local worker pools, or the Dask executor."""
         if not self.settings.remote_executor:
-            self._start_pools(conn)
+            self._start_pools(ledger)
             return
         client = dask_executor.connect(self.settings.executor)
-        with db.write(conn):
-            ids = jobs.mountpath_ids(conn, [str(p) for p in self.settings.mountpaths])
+        ids = ledger.mountpath_ids([str(p) for p in self.settings.mountpaths])
         self.executor = dask_executor.DaskExecutor(self.settings, client, list(ids.values()), self.stop)
         self.executor.start()
         log.info("downloads run on the Dask cluster at %s", self.settings.executor)
@@ -117,9 +113,8 @@ class Supervisor:
         owners = [o for p in self.pools for o in p.owners()]
         return owners + ([self.executor.owner] if self.executor is not None else [])
 
-    def _start_pools(self, conn: sqlite3.Connection) -> None:
-        with db.write(conn):
-            ids = jobs.mountpath_ids(conn, [str(p) for p in self.settings.mountpaths])
+    def _start_pools(self, ledger: Ledger) -> None:
+        ids = ledger.mountpath_ids([str(p) for p in self.settings.mountpaths])
         size = self.settings.workers_for_each_mountpath()
         for path in self.settings.mountpaths:
             path.mkdir(parents=True, exist_ok=True)
@@ -127,7 +122,7 @@ class Supervisor:
             pool.fill()
             self.pools.append(pool)
 
-    def _loop(self, conn: sqlite3.Connection) -> None:
+    def _loop(self, ledger: Ledger) -> None:
         """Ticks until idle for ``linger`` or stopped; a tick that keeps
         failing (the ledger's disk is full) ends the supervisor."""
         self._idle_since: float | None = None
@@ -135,7 +130,7 @@ class Supervisor:
         failures = StepFailures("the supervisor")
         while not self.stop.wait(TICK):
             try:
-                done = self._tick(conn)
+                done = self._tick(ledger)
                 failures.succeeded()
             except Exception as exc:  # noqa: BLE001 - retried, then the supervisor stops
                 delay = failures.failed(exc)
@@ -145,30 +140,27 @@ class Supervisor:
             if done:
                 return
 
-    def _tick(self, conn: sqlite3.Connection) -> bool:
+    def _tick(self, ledger: Ledger) -> bool:
         """One round of care; True when idle long enough to exit."""
         if self.dispatcher is not None and not self.dispatcher.is_alive() and not self.stop.is_set():
             raise SupervisorError(self.dispatcher.error or "the dispatcher thread ended")
-        self._tend_pools(conn)
-        jobs.finish_jobs(conn)
+        self._tend_pools(ledger)
+        ledger.finish()
         if time.monotonic() > self._next_sweep:
-            claims.recover_expired(conn, self._owners())
+            ledger.give_back_expired(self._owners())
             self._next_sweep = time.monotonic() + EXPIRY_SWEEP
-        if self._active_jobs(conn):
+        if self._active_jobs(ledger):
             self._idle_since = None
             return False
         self._idle_since = self._idle_since or time.monotonic()
         return self.linger is not None and time.monotonic() - self._idle_since >= self.linger
 
-    def _active_jobs(self, conn: sqlite3.Connection) -> list[str]:
-        # an aborted job still counts until its workers have stopped its downloads
-        sql = f"SELECT id FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} OR running_cnt > 0"
-        rows = conn.execute(sql).fetchall()
-        ids = [r[0] for r in rows]
+    def _active_jobs(self, ledger: Ledger) -> list[str]:
+        ids = ledger.busy_job_ids()
         self.seen_jobs.update(ids)
         return ids
 
-    def _tend_pools(self, conn: sqlite3.Connection) -> None:
+    def _tend_pools(self, ledger: Ledger) -> None:
         """Replace dead workers; their rows go back to pending at once."""
         for pool in self.pools:
             dead = pool.reap()
@@ -176,7 +168,7 @@ class Supervisor:
                 continue
             log.warning("worker(s) %s died; recovering their objects", ", ".join(dead))
             alive = [o for p in self.pools for o in p.owners()]
-            claims.recover(conn, keep_owners=alive)
+            ledger.give_back(keep_owners=alive)
             pool.fill()
 
     def _stop_pools(self) -> None:
@@ -186,23 +178,19 @@ class Supervisor:
             pool.join(timeout=10)
         if self.pools:
             try:
-                conn = db.connect(self.settings.ledger_path)
-                claims.recover(conn)
+                ledger = Ledger.open(self.settings.ledger_path)
+                ledger.give_back()
                 for mountpath in self.settings.mountpaths:
-                    self._collect_garbage(conn, mountpath)
-                conn.close()
+                    self._collect_garbage(ledger, mountpath)
+                ledger.close()
             except LedgerError as exc:  # the next supervisor recovers them
                 log.error("cannot give back the running objects: %s", exc)
         self.pools.clear()
 
-    def _exit_code(self, conn: sqlite3.Connection) -> int:
+    def _exit_code(self, ledger: Ledger) -> int:
         # a job can start and end between two ticks: count what ended meanwhile too
-        ended = conn.execute("SELECT id FROM jobs WHERE finished_time >= ?", (self.started,)).fetchall()
-        for job_id in self.seen_jobs | {r[0] for r in ended}:
-            row = conn.execute("SELECT state, failed_cnt, aborted_cnt FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row and (row["state"] == "aborted" or row["failed_cnt"] > 0 or row["aborted_cnt"] > 0):
-                return 1
-        return 0
+        ended = {j.id for j in ledger.ended_since(self.started)}
+        return 1 if any(j.unfinished for j in ledger.jobs_by_id(self.seen_jobs | ended)) else 0
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -7,7 +7,6 @@ work and hand their outcomes back through a queue.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -21,7 +20,7 @@ from typing import Any
 
 from dlengine import jobsecrets, throttle, transfer
 from dlengine.config import Settings
-from dlengine.ledger import claims, db
+from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.storage import durable, layout
@@ -173,9 +172,7 @@ class Worker:
 
     def _headers(self, conn: sqlite3.Connection, job_id: str) -> dict[str, str]:
         if job_id not in self._job_headers:
-            row = conn.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            spec = json.loads(row[0]) if row else {}
-            headers = dict(spec.get("headers") or {})
+            headers = jobs.request_headers(conn, job_id)
             headers.update(jobsecrets.load(self.settings.secrets_dir, job_id))
             self._job_headers[job_id] = headers
         return self._job_headers[job_id]

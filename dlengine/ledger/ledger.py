@@ -1,0 +1,267 @@
+"""The ledger as one object: its methods are the state transitions.
+
+Every method is one statement or one transaction (``BEGIN IMMEDIATE``) and
+takes and returns typed records (``models``), never a raw ``sqlite3.Row``:
+the rest of dlengine never writes SQL. The statements themselves live, by
+name, in ``jobs`` (job lifecycle, catalog, dispatching) and ``claims`` (the
+worker side), which the worker processes and the Dask executor still call
+with their own connection (``claims.claim``, ``claims.report``,
+``claims.renew``, ``claims.recover``).
+
+    submit         create_job ───────────────► pending
+    worker         claim ► running ► report ─► done | skipped | failed
+                            │  renew (lease, progress, aborted?)
+                            └► give_back ────► pending (aborted if the job was)
+    user           abort / retry / remove
+    supervisor     finish, give_back_expired, dispatch_page
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dlengine.ledger import claims, db, jobs
+from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject, ObjectRow, Outcome, Task
+from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
+
+__all__ = ["Ledger", "record"]
+
+R = TypeVar("R")
+
+# -- named SQL of the reads the facade adds (writes live in jobs / claims)
+
+_UNDISPATCHED_SQL = f"SELECT * FROM jobs WHERE all_dispatched = 0 AND state IN {ACTIVE_JOB_STATES!r} ORDER BY seq"
+# an aborted job counts as busy until its workers have stopped its downloads
+_BUSY_JOBS_SQL = f"SELECT id FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} OR running_cnt > 0"
+_ENDED_SINCE_SQL = "SELECT * FROM jobs WHERE finished_time >= ?"
+_JOB_BY_ID_SQL = "SELECT * FROM jobs WHERE id IN ({})"
+_OBJECT_STATE_SQL = "SELECT state FROM objects WHERE id = ?"
+_ABORTED_WORK_SQL = (
+    "SELECT o.id, m.path FROM objects o JOIN mountpaths m ON m.id = o.mountpath WHERE o.job = ? AND o.state = 'aborted'"
+)
+_CATALOG_SQL = (
+    "SELECT * FROM catalog WHERE provider = ? AND namespace = ? AND bucket = ? AND name >= ?"
+    " AND instr(mountpath, '://') = 0 ORDER BY name"
+)
+_JOB_STILL_ACTIVE_SQL = f"SELECT 1 FROM jobs WHERE seq = ? AND state IN {ACTIVE_JOB_STATES!r}"
+_SET_CURSOR_SQL = "UPDATE jobs SET cursor = ? WHERE seq = ?"
+_DISPATCHED_SQL = "UPDATE jobs SET all_dispatched = 1 WHERE seq = ?"
+_OBJECTS_SQL = "SELECT * FROM objects WHERE job = ? AND {} {} LIMIT ?"
+
+
+def record(cls: type[R], row: sqlite3.Row) -> R:
+    """A typed record of a row: the fields of ``cls`` by column name."""
+    values: dict[str, Any] = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**values)
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    values: dict[str, Any] = {f.name: row[f.name] for f in fields(JobRecord)}
+    values["all_dispatched"] = bool(values["all_dispatched"])
+    return JobRecord(**values)
+
+
+class Ledger:
+    """One connection to one home's ledger. Not thread-safe: one per thread
+    (or process); SQLite's lock orders the writers of every process."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @classmethod
+    def open(cls, path: Path) -> Ledger:
+        """Open (creating and migrating if needed) the ledger at ``path``."""
+        return cls(db.connect(path))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For the worker side that still takes a connection (``claims``)."""
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Ledger]:
+        """Several transitions as one (a dispatched page and its cursor)."""
+        with db.write(self._conn):
+            yield self
+
+    # -- the home
+
+    def home_id(self) -> str:
+        return jobs.home_id(self._conn)
+
+    def mountpath_ids(self, paths: Iterable[str]) -> dict[str, int]:
+        """Ids of these mountpaths, registering new ones (one transaction)."""
+        with db.write(self._conn):
+            return jobs.mountpath_ids(self._conn, paths)
+
+    # -- submission and the user's transitions
+
+    def create_job(
+        self,
+        job: NewJob,
+        objects: Iterator[tuple[str, str]],
+        place: Callable[[str], str],
+        *,
+        dispatched: bool = True,
+        total: int = 0,
+    ) -> str:
+        return jobs.create_job(self._conn, job, objects, place, dispatched=dispatched, total=total)
+
+    def abort(self, job_id: str, reason: str | None = None) -> bool:
+        """Abort a job and its queued objects; False if it had ended."""
+        return jobs.abort_job(self._conn, job_id, reason)
+
+    def remove(self, job_id: str) -> None:
+        jobs.remove_job(self._conn, job_id)
+
+    def retry(self, job_id: str) -> int:
+        """Queue again every object of an ended job that did not finish."""
+        return jobs.retry_job(self._conn, job_id)
+
+    def finish(self, seqs: Iterable[int] | None = None) -> list[str]:
+        """Mark finished the active jobs with nothing left to do."""
+        return jobs.finish_jobs(self._conn, seqs)
+
+    def ensure_bucket(self, provider: str, namespace: str, name: str) -> bool:
+        with db.write(self._conn):
+            return jobs.ensure_bucket(self._conn, provider, namespace, name)
+
+    def bucket_exists(self, provider: str, namespace: str, name: str) -> bool:
+        return jobs.bucket_exists(self._conn, provider, namespace, name)
+
+    # -- reading jobs
+
+    def job(self, job_id: str) -> JobRecord:
+        """The job; NotFoundError if there is none."""
+        return _job(jobs.job_row(self._conn, job_id))
+
+    def jobs(self, regex: str | None = None, active_only: bool = False) -> list[JobRecord]:
+        return [_job(r) for r in jobs.list_jobs(self._conn, regex, active_only)]
+
+    def busy_job_ids(self) -> list[str]:
+        """Jobs still active, or aborted with downloads still stopping."""
+        return [r[0] for r in self._conn.execute(_BUSY_JOBS_SQL)]
+
+    def jobs_by_id(self, ids: Iterable[str]) -> list[JobRecord]:
+        wanted = list(ids)
+        if not wanted:
+            return []
+        sql = _JOB_BY_ID_SQL.format(",".join("?" * len(wanted)))
+        return [_job(r) for r in self._conn.execute(sql, wanted)]
+
+    def ended_since(self, when: float) -> list[JobRecord]:
+        return [_job(r) for r in self._conn.execute(_ENDED_SINCE_SQL, (when,))]
+
+    def request_headers(self, job_id: str) -> dict[str, str]:
+        """The job's non-secret request headers, as stored in its spec."""
+        return jobs.request_headers(self._conn, job_id)
+
+    def objects(self, seq: int, states: Sequence[str], limit: int, newest_first: bool = False) -> list[ObjectRow]:
+        """Objects of a job in these states (status lists)."""
+        order = "ORDER BY end_time DESC" if newest_first else ""
+        # states as literals (from the enum, never user input): SQLite uses a
+        # partial index only when the query's WHERE provably implies its own
+        values = [repr(ObjectState(s).value) for s in states]
+        where = f"state = {values[0]}" if len(values) == 1 else f"state IN ({','.join(values)})"
+        sql = _OBJECTS_SQL.format(where, order)
+        return [record(ObjectRow, r) for r in self._conn.execute(sql, (seq, limit))]
+
+    def failures_by_code(self, seq: int) -> dict[str, int]:
+        return jobs.failures_by_code(self._conn, seq)
+
+    def object_state(self, row_id: int) -> str | None:
+        row = self._conn.execute(_OBJECT_STATE_SQL, (row_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def aborted_work(self, seq: int) -> list[tuple[int, str]]:
+        """(row id, mountpath) of a job's aborted objects: their work files go."""
+        return [(int(r[0]), str(r[1])) for r in self._conn.execute(_ABORTED_WORK_SQL, (seq,))]
+
+    def catalog(self, provider: str, namespace: str, bucket: str, prefix: str = "") -> Iterator[CatalogEntry]:
+        """The local copy of a bucket (not write-through objects), by name."""
+        for row in self._conn.execute(_CATALOG_SQL, (provider, namespace, bucket, prefix)):
+            if not row["name"].startswith(prefix):
+                break
+            yield record(CatalogEntry, row)
+
+    # -- the worker side (also reachable through ``claims`` with a connection)
+
+    def claim(self, mountpath_id: int, owner: str, limit: int, lease_seconds: float) -> list[Task]:
+        return claims.claim(self._conn, mountpath_id, owner, limit, lease_seconds)
+
+    def report(self, owner: str, outcomes: Sequence[Outcome]) -> list[str]:
+        return claims.report(self._conn, owner, outcomes)
+
+    def renew(self, owner: str, lease_seconds: float, progress: dict[int, tuple[int, int | None]]) -> set[int]:
+        return claims.renew(self._conn, owner, lease_seconds, progress)
+
+    def give_back(self, keep_owners: Iterable[str] = ()) -> list[int]:
+        """Running rows of owners not in ``keep_owners`` go back (pending,
+        or aborted with their job)."""
+        return claims.recover(self._conn, keep_owners)
+
+    def give_back_expired(self, alive_owners: Iterable[str] = ()) -> list[int]:
+        """Rows whose lease ran out, of owners not known to be alive."""
+        return claims.recover_expired(self._conn, alive_owners)
+
+    # -- the dispatcher
+
+    def undispatched(self) -> list[JobRecord]:
+        """Active jobs whose objects are still being inserted, oldest first."""
+        return [_job(r) for r in self._conn.execute(_UNDISPATCHED_SQL)]
+
+    def dispatch_page(self, job: JobRecord, cursor: str, insert: Callable[[Ledger], None]) -> bool:
+        """One page of a job's objects (``insert`` writes it through this
+        ledger) and the cursor after it, in one transaction; False if the
+        job ended meanwhile (nothing written)."""
+        with db.write(self._conn):
+            if self._conn.execute(_JOB_STILL_ACTIVE_SQL, (job.seq,)).fetchone() is None:
+                return False
+            insert(self)
+            self._conn.execute(_SET_CURSOR_SQL, (cursor, job.seq))
+        return True
+
+    def end_dispatch(self, job: JobRecord, step: Callable[[Ledger], bool]) -> bool:
+        """After the last page: one finishing ``step`` per transaction while
+        it returns True (e.g. a sync's deletions), then the job is fully
+        dispatched (and finished if nothing is left). True while there is
+        more to do."""
+        with db.write(self._conn):
+            if self._conn.execute(_JOB_STILL_ACTIVE_SQL, (job.seq,)).fetchone() is None:
+                return False
+            if step(self):
+                return True
+            self._conn.execute(_DISPATCHED_SQL, (job.seq,))
+            jobs.finish_jobs(self._conn, [job.seq])
+        return False
+
+    # inside dispatch_page / end_dispatch (a transaction is open)
+
+    def insert_objects(self, seq: int, objects: Iterator[tuple[str, str]], place: Callable[[str], str]) -> int:
+        return jobs.insert_objects(self._conn, seq, objects, place)
+
+    def insert_listed(self, seq: int, objects: Sequence[NewObject], place: Callable[[str], str]) -> None:
+        jobs.insert_listed(self._conn, seq, objects, place)
+
+    def catalog_entries(
+        self, provider: str, namespace: str, bucket: str, names: Sequence[str]
+    ) -> dict[str, CatalogEntry]:
+        found = jobs.catalog_entries(self._conn, provider, namespace, bucket, names)
+        return {name: record(CatalogEntry, row) for name, row in found.items()}
+
+    def vanished(
+        self, job: JobRecord, prefix: str, suffix: str, link_prefix: str, limit: int = 1000
+    ) -> list[CatalogEntry]:
+        rows = jobs.vanished(self._conn, job, prefix, suffix, link_prefix, limit)
+        return [record(CatalogEntry, r) for r in rows]
+
+    def record_deleted(self, job: JobRecord, entries: Sequence[CatalogEntry]) -> None:
+        jobs.record_deleted(self._conn, job, entries)
