@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -184,10 +183,6 @@ def _as_spec(job: JobInput) -> JobSpec:
     if isinstance(job, str | bytes):
         return load_job(job)
     return parse_job(job)
-
-
-def open_client() -> closing[Client]:
-    return closing(Client())
 
 
 def _check_executor(spec: JobSpec) -> None:

@@ -15,6 +15,7 @@ from dlengine.ledger import jobs
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject, Outcome, Task
 from dlengine.ledger.states import ObjectState
+from tests.ledger_checks import check_counters
 
 MOUNTPATHS = ("/mp0", "/mp1")
 OWNERS = ("w1", "w2", "w3")
@@ -22,28 +23,6 @@ OWNERS = ("w1", "w2", "w3")
 
 def _place(name: str) -> str:
     return MOUNTPATHS[hash(name) % 2]
-
-
-def check_counters(ledger: Ledger) -> None:
-    """Each job's counters equal its rows (the GROUP BY truth)."""
-    conn = ledger.connection
-    for job in ledger.jobs():
-        rows = conn.execute(
-            "SELECT state, count(*), coalesce(sum(size), 0) FROM objects WHERE job = ? GROUP BY state", (job.seq,)
-        ).fetchall()
-        count = {r[0]: r[1] for r in rows}
-        size = {r[0]: r[2] for r in rows}
-        for state in ObjectState:
-            counter = "failed_cnt" if state is ObjectState.FAILED else f"{state.value}_cnt"
-            assert getattr(job, counter) == count.get(state.value, 0), (job.id, state, job)
-        assert job.scheduled_cnt == sum(count.values()), job
-        assert job.bytes_done == size.get("done", 0) + size.get("skipped", 0), job
-        assert job.bytes_total == sum(size.values()), job
-        assert job.total >= job.scheduled_cnt, job
-        if job.state == "aborted":
-            assert count.get("pending", 0) == 0, job  # never a pending row under an aborted job
-        if job.state == "finished":
-            assert count.get("pending", 0) == count.get("running", 0) == 0, job
 
 
 class Driver:

@@ -18,7 +18,6 @@ from dlengine.errors import SpecError
 
 log = logging.getLogger("dlengine.api")
 
-DEFAULT_LISTEN = "127.0.0.1:8080"
 _ALL_INTERFACES = "0.0.0.0"
 
 

@@ -39,10 +39,6 @@ def home_id(conn: sqlite3.Connection) -> str:
     return str(conn.execute("SELECT id FROM home").fetchone()[0])
 
 
-def mountpath_paths(conn: sqlite3.Connection) -> dict[int, str]:
-    return {row[0]: row[1] for row in conn.execute("SELECT id, path FROM mountpaths")}
-
-
 def create_job(
     conn: sqlite3.Connection,
     job: NewJob,
@@ -338,29 +334,6 @@ def request_headers(conn: sqlite3.Connection, job_id: str) -> dict[str, str]:
     row = conn.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
     headers = (json.loads(row[0]) if row else {}).get("headers") or {}
     return {str(k): str(v) for k, v in headers.items()}
-
-
-def has_active_jobs(conn: sqlite3.Connection) -> bool:
-    sql = f"SELECT 1 FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} LIMIT 1"
-    return conn.execute(sql).fetchone() is not None
-
-
-def current_tasks(conn: sqlite3.Connection, seq: int, limit: int = 100) -> list[sqlite3.Row]:
-    sql = "SELECT name, bytes_done, size, start_time FROM objects WHERE job = ? AND state = 'running' LIMIT ?"
-    return conn.execute(sql, (seq, limit)).fetchall()
-
-
-def failed_objects(conn: sqlite3.Connection, seq: int, limit: int = 1000) -> list[sqlite3.Row]:
-    sql = "SELECT name, link, error, error_code FROM objects WHERE job = ? AND state = 'failed' LIMIT ?"
-    return conn.execute(sql, (seq, limit)).fetchall()
-
-
-def finished_objects(conn: sqlite3.Connection, seq: int, limit: int = 1000) -> list[sqlite3.Row]:
-    sql = (
-        "SELECT name, size, state, start_time, end_time FROM objects"
-        " WHERE job = ? AND state IN ('done', 'skipped') ORDER BY end_time DESC LIMIT ?"
-    )
-    return conn.execute(sql, (seq, limit)).fetchall()
 
 
 def failures_by_code(conn: sqlite3.Connection, seq: int) -> dict[str, int]:

@@ -21,11 +21,6 @@ from dlengine.sources.base import ObjectInfo
 WRITE_THROUGH_PROVIDERS = providers.WRITE_THROUGH
 
 
-def is_remote_uri(mountpath: str) -> bool:
-    """Whether a catalog "mountpath" is a cloud bucket, not a directory."""
-    return "://" in mountpath
-
-
 class CloudBucket:
     """A write-through destination: ``put`` uploads a verified file."""
 
