@@ -4,7 +4,7 @@ install:
 	python3 -m pip install -e '.[test]'
 
 test:
-	python3 -m pytest -q
+	python3 -m coverage run -m pytest -q && python3 -m coverage combine -q && python3 -m coverage report
 
 lint:
 	python3 -m ruff check dlengine tests bench bin

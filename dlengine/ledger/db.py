@@ -40,12 +40,15 @@ def connect(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"DLENGINE_HOME: cannot create {path.parent}: {exc.strerror or exc}") from None
-    _create_private(path)
-    conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, factory=_Connection
-    )
+    try:
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
+    except sqlite3.Error as exc:
+        raise LedgerError(f"ledger {path}: {exc}") from None
     conn.path = str(path)
     try:
+        _make_private(path)
         with translated(path):
             _configure(conn)
             _migrate(conn, path)
@@ -55,13 +58,20 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _create_private(path: Path) -> None:
-    """Create the ledger file 0600 before SQLite does: its -wal and -shm
-    files take the database file's mode, so they are private too."""
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    except OSError as exc:
-        raise LedgerError(f"ledger {path}: cannot open: {exc.strerror or exc}") from None
+def _make_private(path: Path) -> None:
+    """Ledger, -wal and -shm readable by the owner only. chmod, never an
+    open(): closing any descriptor of the database file would drop the POSIX
+    locks of every other SQLite connection of this process to it. Done before
+    WAL mode is set, since SQLite creates -wal and -shm with the mode of the
+    database file."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise LedgerError(f"ledger {name}: cannot make it private: {exc.strerror or exc}") from None
 
 
 def _configure(conn: sqlite3.Connection) -> None:
@@ -84,8 +94,21 @@ def translated(path: Path | str) -> Iterator[None]:
     except sqlite3.IntegrityError:
         raise  # a constraint: the caller's to handle (duplicate names, a removed job)
     except sqlite3.DatabaseError as exc:
-        code = ErrorCode.DISK_FULL if "full" in str(exc) else ErrorCode.INTERNAL
-        raise LedgerError(f"ledger {path}: {exc}", code=code) from None
+        reason = str(exc)
+        if "I/O error" in reason and _nearly_full(path):
+            # ENOSPC while growing the -wal or -shm file reads as an I/O error
+            reason += ": the disk is full"
+        code = ErrorCode.DISK_FULL if "full" in reason else ErrorCode.INTERNAL
+        raise LedgerError(f"ledger {path}: {reason}", code=code) from None
+
+
+def _nearly_full(path: Path | str) -> bool:
+    """Less than 64 KiB free where the ledger lives."""
+    try:
+        stats = os.statvfs(Path(path).parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 64 << 10
 
 
 @contextmanager
