@@ -50,7 +50,7 @@ def connect(path: Path) -> sqlite3.Connection:
     try:
         _make_private(path)
         with translated(path):
-            _configure(conn)
+            _configure_waiting(conn)
             _migrate(conn, path)
     except BaseException:
         conn.close()
@@ -72,6 +72,21 @@ def _make_private(path: Path) -> None:
             pass
         except OSError as exc:
             raise LedgerError(f"ledger {name}: cannot make it private: {exc.strerror or exc}") from None
+
+
+def _configure_waiting(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """_configure, waiting while another process creates the ledger: the
+    switch to WAL mode needs the database briefly to itself and SQLite answers
+    "database is locked" at once instead of calling the busy handler."""
+    for _ in range(attempts - 1):
+        try:
+            _configure(conn)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(0.05)
+    _configure(conn)
 
 
 def _configure(conn: sqlite3.Connection) -> None:
