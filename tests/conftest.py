@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,27 @@ def worker_pids(supervisor_pid: int) -> list[int]:
         if b"spawn_main" in cmdline:
             pids.append(int(entry))
     return pids
+
+
+@contextmanager
+def tmpfs(path: Path, size: int, options: str = "") -> Iterator[Path]:
+    """A real small file system (tmpfs of ``size`` bytes) mounted at ``path``
+    for disk-full tests; the test is skipped where mounting is not allowed.
+    Whatever runs on it must be stopped before the block ends."""
+    path.mkdir(parents=True, exist_ok=True)
+    opts = f"size={size}" + (f",{options}" if options else "")
+    try:
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True)
+        reason = None if res.returncode == 0 else (res.stderr.strip() or f"mount exited {res.returncode}")
+    except OSError as exc:
+        reason = str(exc)
+    if reason is not None:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {reason}")
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def counters_match_rows(conn: sqlite3.Connection, job_id: str) -> None:

@@ -3,44 +3,26 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Home, counters_match_rows
+from tests.conftest import Home, counters_match_rows, tmpfs
 from tests.httpd import TestHTTPServer
 
 DISK = 2 << 20
 
 
-def _mount_tmpfs(path: Path) -> str | None:
-    """Mount a DISK-byte tmpfs at ``path``; the reason on failure."""
-    try:
-        res = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(path)], capture_output=True, text=True
-        )
-    except OSError as exc:
-        return str(exc)
-    return None if res.returncode == 0 else (res.stderr.strip() or f"mount exited {res.returncode}")
-
-
 @pytest.fixture
 def small_disk(home: Home, tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs as the home's only mountpath."""
-    path = tmp_path / "small"
-    path.mkdir()
-    reason = _mount_tmpfs(path)
-    if reason is not None:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {reason}")
-    home.env["DLENGINE_MOUNTPATHS"] = str(path)
-    try:
-        yield path
-    finally:
-        home.stop_all()  # nothing may hold the mount
-        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    with tmpfs(tmp_path / "small", DISK) as path:
+        home.env["DLENGINE_MOUNTPATHS"] = str(path)
+        try:
+            yield path
+        finally:
+            home.stop_all()  # nothing may hold the mount
 
 
 def test_disk_full_fails_the_object_cleanly_and_stops_the_job(

@@ -25,40 +25,21 @@ from dlengine.errors import LedgerError
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import NewJob, Outcome
 from dlengine.ledger.states import ObjectState
-from tests.conftest import Home, counters_match_rows, new_home
+from tests.conftest import Home, counters_match_rows, new_home, tmpfs
 
 # -- a small real disk (tmpfs) for the home itself
-
-
-def _mount_tmpfs(path: Path, size: int) -> str | None:
-    """Mount a tmpfs of ``size`` bytes at ``path``; the reason on failure."""
-    try:
-        res = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-            capture_output=True,
-            text=True,
-        )
-    except OSError as exc:
-        return str(exc)
-    return None if res.returncode == 0 else (res.stderr.strip() or f"mount exited {res.returncode}")
 
 
 @pytest.fixture
 def small_home(home: Home, tmp_path: Path) -> Iterator[Home]:
     """The home (ledger and mountpath) on a 1 MiB tmpfs."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    reason = _mount_tmpfs(disk, 1 << 20)
-    if reason is not None:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {reason}")
-    home.path = disk / "home"
-    home.env["DLENGINE_HOME"] = str(home.path)
-    try:
-        yield home
-    finally:
-        home.stop_all()
-        if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+    with tmpfs(tmp_path / "disk", 1 << 20, "mode=0755") as disk:
+        home.path = disk / "home"
+        home.env["DLENGINE_HOME"] = str(home.path)
+        try:
+            yield home
+        finally:
+            home.stop_all()  # nothing may hold the mount
 
 
 def _fill(path: Path, leave: int) -> None:
