@@ -82,15 +82,8 @@ class Dispatcher(threading.Thread):
     def _rounds(self, ledger: Ledger) -> None:
         failures = StepFailures("the dispatcher")
         while not self.stop.is_set():
-            try:
-                busy = self.dispatch_round(ledger)
-                failures.succeeded()
-            except Exception as exc:  # noqa: BLE001 - retried, then the supervisor stops
-                delay = failures.failed(exc)
-                log.warning("dispatching failed, will retry in %.1f s: %s", delay, exc)
-                self.stop.wait(delay)
-                continue
-            if not busy:
+            busy = failures.attempt(lambda: self.dispatch_round(ledger), self.stop)
+            if busy is False:  # None: failed, and the backoff was waited already
                 self.stop.wait(0.2)
 
     def dispatch_round(self, ledger: Ledger) -> bool:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import random
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from dlengine.errors import SupervisorError
+
+T = TypeVar("T")
+log = logging.getLogger("dlengine.supervisor")
 
 BASE_DELAY = 1.0
 MAX_DELAY = 300.0
@@ -44,3 +51,17 @@ class StepFailures:
         if self.count >= self.attempts:
             raise SupervisorError(f"{self.what} failed {self.count} times in a row: {exc}") from exc
         return min(5.0, 0.5 * 2.0 ** (self.count - 1))
+
+    def attempt(self, step: Callable[[], T], stop: threading.Event) -> T | None:
+        """Run one step: its result, or None after a failure, once the
+        backoff has passed (or ``stop`` was set); the last failure in a row
+        raises SupervisorError."""
+        try:
+            result = step()
+        except Exception as exc:  # noqa: BLE001 - retried, then the supervisor stops
+            delay = self.failed(exc)
+            log.warning("%s failed, will retry in %.1f s: %s", self.what, delay, exc)
+            stop.wait(delay)
+            return None
+        self.succeeded()
+        return result

@@ -129,15 +129,7 @@ class Supervisor:
         self._next_sweep = time.monotonic() + EXPIRY_SWEEP
         failures = StepFailures("the supervisor")
         while not self.stop.wait(TICK):
-            try:
-                done = self._tick(ledger)
-                failures.succeeded()
-            except Exception as exc:  # noqa: BLE001 - retried, then the supervisor stops
-                delay = failures.failed(exc)
-                log.warning("supervisor tick failed, will retry in %.1f s: %s", delay, exc)
-                self.stop.wait(delay)
-                continue
-            if done:
+            if failures.attempt(lambda: self._tick(ledger), self.stop):
                 return
 
     def _tick(self, ledger: Ledger) -> bool:
