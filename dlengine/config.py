@@ -76,7 +76,7 @@ class Settings:
 
 
 # name -> (lowest, highest) accepted value; numbers outside are refused on load
-_BOUNDS: dict[str, tuple[float, float]] = {
+BOUNDS: dict[str, tuple[float, float]] = {
     "workers_per_mountpath": (0, 1024),
     "threads_per_worker": (1, 4096),
     "default_timeout": (0.001, 7 * 86400),
@@ -101,9 +101,11 @@ def _convert(raw: Any, default: Any, where: str) -> Any:
 
 
 def check_number(value: float, low: float, high: float, where: str) -> float:
-    """``value`` if finite and within [low, high], else a ConfigError naming ``where``."""
+    """``value`` if finite and within [low, high], else a ConfigError naming
+    ``where`` (empty where the caller names it, as argparse does)."""
     if not math.isfinite(value) or not low <= value <= high:
-        raise ConfigError(f"{where}: {value!r} is out of range ({low:g} to {high:g})")
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}{value!r} is out of range ({low:g} to {high:g})")
     return value
 
 
@@ -148,7 +150,7 @@ def load_settings() -> Settings:
     for name, (env, default) in _KNOBS.items():
         where = env if env in os.environ else f"{home / 'config.json'}: {name}" if name in file_cfg else name
         value = _convert(os.environ.get(env, file_cfg.get(name, default)), default, where)
-        if name in _BOUNDS and not isinstance(value, bool):
-            check_number(value, *_BOUNDS[name], where)
+        if name in BOUNDS and not isinstance(value, bool):
+            check_number(value, *BOUNDS[name], where)
         values[name] = value
     return Settings(home=home, mountpaths=_mountpaths(home, file_cfg), **values)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from dlengine.cli import hf
+from dlengine.config import BOUNDS, check_number
+from dlengine.errors import ConfigError
 
 EPILOG = """\
 exit codes: 0 success; 1 a job ended with failed objects or was aborted;
@@ -154,11 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _seconds(text: str) -> float:
-    """A finite, non-negative number of seconds (``nan`` would never expire)."""
+    """A finite, non-negative number of seconds (``nan`` would never expire),
+    within the bounds of DLENGINE_LINGER."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not 0 <= value <= 7 * 86400:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 604800 seconds")
-    return value
+    try:
+        return check_number(value, *BOUNDS["linger_seconds"], "")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -26,7 +26,7 @@ _SCHEME_OPAQUE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?![0-9]*(?:[/?#]|$))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # "http//host/x", "https:/host/x", "s3//b/k": a scheme whose ':' or '//' went
 # missing; prefixing "http://" would fetch host "http" instead.
-_BROKEN_SCHEME = re.compile(r"(?i)(https?|s3|gs|az|hf)(//|:/(?!/)|:(?!//))")
+_BROKEN_SCHEME = re.compile(rf"(?i)({'|'.join(ALLOWED_SCHEMES)})(//|:/(?!/)|:(?!//))")
 # Hostnames that are the cloud metadata service without being an IP literal.
 _METADATA_HOSTS = frozenset({"metadata.google.internal"})
 _BUCKET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
@@ -83,9 +83,9 @@ def _check_hf_link(link: str, field: str) -> None:
 
 def _with_scheme(text: str, field: str) -> str:
     match = _SCHEME_URL.match(text) or _SCHEME_OPAQUE.match(text)
-    if match is None and _BROKEN_SCHEME.match(text):
-        scheme = _BROKEN_SCHEME.match(text).group(1)  # type: ignore[union-attr]
-        raise SpecError(field, f"link {_show(text)} is malformed: expected {scheme.lower()}://host/path")
+    broken = None if match else _BROKEN_SCHEME.match(text)
+    if broken is not None:
+        raise SpecError(field, f"link {_show(text)} is malformed: expected {broken.group(1).lower()}://host/path")
     if match is None:
         # "//host/x" is scheme-relative; "host/x" has nothing at all.
         return "http:" + text if text.startswith("//") else "http://" + text
