@@ -95,6 +95,7 @@ def start_api(home: Home, *args: str, listen: str = "127.0.0.1:0") -> Api:
     threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
     api = Api(found.group(1), proc, log)
     api.session.trust_env = False  # no proxy: only 127.0.0.1 traffic
+    api.session.headers["Content-Type"] = "application/json"  # bodies without it are refused
     return api
 
 
@@ -404,18 +405,19 @@ def test_error_codes_and_bodies(api: Api, home: Home) -> None:
 
 
 def test_framing_limits(api: Api) -> None:
-    too_big = f"POST {DOWNLOAD} HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+    too_big = f"POST {DOWNLOAD} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
     status, headers, body = _raw(api, too_big)
     assert (status, headers["Connection"]) == (413, "close") and "larger than" in body["error"]
-    expect = f"POST {DOWNLOAD} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {1 << 30}\r\n\r\n"
+    expect = f"POST {DOWNLOAD} HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: {1 << 30}\r\n\r\n"
     status, _, body = _raw(api, expect.encode())  # refused before the client sends a byte of it
     assert status == 413
     for length in (b"abc", b"-1", b"\xb2", b"1, 2"):
-        request = f"GET {DOWNLOAD} HTTP/1.1\r\nHost: x\r\nContent-Length: ".encode() + length + b"\r\n\r\n"
+        request = f"GET {DOWNLOAD} HTTP/1.1\r\nHost: localhost\r\nContent-Length: ".encode() + length + b"\r\n\r\n"
         status, _, body = _raw(api, request)
         assert status == 400 and "Content-Length" in body["error"], length
     chunked = b'7\r\n{"id": \r\ne\r\n"dnl-unknown"}\r\n0\r\n\r\n'
-    request = f"GET {DOWNLOAD} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + chunked
+    head = f"GET {DOWNLOAD} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
+    request = (head + "Content-Type: application/json\r\n\r\n").encode() + chunked
     status, _, body = _raw(api, request)
     assert status == 404 and "dnl-unknown" in body["error"]
     status, _, body = _raw(api, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")
@@ -462,6 +464,7 @@ def test_concurrent_clients_and_cli_beside_the_server(api: Api, home: Home, http
     def client(number: int) -> None:
         with requests.Session() as session:
             session.trust_env = False
+            session.headers["Content-Type"] = "application/json"
             try:
                 _submit_and_poll(session, api.url, number, links, deadline, submitted)
             except Exception as exc:

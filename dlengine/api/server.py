@@ -1,8 +1,10 @@
 """``dlengine serve``: the supervisor, with the HTTP API in a thread beside it.
 
 The API is the standard library's ``ThreadingHTTPServer`` speaking HTTP/1.1
-(keep-alive). Every request borrows a ``Client`` (one SQLite connection)
+(keep-alive), with at most ``API_THREADS`` connections served at once
+(``slots``). Every request borrows a ``Client`` (one SQLite connection)
 from a small pool, so no connection is ever used by two threads at once.
+Requests a web page may have sent are refused first (``guard``).
 Answers are JSON, errors included: ``{"error": ..., "status": ...}``.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 import socketserver
 import sys
 import threading
@@ -22,8 +25,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dlengine import __version__
+from dlengine.api import guard
 from dlengine.api.listen import ListenAddress, parse_listen, read_token, require_token_off_loopback
 from dlengine.api.routes import ApiError, Reply, Request, call, resolve
+from dlengine.api.slots import Slots
 from dlengine.client import Client
 from dlengine.config import Settings
 from dlengine.errors import DlengineError, SpecError, SupervisorRunning
@@ -34,7 +39,10 @@ log = logging.getLogger("dlengine.api")
 MAX_BODY_BYTES = 16 << 20
 """Largest request body; a multi job of ~100,000 links fits. Bigger lists
 belong in a range template or a file given to ``dlengine submit``."""
-READ_TIMEOUT = 60.0  # seconds a connection may stay silent mid-request or idle
+READ_TIMEOUT = 60.0  # seconds a connection may stay silent mid-request
+IDLE_TIMEOUT = 15.0  # seconds a keep-alive connection may wait for its next request
+API_THREADS = 32
+"""Connections served at once (a thread each); idle ones yield their slot."""
 _IDLE_CLIENTS = 16
 
 
@@ -83,7 +91,35 @@ class ApiServer(ThreadingHTTPServer):
         self.address_family = address.family
         self.pool = pool
         self.token = token
+        self.slots = Slots(API_THREADS)
         super().__init__((address.host, address.port), ApiHandler)
+        self.authority = guard.Authority.of((address.host, self.server_name), token)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.take():
+            self._refuse_busy(request)
+            return
+        try:
+            super().process_request(request, client_address)  # starts its thread
+        except BaseException:
+            self.slots.done(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.done(request)
+
+    def _refuse_busy(self, request: socket.socket) -> None:
+        body = json.dumps({"error": f"too many connections (at most {API_THREADS} at once)", "status": 503})
+        head = f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body) + 1}"
+        try:
+            request.settimeout(1.0)
+            request.sendall(f"{head}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}\n".encode())
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind asks DNS for our name (getfqdn): skip it
@@ -119,9 +155,19 @@ class ApiHandler(BaseHTTPRequestHandler):
             return self._handle
         raise AttributeError(name)
 
+    def handle_one_request(self) -> None:
+        self.connection.settimeout(IDLE_TIMEOUT)
+        self.server.slots.idle(self.connection)
+        super().handle_one_request()
+
     def _handle(self) -> None:
+        if not self.server.slots.busy(self.connection):
+            self.close_connection = True  # evicted while its request arrived: do nothing of it
+            return
+        self.connection.settimeout(READ_TIMEOUT)
         try:
             self._authorize()
+            self._guard()
             body = self._read_body()
             reply = self._dispatch(body)
         except ApiError as exc:
@@ -148,7 +194,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         # refuse a body we would refuse anyway before the client sends it
         try:
             self._authorize()
-            self._content_length()
+            self._guard()
         except ApiError as exc:
             self._send_json(exc.status, exc.payload(), exc.headers)
             return False
@@ -166,6 +212,15 @@ class ApiHandler(BaseHTTPRequestHandler):
         raise ApiError(
             401, "missing or wrong bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"}
         )
+
+    def _guard(self) -> None:
+        has_body = "chunked" in self.headers.get("Transfer-Encoding", "").lower() or self._content_length() > 0
+        http11 = self.request_version >= "HTTP/1.1"
+        try:
+            guard.check(self.headers, self.server.authority, has_body=has_body, http11=http11)
+        except ApiError:
+            self.close_connection = True  # its body, if any, is not read
+            raise
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():

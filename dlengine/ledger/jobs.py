@@ -4,7 +4,6 @@ abort, remove, retry."""
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import sqlite3
 import time
@@ -16,6 +15,7 @@ from dlengine.errors import ErrorCode, NotFoundError, SpecError, StateError
 from dlengine.ledger.db import write
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES, JobState, ObjectState
+from dlengine.spec.pattern import compile_filter
 
 PAGE_SIZE = 5000
 ID_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -242,10 +242,7 @@ def job_row(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
 
 def list_jobs(conn: sqlite3.Connection, regex: str | None = None, active_only: bool = False) -> list[sqlite3.Row]:
     """Jobs in submission order, filtered by a regex on the description."""
-    try:
-        pattern = re.compile(regex) if regex else None
-    except re.error as exc:
-        raise SpecError("regex", f"invalid regular expression: {exc}") from None
+    pattern = compile_filter(regex) if regex else None
     sql = "SELECT * FROM jobs"
     if active_only:
         sql += f" WHERE state IN {ACTIVE_JOB_STATES!r}"
