@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.conftest_httpd", "tests.cloud_servers"]
+pytest_plugins = ["tests.conftest_httpd", "tests.cloud_servers", "tests.seaweedfs"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

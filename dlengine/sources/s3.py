@@ -3,7 +3,9 @@
 Credentials and endpoint come only from boto3's own chain: ``AWS_ENDPOINT_URL``
 (or ``AWS_ENDPOINT_URL_S3``), ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
 ``AWS_PROFILE`` and the shared config files, instance roles. Nothing of it
-is ever written to the ledger.
+is ever written to the ledger. Clients are cached per process, timeout and
+*that chain's variables* (endpoint, keys, profile, region): a process whose
+environment changes gets a client for the new store, never the old one.
 
 boto3 is imported lazily: without it ``s3://`` links go over public HTTPS
 (see ``registry``) and listing a bucket raises ``MissingExtraError``.
@@ -11,6 +13,9 @@ boto3 is imported lazily: without it ``s3://`` links go over public HTTPS
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -33,10 +38,23 @@ _CHECKSUM_FIELDS = {
 }
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchVersion"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "AllAccessDisabled"}
-_BUSY = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
+_BUSY = {
+    "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling", "ThrottlingException",
+    "RequestLimitExceeded", "TooManyRequests", "RequestThrottled", "RequestTimeTooSkewed", "OperationAborted",
+}  # fmt: skip
+# boto3's own chain: a client is bound to what these said when it was made
+_CHAIN_VARIABLES = (
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+)  # fmt: skip
+
+# one PutObject (with Content-MD5) up to this size; multipart above it
+SMALL_UPLOAD = 8 * 1024 * 1024
+SDK_ATTEMPTS = 3  # botocore's own tries of a request, before dlengine's retry with backoff
 
 _lock = threading.Lock()
-_clients: dict[float, Any] = {}
+_clients: dict[tuple[float, bytes], Any] = {}
+_transfers: dict[bytes, Any] = {}
 
 
 def available() -> bool:
@@ -48,11 +66,38 @@ def available() -> bool:
 
 
 def client(timeout: float = 60.0) -> Any:
-    """One boto3 S3 client per process and timeout (clients are thread-safe)."""
+    """One boto3 S3 client per process, timeout and credential chain
+    (clients are thread-safe)."""
     with _lock:
-        if timeout not in _clients:
-            _clients[timeout] = _new_client(timeout)
-        return _clients[timeout]
+        return _client_locked(timeout, _chain())
+
+
+def transfer_manager() -> Any:
+    """One s3transfer manager per process (and chain) for multipart
+    uploads: its bounded thread pools live as long as the process. boto3's
+    ``upload_file`` builds a manager, and starts its threads, on every call:
+    a thread per object (and a worker froze in ``Thread.start`` once, see
+    docs/scale-out.md)."""
+    chain = _chain()
+    with _lock:
+        if chain not in _transfers:
+            from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+            config = TransferConfig(multipart_threshold=SMALL_UPLOAD, multipart_chunksize=SMALL_UPLOAD)
+            _transfers[chain] = create_transfer_manager(_client_locked(60.0, chain), config)
+        return _transfers[chain]
+
+
+def _chain() -> bytes:
+    """A digest of the chain's variables (the cache key; no secret kept in clear)."""
+    values = "\0".join(os.environ.get(name, "\1") for name in _CHAIN_VARIABLES)
+    return hashlib.sha256(values.encode()).digest()
+
+
+def _client_locked(timeout: float, chain: bytes) -> Any:
+    if (timeout, chain) not in _clients:
+        _clients[(timeout, chain)] = _new_client(timeout)
+    return _clients[(timeout, chain)]
 
 
 def _new_client(timeout: float) -> Any:
@@ -65,7 +110,7 @@ def _new_client(timeout: float) -> Any:
         connect_timeout=timeout,
         read_timeout=timeout,
         max_pool_connections=64,
-        retries={"mode": "standard", "max_attempts": 3},
+        retries={"mode": "standard", "max_attempts": SDK_ATTEMPTS},
         # dlengine hashes the bytes itself; do not hash them twice
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -82,8 +127,13 @@ def translated(what: str) -> AbstractContextManager[None]:
 def translate(exc: BaseException, what: str) -> errors.DlengineError | None:
     """botocore's exceptions -> dlengine's error classes (the one place);
     None for exceptions that are not the SDK's or the network's."""
+    from boto3.exceptions import S3UploadFailedError
     from botocore import exceptions as bx
 
+    inner = exc.__cause__ or exc.__context__
+    if isinstance(exc, S3UploadFailedError) and inner is not None:
+        # boto3 raises it while handling the ClientError (5xx, SlowDown): classify that
+        return translate(inner, what)
     if isinstance(exc, bx.ClientError):
         return _client_error(exc, what)
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
@@ -160,11 +210,19 @@ class S3Source:
         return ReadableStream(response["Body"], _info(request.key, response), offset, translated)
 
     def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
-        """Store a verified local file as ``key`` (multipart when large),
-        with ``metadata`` (x-amz-meta-*) when given."""
-        extra = {"Metadata": metadata} if metadata else None
+        """Store a verified local file as ``key``, with ``metadata``
+        (x-amz-meta-*) when given: one PutObject carrying Content-MD5 (the
+        store checks the bytes) up to ``SMALL_UPLOAD``, multipart through
+        the process's one transfer manager above it."""
+        extra: dict[str, Any] = {"Metadata": metadata} if metadata else {}
         with translated(self.link(key)):
-            client().upload_file(str(path), self.bucket, key, ExtraArgs=extra)
+            if path.stat().st_size <= SMALL_UPLOAD:
+                if md5_hex:
+                    extra["ContentMD5"] = base64.b64encode(bytes.fromhex(md5_hex)).decode("ascii")
+                with path.open("rb") as body:
+                    client().put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+            else:
+                transfer_manager().upload(str(path), self.bucket, key, extra_args=extra or None).result()
 
     def metadata(self, key: str) -> dict[str, str] | None:
         """The user metadata of a stored object; None if there is no such key."""
