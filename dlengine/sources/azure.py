@@ -188,13 +188,26 @@ class AzureSource:
                 return AzureStream(None, ObjectInfo(key=request.key, etag=request.if_none_match), 0, True)
         return AzureStream(downloader, _info(request.key, downloader.properties), request.offset)
 
-    def upload(self, key: str, path: Path, md5_hex: str | None = None) -> None:
-        """Store a verified local file as ``key``, with its Content-MD5."""
+    def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
+        """Store a verified local file as ``key``, with its Content-MD5 and
+        ``metadata`` when given (Azure's names are C# identifiers: ``-`` is
+        stored as ``_``, and ``metadata()`` turns it back)."""
         from azure.storage.blob import ContentSettings
 
         settings = ContentSettings(content_md5=bytearray.fromhex(md5_hex)) if md5_hex else None
+        stored = {k.replace("-", "_"): v for k, v in metadata.items()} if metadata else None
         with translated(self.link(key)), open(path, "rb") as data:
-            self._blob(key).upload_blob(data, overwrite=True, content_settings=settings, max_concurrency=4)
+            blob = self._blob(key)
+            blob.upload_blob(data, overwrite=True, content_settings=settings, metadata=stored, max_concurrency=4)
+
+    def metadata(self, key: str) -> dict[str, str] | None:
+        """The metadata of a stored blob (``_`` read as ``-``); None if there is no such blob."""
+        try:
+            with translated(self.link(key)):
+                props = self._blob(key).get_blob_properties()
+        except errors.SourceNotFoundError:
+            return None
+        return {str(k).lower().replace("_", "-"): str(v) for k, v in (props.metadata or {}).items()}
 
     def delete(self, key: str) -> None:
         with translated(self.link(key)):

@@ -141,10 +141,22 @@ class GCSSource:
                 reader.seek(offset)
         return ReadableStream(reader, info, offset, translated)
 
-    def upload(self, key: str, path: Path, md5_hex: str | None = None) -> None:
-        """Store a verified local file as ``key``."""
+    def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
+        """Store a verified local file as ``key``, with ``metadata`` (the
+        blob's custom metadata) when given."""
+        blob = client().bucket(self.bucket).blob(key)
+        if metadata:
+            blob.metadata = metadata
         with translated(self.link(key)):
-            client().bucket(self.bucket).blob(key).upload_from_filename(str(path), checksum="md5")
+            blob.upload_from_filename(str(path), checksum="md5")
+
+    def metadata(self, key: str) -> dict[str, str] | None:
+        """The custom metadata of a stored blob; None if there is no such blob."""
+        try:
+            blob = self._blob(key, 60.0)
+        except errors.SourceNotFoundError:
+            return None
+        return {str(k).lower(): str(v) for k, v in (blob.metadata or {}).items()}
 
     def delete(self, key: str) -> None:
         with translated(self.link(key)):

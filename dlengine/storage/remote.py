@@ -6,6 +6,12 @@ provider is aws, gcp or azure. How a user fills an S3-compatible store
 Objects are downloaded and verified in the mountpath's work file as usual,
 then uploaded through the provider's SDK; only then are they done. The
 catalog records them with the bucket's URI as their "mountpath".
+
+Every upload carries its origin (source link digest, ETag, size) as the
+object's metadata (S3 ``x-amz-meta-*``, GCS custom metadata, Azure blob
+metadata), so an upload whose outcome never reached the ledger (a killed
+supervisor, a lost Dask batch) is recognised by the next attempt with one
+HEAD each side (``work.already_stored``) instead of a second download.
 """
 
 from __future__ import annotations
@@ -32,20 +38,15 @@ class CloudBucket:
     def put(
         self, name: str, path: Path, checksum: tuple[str, str] | None, origin: dict[str, str] | None = None
     ) -> None:
-        """Upload ``path`` as ``name``; S3 keeps ``origin`` as its metadata."""
+        """Upload ``path`` as ``name``, keeping ``origin`` as its metadata."""
         md5 = checksum[1] if checksum and checksum[0] == "md5" else None
-        if origin and self.uri.startswith("s3://"):
-            self._source.upload(name, path, md5, metadata=origin)
-        else:
-            self._source.upload(name, path, md5)
+        self._source.upload(name, path, md5, metadata=origin)
 
     def origin(self, name: str) -> dict[str, str] | None:
         """What a stored object records of its source (``put``'s ``origin``);
-        None when it is not there or the store keeps no such metadata."""
-        if not self.uri.startswith("s3://"):
-            return None
+        None when it is not there (or holds no metadata)."""
         held: dict[str, str] | None = self._source.metadata(name)
-        return held
+        return held or None
 
 
 def target_for(task: Task) -> CloudBucket | None:
