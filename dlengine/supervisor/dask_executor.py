@@ -10,10 +10,19 @@ the job's cloud bucket, and the outcomes come back as the future's result.
 Only this thread touches SQLite: it reports outcomes with ``claims.report``
 and renews the leases of everything on the cluster every second.
 
-- A worker that dies: the scheduler runs its tasks again elsewhere; a future
-  that ends in an error anyway (``KilledWorker``, lost) returns its rows to
-  pending as a transient error (an object that keeps killing workers fails
-  after ``max_attempts``).
+- A worker that dies: the scheduler runs its tasks again elsewhere. The
+  batch marks itself started on the scheduler (task metadata), so a run
+  that finds the mark is a re-execution: its objects count one more attempt
+  and check the destination first (``work.already_stored``): what the dead
+  worker uploaded is not fetched again. A future that ends in an error
+  anyway (``KilledWorker``, lost) returns its rows to pending as a
+  transient error (an object that keeps killing workers fails after
+  ``max_attempts``).
+- Every batch has a deadline (``batch_deadline``: its objects, the job's
+  timeout, doubled per attempt). Past it the future is cancelled and its
+  rows go back to pending with the attempt counted: a worker that hangs
+  (a deadlock, a stopped process, a store that never answers) cannot hold
+  a job for ever.
 - A supervisor that dies: its rows go back to pending on restart; what its
   orphaned tasks uploaded meanwhile is recognised by the object's metadata
   (``work.already_stored``) and not fetched again.
@@ -30,16 +39,18 @@ with a ``MissingExtraError`` that names ``dlengine[dask]``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import shutil
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -60,6 +71,12 @@ EXTRA = "pip install 'dlengine[dask]'"
 SCHEME = "dask://"
 RENEW_INTERVAL = 1.0
 BATCHES_PER_SLOT = 2  # one running, one waiting on each Dask thread
+BATCH_OBJECTS = 128  # rows per batch at least: the scheduler's and supervisor's cost is per batch
+DEADLINE_BASE = 2.0  # seconds a batch may take beyond its rounds of downloads (start-up, the scheduler)
+TIMEOUTS_PER_OBJECT = 2  # a round of downloads may take this many job timeouts (connect, stall)
+MIN_RATE = 1 << 20  # bytes/s a known size is allowed to go at, at the slowest
+STARTED = "dlengine-started"  # task metadata on the scheduler: batches that began running
+PRUNE_INTERVAL = 30.0
 POLL = 0.02
 SLICE_SECONDS = 0.25  # a token is this much of a job's rate
 BURST_SLICES = 2  # what an idle job's queue may save up
@@ -112,8 +129,12 @@ def connect(executor: str, timeout: float = 10.0) -> Any:
 def run_batch(tasks: list[Task], ctx: work.Context) -> list[Outcome]:
     """Run on a Dask worker: every task of one job through ``work.run_task``,
     in threads, the work files in a scratch directory removed afterwards
-    (the durable copy is the upload)."""
+    (the durable copy is the upload). A re-executed batch counts an attempt
+    more, so each object checks the destination before fetching."""
     worker = _worker()
+    _warn_profiler()
+    if worker is not None and _started_before(worker):
+        tasks = [replace(t, attempts=t.attempts + 1) for t in tasks]
     local_dir = str(worker.local_directory) if worker is not None else None
     scratch = Path(tempfile.mkdtemp(prefix="dlengine-", dir=local_dir))
     try:
@@ -136,6 +157,44 @@ def _download_pool(size: int) -> ThreadPoolExecutor:
         if size not in _pools:
             _pools[size] = ThreadPoolExecutor(size, thread_name_prefix="dl")
         return _pools[size]
+
+
+_warned: list[bool] = []
+
+
+def _warn_profiler() -> None:
+    """Once per worker process: its profiler calls ``sys._current_frames``,
+    which deadlocks against ``Thread.start`` in CPython 3.11.0-3.11.8 and
+    3.12.0-3.12.2 (gh-106883): a worker hung that way once held a job."""
+    if _warned or not profiler_deadlocks(sys.version_info[:3]):
+        return
+    _warned.append(True)
+    import dask
+
+    if dask.config.get("distributed.worker.profile.enabled", True):
+        log.warning(
+            "Python %s can deadlock with the Dask worker profiler (gh-106883): "
+            "set DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False on the workers",
+            ".".join(map(str, sys.version_info[:3])),
+        )
+
+
+def profiler_deadlocks(version: tuple[int, ...]) -> bool:
+    """The CPython versions of gh-106883 (fixed in 3.11.9, 3.12.3, 3.13)."""
+    return (3, 11, 0) <= version < (3, 11, 9) or (3, 12, 0) <= version < (3, 12, 3)
+
+
+def _started_before(worker: Any) -> bool:
+    """Whether this task ran before (on a worker that died): the mark is
+    set on the scheduler when a batch starts; two round trips per batch."""
+    key = worker.get_current_task()
+    if key is None:
+        return False
+    client = worker.client
+    if client.get_metadata([STARTED, key], None) is not None:
+        return True
+    client.set_metadata([STARTED, key], 1)
+    return False
 
 
 def _worker() -> Any:
@@ -235,6 +294,28 @@ class Meter:
         return owed if room > 0 else 0.0  # full: what was not taken is lost
 
 
+@dataclass
+class Batch:
+    """Rows on the cluster as one Dask task, and when to give up on it."""
+
+    tasks: list[Task]
+    deadline: float  # time.monotonic()
+
+
+def batch_deadline(tasks: list[Task], threads: int, default_timeout: float) -> float:
+    """Seconds a batch may take from submission: its rounds of ``threads``
+    downloads, each allowed ``TIMEOUTS_PER_OBJECT`` job timeouts plus its
+    known bytes at ``MIN_RATE``; times ``BATCHES_PER_SLOT`` (it may wait
+    behind another batch), doubled per attempt (an object that is merely
+    slow gets through; a hang does not hold the job)."""
+    timeout = max(t.timeout or default_timeout for t in tasks)
+    rounds = math.ceil(len(tasks) / max(1, threads))
+    largest = max((t.size or 0) for t in tasks) / MIN_RATE
+    per_round = TIMEOUTS_PER_OBJECT * timeout + largest
+    attempts = max(t.attempts for t in tasks)
+    return float(BATCHES_PER_SLOT * (DEADLINE_BASE + rounds * per_round) * 2 ** min(max(0, attempts - 1), 6))
+
+
 class DaskExecutor(threading.Thread):
     """The supervisor's side: claim, submit batches, report, renew."""
 
@@ -246,7 +327,9 @@ class DaskExecutor(threading.Thread):
         self.stop = stop
         self.owner = f"{os.uname().nodename}:dask:{secrets.token_hex(4)}"
         self.error: str | None = None
-        self._inflight: dict[Any, list[Task]] = {}  # future -> its tasks
+        self._inflight: dict[Any, Batch] = {}  # future -> its rows
+        self._tag = secrets.token_hex(4)  # in every task key of this supervisor
+        self._next_prune = time.monotonic() + PRUNE_INTERVAL
         self._headers: dict[str, dict[str, str]] = {}
         self._meter = Meter(client)
         self._slots = (0, 0.0)  # (threads on the cluster, when asked)
@@ -267,6 +350,7 @@ class DaskExecutor(threading.Thread):
         next_renew = 0.0
         while not self.stop.is_set():
             self._collect(conn)
+            self._expire(conn)
             if time.monotonic() >= next_renew:
                 self._renew(conn)
                 next_renew = time.monotonic() + RENEW_INTERVAL
@@ -278,7 +362,7 @@ class DaskExecutor(threading.Thread):
         done = [f for f in self._inflight if f.done()]
         outcomes: list[Outcome] = []
         for future in done:
-            outcomes += self._outcomes(future, self._inflight.pop(future))
+            outcomes += self._outcomes(future, self._inflight.pop(future).tasks)
         if outcomes:
             for job_id in claims.report(conn, self.owner, outcomes):
                 log.info("job %s finished", job_id)
@@ -297,37 +381,76 @@ class DaskExecutor(threading.Thread):
         ctx = self._context(tasks[0].job_id)
         return [work.failure(t, DaskTaskLost(f"Dask task lost: {reason}"), ctx) for t in tasks]
 
+    def _expire(self, conn: sqlite3.Connection) -> None:
+        """Batches past their deadline: cancelled, their rows back to
+        pending with the attempt counted (a late upload of theirs is
+        recognised by the next attempt)."""
+        now = time.monotonic()
+        late = [f for f, batch in self._inflight.items() if batch.deadline <= now]
+        outcomes: list[Outcome] = []
+        for future in late:
+            tasks = self._inflight.pop(future).tasks
+            future.cancel()
+            log.warning("Dask task %s of %d object(s) passed its deadline: cancelled", future.key, len(tasks))
+            ctx = self._context(tasks[0].job_id)
+            lost = DaskTaskLost("the Dask batch passed its deadline (a worker hung or died): cancelled")
+            outcomes += [work.failure(t, lost, ctx) for t in tasks]
+        if outcomes:
+            claims.report(conn, self.owner, outcomes)
+        if now >= self._next_prune:
+            self._prune_marks()
+            self._next_prune = now + PRUNE_INTERVAL
+
+    def _prune_marks(self) -> None:
+        """Forget the start marks of this supervisor's batches that are no
+        longer on the cluster (a lost mark only costs a re-run its check)."""
+        marks = self.client.get_metadata([STARTED], {})
+        live = {str(f.key) for f in self._inflight}
+        mine = f"dlengine-{self._tag}-"
+        kept = {k: v for k, v in marks.items() if not str(k).startswith(mine) or k in live}
+        if len(kept) < len(marks):
+            self.client.set_metadata([STARTED], kept)
+
     def _renew(self, conn: sqlite3.Connection) -> None:
         aborted = claims.renew(conn, self.owner, self.settings.lease_seconds, {})
         if not aborted:
             return
-        stopped = [f for f, tasks in self._inflight.items() if all(t.id in aborted for t in tasks)]
+        stopped = [f for f, batch in self._inflight.items() if all(t.id in aborted for t in batch.tasks)]
         outcomes = []
         for future in stopped:
             future.cancel()
-            outcomes += [Outcome(t.id, ObjectState.ABORTED, error="aborted") for t in self._inflight.pop(future)]
+            tasks = self._inflight.pop(future).tasks
+            outcomes += [Outcome(t.id, ObjectState.ABORTED, error="aborted") for t in tasks]
         claims.report(conn, self.owner, outcomes)
 
     def _limited(self) -> dict[str, int]:
-        return {t.job_id: t.bytes_per_hour for ts in self._inflight.values() for t in ts if t.bytes_per_hour > 0}
+        limited = (t for batch in self._inflight.values() for t in batch.tasks if t.bytes_per_hour > 0)
+        return {t.job_id: t.bytes_per_hour for t in limited}
 
     def _hand_out(self, conn: sqlite3.Connection) -> int:
-        room = self._capacity() - sum(len(ts) for ts in self._inflight.values())
+        room = self._capacity() - sum(len(batch.tasks) for batch in self._inflight.values())
         tasks: list[Task] = []
         for mountpath_id in self.mountpath_ids:
             if room - len(tasks) > 0:
                 tasks += claims.claim(conn, mountpath_id, self.owner, room - len(tasks), self.settings.lease_seconds)
         tasks = self._refuse(conn, tasks)
-        for batch in _batches(tasks, self.settings.threads_per_worker):
+        for batch in _batches(tasks, self._batch_size()):
             self._submit(conn, batch)
         return len(tasks)
+
+    def _batch_size(self) -> int:
+        """Rows per batch: a multiple of the worker's download threads, at
+        least ``BATCH_OBJECTS`` (what a batch costs the supervisor and the
+        scheduler is mostly per batch, see docs/scale-out.md)."""
+        threads = max(1, self.settings.threads_per_worker)
+        return threads * math.ceil(BATCH_OBJECTS / threads)
 
     def _capacity(self) -> int:
         count, asked = self._slots
         if time.monotonic() - asked > 2.0:
             count = sum(self.client.nthreads().values())
             self._slots = (count, time.monotonic())
-        return max(1, count) * BATCHES_PER_SLOT * self.settings.threads_per_worker
+        return max(1, count) * BATCHES_PER_SLOT * self._batch_size()
 
     def _refuse(self, conn: sqlite3.Connection, tasks: list[Task]) -> list[Task]:
         """Rows of jobs into local disk fail their job, with the reason."""
@@ -339,9 +462,10 @@ class DaskExecutor(threading.Thread):
 
     def _submit(self, conn: sqlite3.Connection, batch: list[Task]) -> None:
         ctx = self._context(batch[0].job_id, conn)
-        key = f"dlengine-{batch[0].job_id}-{batch[0].id}-{secrets.token_hex(3)}"
+        key = f"dlengine-{self._tag}-{batch[0].job_id}-{batch[0].id}-{secrets.token_hex(3)}"
         future = self.client.submit(run_batch, batch, ctx, key=key, pure=False, retries=0)
-        self._inflight[future] = batch
+        seconds = batch_deadline(batch, self.settings.threads_per_worker, self.settings.default_timeout)
+        self._inflight[future] = Batch(batch, time.monotonic() + seconds)
 
     def _context(self, job_id: str, conn: sqlite3.Connection | None = None) -> work.Context:
         if conn is not None and job_id not in self._headers:
@@ -364,6 +488,10 @@ class DaskExecutor(threading.Thread):
             future.cancel()
         self._inflight.clear()
         claims.recover(conn)
+        try:
+            self._prune_marks()
+        except Exception:  # the scheduler may be the reason we stop
+            log.debug("could not prune the start marks", exc_info=True)
 
 
 def _job_headers(conn: sqlite3.Connection, settings: Settings, job_id: str) -> dict[str, str]:
