@@ -424,8 +424,10 @@ class DaskExecutor(threading.Thread):
         claims.report(conn, self.owner, outcomes)
 
     def _limited(self) -> dict[str, int]:
-        limited = (t for batch in self._inflight.values() for t in batch.tasks if t.bytes_per_hour > 0)
-        return {t.job_id: t.bytes_per_hour for t in limited}
+        """Limited jobs on the cluster (a batch is one job's: its first row
+        speaks for it, so a loop costs per batch, not per row)."""
+        firsts = (batch.tasks[0] for batch in self._inflight.values())
+        return {t.job_id: t.bytes_per_hour for t in firsts if t.bytes_per_hour > 0}
 
     def _hand_out(self, conn: sqlite3.Connection) -> int:
         room = self._capacity() - sum(len(batch.tasks) for batch in self._inflight.values())
