@@ -1,4 +1,4 @@
-.PHONY: install test lint bench
+.PHONY: install test lint bench bench-datapath
 
 install:
 	python3 -m pip install -e '.[test]'
@@ -13,3 +13,7 @@ lint:
 
 bench:
 	python3 bench/bench.py
+
+# dlengine's HTTP data path against rclone and aria2c (needs root: network namespaces)
+bench-datapath:
+	python3 bench/datapath.py

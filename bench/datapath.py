@@ -43,7 +43,7 @@ file is kept); ``--json`` writes every sample.
 
 Usage (from the repository root, as root: namespaces need it)::
 
-    python3 bench/datapath.py --label before          # full run, ~15 min on 2 cores
+    python3 bench/datapath.py --label before          # full run, 15-25 min on 2 busy cores
     python3 bench/datapath.py --quick --no-results    # < 2 min, smaller sizes
     python3 bench/datapath.py --only small,wan-small --reps 5
     python3 bench/datapath.py --small 20000x4KiB --delay-ms 50 --loss 0.5
@@ -696,7 +696,7 @@ ARIA2C_FLAGS = (
 PEER_COMMANDS = {
     "rclone": "rclone copy --http-url URL :http:DIR OUT --transfers 16",
     "aria2c": "aria2c -i URLS -d OUT " + " ".join(ARIA2C_FLAGS),
-    "dlengine": "dlengine submit --no-start job.json (range job); timed: dlengine run --quiet",
+    "dlengine": "dlengine submit --no-start job.json` (a range job, untimed), then `dlengine run --quiet` (timed)",
 }
 
 
@@ -817,6 +817,8 @@ def split_table(bench: Bench, workloads: list[Workload]) -> list[str]:
 def git_revision() -> str:
     rev = run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], check=False).stdout.strip()
     dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], check=False).stdout
+    if not rev:
+        return "(revision unknown: not a git checkout)"
     return rev[:100] + (" + uncommitted changes" if dirty.strip() else "")
 
 
@@ -845,6 +847,7 @@ def report(bench: Bench, workloads: list[Workload], started: dt.datetime, elapse
         f"- WAN: {wan}",
         f"- peers: {first_line(['rclone', 'version'])}; {first_line(['aria2c', '--version'])}",
         *(f"- {tool}: `{cmd}`" for tool, cmd in PEER_COMMANDS.items()),
+        "- WAN workloads: every client command runs in the client namespace (`ip netns exec`), nginx in the other",
         "- each figure: median wall time (process start to exit) of the reps; ratio = peer s / dlengine s "
         "(> 1: dlengine faster), in brackets the range of per-rep ratios (adjacent runs); CPU = user + system "
         "of the whole process tree; `sync` and a wait for a quiet machine before every run",
