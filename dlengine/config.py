@@ -29,6 +29,8 @@ _KNOBS: dict[str, tuple[str, Any]] = {
     "max_attempts": ("DLENGINE_ATTEMPTS", 5),
     "fsync": ("DLENGINE_FSYNC", True),  # durability; off only for benchmarks
     "chunk_size": ("DLENGINE_CHUNK", 1 << 20),
+    "max_object_size": ("DLENGINE_MAX_OBJECT_SIZE", 1 << 40),  # bytes; larger objects fail, endless bodies are cut
+    "min_rate": ("DLENGINE_MIN_RATE", 1024),  # bytes/s over the timeout window; slower is a stall (0 = off)
     "executor": ("DLENGINE_EXECUTOR", "local"),  # or dask://HOST:PORT (supervisor/dask_executor.py)
 }
 
@@ -45,6 +47,8 @@ class Settings:
     max_attempts: int
     fsync: bool
     chunk_size: int
+    max_object_size: int = 1 << 40
+    min_rate: int = 1024
     executor: str = "local"
 
     @property
@@ -84,6 +88,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "linger_seconds": (0, 7 * 86400),
     "max_attempts": (1, 1000),
     "chunk_size": (4096, 1 << 30),
+    "max_object_size": (1, 1 << 60),
+    "min_rate": (0, 1 << 40),
 }
 
 

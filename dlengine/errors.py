@@ -23,6 +23,7 @@ What a worker does with an error is decided by its branch::
     │   ├── SourceHTTPError        other 4xx
     │   ├── TLSError
     │   ├── RedirectError
+    │   ├── ObjectTooLargeError    above DLENGINE_MAX_OBJECT_SIZE
     │   └── UnsafeNameError
     └── FatalError                         stop the whole job with the reason
         ├── DiskFullError
@@ -222,6 +223,13 @@ class TLSError(PermanentError):
 class RedirectError(PermanentError):
     code = ErrorCode.REDIRECT
     default_message = "too many redirects"
+
+
+class ObjectTooLargeError(PermanentError):
+    """The object is (or is declared) larger than the maximum object size."""
+
+    code = ErrorCode.SIZE
+    default_message = "the object is larger than the maximum object size"
 
 
 class UnsafeNameError(PermanentError, ValueError):

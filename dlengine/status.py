@@ -1,4 +1,7 @@
-"""Job status objects: AIStore's fields plus dlengine's own (SPEC §2)."""
+"""Job status objects: AIStore's fields plus dlengine's own (SPEC §2).
+
+Links, errors and the spec go through ``redact``: a status (CLI, API) never
+shows a signed link's signature, token or password."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
+from dlengine.redact import redact
 
 
 def iso(ts: float | None) -> str | None:
@@ -16,16 +20,20 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _hide(text: str | None) -> str | None:
+    return redact(text) if text else text
+
+
 def summary(job: JobRecord) -> dict[str, Any]:
     """The counters of one job, straight from its record (cheap)."""
     return {
         "id": job.id,
         "type": job.type,
-        "description": job.description,
+        "description": _hide(job.description),
         "bucket": {"name": job.bucket, "provider": job.provider, "namespace": job.namespace},
         "state": job.state,
         "aborted": job.state == "aborted",
-        "error": job.error,
+        "error": _hide(job.error),
         "created_time": iso(job.created_time),
         "started_time": iso(job.started_time),
         "finished_time": iso(job.finished_time),
@@ -67,10 +75,10 @@ def full(ledger: Ledger, job: JobRecord, *, tasks_limit: int = 1000) -> dict[str
         for o in ledger.objects(job.seq, ("done", "skipped"), tasks_limit, newest_first=True)
     ]
     status["download_errors"] = [
-        {"name": o.name, "link": o.link, "error": o.error, "code": o.error_code}
+        {"name": o.name, "link": _hide(o.link), "error": _hide(o.error), "code": o.error_code}
         for o in ledger.objects(job.seq, ("failed",), tasks_limit)
     ]
     # dlengine's own: every failed object counted by ErrorCode ("" = unknown)
     status["errors_by_code"] = ledger.failures_by_code(job.seq)
-    status["spec"] = json.loads(job.spec)
+    status["spec"] = json.loads(redact(job.spec))
     return status

@@ -32,7 +32,7 @@ from dlengine import errors
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.sources.base import ObjectInfo, Request, Source, Stream
-from dlengine.storage import durable, layout
+from dlengine.storage import durable, layout, space
 
 Progress = Callable[[int, "int | None"], None]
 Throttle = Callable[[int], None]
@@ -243,6 +243,7 @@ def _receive(
     if check is None and kept and kept.check and kept.check[0] in _HASHERS and stream.offset > 0:
         check = kept.check  # a 206 (same version) carries no Content-MD5; the first answer did
     hasher = _HASHERS[check[0]]() if check else None
+    space.check_free_space(job.mountpath, None if stream.info.size is None else stream.info.size - stream.offset)
     mode = "r+b" if stream.offset > 0 else "wb"
     with _open_part(part, mode) as out:
         if stream.offset > 0:

@@ -28,6 +28,7 @@ from dlengine.errors import (
     SupervisorError,
     SupervisorRunning,
 )
+from dlengine.redact import install_log_redaction
 from dlengine.spec import load_job
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -141,6 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     level = logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    install_log_redaction()
     supervisor = Supervisor(_with_executor(args), linger=args.linger)
     supervisor.install_signal_handlers()
     try:
@@ -155,6 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     level = logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    install_log_redaction()
     try:
         return serve(_with_executor(args), args.listen, args.token_file)
     except SupervisorRunning as exc:

@@ -11,6 +11,7 @@ from dlengine.ledger.db import write
 from dlengine.ledger.jobs import abort_queued, finish_jobs
 from dlengine.ledger.models import Outcome, StoredInfo, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
+from dlengine.redact import redact
 
 # Jobs with the fewest running objects first, then the oldest: concurrent
 # jobs share the download threads, so a slow (e.g. rate-limited) job cannot
@@ -141,13 +142,13 @@ def report(conn: sqlite3.Connection, owner: str, outcomes: Sequence[Outcome]) ->
 
 def _apply(conn: sqlite3.Connection, owner: str, out: Outcome, now: float) -> int | None:
     if out.state is ObjectState.PENDING:
-        back = (out.error, _code(out), out.next_try, int(out.release), out.task_id, owner)
+        back = (_error(out), _code(out), out.next_try, int(out.release), out.task_id, owner)
         row = conn.execute(_RETRY_SQL, back).fetchone()
         return None if row is None else int(row[0])
     size = out.size if out.state in (ObjectState.DONE, ObjectState.SKIPPED) else None
     params = (
         out.state.value, out.size, size, out.etag, out.version, out.checksum,
-        out.last_modified, out.error, _code(out), now, out.task_id, owner,
+        out.last_modified, _error(out), _code(out), now, out.task_id, owner,
     )  # fmt: skip
     row = conn.execute(_FINAL_SQL, params).fetchone()
     if row is None:
@@ -155,6 +156,11 @@ def _apply(conn: sqlite3.Connection, owner: str, out: Outcome, now: float) -> in
     if out.state is ObjectState.DONE:
         conn.execute(_CATALOG_SQL, (out.mountpath, now, out.task_id))
     return int(row[0])
+
+
+def _error(out: Outcome) -> str | None:
+    """The error text as stored: a signed link's secrets never reach the ledger."""
+    return redact(out.error) if out.error else out.error
 
 
 def _code(out: Outcome) -> str | None:
@@ -167,7 +173,7 @@ def _stop_job(conn: sqlite3.Connection, seq: int, reason: str, now: float) -> No
         "UPDATE jobs SET state = 'aborted', error = ?, finished_time = ?"
         f" WHERE seq = ? AND state IN {ACTIVE_JOB_STATES!r}"
     )
-    conn.execute(sql, (reason, now, seq))
+    conn.execute(sql, (redact(reason), now, seq))
     abort_queued(conn, seq, now)
 
 

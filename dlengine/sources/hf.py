@@ -45,7 +45,14 @@ import urllib3
 
 from dlengine import errors
 from dlengine.sources.base import ObjectInfo, Request, Stream
-from dlengine.sources.http import HTTPSource, HTTPStream, conditional_headers, parse_retry_after, translate
+from dlengine.sources.http import (
+    HTTPSource,
+    HTTPStream,
+    conditional_headers,
+    guarded_pool_manager,
+    parse_retry_after,
+    translate,
+)
 from dlengine.spec import hflink
 from dlengine.spec.names import is_secret_header
 
@@ -155,7 +162,7 @@ class HFSource:
     process: the urllib3 pools are thread-safe."""
 
     def __init__(self, pool_size: int = 16) -> None:
-        self._pool = urllib3.PoolManager(num_pools=16, maxsize=pool_size, block=False, retries=False)
+        self._pool = guarded_pool_manager(num_pools=16, maxsize=pool_size)
         self._cdn = HTTPSource(pool_size=pool_size)
 
     def stat(self, key: str, headers: Mapping[str, str] | None = None, timeout: float = 60.0) -> ObjectInfo:

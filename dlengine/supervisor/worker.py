@@ -23,6 +23,7 @@ from dlengine.config import Settings
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
+from dlengine.redact import install_log_redaction
 from dlengine.storage import durable, layout
 from dlengine.supervisor import work
 
@@ -259,6 +260,7 @@ def worker_main(settings: Settings, mountpath_id: int, mountpath: str, owner: st
     if os.getppid() != parent_pid:
         return  # the parent died before we could ask to die with it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(message)s")
+    install_log_redaction()
     worker = Worker(settings, mountpath_id, Path(mountpath), owner)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides

@@ -1,0 +1,92 @@
+"""Hiding the secrets a link or a message can carry.
+
+Signed links put their credential in the query (``X-Amz-Signature``,
+``X-Goog-Signature``, Azure SAS ``sig``, ``token=``...), and a link may
+carry ``user:password@``. Links end up in error messages, which the ledger
+keeps and status and logs print: ``redact`` is applied where they are
+stored and shown, so a secret never reaches the ledger's error text, a
+status or a log line. The link itself stays in the ledger's objects table
+(it is what gets downloaded), never in a message.
+
+Only the values go: ``?X-Amz-Signature=***&X-Amz-Expires=3600`` still says
+which kind of link it was and when it expires. Azure's ``se`` (expiry) and
+``sp`` (permissions) are not secrets and are kept for that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+__all__ = ["MASK", "RedactingFormatter", "install_log_redaction", "redact"]
+
+MASK = "***"
+
+# Query parameters whose value is a credential, by exact (lowercased) name...
+_SECRET_PARAMS = frozenset(
+    {
+        "sig",  # Azure SAS
+        "signature",  # CloudFront, generic
+        "key",  # Google APIs
+        "code",  # Azure Functions
+        "skoid",  # Azure user-delegation SAS: the key's fields
+        "sktid",
+        "sks",
+        "skv",
+        "ske",
+        "skt",
+        "policy",  # CloudFront custom policy (signed)
+        "awsaccesskeyid",  # S3 signature version 2
+    }
+)
+# ... or by a part of it (x-amz-signature, x-amz-credential,
+# x-amz-security-token, x-goog-signature, access_token, api_key, hmac...).
+_SECRET_PARTS = ("signature", "credential", "token", "secret", "password", "passwd", "apikey", "api_key", "auth")
+
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@'\"<>]+@")
+_QUERY_PARAM = re.compile(r"([?&;])([^=&;#\s'\"<>]+)=([^&;#\s'\"<>]*)")
+_AUTH_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|x-api-key)(\s*[:=]\s*)([^\r\n,'\"]+)")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential a link or a header line can carry
+    replaced by ``***``; idempotent, and cheap when there is nothing to hide."""
+    if not text:
+        return text
+    if "@" in text:
+        text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_param, text)
+    if ":" in text or "=" in text:
+        text = _AUTH_HEADER.sub(rf"\1\2{MASK}", text)
+    return _BEARER.sub(rf"\1 {MASK}", text)
+
+
+def _param(match: re.Match[str]) -> str:
+    lead, name, value = match.groups()
+    return f"{lead}{name}={MASK}" if value and is_secret_param(name) else match.group(0)
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a query parameter of this name carries a credential."""
+    lowered = name.lower()
+    return lowered in _SECRET_PARAMS or any(part in lowered for part in _SECRET_PARTS)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter whose every line (message, arguments, traceback) has
+    gone through ``redact``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Make every handler of ``logger`` (the root logger by default, once
+    ``logging.basicConfig`` has set it up) redact what it writes."""
+    for handler in (logger or logging.getLogger()).handlers:
+        current = handler.formatter or logging.Formatter()
+        if not isinstance(current, RedactingFormatter):
+            formatter = RedactingFormatter(current._fmt, current.datefmt)  # keep its format
+            handler.setFormatter(formatter)
