@@ -12,8 +12,9 @@ It speaks enough HTTP for resumable downloads: keep-alive, HEAD, single
 byte ranges (``N-``, ``N-M``, ``-K``) and 416, ``If-Range``, ``If-Match``,
 ``If-Unmodified-Since``, ``If-None-Match``, ``If-Modified-Since`` and an
 optional ``Content-MD5``.  Faults are injected per path with ``Fault``
-(status + Retry-After, reset after N bytes, stall, wrong MD5, ignored
-Range, throttled rate, delay), and every content byte written to a socket
+(status + Retry-After or Location, reset after N bytes, stall, wrong MD5,
+ignored Range or If-Range, throttled rate, a drip of single bytes, an
+endless body, a body longer than declared, delay), and every content byte written to a socket
 is counted, per path and per request, so tests can assert exactly how much
 was downloaded twice.
 
@@ -82,6 +83,8 @@ class Fault:
     """Answer this status (e.g. 503, 429, 404, 403, 408) with a short body."""
     retry_after: str | int | None = None
     """``Retry-After`` header sent with ``status``."""
+    location: str | None = None
+    """``Location`` header sent with ``status`` (a redirect)."""
     times: int | None = None
     """How many matching requests the fault applies to; 0/None = forever."""
     reset_after: int | None = None
@@ -95,6 +98,16 @@ class Fault:
     """Send a ``Content-MD5`` that does not match the content (200 answers)."""
     ignore_range: bool = False
     """Answer a ranged request with 200 and the whole body."""
+    ignore_if_range: bool = False
+    """Answer a ranged request with 206 even when ``If-Range`` names
+    another version (the bytes of the current one)."""
+    drip: float | None = None
+    """Send the body one byte at a time, sleeping this long before each."""
+    endless: bool = False
+    """Answer 200 without a Content-Length and send bytes until the client
+    goes away (a close-delimited body that never ends)."""
+    extra_bytes: int = 0
+    """Send this many bytes more than the Content-Length declares, then close."""
     rate: int | None = None
     """Throttle the body to this many bytes per second."""
     delay: float = 0.0
@@ -103,14 +116,14 @@ class Fault:
     """Only requests with these methods match (and count for ``times``)."""
 
     def __post_init__(self) -> None:
-        for name in ("times", "reset_after", "stall_after"):
+        for name in ("times", "reset_after", "stall_after", "extra_bytes"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"Fault.{name} must be >= 0, got {value}")
         if self.rate is not None and self.rate <= 0:
             raise ValueError(f"Fault.rate must be > 0, got {self.rate}")
-        if self.delay < 0 or self.stall_seconds < 0:
-            raise ValueError("Fault.delay and Fault.stall_seconds must be >= 0")
+        if self.delay < 0 or self.stall_seconds < 0 or (self.drip is not None and self.drip < 0):
+            raise ValueError("Fault.delay, Fault.stall_seconds and Fault.drip must be >= 0")
 
     def applies_to(self, method: str) -> bool:
         """Whether a request with this method matches the fault."""
@@ -472,6 +485,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         extra = {}
         if fault.retry_after is not None:
             extra["Retry-After"] = str(fault.retry_after)
+        if fault.location is not None:
+            extra["Location"] = fault.location
+        if fault.status in (204, 304):  # no body, by definition
+            self._send_headers(fault.status, extra)
+            return
         self._send_message(fault.status, "injected fault", extra, head)
 
     def _precondition_status(self, content: _Content) -> int | None:
@@ -496,7 +514,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _requested_range(self, content: _Content, fault: Fault) -> tuple[int, int] | None:
         header = self.headers.get("Range")
-        if header is None or fault.ignore_range or not self._if_range_holds(content):
+        if header is None or fault.ignore_range:
+            return None
+        if not fault.ignore_if_range and not self._if_range_holds(content):
             return None
         return _parse_range(header, content.size)
 
@@ -509,6 +529,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return _parse_http_date(value) == int(content.last_modified)
 
     def _send_content(self, content: _Content, fault: Fault, head: bool) -> None:
+        if fault.endless:
+            self._send_endless(content, head)
+            return
         headers = self._validators(content)
         headers["Accept-Ranges"] = "bytes"
         headers["Content-Type"] = "application/octet-stream"
@@ -526,8 +549,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{content.size}"
         headers["Content-Length"] = str(end - start)
         self._send_headers(200 if span is None else 206, headers)
-        if not head:
-            self._send_body(content, start, end, fault)
+        if head:
+            return
+        if fault.drip is not None:
+            self._drip(content, start, end, fault.drip)
+            return
+        self._send_body(content, start, end, fault)
+        if fault.extra_bytes:
+            self.send_views([memoryview(b"X" * fault.extra_bytes)])
+            self.close_connection = True
+
+    def _send_endless(self, content: _Content, head: bool) -> None:
+        """200, no length, ``Connection: close``, the content over and over."""
+        self.close_connection = True
+        headers = self._validators(content) | {"Content-Type": "application/octet-stream", "Connection": "close"}
+        self._send_headers(200, headers)
+        while not head and content.size and not self.server._stopping.is_set():
+            content.emit(self, 0, content.size)
+
+    def _drip(self, content: _Content, start: int, end: int, interval: float) -> None:
+        for pos in range(start, end):
+            if not self.server._sleep(interval):
+                self.close_connection = True
+                return
+            content.emit(self, pos, pos + 1)
 
     @staticmethod
     def _validators(content: _Content) -> dict[str, str]:

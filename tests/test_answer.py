@@ -114,7 +114,7 @@ def test_retry_after_is_kept() -> None:
 
 
 def test_a_declared_size_above_the_maximum_fails_at_once() -> None:
-    with pytest.raises(errors.ObjectTooLargeError, match="declares 1001 bytes, more than .* 1000 bytes") as caught:
+    with pytest.raises(errors.ObjectTooLargeError, match=r"declares 1001 bytes, more than .* 1000 bytes") as caught:
         interpret(Request(URL), 200, {"Content-Length": "1001"}, max_size=1000)
     assert caught.value.code is errors.ErrorCode.SIZE
     with pytest.raises(errors.ObjectTooLargeError):

@@ -18,6 +18,7 @@ with every HTTP client); this module drives urllib3 around it:
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 import time
@@ -267,6 +268,8 @@ def guarded_connection(
     hook does), and if every address was refused the denial is raised."""
     host, port = address
     host = host.strip("[]")
+    if _is_address(host):  # refused even where its address family cannot be resolved
+        egress.check_address(host)
     denied: errors.DlengineError | None = None
     failure: OSError | None = None
     for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM):
@@ -293,6 +296,14 @@ def guarded_connection(
     if denied is not None:
         raise denied
     raise OSError(f"getaddrinfo returned no address for {host!r}")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _new_conn(conn: HTTPConnection) -> socket.socket:

@@ -49,11 +49,16 @@ _SECRET_PARTS = (
 
 
 def normalize_link(link: str, field: str) -> str:
-    """A checked link; ``http://`` is added when it has no scheme.
+    r"""A checked link; ``http://`` is added when it has no scheme.
 
     Only http, https, s3, gs, az and hf are allowed. HTTP links to a
     link-local address (169.254.0.0/16, fe80::/10) are refused: that is
-    where cloud metadata services hand out credentials.
+    where cloud metadata services hand out credentials. So are a ``\`` in
+    the host part (parsers disagree on where such a host ends:
+    ``http://169.254.169.254\@127.0.0.1/`` is 127.0.0.1 to one and
+    169.254.169.254 to another) and ``user:password@`` (credentials belong
+    in a job's headers, which are kept out of the ledger). Downloads check
+    the address actually connected as well (``dlengine.net.egress``).
     """
     text = link.strip()
     if text == "":
@@ -100,6 +105,13 @@ def _with_scheme(text: str, field: str) -> str:
 
 def _check_http_host(link: str, field: str) -> None:
     parts = urlsplit(link)
+    if "\\" in parts.netloc:
+        raise SpecError(field, f"link {_show(_no_userinfo(link))} has a '\\' in its host part; refused")
+    if "@" in parts.netloc:
+        raise SpecError(
+            field,
+            f"link {_show(_no_userinfo(link))} carries user:password@; put credentials in the job's headers",
+        )
     host = parts.hostname or ""
     if host == "":
         raise SpecError(field, f"link {_show(link)} has no host")
@@ -112,6 +124,16 @@ def _check_http_host(link: str, field: str) -> None:
             field,
             f"link {_show(link)} points at a link-local address (the cloud metadata service); refused",
         )
+
+
+def _no_userinfo(link: str) -> str:
+    """``link`` without what precedes ``@`` in its authority (a password
+    must not be echoed in an error message either)."""
+    scheme, sep, rest = link.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return link
+    return f"{scheme}{sep}***@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 def _is_link_local(host: str) -> bool:
