@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dlengine import errors
-from dlengine.sources.answer import Answer, conditional_headers, content_range, interpret
+from dlengine.sources.answer import Answer, conditional_headers, content_range, interpret, parse_header_lines
 from dlengine.sources.base import Request
 
 URL = "http://127.0.0.1:1/o"
@@ -140,3 +140,31 @@ def test_content_range() -> None:
     assert content_range("bytes 5-9/*") == (5, 9, None)
     for bad in (None, "", "bytes */10", "bytes 5-4/10", "bytes 0-10/10", "items 0-1/2"):
         assert content_range(bad) is None
+
+
+def test_parse_header_lines_keeps_the_last_answer() -> None:
+    lines = [
+        b"HTTP/1.1 100 Continue\r\n",
+        b"\r\n",
+        b"HTTP/1.1 302 Found\r\n",
+        b"Location: /x\r\n",
+        b"\r\n",
+        b"HTTP/2 206\r\n",
+        b"Content-Range: bytes 100-999/1000\r\n",
+        b'ETag: "v1"\r\n',
+        b"X-Multi: a\r\n",
+        b"x-multi: b\r\n",
+        b"X-Folded: one\r\n",
+        b"\ttwo\r\n",
+        b"\r\n",
+    ]
+    status, reason, headers = parse_header_lines(lines)
+    assert (status, reason) == (206, "")
+    assert headers == {
+        "content-range": "bytes 100-999/1000",
+        "etag": '"v1"',
+        "x-multi": "a, b",
+        "x-folded": "one two",
+    }
+    assert interpret(RESUME, status, headers, reason).offset == 100
+    assert parse_header_lines(["HTTP/1.1 404 Not Found", "Content-Length: 0"])[:2] == (404, "Not Found")

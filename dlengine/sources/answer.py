@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -49,6 +49,7 @@ __all__ = [
     "conditional_headers",
     "content_range",
     "interpret",
+    "parse_header_lines",
     "parse_retry_after",
     "status_error",
     "total_size",
@@ -164,6 +165,31 @@ def _partial(request: Request, headers: Mapping[str, str]) -> Answer:
     if problem is not None:
         raise errors.SourceChangedError(f"{request.key}: HTTP 206 with {problem}; starting over from zero")
     return Answer(_info(request.key, headers, partial=True, offset=request.offset), request.offset)
+
+
+def parse_header_lines(lines: Iterable[bytes | str]) -> tuple[int, str, dict[str, str]]:
+    """(status, reason, headers with lowercase names) of the last answer in
+    raw header lines as a client hands them over (libcurl's header
+    callback: a status line, ``Name: value`` lines, a blank line; one block
+    per interim answer or redirect followed). Repeated headers are joined
+    with ``", "``; folded continuation lines are appended. A block without
+    a status line gives status 0."""
+    status, reason = 0, ""
+    headers: dict[str, str] = {}
+    for raw in lines:
+        line = (raw.decode("latin-1") if isinstance(raw, bytes) else raw).rstrip("\r\n")
+        if line.startswith("HTTP/"):
+            parts = line.split(None, 2)
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            reason, headers = (parts[2] if len(parts) > 2 else ""), {}
+        elif line[:1] in (" ", "\t") and headers:
+            last = next(reversed(headers))
+            headers[last] = f"{headers[last]} {line.strip()}"
+        elif ":" in line:
+            name, _, value = line.partition(":")
+            name, value = name.strip().lower(), value.strip()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return status, reason, headers
 
 
 def content_range(value: str | None) -> tuple[int, int, int | None] | None:
