@@ -4,7 +4,7 @@ local buckets. The CLI and the HTTP server both go through here."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from dlengine.config import Settings, load_settings
 from dlengine.errors import NotFoundError
 from dlengine.ledger import jobs
 from dlengine.ledger.ledger import Ledger
-from dlengine.ledger.models import NewJob
+from dlengine.ledger.models import NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.spec import JobSpec, JobType, dump_spec, iter_objects, load_job, object_count, parse_job
 from dlengine.spec.uri import parse_bucket_uri
@@ -49,39 +49,51 @@ class Client:
         """Validate and record a job; start a background supervisor unless
         ``start`` is False or one runs already. Returns the job id."""
         spec = _as_spec(job)
-        bucket = spec.bucket
-        if self.settings.remote_executor:
-            _check_executor(spec)
-        self._claim_mountpaths()
-        place = placer([str(p) for p in self.settings.mountpaths], bucket.uri())
+        self._check(spec)
+        place = placer([str(p) for p in self.settings.mountpaths], spec.bucket.uri())
         # range and backend jobs are filled in later, page by page, by the
         # supervisor's dispatcher: submitting stays O(1)
         later = spec.type in (JobType.RANGE, JobType.BACKEND)
         objects = iter(()) if later else ((o.name, o.link) for o in iter_objects(spec))
-        record = NewJob(
-            id=jobs.new_job_id(),
-            type=spec.type.value,
-            description=spec.description,
-            provider=bucket.provider.value,
-            namespace=bucket.namespace,
-            bucket=bucket.name,
-            spec=dump_spec(spec),
-            conns=spec.limits.connections,
-            bytes_per_hour=spec.limits.bytes_per_hour,
-            timeout=spec.timeout,
+        record = _new_job(spec)
+        total = object_count(spec) or 0
+        job_id = self._with_secrets(
+            spec, record, lambda: self.ledger.create_job(record, objects, place, dispatched=not later, total=total)
         )
+        if start:
+            _start_background(self.settings)
+        return job_id
+
+    def submit_listed(
+        self, spec: JobSpec, objects: Sequence[NewObject], *, cursor: str | None = None, dispatched: bool = True
+    ) -> str:
+        """Record a job whose objects were listed by the caller, some of
+        them already skipped (``listing.skip_unchanged``): finished at once
+        if nothing is left to download. Starts no supervisor: the caller
+        does when ``pending`` says there is work."""
+        self._check(spec)
+        place = placer([str(p) for p in self.settings.mountpaths], spec.bucket.uri())
+        record = _new_job(spec)
+        return self._with_secrets(
+            spec,
+            record,
+            lambda: self.ledger.create_listed_job(record, objects, place, cursor=cursor, dispatched=dispatched),
+        )
+
+    def _check(self, spec: JobSpec) -> None:
+        if self.settings.remote_executor:
+            _check_executor(spec)
+        self._claim_mountpaths()
+
+    def _with_secrets(self, spec: JobSpec, record: NewJob, create: Callable[[], str]) -> str:
         # secrets first: a worker claiming the first object must find them,
         # and a crash before the commit leaves an orphan file, not a job without them
         jobsecrets.save(self.settings.secrets_dir, record.id, spec.secret_headers)
         try:
-            total = object_count(spec) or 0
-            job_id = self.ledger.create_job(record, objects, place, dispatched=not later, total=total)
+            return create()
         except BaseException:
             jobsecrets.remove(self.settings.secrets_dir, record.id)
             raise
-        if start:
-            _start_background(self.settings)
-        return job_id
 
     def _claim_mountpaths(self) -> None:
         """Refuse to submit into mountpaths that another home uses."""
@@ -175,6 +187,22 @@ class Client:
 
         for info in remote.list_remote(bucket.provider, bucket.name, prefix or path):
             yield {"name": info.key, "size": info.size, "etag": info.etag, "version": info.version}
+
+
+def _new_job(spec: JobSpec) -> NewJob:
+    bucket = spec.bucket
+    return NewJob(
+        id=jobs.new_job_id(),
+        type=spec.type.value,
+        description=spec.description,
+        provider=bucket.provider.value,
+        namespace=bucket.namespace,
+        bucket=bucket.name,
+        spec=dump_spec(spec),
+        conns=spec.limits.connections,
+        bytes_per_hour=spec.limits.bytes_per_hour,
+        timeout=spec.timeout,
+    )
 
 
 def _as_spec(job: JobInput) -> JobSpec:

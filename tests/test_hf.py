@@ -334,12 +334,14 @@ def test_the_source_names_hub_errors_and_keeps_the_token_on_the_hub(
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setattr(hf, "_stored_token", lambda: "")
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    hf.forget_token()
     source = hf.HFSource()
     url = hf.resolve_url("hf://datasets/org/unit/big.bin")
     with pytest.raises(SourceDeniedError, match="private or gated: set HF_TOKEN"):
         source.open(Request(url))
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
+    hf.forget_token()  # read once per process: this one was read without it
     cdn.reset_stats()
     stream = source.open(Request(url, offset=10, if_range=f'"{hub.file("org/unit", "big.bin").sha256}"'))
     assert (stream.offset, stream.info.size) == (10, LFS_THRESHOLD + 1)
@@ -398,6 +400,7 @@ def test_the_lister_yields_names_in_order_after_a_cursor(
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setattr(hf, "_stored_token", lambda: "")
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    hf.forget_token()
     lister = hf.HubLister("org/cursor", {"repo_type": "dataset", "exclude": ["*.json"]})
     listed = list(lister.list("data/", "", start_after="data/test/part-0.parquet"))  # the Hub's order is not by name
     assert [i.key for i in listed] == ["data/train/part-0.parquet", "data/train/part-1.parquet"]

@@ -2,16 +2,23 @@
 repository, or some of its files, into a bucket.
 
 Into a local bucket (``ais://dst[/dir/]``): the files are listed here, at
-submission (the Hub's tree API, through huggingface_hub), and become multi
-jobs of ``hf://`` links at the requested revision. A re-run asks the Hub
-once per file with the stored ETag and downloads only what changed.
-``--max-job-bytes`` splits them by size: a file at least that big gets a job
-of its own, the others fill jobs in name order. Sizes the listing lacks
-(``--hf-file`` names files without listing) come from parallel HEAD
-requests.
+submission, and become multi jobs of ``hf://`` links at the requested
+revision, each row carrying the listing's size, blob id / LFS sha256 and
+checksum. ``--max-job-bytes`` splits them by size: a file at least that big
+gets a job of its own, the others fill jobs in name order. Sizes the
+listing lacks (``--hf-file`` names files without listing) come from
+parallel HEAD requests.
 
-Into the repo's own local copy (``hf://org/name``): one backend job, listed
-by the supervisor, unchanged files skipped without a request.
+Into the repo's own local copy (``hf://org/name``): one backend job, its
+rows listed here the same way (a ``sync`` removes vanished files here too).
+
+Re-runs ask the Hub once: the commit the revision points to (one GET) is
+recorded with the jobs (``Ledger.record_listing``, keyed by destination,
+repo, revision and selection). At the same commit the files come from
+those jobs' rows, without listing the tree; at a new commit the tree is
+listed. Either way a file whose catalog entry has the same link, size and
+blob id / sha256 (and whose copy is still there) goes in skipped, and a
+job with nothing left to download finishes here, without a supervisor.
 """
 
 from __future__ import annotations
@@ -21,22 +28,24 @@ import json
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from dlengine import listing
 from dlengine.cli import output
 from dlengine.cli.download import add_common_fields
 from dlengine.client import Client
 from dlengine.errors import PermanentError, SpecError
+from dlengine.ledger.models import NewObject
+from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.progress import human_bytes
 from dlengine.providers import Provider
 from dlengine.sources import hf
 from dlengine.sources.base import ObjectInfo
-from dlengine.spec import hflink, parse_job, parse_size, validate_object_name
+from dlengine.spec import JobSpec, hflink, parse_job, parse_size, validate_object_name
 from dlengine.spec.model import BucketRef
 from dlengine.spec.names import validate_bucket_name
 from dlengine.spec.uri import parse_bucket_uri
-from dlengine.supervisor.supervisor import start_background
 
 HEAD_THREADS = 16
 _HF_ONLY = ("hf_file", "hf_revision", "hf_include", "hf_exclude", "max_job_bytes")
@@ -85,15 +94,58 @@ def check_plain(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------- the command
 
 
+@dataclass(frozen=True)
+class Planned:
+    """One job of a plan: its request, and its rows when they were listed
+    here (None: a multi job of named files, asked file by file)."""
+
+    spec: JobSpec
+    rows: list[NewObject] | None = None
+    cursor: str | None = None  # a backend job's last listed key
+    dispatched: bool = True  # False: a sync still has to run after the rows
+
+
+@dataclass(frozen=True)
+class Plan:
+    jobs: list[Planned]
+    listing: tuple[str, str, int] | None = None  # (key, commit, files) to record once all are created
+
+
 def download(args: argparse.Namespace, client: Client) -> int:
-    """Validate every job first, then submit them all; print every id."""
+    """Validate every job first, then submit them all; print every id.
+    A supervisor starts only if some job has something left to download."""
     if args.src:
         print(f"dlengine: warning: SRC {args.src!r} is ignored with --hf-dataset/--hf-model", file=sys.stderr)
-    specs = [parse_job(job) for job in plan(args)]
-    ids = [client.submit(spec, start=False) for spec in specs]
-    if not args.no_start:
+    planned = plan(args, client)
+    ids = [_submit(client, job) for job in planned.jobs]
+    if planned.listing is not None:
+        key, commit, files = planned.listing
+        client.ledger.record_listing(key, commit, ids, files)
+    for job, job_id in zip(planned.jobs, ids, strict=True):
+        if not job.dispatched:
+            _sync_here(client, job_id)
+    active = any(j.state in ACTIVE_JOB_STATES for j in client.ledger.jobs_by_id(ids))
+    if active and not args.no_start:
+        from dlengine.supervisor.supervisor import start_background  # only when there is work
+
         start_background(client.settings)
     return _report(client, ids, args)
+
+
+def _submit(client: Client, job: Planned) -> str:
+    if job.rows is None:
+        return client.submit(job.spec, start=False)
+    return client.submit_listed(job.spec, job.rows, cursor=job.cursor, dispatched=job.dispatched)
+
+
+def _sync_here(client: Client, job_id: str) -> None:
+    """A backend job's sync, as the dispatcher would run it after its last
+    page: local copies of files gone from the repo are removed."""
+    from dlengine.supervisor import backend
+
+    record = client.ledger.job(job_id)
+    while client.ledger.end_dispatch(record, lambda led: backend.sync_step(led, record)):
+        pass
 
 
 def _report(client: Client, ids: list[str], args: argparse.Namespace) -> int:
@@ -114,23 +166,87 @@ def _report(client: Client, ids: list[str], args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------- planning
 
 
-def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The job requests of one ``download --hf-*``."""
+def plan(args: argparse.Namespace, client: Client) -> Plan:
+    """The jobs of one ``download --hf-*``, validated, not yet submitted."""
     repo_type, repo_id, flag = _repo(args)
     revision = args.hf_revision or hflink.DEFAULT_REVISION
     bucket, subdir = parse_bucket_uri(args.dst, "DST")
     if bucket.provider is Provider.HF:
-        return [_backend_job(args, repo_type, repo_id, revision, bucket, subdir)]
+        return _backend_plan(args, client, repo_type, repo_id, revision, bucket, subdir, flag)
     if args.sync:
         raise SpecError("--sync", "only a repo's own local copy (DST hf://org/name) can be synchronized")
     lister = hf.HubLister(repo_id, _options(repo_type, revision, args))
-    files = _named_files(args) if args.hf_file else _listed_files(lister, flag)
+    if args.hf_file:
+        return _named_plan(args, lister, bucket, subdir)
+    return _listed_plan(args, client, lister, bucket, subdir, flag)
+
+
+def _named_plan(args: argparse.Namespace, lister: hf.HubLister, bucket: BucketRef, subdir: str) -> Plan:
+    """``--hf-file``: multi jobs of the named files, not listed."""
+    files = _named_files(args)
+    batches = _batches(_with_sizes(files, lister, "--hf-file") if args.max_job_bytes else files, args)
+    jobs = [_multi_job(args, lister, bucket, subdir, b, (n, len(batches))) for n, b in enumerate(batches, 1)]
+    return Plan([Planned(parse_job(job)) for job in jobs])
+
+
+def _listed_plan(
+    args: argparse.Namespace, client: Client, lister: hf.HubLister, bucket: BucketRef, subdir: str, flag: str
+) -> Plan:
+    """The repo's selected files, listed (or known from the last listing
+    at this commit): multi jobs whose unchanged files are skipped."""
+    key = listing_key(bucket, subdir, lister)
+    files = _listed_files(client, lister, key, flag)
     if not files:
         raise SpecError(flag, f"{lister.describe()}: no file matches --hf-include/--hf-exclude")
+    batches = _batches(_with_sizes(files, lister, flag) if args.max_job_bytes else files, args)
+    prefix = subdir.rstrip("/") + "/" if subdir else ""
+    planned = []
+    for n, batch in enumerate(batches, 1):
+        spec = parse_job(_multi_job(args, lister, bucket, subdir, batch, (n, len(batches))))
+        rows = [listing.new_object(lister.link(f.key), f, name=prefix + f.key) for f in batch]
+        planned.append(Planned(spec, _skipped_if_held(client, spec.bucket, rows)))
+    return Plan(planned, (key, _commit(lister), len(files)))
+
+
+def _backend_plan(
+    args: argparse.Namespace,
+    client: Client,
+    repo_type: str,
+    repo_id: str,
+    revision: str,
+    bucket: BucketRef,
+    prefix: str,
+    flag: str,
+) -> Plan:
+    """DST ``hf://org/name[/prefix]``: one backend job, listed here."""
+    spec = parse_job(_backend_job(args, repo_type, repo_id, revision, bucket, prefix))
+    lister = hf.HubLister(repo_id, spec.options)
+    key = listing_key(bucket, "", lister, spec.prefix, spec.suffix)
+    files = _listed_files(client, lister, key, flag, spec.prefix, spec.suffix)
+    rows = [listing.new_object(lister.link(f.key), f) for f in files if not f.key.endswith("/")]
+    cursor = files[-1].key if files else None
+    job = Planned(spec, _skipped_if_held(client, spec.bucket, rows), cursor=cursor, dispatched=not spec.sync)
+    return Plan([job], (key, _commit(lister), len(rows)))
+
+
+def listing_key(bucket: BucketRef, subdir: str, lister: hf.HubLister, prefix: str = "", suffix: str = "") -> str:
+    """What a listing is of: destination, repo, revision and selection."""
+    selection = {"dst": bucket.uri(), "subdir": subdir, "prefix": prefix, "suffix": suffix, **lister.selection()}
+    return json.dumps(selection, sort_keys=True)
+
+
+def _commit(lister: hf.HubLister) -> str:
+    assert lister.commit is not None  # resolved by _listed_files
+    return lister.commit
+
+
+def _skipped_if_held(client: Client, bucket: BucketRef, rows: list[NewObject]) -> list[NewObject]:
+    return listing.skip_unchanged(client.ledger, bucket.provider.value, bucket.namespace, bucket.name, rows)
+
+
+def _batches(files: Sequence[ObjectInfo], args: argparse.Namespace) -> list[list[ObjectInfo]]:
     limit = _max_job_bytes(args)
-    field = "--hf-file" if args.hf_file else flag
-    batches = [list(files)] if limit is None else split(_with_sizes(files, lister, field), limit)
-    return [_multi_job(args, lister, bucket, subdir, batch, (n, len(batches))) for n, batch in enumerate(batches, 1)]
+    return [list(files)] if limit is None else split(files, limit)
 
 
 def _repo(args: argparse.Namespace) -> tuple[str, str, str]:
@@ -158,16 +274,36 @@ def _named_files(args: argparse.Namespace) -> list[ObjectInfo]:
     return files
 
 
-def _listed_files(lister: hf.HubLister, flag: str) -> list[ObjectInfo]:
+def _listed_files(
+    client: Client, lister: hf.HubLister, key: str, flag: str, prefix: str = "", suffix: str = ""
+) -> list[ObjectInfo]:
+    """The selected files at the commit the revision points to (one
+    request): from the rows of the jobs that listed that commit last, else
+    from the Hub's tree."""
     try:
-        files = sorted(lister.files(), key=lambda f: f.key)
+        commit = lister.resolve()
+        recorded = client.ledger.listing(key, commit)
+        files = _from_rows(recorded, key) if recorded is not None else lister.files(prefix, suffix)
     except PermanentError as exc:
         raise SpecError(flag, str(exc)) from None
+    files = sorted(files, key=lambda f: f.key)
     total = sum(f.size or 0 for f in files)
-    print(
-        f"{lister.describe()} is commit {lister.commit}: {len(files)} files, {human_bytes(total)}",
-        file=sys.stderr,
-    )
+    known = " (listed at this commit before: not listed again)" if recorded is not None else ""
+    print(f"{lister.describe()} is commit {commit}: {len(files)} files, {human_bytes(total)}{known}", file=sys.stderr)
+    return files
+
+
+def _from_rows(rows: Sequence[NewObject], key: str) -> list[ObjectInfo]:
+    """Files as the listing said them, from their rows: names without the
+    destination's folder, no version (a Hub listing has none: the commit is
+    not a file's identity)."""
+    subdir = str(json.loads(key).get("subdir") or "")
+    strip = len(subdir.rstrip("/") + "/") if subdir else 0
+    files = []
+    for row in rows:
+        algo, _, digest = (row.checksum or "").partition(":")
+        checksums = {algo: digest} if algo and digest else {}
+        files.append(ObjectInfo(key=row.name[strip:], size=row.size, etag=row.etag, checksums=checksums))
     return files
 
 

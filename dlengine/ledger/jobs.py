@@ -70,10 +70,68 @@ def create_job(
     return job.id
 
 
+def create_listed_job(
+    conn: sqlite3.Connection,
+    job: NewJob,
+    objects: Sequence[NewObject],
+    place: Callable[[str], str],
+    *,
+    cursor: str | None = None,
+    dispatched: bool = True,
+) -> str:
+    """Insert a job with objects already listed (some already skipped or
+    failed) in one transaction; finished at once if none is left to do."""
+    with write(conn):
+        cur = conn.execute(
+            _INSERT_JOB_SQL,
+            (job.id, job.type, job.description, job.provider, job.namespace, job.bucket, job.spec,
+             job.conns, job.bytes_per_hour, job.timeout, time.time(), len(objects)),
+        )  # fmt: skip
+        seq = int(cur.lastrowid or 0)
+        ensure_bucket(conn, job.provider, job.namespace, job.bucket)
+        for start in range(0, len(objects), PAGE_SIZE):
+            insert_listed(conn, seq, objects[start : start + PAGE_SIZE], place)
+        conn.execute(_LISTED_JOB_SQL, (cursor, int(dispatched), seq))
+        finish_jobs(conn, [seq])
+    return job.id
+
+
+_LISTED_JOB_SQL = "UPDATE jobs SET cursor = ?, all_dispatched = ? WHERE seq = ?"
+
 _INSERT_JOB_SQL = (
     "INSERT INTO jobs (id, type, description, provider, namespace, bucket, spec, conns,"
     " bytes_per_hour, timeout, created_time, total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+
+
+_RECORD_LISTING_SQL = "INSERT OR REPLACE INTO listings (key, snapshot, jobs, files, recorded) VALUES (?,?,?,?,?)"
+_LISTING_SQL = "SELECT snapshot, jobs, files FROM listings WHERE key = ?"
+# a sync's deletions are rows of its job too (done, with the reason as error): not listed objects
+_LISTED_ROWS_SQL = (
+    "SELECT o.name, o.link, o.size, o.etag, o.version, o.checksum, o.last_modified FROM objects o"
+    " JOIN jobs j ON j.seq = o.job WHERE j.id IN ({}) AND NOT (o.state = 'done' AND o.error IS NOT NULL)"
+    " ORDER BY o.name"
+)
+
+
+def record_listing(conn: sqlite3.Connection, key: str, snapshot: str, job_ids: Sequence[str], files: int) -> None:
+    """The rows of ``job_ids`` (``files`` of them) are the listing ``key`` at ``snapshot``."""
+    conn.execute(_RECORD_LISTING_SQL, (key, snapshot, json.dumps(list(job_ids)), files, time.time()))
+
+
+def listed_at(conn: sqlite3.Connection, key: str, snapshot: str) -> list[NewObject] | None:
+    """The objects of listing ``key`` if it was last recorded at
+    ``snapshot`` and its rows are all still there (no job removed), by name;
+    None otherwise."""
+    row = conn.execute(_LISTING_SQL, (key,)).fetchone()
+    if row is None or row["snapshot"] != snapshot:
+        return None
+    ids = [str(i) for i in json.loads(row["jobs"])]
+    if not ids:
+        return None
+    rows = conn.execute(_LISTED_ROWS_SQL.format(",".join("?" * len(ids))), ids).fetchall()
+    objects = list({r["name"]: NewObject(*r) for r in rows}.values())
+    return objects if len(objects) == row["files"] else None
 
 
 def insert_objects(

@@ -115,6 +115,31 @@ class Ledger:
     ) -> str:
         return jobs.create_job(self._conn, job, objects, place, dispatched=dispatched, total=total)
 
+    def create_listed_job(
+        self,
+        job: NewJob,
+        objects: Sequence[NewObject],
+        place: Callable[[str], str],
+        *,
+        cursor: str | None = None,
+        dispatched: bool = True,
+    ) -> str:
+        """A job whose objects were listed at submission (some already
+        skipped); finished at once when nothing is left to download."""
+        return jobs.create_listed_job(self._conn, job, objects, place, cursor=cursor, dispatched=dispatched)
+
+    def record_listing(self, key: str, snapshot: str, job_ids: Sequence[str], files: int) -> None:
+        """Remember that the rows of these jobs are listing ``key`` at
+        ``snapshot`` (a commit): a re-run at the same snapshot lists nothing."""
+        with db.write(self._conn):
+            jobs.record_listing(self._conn, key, snapshot, job_ids, files)
+
+    def listing(self, key: str, snapshot: str) -> list[NewObject] | None:
+        """The objects of listing ``key`` as recorded at ``snapshot``; None
+        if it was not, or another snapshot was recorded since, or one of
+        its jobs was removed."""
+        return jobs.listed_at(self._conn, key, snapshot)
+
     def abort(self, job_id: str, reason: str | None = None) -> bool:
         """Abort a job and its queued objects; False if it had ended."""
         return jobs.abort_job(self._conn, job_id, reason)

@@ -19,27 +19,35 @@ new commit. The download records the commit its bytes came from as the
 version; the listing leaves the version empty on purpose, since it would
 make every file of a new commit look changed.
 
-The token (``HF_TOKEN``, else huggingface_hub's stored token) is read at
-every use, sent to the Hub's origin only (never to a CDN on another origin,
-as huggingface_hub does), and never appears in a message: the ledger keeps
-links and errors, never request headers.
+The token (``HF_TOKEN``, else the file huggingface_hub's login writes) is
+read once per process, at its first use, sent to the Hub's origin only
+(never to a CDN on another origin, as huggingface_hub does), and never
+appears in a message: the ledger keeps links and errors, never request
+headers.
 
-``huggingface_hub`` reads ``HF_ENDPOINT`` when it is imported; it is
-imported lazily, and the endpoint is also passed to it explicitly.
+What a revision points to is asked with one plain GET
+(``/api/{type}s/{repo}/revision/{rev}?expand=sha``): a re-run whose
+revision still names the commit it listed last needs nothing else, and
+does not pay for importing ``huggingface_hub``. That library lists trees
+(paged); it reads ``HF_ENDPOINT`` when it is imported, so it is imported
+lazily, and the endpoint is also passed to it explicitly.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import importlib.util
+import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
 
@@ -86,24 +94,63 @@ def endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or DEFAULT_ENDPOINT
 
 
+_token_lock = threading.Lock()
+_token_cache: list[str | None] = []  # [token] once read: one read per process
+
+
 def token() -> str | None:
-    """``HF_TOKEN``, else huggingface_hub's stored token; None without one."""
-    value = os.environ.get("HF_TOKEN", "").strip() or _stored_token()
+    """``HF_TOKEN`` (or the older ``HUGGING_FACE_HUB_TOKEN``), else the token
+    file; None without one. Read once per process: a worker sends thousands
+    of requests, and the file (or huggingface_hub's lookup) is not free."""
+    with _token_lock:
+        if not _token_cache:
+            _token_cache.append(_read_token())
+        return _token_cache[0]
+
+
+def forget_token() -> None:
+    """Read the token again at its next use (after it was changed)."""
+    with _token_lock:
+        _token_cache.clear()
+
+
+def _read_token() -> str | None:
+    env = os.environ.get("HF_TOKEN", "").strip() or os.environ.get("HUGGING_FACE_HUB_TOKEN", "").strip()
+    value = env or _stored_token()
     if value and not (value.isascii() and value.isprintable()):
         # a header cannot carry it, and the HTTP library's error would quote it
         raise errors.SourceDeniedError("the HuggingFace token holds characters an HTTP header cannot carry")
     return value or None
 
 
+def token_path() -> Path:
+    """Where ``hf auth login`` stores the token, as huggingface_hub finds it."""
+    explicit = os.environ.get("HF_TOKEN_PATH", "").strip()
+    if explicit:
+        return Path(os.path.expandvars(explicit)).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache"
+    home = os.environ.get("HF_HOME", "").strip() or os.path.join(cache, "huggingface")
+    return Path(os.path.expandvars(home)).expanduser() / "token"
+
+
 def _stored_token() -> str:
-    if not available():
+    """The token file; huggingface_hub is asked only for a token it makes
+    itself (OIDC in CI, ``HF_OIDC_RESOURCE``), which a file cannot hold."""
+    try:
+        return token_path().read_text().strip()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # an unreadable token file means no token
+        log.warning("cannot read the HuggingFace token file (%s); going on without it", type(exc).__name__)
+        return ""
+    if not os.environ.get("HF_OIDC_RESOURCE") or not available():
         return ""
     try:
         from huggingface_hub import get_token
 
         return str(get_token() or "").strip()
-    except Exception as exc:  # noqa: BLE001 - an unreadable token store means no token
-        log.warning("cannot read huggingface_hub's stored token (%s); going on without it", type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 - no token from it means no token
+        log.warning("cannot get a token from huggingface_hub (%s); going on without it", type(exc).__name__)
         return ""
 
 
@@ -177,6 +224,22 @@ class HFSource:
 
     def list(self, prefix: str = "", suffix: str = "") -> Iterator[ObjectInfo]:
         raise errors.PermanentError("a Hub file cannot be listed: use a backend job with provider hf")
+
+    def api_json(self, url: str, what: str, timeout: float = 60.0) -> Any:
+        """The JSON answer of one GET to the Hub's API (with the token)."""
+        sent, secret = self._hub_headers(Request(url, headers={"Accept": "application/json"}))
+        response = self._hub("GET", url, sent, timeout, secret)
+        try:
+            if response.status >= 400:
+                raise status_error(what, response.status, response.headers, secret is not None, response.reason or "")
+            if response.status != 200:
+                raise errors.SourceHTTPError(f"{what}: unexpected HTTP {response.status} from the Hub")
+            try:
+                return json.loads(response.read())
+            except ValueError:
+                raise errors.SourceHTTPError(f"{what}: the Hub's answer is not JSON") from None
+        finally:
+            _discard(response)
 
     def open(self, request: Request) -> Stream:
         sent, secret = self._hub_headers(request)
@@ -389,6 +452,7 @@ class HubLister:
         self.include = tuple(str(p) for p in options.get("include") or ())
         self.exclude = tuple(str(p) for p in options.get("exclude") or ())
         self.commit: str | None = None  # what the revision pointed to when listed
+        self._source: HFSource | None = None
 
     def list(self, prefix: str = "", suffix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         """Selected files in name order (the Hub's order is its own), after
@@ -404,21 +468,35 @@ class HubLister:
         kind = "dataset" if self.repo_type == "dataset" else "model"
         return f"hf {kind} {self.repo_id}@{self.revision}"
 
+    def selection(self) -> dict[str, Any]:
+        """What this lister selects, beside prefix and suffix (a listing's key)."""
+        return {"source": self.link(""), "include": list(self.include), "exclude": list(self.exclude)}
+
+    def resolve(self) -> str:
+        """The commit the revision points to now: one request, remembered
+        (the tree is then listed at that commit)."""
+        if self.commit is None:
+            kind = "datasets" if self.repo_type == "dataset" else "models"
+            revision = quote(self.revision, safe="")
+            url = f"{endpoint()}/api/{kind}/{self.repo_id}/revision/{revision}?expand=sha"
+            if self._source is None:
+                self._source = HFSource(pool_size=2)
+            answer = self._source.api_json(url, self.describe())
+            sha = answer.get("sha") if isinstance(answer, dict) else None
+            self.commit = str(sha) if isinstance(sha, str) and sha else self.revision
+            log.info("%s is commit %s", self.describe(), self.commit)
+        return self.commit
+
     def files(self, prefix: str = "", suffix: str = "") -> Sequence[ObjectInfo]:
         """Every selected file of the repo at the revision's commit."""
         api, secret = _api()
+        commit = self.resolve()
         with _translated(self.describe(), secret):
-            self.commit = self._resolve_commit(api)
-            log.info("%s is commit %s", self.describe(), self.commit)
             return [
                 info
-                for info in self._tree(api, self.commit, _folder(prefix))
+                for info in self._tree(api, commit, _folder(prefix))
                 if selects(info.key, prefix, suffix, self.include, self.exclude)
             ]
-
-    def _resolve_commit(self, api: Any) -> str:
-        info = api.repo_info(self.repo_id, revision=self.revision, repo_type=self.repo_type)
-        return str(getattr(info, "sha", None) or self.revision)
 
     def _tree(self, api: Any, commit: str, folder: str) -> Iterator[ObjectInfo]:
         try:
