@@ -95,7 +95,7 @@ def test_duration_field_refuses(value: object) -> None:
     assert info.value.field == "timeout"
 
 
-@pytest.mark.parametrize("seconds", [0.0, 30.0, 90.0, 5400.0, 3661.0, 1.5, 0.1, 1e-5, 123.456])
+@pytest.mark.parametrize("seconds", [0.0, 30.0, 90.0, 5400.0, 3661.0, 1.5, 0.1, 0.00125, 123.456])
 def test_format_duration_round_trips(seconds: float) -> None:
     formatted = format_duration(seconds)
     assert duration_field(formatted, "timeout") == seconds

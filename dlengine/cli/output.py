@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dlengine.progress import Follower, human_bytes
+from dlengine.spec.names import escape_unprintable
 
 if TYPE_CHECKING:
     from dlengine.client import Client
@@ -19,7 +20,9 @@ def print_json(data: Any) -> None:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    rows = [[str(c) for c in row] for row in rows]
+    """Columns padded to their widest cell; control characters in a cell
+    (a name, a description, a server's error) are printed escaped."""
+    rows = [[escape_unprintable(str(c)) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     for row in [list(headers), *rows]:
         cells = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)] + [row[-1]]
@@ -53,7 +56,7 @@ def job_detail(status: dict[str, Any], verbose: bool) -> None:
             ("Timeout", f"{status['timeout']:g}s" if status["timeout"] else "default"),
         ]
     for key, value in pairs:
-        print(f"{key + ':':<13}{value}")
+        print(f"{key + ':':<13}{escape_unprintable(str(value))}")
     if verbose:
         _tasks(status)
 

@@ -29,6 +29,13 @@ _DURATION = re.compile(rf"(?:{_NUMBER}(?:ns|us|µs|μs|ms|s|m|h))+")
 _BARE_NUMBER = re.compile(_NUMBER)
 
 _SIZE_PREFIXES = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+MAX_SIZE = 2**63 - 1
+"""The largest size the ledger can hold (SQLite's INTEGER); 8 EiB."""
+MIN_DURATION = 0.001
+MAX_DURATION = 24 * 3600.0
+"""A job's durations (``timeout``) lie between 1 ms and 24 h, or are 0 (the
+default): ``1ns`` would fail every request, ``1e300`` overflows the
+transfer's timers."""
 _SIZE = re.compile(rf"({_NUMBER})\s*([kmgtp]?)(i?)(b?)", re.IGNORECASE)
 
 
@@ -58,22 +65,33 @@ def parse_duration(text: str, field: str = "timeout") -> float:
 
 
 def duration_field(value: object, field: str) -> float:
-    """Seconds from a JSON value: a duration string, or a number of seconds.
+    """Seconds from a JSON value: a duration string, or a number of seconds,
+    0 or between ``MIN_DURATION`` and ``MAX_DURATION``.
 
     ``None`` (JSON null) means "not set", as Go's decoder would read it.
     """
     if value is None:
         return 0.0
     if isinstance(value, str):
-        return parse_duration(value, field)
+        return _in_range(parse_duration(value, field), value, field)
     # bool is an int subclass: ``true`` is no duration.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(field, f"must be a duration string such as '30s', got {value!r}")
-    seconds = float(value)
-    if not math.isfinite(seconds):
-        raise SpecError(field, f"duration {value!r} is not finite")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer beyond every float
+        seconds = math.inf
+    if math.isnan(seconds):
+        raise SpecError(field, f"duration {value!r} is not a number")
     if seconds < 0:
         raise SpecError(field, f"duration {value!r} must not be negative")
+    return _in_range(seconds, value, field)
+
+
+def _in_range(seconds: float, given: object, field: str) -> float:
+    if seconds != 0 and not MIN_DURATION <= seconds <= MAX_DURATION:
+        shown = given if isinstance(given, str) else f"{given!r}s"
+        raise SpecError(field, f"duration {shown[:50]!r} is out of range: 0 (the default), or from 1ms to 24h")
     return seconds
 
 
@@ -109,7 +127,9 @@ def parse_size(text: str, field: str) -> int:
 
     ``KB``/``MB``/``GB``/``TB`` are powers of 1000, ``KiB``/``MiB``/...
     powers of 1024; the unit is case-insensitive and its ``B`` optional
-    (``"10k"``, ``"10Ki"``). A fraction of a byte is dropped.
+    (``"10k"``, ``"10Ki"``). A fraction of a byte is dropped, but a size
+    that would round to 0 is refused (0 means "no limit"), and so is one
+    above ``MAX_SIZE``.
     """
     match = _SIZE.fullmatch(text.strip())
     if match is None or (match.group(3) and not match.group(2)):
@@ -123,7 +143,16 @@ def parse_size(text: str, field: str) -> int:
         amount = Decimal(number) * base ** _SIZE_PREFIXES[prefix.lower()]
     except InvalidOperation as exc:  # pragma: no cover - the regex prevents it
         raise SpecError(field, f"invalid size {text!r}") from exc
-    return int(amount)
+    if 0 < amount < 1:
+        raise SpecError(field, f"size {text!r} is less than one byte (0 would mean no limit)")
+    return _at_most_max(int(amount), text, field)
+
+
+def _at_most_max(size: int, given: object, field: str) -> int:
+    if size > MAX_SIZE:
+        shown = repr(given)[:50]
+        raise SpecError(field, f"size {shown} is too large: at most {MAX_SIZE} bytes (8 EiB)")
+    return size
 
 
 def size_field(value: object, field: str) -> int:
@@ -136,4 +165,4 @@ def size_field(value: object, field: str) -> int:
         raise SpecError(field, f"must be an integer >= 0, got {value!r}")
     if value < 0:
         raise SpecError(field, "must be >= 0")
-    return value
+    return _at_most_max(value, value, field)

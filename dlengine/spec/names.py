@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import unicodedata
 from urllib.parse import unquote, urlsplit
 
 from dlengine.errors import SpecError
@@ -22,8 +23,13 @@ MAX_SEGMENT_BYTES = 255  # NAME_MAX of ext4, xfs, btrfs
 _SCHEME_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 # "data:...", "file:/etc/passwd", "mailto:x" -- but not "host:8080/path",
 # which is a scheme-less link with a port.
-_SCHEME_OPAQUE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?![0-9]*(?:[/?#]|$))")
+# "file:/etc/passwd" has a scheme too: a port is one digit or more.
+_SCHEME_OPAQUE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?![0-9]+(?:[/?#]|$))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Characters that move the cursor, end a line or reorder text on a
+# terminal: a name holding one forges rows of `ls` and `show`.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # "http//host/x", "https:/host/x", "s3//b/k": a scheme whose ':' or '//' went
 # missing; prefixing "http://" would fetch host "http" instead.
 _BROKEN_SCHEME = re.compile(rf"(?i)({'|'.join(ALLOWED_SCHEMES)})(//|:/(?!/)|:(?!//))")
@@ -69,6 +75,7 @@ def normalize_link(link: str, field: str) -> str:
     scheme, rest = text.split(":", 1)
     scheme = scheme.lower()
     text = f"{scheme}:{rest}"
+    _check_authority(text, field)
     if scheme in ("http", "https"):
         _check_http_host(text, field)
     elif not urlsplit(text).netloc:
@@ -76,6 +83,24 @@ def normalize_link(link: str, field: str) -> str:
     elif scheme == "hf":
         _check_hf_link(text, field)
     return text
+
+
+def _check_authority(link: str, field: str) -> None:
+    """No credentials and no backslash in the host part. ``user:pass@``
+    would be stored in the ledger with the link; a ``\\`` is a ``/`` to
+    browsers and some libraries but not to urllib, so
+    ``http://169.254.169.254\\@127.0.0.1/`` names two different hosts."""
+    authority = urlsplit(link).netloc
+    if "\\" in authority:
+        raise SpecError(field, f"link {_show(link)} has a backslash in its host part; refused")
+    if "@" in authority:
+        userinfo = authority.rpartition("@")[0]
+        masked = link.replace(userinfo + "@", "***@", 1)  # never echo a password
+        raise SpecError(
+            field,
+            f"link {_show(masked)} carries credentials (user:password@host); give them in a header"
+            " (headers.Authorization), which is never stored",
+        )
 
 
 def _check_hf_link(link: str, field: str) -> None:
@@ -87,10 +112,11 @@ def _check_hf_link(link: str, field: str) -> None:
 
 
 def _with_scheme(text: str, field: str) -> str:
-    match = _SCHEME_URL.match(text) or _SCHEME_OPAQUE.match(text)
+    match = _SCHEME_URL.match(text)
     broken = None if match else _BROKEN_SCHEME.match(text)
     if broken is not None:
         raise SpecError(field, f"link {_show(text)} is malformed: expected {broken.group(1).lower()}://host/path")
+    match = match or _SCHEME_OPAQUE.match(text)
     if match is None:
         # "//host/x" is scheme-relative; "host/x" has nothing at all.
         return "http:" + text if text.startswith("//") else "http://" + text
@@ -181,6 +207,9 @@ def validate_object_name(name: str, field: str) -> None:
         raise SpecError(field, "object name must not be empty")
     if "\x00" in name:
         raise SpecError(field, f"object name {_show(name)} contains NUL")
+    bad = unprintable(name)
+    if bad is not None:
+        raise SpecError(field, f"object name {_show(name)} contains the control character U+{ord(bad):04X}")
     if "\\" in name:
         raise SpecError(field, f"object name {_show(name)} contains a backslash")
     if name.startswith("/"):
@@ -213,6 +242,24 @@ def _utf8_len(text: str, field: str) -> int:
         return len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:  # lone surrogates from JSON "\ud800"
         raise SpecError(field, f"{_show(text)} is not valid Unicode") from exc
+
+
+def unprintable(text: str) -> str | None:
+    """The first character of ``text`` that a terminal would not print as
+    itself (C0/C1 controls, DEL, line separators, bidi overrides), or None."""
+    for char in text:
+        if char in _BIDI_CONTROLS or unicodedata.category(char) in _UNPRINTABLE_CATEGORIES:
+            return char
+    return None
+
+
+def escape_unprintable(text: str) -> str:
+    """``text`` with every character ``unprintable`` finds written as an
+    escape (``\\n``, ``\\x1b``, ``\\u202e``): for names and descriptions
+    printed on a terminal, where they would forge rows or colours."""
+    if unprintable(text) is None:
+        return text
+    return "".join(repr(char)[1:-1] if unprintable(char) else char for char in text)
 
 
 def join_subdir(subdir: str, name: str, field: str = "subdir") -> str:

@@ -45,6 +45,31 @@ _HF_FIELDS = ("repo_type", "revision", "include", "exclude")
 _HF_REPO_TYPES = ("model", "dataset")
 _HEADER_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 _MAX_LISTED_DUPLICATES = 10
+MAX_CONNECTIONS = 100_000
+# Headers dlengine sets itself: framing (a user's Content-Length or
+# Transfer-Encoding would desynchronise the connection, a Host would send a
+# request for one site to another) and the Range/conditional headers of
+# resume and skip-unchanged (a user's Range would store a slice as the object).
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "range",
+        "if-range",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+    }
+)
 
 Body = dict[str, object]
 
@@ -233,13 +258,13 @@ def _parse_limits(value: object) -> Limits:
     obj = _as_object(value, "limits")
     _reject_unknown(obj, ("connections", "bytes_per_hour"), "limits")
     return Limits(
-        connections=_non_negative_int(obj.get("connections"), "limits.connections"),
+        connections=_non_negative_int(obj.get("connections"), "limits.connections", MAX_CONNECTIONS),
         # A size string ("10GiB") is accepted too, as on the command line.
         bytes_per_hour=size_field(obj.get("bytes_per_hour"), "limits.bytes_per_hour"),
     )
 
 
-def _non_negative_int(value: object, field: str) -> int:
+def _non_negative_int(value: object, field: str, maximum: int) -> int:
     if value is None:
         return 0
     # bool is an int subclass: ``true`` connections is a mistake.
@@ -247,6 +272,8 @@ def _non_negative_int(value: object, field: str) -> int:
         raise SpecError(field, f"must be an integer >= 0, got {_json_kind(value)}")
     if value < 0:
         raise SpecError(field, "must be >= 0")
+    if value > maximum:
+        raise SpecError(field, f"must be at most {maximum}, got {str(value)[:30]}")
     return value
 
 
@@ -264,6 +291,8 @@ def _parse_headers(value: object) -> tuple[dict[str, str], dict[str, str]]:
             raise SpecError(field, "is not a valid HTTP header name")
         if name.lower() in seen:
             raise SpecError(field, "given more than once (header names ignore case)")
+        if name.lower() in _RESERVED_HEADERS:
+            raise SpecError(field, f"{name} is set by dlengine itself (framing, resume, conditional requests)")
         seen.add(name.lower())
         target = secret if is_secret_header(name) else plain
         target[name] = _header_value(raw, field)
@@ -380,6 +409,7 @@ def _check_distinct_names(template: Template, subdir: str) -> None:
     as many times as the whole template, or names repeat."""
     start, end = _last_segment_span(template.text)
     inside = [r for r in template.ranges if start <= r.span[0] and r.span[1] <= end]
+    _check_escapes(template, start, end)
     distinct = math.prod(r.count for r in inside)
     if distinct >= template.count:
         _check_unambiguous(template, inside)
@@ -397,6 +427,25 @@ def _check_distinct_names(template: Template, subdir: str) -> None:
     )
 
 
+def _check_escapes(template: Template, start: int, end: int) -> None:
+    """Names are percent-decoded: a ``%`` whose two hex digits come from a
+    range (``%{40..49}``, ``%4{1..9}``) would decode each rendering to a
+    different character, one of them ``/`` or ``.``; refuse it, so every
+    literal decodes on its own and only the ranges' digits vary."""
+    text = template.text
+    for at in range(start, end):
+        if text[at] != "%":
+            continue
+        hit = next((r for r in template.ranges if r.span[0] < at + 3 and at < r.span[1]), None)
+        if hit is not None:
+            brace = text[hit.span[0] : hit.span[1]]
+            raise SpecError(
+                "template",
+                f"the percent-escape at {text[at : at + 3]!r} takes its digits from range {brace}:"
+                " object names are percent-decoded; write the escaped characters literally",
+            )
+
+
 def _check_unambiguous(template: Template, inside: list[BraceRange]) -> None:
     """Ranges next to each other can render the same name twice
     (``{1..12}{1..12}``: 1|11 and 11|1). A name reads back uniquely when
@@ -406,6 +455,8 @@ def _check_unambiguous(template: Template, inside: list[BraceRange]) -> None:
         if _fixed_width(current):
             continue
         following = template.text[current.span[1] : inside[i + 1].span[0]] if i + 1 < len(inside) else None
+        if following is not None:
+            following = unquote(following)  # "%31" is the digit 1 in the name
         if following is None or (following and not following[0].isdigit()):
             continue
         if all(_fixed_width(r) for r in inside[i + 1 :]):

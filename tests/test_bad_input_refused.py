@@ -1,0 +1,152 @@
+"""The bad inputs of issue 13: refused with exit 2 / HTTP 400 naming the
+field, nothing created; control characters printed escaped."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from dlengine.cli import output
+from dlengine.errors import SpecError
+from dlengine.spec import parse_job
+from tests.conftest import Home
+from tests.test_api import ledger_consistent, start_api
+
+B = {"name": "b"}
+LINK = "http://127.0.0.1:9/x.bin"
+
+
+def single(**fields: Any) -> dict[str, Any]:
+    return {"type": "single", "bucket": B, "link": LINK, **fields}
+
+
+def ranged(template: str, **fields: Any) -> dict[str, Any]:
+    return {"type": "range", "bucket": B, "template": template, **fields}
+
+
+CASES: list[tuple[str, dict[str, Any], str, str]] = [
+    # control characters in given, derived and template names, and subdirs
+    ("newline in name", single(object_name="a\nb"), "object_name", "control character U+000A"),
+    ("CR in name", single(object_name="ok\rdnl-forged"), "object_name", "U+000D"),
+    ("ESC in name", single(object_name="a\x1b[31mred"), "object_name", "U+001B"),
+    ("DEL in name", single(object_name="a\x7f"), "object_name", "U+007F"),
+    ("C1 CSI in name", single(object_name="a\x9b2J"), "object_name", "U+009B"),
+    ("bidi override", single(object_name="txt.\u202eexe"), "object_name", "U+202E"),
+    ("derived newline", single(link="http://127.0.0.1:9/a%0Ab"), "link", "U+000A"),
+    ("multi map key", {"type": "multi", "bucket": B, "objects": {"a\tb": LINK}}, 'objects["a\\tb"]', "U+0009"),
+    ("multi derived ESC", {"type": "multi", "bucket": B, "objects": [LINK, "http://h/%1B"]}, "objects[1]", "U+001B"),
+    ("subdir CR", ranged("http://h/x{1..3}", subdir="a\rb"), "subdir", "U+000D"),
+    ("template LF", ranged("http://h/%0Ax{1..3}"), "template", "U+000A"),
+    # templates whose decoded names collide or climb out
+    ("escape from range", ranged("http://h/x%2{0..9}"), "template", "percent-escape"),
+    ("decoded digit", ranged("http://h/{1..12}%31{1..12}"), "template", "duplicate"),
+    ("decoded dotdot", ranged("http://h/%2E%2E%2F{1..3}"), "template", "'..'"),
+    # links
+    ("file:/etc/passwd", single(link="file:/etc/passwd"), "link", "scheme 'file'"),
+    ("FILE:///etc/passwd", single(link="FILE:///etc/passwd"), "link", "scheme 'file'"),
+    ("backslash authority", single(link="http://169.254.169.254\\@127.0.0.1/x"), "link", "backslash"),
+    ("backslash host", single(link="http://127.0.0.1\\169.254.169.254/x"), "link", "backslash"),
+    ("userinfo", single(link="http://user:s3cret@127.0.0.1/x"), "link", "credentials"),
+    ("user only", single(link="https://user@127.0.0.1/x"), "link", "credentials"),
+    ("multi userinfo", {"type": "multi", "bucket": B, "objects": ["http://u:p@h/x"]}, "objects[0]", "credentials"),
+    # integers out of range
+    ("connections 10**30", single(limits={"connections": 10**30}), "limits.connections", "at most"),
+    ("connections 2**63", single(limits={"connections": 2**63}), "limits.connections", "at most"),
+    ("bytes_per_hour 2**63", single(limits={"bytes_per_hour": 2**63}), "limits.bytes_per_hour", "too large"),
+    ("999999999PiB", single(limits={"bytes_per_hour": "999999999PiB"}), "limits.bytes_per_hour", "too large"),
+    ('"0.5"', single(limits={"bytes_per_hour": "0.5"}), "limits.bytes_per_hour", "less than one byte"),
+    ("number 0.5", single(limits={"bytes_per_hour": 0.5}), "limits.bytes_per_hour", "integer"),
+    # timeouts
+    ("timeout 1e300", single(timeout=1e300), "timeout", "out of range"),
+    ("timeout 10**400", single(timeout=10**400), "timeout", "out of range"),
+    ("timeout 99999999999999h", single(timeout="99999999999999h"), "timeout", "out of range"),
+    ("timeout 1ns", single(timeout="1ns"), "timeout", "out of range"),
+    ("timeout 25h", single(timeout="25h"), "timeout", "out of range"),
+    ("progress_interval", single(progress_interval="99999999999999h"), "progress_interval", "out of range"),
+    # framing and engine-owned headers
+    *[
+        (f"header {name}", single(headers={name: "x"}), f"headers.{name}", "set by dlengine")
+        for name in ("Host", "Range", "Content-Length", "Transfer-Encoding", "Connection", "TE", "If-None-Match")
+    ],
+    ("header lower range", single(headers={"range": "bytes=0-1"}), "headers.range", "set by dlengine"),
+]
+IDS = [case[0] for case in CASES]
+
+
+@pytest.mark.parametrize(("label", "job", "field", "reason"), CASES, ids=IDS)
+def test_refused_naming_the_field(label: str, job: dict[str, Any], field: str, reason: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_job(json.loads(json.dumps(job)))
+    assert info.value.field == field, (label, info.value)
+    assert reason in str(info.value), (label, info.value)
+    assert "s3cret" not in str(info.value)  # a password in a link is never echoed
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        single(timeout="1ms"),
+        single(timeout="24h"),
+        single(timeout=0),
+        single(timeout=""),
+        single(limits={"connections": 100_000, "bytes_per_hour": 2**63 - 1}),
+        single(limits={"bytes_per_hour": "1.5KiB"}),
+        single(headers={"Accept": "*/*", "User-Agent": "x", "X-Custom": "y"}),
+        single(link="http://127.0.0.1:8080/x"),
+        single(link="127.0.0.1:8080/x"),  # a port, not a scheme
+        single(object_name="naïve/日本語 file.bin"),
+        ranged("http://h/x{1..12}%41{1..12}"),  # %41 is 'A': a separator
+    ],
+)
+def test_still_accepted(job: dict[str, Any]) -> None:
+    parse_job(job)
+
+
+def test_cli_refuses_with_exit_2_and_changes_nothing(home: Home) -> None:
+    for label, job, field, reason in CASES[::3]:
+        res = home.cli("submit", "-", "--no-start", input=json.dumps(job))
+        assert res.returncode == 2, (label, res.stderr)
+        assert field in res.stderr and reason in res.stderr and "Traceback" not in res.stderr, (label, res.stderr)
+    for args, named in [
+        (["download", "file:/etc/passwd", "ais://b"], "scheme 'file'"),
+        (["download", LINK, "ais://b", "--max-conns", str(10**30)], "limits.connections"),
+        (["download", LINK, "ais://b", "--limit-bph", "999999999PiB"], "--limit-bph"),
+        (["download", LINK, "ais://b", "--limit-bph", "0.5"], "--limit-bph"),
+        (["download", LINK, "ais://b", "--timeout", "1ns"], "timeout"),
+        (["download", LINK, "ais://b", "--timeout", "99999999999999h"], "timeout"),
+        (["download", LINK, "ais://b", "--header", "Host: evil.example"], "headers.Host"),
+        (["download", "http://169.254.169.254\\@127.0.0.1/x", "ais://b"], "backslash"),
+    ]:
+        res = home.cli(*args, "--no-start")
+        assert res.returncode == 2, (args, res.stderr)
+        assert named in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+    assert json.loads(home.cli("show", "--all", "--json").stdout) == []
+    assert home.visible_files() == []
+
+
+def test_api_refuses_with_400_and_changes_nothing(home: Home) -> None:
+    api = start_api(home)
+    assert api.ok("GET") == []
+    for label, job, field, _ in CASES:
+        res = api.call("POST", body=job)
+        assert res.status_code == 400, (label, res.text)
+        assert res.json()["field"] == field, (label, res.text)
+    assert ledger_consistent(home) == []
+    api.session.close()
+
+
+def test_descriptions_and_names_are_printed_escaped(home: Home, capsys: pytest.CaptureFixture[str]) -> None:
+    forged = "real\ndnl-forged  finished  1/1  0  \x1b[2Jforged"
+    job = home.submit(single(description=forged))
+    res = home.cli("show", "--all")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and job in lines[1], lines  # the header and one row: nothing forged
+    assert "real\\ndnl-forged" in lines[1] and "\\x1b[2J" in lines[1] and "\x1b" not in res.stdout
+    detail = home.cli("show", job)
+    assert "\x1b" not in detail.stdout and "Description: real\\ndnl-forged" in detail.stdout
+    assert json.loads(home.cli("show", job, "--json").stdout)["description"] == forged  # JSON keeps it exact
+    output.bucket_listing([{"name": "a\rb\u202e", "size": 1}])  # e.g. a name stored by an older version
+    assert capsys.readouterr().out.splitlines()[1].startswith("a\\rb\\u202e ")
