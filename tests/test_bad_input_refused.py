@@ -46,11 +46,12 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     # links
     ("file:/etc/passwd", single(link="file:/etc/passwd"), "link", "scheme 'file'"),
     ("FILE:///etc/passwd", single(link="FILE:///etc/passwd"), "link", "scheme 'file'"),
-    ("backslash authority", single(link="http://169.254.169.254\\@127.0.0.1/x"), "link", "backslash"),
-    ("backslash host", single(link="http://127.0.0.1\\169.254.169.254/x"), "link", "backslash"),
-    ("userinfo", single(link="http://user:s3cret@127.0.0.1/x"), "link", "credentials"),
-    ("user only", single(link="https://user@127.0.0.1/x"), "link", "credentials"),
-    ("multi userinfo", {"type": "multi", "bucket": B, "objects": ["http://u:p@h/x"]}, "objects[0]", "credentials"),
+    ("backslash authority", single(link="http://169.254.169.254\\@127.0.0.1/x"), "link", "host part"),
+    ("backslash host", single(link="http://127.0.0.1\\169.254.169.254/x"), "link", "host part"),
+    ("userinfo", single(link="http://user:s3cret@127.0.0.1/x"), "link", "user:password@"),
+    ("user only", single(link="https://user@127.0.0.1/x"), "link", "user:password@"),
+    ("s3 userinfo", single(link="s3://AKIA:s3cret@bucket/k"), "link", "user:password@"),
+    ("multi userinfo", {"type": "multi", "bucket": B, "objects": ["http://u:p@h/x"]}, "objects[0]", "user:password@"),
     # integers out of range
     ("connections 10**30", single(limits={"connections": 10**30}), "limits.connections", "at most"),
     ("connections 2**63", single(limits={"connections": 2**63}), "limits.connections", "at most"),
@@ -117,7 +118,7 @@ def test_cli_refuses_with_exit_2_and_changes_nothing(home: Home) -> None:
         (["download", LINK, "ais://b", "--timeout", "1ns"], "timeout"),
         (["download", LINK, "ais://b", "--timeout", "99999999999999h"], "timeout"),
         (["download", LINK, "ais://b", "--header", "Host: evil.example"], "headers.Host"),
-        (["download", "http://169.254.169.254\\@127.0.0.1/x", "ais://b"], "backslash"),
+        (["download", "http://169.254.169.254\\@127.0.0.1/x", "ais://b"], "host part"),
     ]:
         res = home.cli(*args, "--no-start")
         assert res.returncode == 2, (args, res.stderr)
