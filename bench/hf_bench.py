@@ -171,6 +171,10 @@ def run_dlengine(home: Path, hub: Hub, repo_id: str) -> tuple[float, float]:
     ids = json.loads(out)["ids"]
     if _active(home, ids):
         more_wall, more_cpu, _ = timed([[*dl, "run"]], env, ROOT)
+        log(
+            f"    dlengine: download {wall:.2f} s wall {cpu:.2f} s CPU,"
+            f" then run {more_wall:.2f} s wall {more_cpu:.2f} s CPU"
+        )
         wall, cpu = wall + more_wall, cpu + more_cpu
     return wall, cpu
 

@@ -10,9 +10,11 @@ worker ever sees it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from dlengine.errors import ErrorCode, SpecError, UnsafeNameError
 from dlengine.ledger.ledger import Ledger
@@ -23,7 +25,42 @@ from dlengine.spec.names import validate_object_name
 from dlengine.storage import layout
 from dlengine.transfer import pick_checksum
 
-__all__ = ["new_object", "skip_unchanged", "unchanged"]
+__all__ = ["Versioned", "infos_of", "listing_key", "new_object", "skip_unchanged", "unchanged"]
+
+
+@runtime_checkable
+class Versioned(Protocol):
+    """A lister whose whole listing has one version (a Hub revision's
+    commit): a re-run at the same version can take the listing from the
+    ledger (``Ledger.listing``) instead of asking for it again."""
+
+    def resolve(self) -> str:
+        """The version now (one request), which the listing is then made at."""
+        ...
+
+    def selection(self) -> dict[str, Any]:
+        """What it lists, beside prefix and suffix (part of the listing's key)."""
+        ...
+
+
+def listing_key(dst: str, subdir: str, lister: Versioned, prefix: str = "", suffix: str = "") -> str:
+    """What a listing is of: destination (and its folder), source and selection."""
+    selection = {"dst": dst, "subdir": subdir, "prefix": prefix, "suffix": suffix, **lister.selection()}
+    return json.dumps(selection, sort_keys=True)
+
+
+def infos_of(rows: Sequence[NewObject], key: str) -> list[ObjectInfo]:
+    """Listed objects as a recorded listing's rows hold them: names without
+    the destination's folder (from ``key``), no version (a Hub listing has
+    none: the commit is not a file's identity)."""
+    subdir = str(json.loads(key).get("subdir") or "")
+    strip = len(subdir.rstrip("/") + "/") if subdir else 0
+    infos = []
+    for row in rows:
+        algo, _, digest = (row.checksum or "").partition(":")
+        checksums = {algo: digest} if algo and digest else {}
+        infos.append(ObjectInfo(key=row.name[strip:], size=row.size, etag=row.etag, checksums=checksums))
+    return infos
 
 
 def new_object(link: str, info: ObjectInfo, name: str | None = None) -> NewObject:

@@ -214,3 +214,26 @@ def test_the_token_is_read_once_and_sent_to_the_hub_only(
     assert reads == [token_file]  # once, for every request of this process
     assert len(hub.requests()) >= 5 and all(s.header("Authorization") == f"Bearer {TOKEN}" for s in hub.requests())
     assert len(cdn.requests) == 2 and not any("Authorization" in r.headers for r in cdn.requests)
+
+
+def test_a_backend_job_request_at_the_same_commit_is_listed_from_the_ledger(hhome: Home, hub: FakeHub) -> None:
+    """Submitted as a request, the supervisor's dispatcher lists: once per
+    commit too, and the command's listing and its own are the same."""
+    files = repo_files()
+    hub.add_repo("org/request", files)
+    request = {"type": "backend", "bucket": {"name": "org/request", "provider": "hf"}, "repo_type": "dataset"}
+    first = hhome.submit(request)
+    assert hhome.run().returncode == 0
+    assert counts(hhome, first) == ("finished", len(files), 0, 0)
+    assert hub.requests("/tree/")
+
+    hub.reset()
+    again = hhome.submit(request)
+    assert hhome.run().returncode == 0
+    assert [s.path.split("?")[0] for s in hub.requests()] == ["/api/datasets/org/request/revision/main"]
+    assert counts(hhome, again) == ("finished", len(files), len(files), 0)
+
+    hub.reset()  # the command finds what the dispatcher recorded
+    job, stderr = download(hhome, "--hf-dataset", "org/request", "hf://org/request")
+    assert "not listed again" in stderr and len(hub.requests()) == 1
+    assert counts(hhome, job) == ("finished", len(files), len(files), 0)

@@ -230,9 +230,9 @@ def _backend_plan(
 
 
 def listing_key(bucket: BucketRef, subdir: str, lister: hf.HubLister, prefix: str = "", suffix: str = "") -> str:
-    """What a listing is of: destination, repo, revision and selection."""
-    selection = {"dst": bucket.uri(), "subdir": subdir, "prefix": prefix, "suffix": suffix, **lister.selection()}
-    return json.dumps(selection, sort_keys=True)
+    """What a listing is of: destination, repo, revision and selection (the
+    key a backend job's dispatcher uses too)."""
+    return listing.listing_key(bucket.uri(), subdir, lister, prefix, suffix)
 
 
 def _commit(lister: hf.HubLister) -> str:
@@ -283,27 +283,13 @@ def _listed_files(
     try:
         commit = lister.resolve()
         recorded = client.ledger.listing(key, commit)
-        files = _from_rows(recorded, key) if recorded is not None else lister.files(prefix, suffix)
+        files = listing.infos_of(recorded, key) if recorded is not None else lister.files(prefix, suffix)
     except PermanentError as exc:
         raise SpecError(flag, str(exc)) from None
     files = sorted(files, key=lambda f: f.key)
     total = sum(f.size or 0 for f in files)
     known = " (listed at this commit before: not listed again)" if recorded is not None else ""
     print(f"{lister.describe()} is commit {commit}: {len(files)} files, {human_bytes(total)}{known}", file=sys.stderr)
-    return files
-
-
-def _from_rows(rows: Sequence[NewObject], key: str) -> list[ObjectInfo]:
-    """Files as the listing said them, from their rows: names without the
-    destination's folder, no version (a Hub listing has none: the commit is
-    not a file's identity)."""
-    subdir = str(json.loads(key).get("subdir") or "")
-    strip = len(subdir.rstrip("/") + "/") if subdir else 0
-    files = []
-    for row in rows:
-        algo, _, digest = (row.checksum or "").partition(":")
-        checksums = {algo: digest} if algo and digest else {}
-        files.append(ObjectInfo(key=row.name[strip:], size=row.size, etag=row.etag, checksums=checksums))
     return files
 
 

@@ -19,6 +19,7 @@ from dlengine import listing
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewObject
 from dlengine.sources import registry
+from dlengine.sources.base import ObjectInfo
 from dlengine.spec import load_spec
 from dlengine.spec.model import JobSpec
 from dlengine.storage import layout
@@ -27,14 +28,31 @@ LIST_PAGE = 1000  # listed objects per ledger transaction
 SYNC_BATCH = 1000  # local deletions per ledger transaction
 
 
-def backend_pages(spec: JobSpec, cursor: str | None) -> Iterator[tuple[list[NewObject], str]]:
-    """Pages of listed objects after ``cursor``, each with the cursor after it."""
+def backend_pages(spec: JobSpec, job: JobRecord, ledger: Ledger) -> Iterator[tuple[list[NewObject], str]]:
+    """Pages of listed objects after the job's cursor, each with the cursor
+    after it. A lister with one version for its whole listing (a Hub
+    commit) is asked for it first: if the ledger recorded the listing at
+    that version, its rows are the pages and nothing else is asked."""
     lister = registry.lister(spec.bucket.provider, spec.bucket.name, spec.options)
-    listed = lister.list(spec.prefix, spec.suffix, start_after=cursor or "")
+    cursor = job.cursor or ""
+    key = version = None
+    listed: Iterator[ObjectInfo] | None = None
+    if isinstance(lister, listing.Versioned):
+        key = listing.listing_key(spec.bucket.uri(), "", lister, spec.prefix, spec.suffix)
+        version = lister.resolve()
+        recorded = ledger.listing(key, version)
+        if recorded is not None:
+            listed = (info for info in listing.infos_of(recorded, key) if info.key > cursor)
+    if listed is None:
+        listed = lister.list(spec.prefix, spec.suffix, start_after=cursor)
+    count = 0
     while infos := list(islice(listed, LIST_PAGE)):
         page = [listing.new_object(lister.link(info.key), info) for info in infos if not info.key.endswith("/")]
+        count += len(page)
         if page:  # a page of directory markers only is nothing to insert
             yield page, infos[-1].key
+    if key is not None and version is not None and not job.cursor:  # every page inserted by this listing
+        ledger.record_listing(key, version, [job.id], count)
 
 
 def insert_page(ledger: Ledger, job: JobRecord, page: Sequence[NewObject], place: Callable[[str], str]) -> None:

@@ -34,13 +34,13 @@ PAGES_PER_TURN = 4  # then the next job gets a turn
 LIST_RETRIES = 5  # transient listing errors in a row before a job is aborted
 
 Page = Sequence[Any]  # (name, link) of range jobs; NewObject of backend jobs
-PageSource = Callable[[JobSpec, str | None], Iterator[tuple[Page, str]]]
+PageSource = Callable[[JobSpec, JobRecord, Ledger], Iterator[tuple[Page, str]]]
 
 
-def range_pages(spec: JobSpec, cursor: str | None) -> Iterator[tuple[Page, str]]:
-    """Pages of a range job from position ``cursor``; each with the cursor
-    after it."""
-    position = int(cursor or 0)
+def range_pages(spec: JobSpec, job: JobRecord, ledger: Ledger) -> Iterator[tuple[Page, str]]:
+    """Pages of a range job from the job's cursor (a position); each with
+    the cursor after it."""
+    position = int(job.cursor or 0)
     objects = islice(iter_objects(spec), position, None)
     while page := [(o.name, o.link) for o in islice(objects, jobs.PAGE_SIZE)]:
         position += len(page)
@@ -97,7 +97,7 @@ class Dispatcher(threading.Thread):
 
     def _turn(self, ledger: Ledger, job: JobRecord) -> None:
         try:
-            pages = self._pages(job)
+            pages = self._pages(job, ledger)
             for _ in range(PAGES_PER_TURN):
                 page, cursor = next(pages, ([], ""))
                 if not self._insert(ledger, job, page, cursor):
@@ -124,10 +124,10 @@ class Dispatcher(threading.Thread):
         self._backoff[seq] = (failures, time.monotonic() + min(30.0, 0.5 * 2**failures))
         return failures < LIST_RETRIES
 
-    def _pages(self, job: JobRecord) -> Iterator[tuple[Page, str]]:
+    def _pages(self, job: JobRecord, ledger: Ledger) -> Iterator[tuple[Page, str]]:
         if job.seq not in self._open:
             spec = load_spec(job.spec)
-            self._open[job.seq] = PAGE_SOURCES[spec.type](spec, job.cursor)
+            self._open[job.seq] = PAGE_SOURCES[spec.type](spec, job, ledger)
         return self._open[job.seq]
 
     def _insert(self, ledger: Ledger, job: JobRecord, page: Page, cursor: str) -> bool:
