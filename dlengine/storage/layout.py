@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from dlengine.errors import UnsafeNameError
+from dlengine.errors import PermanentError, UnsafeNameError
 
 WORK_DIR = ".work"
 
@@ -48,36 +48,83 @@ def object_path(mountpath: Path, provider: str, namespace: str, bucket: str, nam
     return root.joinpath(*parts)
 
 
-# Directories this process created or checked: path -> (device, inode, root).
-# A hit needs the path to still be that very directory (lstat, no symlink),
-# so one planted later (or an ancestor swapped for a symlink, which changes
-# what the path resolves to) misses and is checked again in full.
-_checked: dict[str, tuple[int, int, str]] = {}
-_CHECKED_MAX = 65536
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def ensure_parent(path: Path, root: Path) -> None:
-    """Create the directories of ``path`` and refuse symlinks that would lead
-    it out of ``root`` (someone may have planted one in the bucket)."""
-    parent = str(path.parent)
+    """Create the directories of ``path`` below ``root`` and refuse any
+    symlink on the way (someone may plant one in the bucket, or swap a
+    directory for one while a worker runs, issue 13).
+
+    Every install walks the components one at a time from ``root``, each
+    opened relative to the one before with ``O_NOFOLLOW`` and created there
+    if missing: a symlink is refused before anything is created through it,
+    and no cache of checked directories can go stale. ``root`` itself (the
+    bucket directory) is trusted.
+    """
+    fd = _open_parent(path, root)
     try:
-        st = os.lstat(parent)
-        known = _checked.get(parent) == (st.st_dev, st.st_ino, str(root)) and stat.S_ISDIR(st.st_mode)
+        try:
+            leaf = os.stat(path.name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(leaf.st_mode):
+            raise UnsafeNameError(f"object {path} is a symlink; refusing to replace it")
+    finally:
+        os.close(fd)
+
+
+def _open_parent(path: Path, root: Path) -> int:
+    """A descriptor of ``path``'s directory, reached from ``root`` without
+    following a symlink; the caller closes it."""
+    try:
+        parts = path.parent.relative_to(root).parts
+    except ValueError:
+        raise UnsafeNameError(f"object {path} is not inside its bucket {root}") from None
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for part in parts:
+        try:
+            child = _open_child(fd, part, path)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _open_child(fd: int, name: str, path: Path) -> int:
+    """Directory ``name`` inside ``fd``, created if missing, never a symlink."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=fd)
+    except FileNotFoundError:
+        try:
+            os.mkdir(name, dir_fd=fd)
+        except FileExistsError:  # another thread made it meanwhile
+            pass
+        return _open_existing(fd, name, path)
+    except OSError as exc:
+        raise _not_a_directory(fd, name, path, exc) from None
+
+
+def _open_existing(fd: int, name: str, path: Path) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=fd)
+    except OSError as exc:
+        raise _not_a_directory(fd, name, path, exc) from None
+
+
+def _not_a_directory(fd: int, name: str, path: Path, exc: OSError) -> Exception:
+    """Why ``name`` could not be opened as a directory: a symlink (refused
+    whatever it points at), an object, or the system's own error."""
+    try:
+        mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
     except OSError:
-        known = False
-    if not known:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        real_root = os.path.realpath(root)
-        real_parent = os.path.realpath(parent)
-        if os.path.commonpath([real_root, real_parent]) != real_root:
-            raise UnsafeNameError(f"object {path} would leave its bucket through a symlink")
-        st = os.lstat(parent)
-        if stat.S_ISDIR(st.st_mode):
-            if len(_checked) >= _CHECKED_MAX:
-                _checked.clear()
-            _checked[parent] = (st.st_dev, st.st_ino, str(root))
-    if path.is_symlink():
-        raise UnsafeNameError(f"object {path} is a symlink; refusing to replace it")
+        return exc
+    if stat.S_ISLNK(mode):
+        return UnsafeNameError(f"object {path} would go through the symlink {name!r} in its bucket; refused")
+    if not stat.S_ISDIR(mode):
+        return PermanentError(f"cannot store {path}: a parent ({name!r}) is an object, not a directory")
+    return exc
 
 
 def work_dir(mountpath: Path) -> Path:
