@@ -1,4 +1,4 @@
-.PHONY: install test lint bench bench-datapath
+.PHONY: install test lint bench bench-datapath bench-hf
 
 install:
 	python3 -m pip install -e '.[test]'
@@ -17,3 +17,7 @@ bench:
 # dlengine's HTTP data path against rclone and aria2c (needs root: network namespaces)
 bench-datapath:
 	python3 bench/datapath.py
+
+# HF Hub: dlengine vs huggingface_hub.snapshot_download on a fake Hub (bench/RESULTS-hf.md)
+bench-hf:
+	python3 bench/hf_bench.py
