@@ -56,7 +56,8 @@ class Client:
         later = spec.type in (JobType.RANGE, JobType.BACKEND)
         objects = iter(()) if later else ((o.name, o.link) for o in iter_objects(spec))
         record = _new_job(spec)
-        total = object_count(spec) or 0
+        count = object_count(spec)
+        total = -1 if count is None else count  # a backend job's: unknown until listed (AIStore's -1)
         job_id = self._with_secrets(
             spec, record, lambda: self.ledger.create_job(record, objects, place, dispatched=not later, total=total)
         )

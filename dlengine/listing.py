@@ -4,7 +4,7 @@ make from a listing alone, before any request for the objects.
 
 An object is unchanged when the catalog holds it from the same source link
 with the same size, and the same version, else the same ETag, else the same
-checksum, and its file is still there. It then goes in as ``skipped``: no
+checksum, and its file is still as recorded (size, no later mtime). It then goes in as ``skipped``: no
 worker ever sees it.
 """
 
@@ -98,8 +98,8 @@ def _skip_if_unchanged(
 ) -> NewObject:
     if obj.state is not ObjectState.PENDING or stored is None or not unchanged(stored, obj):
         return obj
-    if not local_copy(provider, namespace, bucket, stored).is_file():
-        return obj  # removed by hand: download again
+    if not layout.copy_intact(local_copy(provider, namespace, bucket, stored), stored.size, stored.stored_time):
+        return obj  # removed or changed by hand (size, mtime): download again
     return replace(obj, state=ObjectState.SKIPPED, checksum=stored.checksum, version=stored.version)
 
 

@@ -1,7 +1,13 @@
 """Job status objects: AIStore's fields plus dlengine's own (SPEC §2).
 
+AIStore's fields have its Go types (ext/dload/api.go), so its clients
+decode them: counters are integers, times RFC 3339 strings (or null), and
+in task lists ``downloaded`` and ``total`` are strings of digits, because
+AIStore's ``TaskDlInfo`` declares them ``json:",string"``.
+
 Links, errors and the spec go through ``redact``: a status (CLI, API) never
-shows a signed link's signature, token or password."""
+shows a signed link's signature, token or password.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ def summary(job: JobRecord) -> dict[str, Any]:
     """The counters of one job, straight from its record (cheap)."""
     return {
         "id": job.id,
+        "xaction_id": job.id,  # AIStore's downloader xaction; here every job is its own
         "type": job.type,
         "description": _hide(job.description),
         "bucket": {"name": job.bucket, "provider": job.provider, "namespace": job.namespace},
@@ -54,23 +61,29 @@ def summary(job: JobRecord) -> dict[str, Any]:
     }
 
 
+def _task(name: str, downloaded: int, total: int | None, start: float | None, end: float | None) -> dict[str, Any]:
+    """AIStore's ``TaskDlInfo``: byte counts as strings (``json:",string"``)."""
+    return {
+        "name": name,
+        "downloaded": str(downloaded),
+        "total": str(total or 0),
+        "start_time": iso(start),
+        "end_time": iso(end),
+    }
+
+
 def full(ledger: Ledger, job: JobRecord, *, tasks_limit: int = 1000) -> dict[str, Any]:
     """Summary plus current tasks, finished tasks and errors."""
     status = summary(job)
     current = ledger.objects(job.seq, ("running",), 100)
-    status["current_tasks"] = [
-        {"name": o.name, "downloaded": o.bytes_done, "total": o.size or 0, "start_time": iso(o.start_time)}
-        for o in current
-    ]
+    status["current_tasks"] = [_task(o.name, o.bytes_done, o.size, o.start_time, None) for o in current]
     # bytes of objects in flight count as done for progress
     status["bytes_done"] += sum(o.bytes_done for o in current)
     status["finished_tasks"] = [
         {
-            "name": o.name,
+            **_task(o.name, o.size or 0, o.size, o.start_time, o.end_time),
             "size": o.size,
             "skipped": o.state == "skipped",
-            "start_time": iso(o.start_time),
-            "end_time": iso(o.end_time),
         }
         for o in ledger.objects(job.seq, ("done", "skipped"), tasks_limit, newest_first=True)
     ]

@@ -186,7 +186,13 @@ def _conditions(task: Task, dest: Path, offset: int, placed: _Meta | None) -> tu
     stored = task.stored
     if placed is not None:
         etag, modified = placed.info.etag, placed.info.last_modified
-    elif offset == 0 and stored is not None and stored.source == task.link and dest.exists():
+    elif (
+        offset == 0
+        and stored
+        and stored.source == task.link
+        and layout.copy_intact(dest, stored.size, stored.stored_time)
+    ):
+        # only a copy still as recorded (size, mtime) may be kept by a 304
         etag, modified = stored.etag, stored.last_modified
     else:
         return None, None

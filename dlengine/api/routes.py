@@ -38,7 +38,9 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def payload(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.message, "status": self.status}
+        """AIStore's ``cmn.ErrHTTP`` (``message``, ``status``), which its
+        clients print, plus ``error`` (the same text) and ``field``."""
+        body: dict[str, Any] = {"message": self.message, "error": self.message, "status": self.status}
         if self.field:
             body["field"] = self.field
         return body

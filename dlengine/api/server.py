@@ -5,7 +5,7 @@ The API is the standard library's ``ThreadingHTTPServer`` speaking HTTP/1.1
 (``slots``). Every request borrows a ``Client`` (one SQLite connection)
 from a small pool, so no connection is ever used by two threads at once.
 Requests a web page may have sent are refused first (``guard``).
-Answers are JSON, errors included: ``{"error": ..., "status": ...}``.
+Answers are JSON, errors included: ``{"message": ..., "error": ..., "status": ...}``.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class ApiServer(ThreadingHTTPServer):
             self.slots.done(request)
 
     def _refuse_busy(self, request: socket.socket) -> None:
-        body = json.dumps({"error": f"too many connections (at most {API_THREADS} at once)", "status": 503})
+        body = json.dumps(ApiError(503, f"too many connections (at most {API_THREADS} at once)").payload())
         head = f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body) + 1}"
         try:
             request.settimeout(1.0)
@@ -284,7 +284,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         """Errors http.server finds itself (bad request line, headers too
         long) as JSON too."""
         self.close_connection = True
-        self._send_json(code, {"error": message or HTTPStatus(code).phrase, "status": code})
+        self._send_json(code, ApiError(code, message or HTTPStatus(code).phrase).payload())
 
     def log_message(self, format: str, *args: Any) -> None:
         # the request line and status only: never headers (the token)

@@ -21,9 +21,10 @@ def job_from_args(args: argparse.Namespace) -> dict[str, Any]:
     job: dict[str, Any] = {"bucket": {"name": bucket.name, "provider": bucket.provider}}
     if bucket.namespace:
         job["bucket"]["namespace"] = bucket.namespace
-    if getattr(args, "sync", False) and not _is_bucket_listing(args.src):
-        raise SpecError("--sync", "only a bucket or prefix SRC (s3://bkt/prefix/) can be synchronized")
-    if _is_bucket_listing(args.src):
+    listing = _is_bucket_listing(args.src, path)
+    if getattr(args, "sync", False) and not listing:
+        raise SpecError("--sync", "only a bucket or prefix SRC (s3://bkt/prefix) can be synchronized")
+    if listing:
         job.update(_backend_job(args.src, bucket, getattr(args, "sync", False)))
     elif args.object_list:
         job.update(type="multi", objects=_object_list(args.src, Path(args.object_list), path))
@@ -39,22 +40,21 @@ def job_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return job
 
 
-def _is_bucket_listing(src: str) -> bool:
-    """``s3://bkt``, ``gs://bkt/prefix/``: a bucket or a prefix, not one object."""
-    scheme, sep, rest = src.partition("://")
-    return bool(sep) and scheme.lower() in _CLOUD_SCHEMES and (("/" not in rest) or rest.endswith("/"))
+def _is_bucket_listing(src: str, dst_path: str) -> bool:
+    """A cloud SRC (``s3://bkt``, ``gs://bkt/dir/prefix-``) is a prefix to
+    list, as in AIStore's CLI, unless DST names the object to store it as."""
+    scheme, sep, _ = src.partition("://")
+    return bool(sep) and scheme.lower() in _CLOUD_SCHEMES and not dst_path
 
 
 def _backend_job(src: str, dst: BucketRef, sync: bool) -> dict[str, Any]:
-    """A backend job: the local copy of the SRC bucket, selected by prefix."""
+    """A backend job: every object under the SRC prefix, into the local
+    copy of the SRC bucket, or into DST (AIStore's bucket with a backend)."""
     remote, prefix = parse_bucket_uri(src, "SRC")
+    job: dict[str, Any] = {"type": "backend", "prefix": prefix, "sync": sync}
     if (remote.provider, remote.name) != (dst.provider, dst.name):
-        raise SpecError(
-            "DST",
-            f"a bucket listing downloads into the local copy of that bucket: use {src.partition('://')[0]}://"
-            f"{remote.name} as DST (copies into another bucket are not supported yet)",
-        )
-    return {"type": "backend", "prefix": prefix, "sync": sync}
+        job["backend_bck"] = {"name": remote.name, "provider": remote.provider.value}
+    return job
 
 
 def add_common_fields(job: dict[str, Any], args: argparse.Namespace) -> None:
@@ -85,7 +85,8 @@ def _headers(items: list[str]) -> dict[str, str]:
 
 
 def _object_list(src: str, file: Path, subdir: str) -> dict[str, str]:
-    """name -> link for every entry of the list file, relative to SRC."""
+    """name -> link for every entry of the list file, relative to SRC; each
+    object is named by the base of its link (``dir/a.bin`` -> ``a.bin``)."""
     try:
         text = file.read_text()
     except OSError as exc:
@@ -97,7 +98,7 @@ def _object_list(src: str, file: Path, subdir: str) -> dict[str, str]:
     objects: dict[str, str] = {}
     for entry in entries:
         link = entry if "://" in entry else base + entry.lstrip("/")
-        name = derive_name(link) if "://" in entry else entry.lstrip("/")
+        name = derive_name(link, "--object-list")  # the base of the link, as AIStore names it
         name = (subdir.rstrip("/") + "/" + name) if subdir else name
         if name in objects:
             raise SpecError("--object-list", f"duplicate object name {name!r}")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from dlengine.ledger.db import write
-from dlengine.ledger.jobs import abort_queued, finish_jobs
+from dlengine.ledger.jobs import ABORTED_TIME, abort_queued, finish_jobs
 from dlengine.ledger.models import Outcome, StoredInfo, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
 from dlengine.redact import redact
@@ -30,7 +30,7 @@ RETURNING id, name, link, attempts, size, etag, version, checksum
 """
 
 _STORED_SQL = """
-SELECT size, etag, version, checksum, last_modified, source FROM catalog
+SELECT size, etag, version, checksum, last_modified, source, stored_time FROM catalog
 WHERE provider = ? AND namespace = ? AND bucket = ? AND name = ?
 """
 
@@ -170,7 +170,7 @@ def _code(out: Outcome) -> str | None:
 def _stop_job(conn: sqlite3.Connection, seq: int, reason: str, now: float) -> None:
     """A fatal error: the job stops with the reason, queued objects with it."""
     sql = (
-        "UPDATE jobs SET state = 'aborted', error = ?, finished_time = ?"
+        f"UPDATE jobs SET state = 'aborted', error = ?, finished_time = {ABORTED_TIME}"
         f" WHERE seq = ? AND state IN {ACTIVE_JOB_STATES!r}"
     )
     conn.execute(sql, (redact(reason), now, seq))

@@ -189,7 +189,8 @@ def _count_inserted(conn: sqlite3.Connection, seq: int, objects: Sequence[NewObj
 
     skipped_bytes = sum(o.size or 0 for o in objects if o.state is ObjectState.SKIPPED)
     conn.execute(
-        "UPDATE jobs SET scheduled_cnt = scheduled_cnt + ?, total = max(total, scheduled_cnt + ?),"
+        "UPDATE jobs SET scheduled_cnt = scheduled_cnt + ?,"
+        " total = CASE WHEN total < 0 THEN total ELSE max(total, scheduled_cnt + ?) END,"  # -1: unknown yet
         " pending_cnt = pending_cnt + ?, skipped_cnt = skipped_cnt + ?, failed_cnt = failed_cnt + ?,"
         " done_cnt = done_cnt + ?, bytes_total = bytes_total + ?, bytes_done = bytes_done + ? WHERE seq = ?",
         (len(objects), len(objects), count(ObjectState.PENDING), count(ObjectState.SKIPPED),
@@ -313,18 +314,24 @@ def abort_job(conn: sqlite3.Connection, job_id: str, reason: str | None = None) 
 
     Running objects are left to their workers, which see the job state on
     their next lease renewal, stop, remove the work file and report them
-    aborted. Returns False if the job had already ended.
+    aborted; ``finished_time`` is set when the last of them stops (the
+    trigger of migration 0007), at once if none runs. A finished job is
+    marked aborted too, as AIStore does. Returns False if it was aborted
+    already.
     """
     with write(conn):
         row = job_row(conn, job_id)
-        if row["state"] not in ACTIVE_JOB_STATES:
+        if row["state"] == JobState.ABORTED.value:
             return False
-        conn.execute(
-            "UPDATE jobs SET state = ?, error = coalesce(?, error), finished_time = ? WHERE seq = ?",
-            (JobState.ABORTED.value, reason, time.time(), row["seq"]),
-        )
+        conn.execute(_ABORT_SQL, (JobState.ABORTED.value, reason, time.time(), row["seq"]))
         abort_queued(conn, row["seq"], time.time())
     return True
+
+
+# An aborted job's finished_time: now if nothing runs, else set by the
+# trigger of migration 0007 when its last running object stops.
+ABORTED_TIME = "CASE WHEN running_cnt > 0 THEN NULL ELSE coalesce(finished_time, ?) END"
+_ABORT_SQL = f"UPDATE jobs SET state = ?, error = coalesce(?, error), finished_time = {ABORTED_TIME} WHERE seq = ?"
 
 
 def abort_queued(conn: sqlite3.Connection, seq: int, now: float) -> None:
@@ -338,7 +345,8 @@ def remove_job(conn: sqlite3.Connection, job_id: str) -> None:
     with write(conn):
         row = job_row(conn, job_id)
         if row["state"] in ACTIVE_JOB_STATES or row["running_cnt"] > 0:
-            raise StateError(f"job {job_id} is still running: abort it first")
+            # an aborted job whose downloads still stop has no finished_time yet
+            raise StateError(f"job {job_id} is still running: abort it first, and wait until it has finished")
         conn.execute("DELETE FROM objects WHERE job = ?", (row["seq"],))
         conn.execute("DELETE FROM jobs WHERE seq = ?", (row["seq"],))
 

@@ -50,7 +50,10 @@ _CATALOG_SQL = (
 )
 _JOB_STILL_ACTIVE_SQL = f"SELECT 1 FROM jobs WHERE seq = ? AND state IN {ACTIVE_JOB_STATES!r}"
 _SET_CURSOR_SQL = "UPDATE jobs SET cursor = ? WHERE seq = ?"
-_DISPATCHED_SQL = "UPDATE jobs SET all_dispatched = 1 WHERE seq = ?"
+# a backend job's total is -1 (AIStore's "unknown") until its listing ended
+_DISPATCHED_SQL = (
+    "UPDATE jobs SET all_dispatched = 1, total = CASE WHEN total < 0 THEN scheduled_cnt ELSE total END WHERE seq = ?"
+)
 _OBJECTS_SQL = "SELECT * FROM objects WHERE job = ? AND {} {} LIMIT ?"
 
 

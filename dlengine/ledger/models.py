@@ -35,6 +35,7 @@ class StoredInfo:
     checksum: str | None
     last_modified: str | None
     source: str
+    stored_time: float | None = None  # when it was recorded: the file's mtime is not later
 
 
 @dataclass(frozen=True)

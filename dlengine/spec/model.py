@@ -29,6 +29,13 @@ class BucketRef:
         ns = f"@{self.namespace}#" if self.namespace else ""
         return f"{self.provider}://{ns}{self.name}"
 
+    def cname(self, object_name: str = "") -> str:
+        """AIStore's canonical name (``Bck.Cname``), as its default job
+        descriptions print it: ``s3://abc``, ``ais://#ns/abc/obj``."""
+        ns = f"#{self.namespace}/" if self.namespace else ""
+        text = f"{self.provider.scheme or self.provider.value}://{ns}{self.name}"
+        return f"{text}/{object_name}" if object_name else text
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -72,5 +79,11 @@ class JobSpec:
     prefix: str = ""
     suffix: str = ""
     sync: bool = False
+    source: BucketRef | None = None  # backend_bck: the remote bucket, when not ``bucket`` itself
     # provider-specific options (e.g. HF repo_type, revision, include, exclude)
     options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> BucketRef:
+        """The bucket a backend job lists: ``source``, else its own bucket."""
+        return self.source or self.bucket

@@ -175,17 +175,52 @@ def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 def derive_name(link: str, field: str = "link") -> str:
     """The object name a link gives: its last path segment, percent-decoded.
 
-    Query and fragment are dropped: ``http://h/a/x.tar?sig=1#f`` -> ``x.tar``.
+    Query and fragment are dropped: ``http://h/a/x.tar?sig=1#f`` -> ``x.tar``;
+    a path ending in ``/`` is named by the segment before it, as AIStore's
+    ``path.Base`` does: ``http://h/a/dir/`` -> ``dir``.
     """
-    segment = urlsplit(link).path.rsplit("/", 1)[-1]
-    name = unquote(segment)
-    if name == "":
+    segment = urlsplit(link).path.rstrip("/").rsplit("/", 1)[-1]
+    if segment == "":
         raise SpecError(
             field,
             f"cannot derive an object name from {_show(link)}: "
             "its path has no last segment; name the object explicitly",
         )
-    return name
+    return _percent_decoded(segment, field)
+
+
+def normalize_object_name(name: str, field: str) -> str:
+    """A given object name as AIStore normalises it (``NormalizeObjName``):
+    what follows ``?`` (or ``#``) is dropped and the rest percent-decoded,
+    so ``dir%2Ffile?alt=media`` is ``dir/file``; then it is validated, so
+    ``..%2Foutside`` is refused. A name that is only a query (``?x``) stays.
+    """
+    path = re.split(r"[?#]", name, maxsplit=1)[0]
+    decoded = _percent_decoded(path, field) if path else name
+    validate_object_name(decoded, field)
+    return decoded
+
+
+def escape_object_name(name: str) -> str:
+    """The inverse of ``normalize_object_name`` for a stored job: ``%``,
+    ``?`` and ``#`` escaped, so reading the job back gives the same name."""
+    return name.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _percent_decoded(text: str, field: str) -> str:
+    """``unquote``, but a malformed escape (``%zz``) or bytes that are not
+    UTF-8 are refused, as Go's ``url.PathUnescape`` refuses them."""
+    if "%" not in text:
+        return text
+    if _BAD_ESCAPE.search(text):
+        raise SpecError(field, f"{_show(text)} has a malformed percent-escape")
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise SpecError(field, f"{_show(text)} percent-decodes to bytes that are not UTF-8") from None
 
 
 def validate_object_name(name: str, field: str) -> None:

@@ -22,9 +22,11 @@ from dlengine.spec.durations import duration_field, format_duration, size_field
 from dlengine.spec.model import BucketRef, JobSpec, JobType, Limits, ObjectRef
 from dlengine.spec.names import (
     derive_name,
+    escape_object_name,
     is_secret_header,
     join_subdir,
     normalize_link,
+    normalize_object_name,
     validate_bucket_name,
     validate_object_name,
 )
@@ -39,7 +41,7 @@ _TYPE_FIELDS: dict[JobType, tuple[str, ...]] = {
     JobType.SINGLE: ("link", "object_name", "from_remote"),
     JobType.MULTI: ("objects",),
     JobType.RANGE: ("template", "subdir"),
-    JobType.BACKEND: ("prefix", "suffix", "sync", "synchronize"),
+    JobType.BACKEND: ("prefix", "suffix", "sync", "synchronize", "backend_bck"),
 }
 _HF_FIELDS = ("repo_type", "revision", "include", "exclude")
 _HF_REPO_TYPES = ("model", "dataset")
@@ -127,11 +129,15 @@ def parse_job(data: object) -> JobSpec:
     """
     body = _as_object(data, "", what="the job request")
     job_type = _parse_type(body.get("type"))
-    bucket = _parse_bucket(body.get("bucket"), job_type)
-    _check_known_fields(body, job_type, bucket.provider)
+    source = _parse_source(body.get("backend_bck")) if job_type is JobType.BACKEND else None
+    bucket = _parse_bucket(body.get("bucket"), job_type, copy=source is not None)
+    _check_known_fields(body, job_type, (source or bucket).provider)
     _check_aistore_fields(body)
     headers, secret_headers = _parse_headers(body.get("headers"))
-    specific, default_description = _TYPE_PARSERS[job_type](body, bucket)
+    specific, default_description = _TYPE_PARSERS[job_type](body, source or bucket)
+    if job_type is JobType.BACKEND:
+        specific["source"] = source
+        default_description = f"remote bucket prefetch -> {bucket.cname()}"
     return JobSpec(
         type=job_type,
         bucket=bucket,
@@ -194,7 +200,9 @@ def _check_aistore_fields(body: Body) -> None:
 # --------------------------------------------------------------- bucket
 
 
-def _parse_bucket(value: object, job_type: JobType) -> BucketRef:
+def _parse_bucket(value: object, job_type: JobType, *, copy: bool = False) -> BucketRef:
+    """The job's destination; for a backend job without ``backend_bck``
+    also its source (the remote bucket, stored as its local copy)."""
     if value is None:
         raise SpecError("bucket.name", "is required")
     obj = _as_object(value, "bucket")
@@ -205,9 +213,40 @@ def _parse_bucket(value: object, job_type: JobType) -> BucketRef:
     if not isinstance(name, str):
         raise SpecError("bucket.name", f"must be a string, got {_json_kind(name)}")
     provider = _parse_provider(obj.get("provider"))
-    _check_provider_for_type(provider, job_type)
+    if not copy:
+        _check_provider_for_type(provider, job_type)
+    elif provider is not Provider.AIS:
+        raise SpecError(
+            "bucket.provider",
+            f"a backend job with backend_bck copies into a local 'ais' bucket; got {provider.value!r}",
+        )
     validate_bucket_name(name, provider, "bucket.name")
     return BucketRef(name, provider, _parse_namespace(obj.get("namespace")))
+
+
+def _parse_source(value: object) -> BucketRef | None:
+    """``backend_bck`` (AIStore's name of a bucket's remote backend): the
+    remote bucket a backend job copies from into ``bucket``."""
+    if value is None:
+        return None
+    obj = _as_object(value, "backend_bck")
+    _reject_unknown(obj, ("name", "provider", "namespace"), "backend_bck")
+    name = obj.get("name")
+    if not isinstance(name, str) or name == "":
+        raise SpecError("backend_bck.name", "is required (a string)")
+    raw = obj.get("provider")
+    if not isinstance(raw, str) or raw == "":
+        raise SpecError("backend_bck.provider", f"is required: one of {', '.join(providers.LISTABLE)}")
+    provider = parse_provider(raw, "backend_bck.provider")
+    if provider not in providers.LISTABLE:
+        raise SpecError(
+            "backend_bck.provider",
+            f"must be a remote provider it can list ({', '.join(providers.LISTABLE)}); got {provider.value!r}",
+        )
+    validate_bucket_name(name, provider, "backend_bck.name")
+    if _parse_namespace(obj.get("namespace")):
+        raise SpecError("backend_bck.namespace", "remote buckets have no namespace here")
+    return BucketRef(name, provider)
 
 
 def _parse_provider(value: object) -> Provider:
@@ -317,11 +356,13 @@ _Parsed = tuple[dict[str, Any], str]  # JobSpec fields, default description
 
 def _parse_single(body: Body, bucket: BucketRef) -> _Parsed:
     link = normalize_link(_required_str(body, "link"), "link")
-    name = _optional_str(body, "object_name")
-    field = "object_name" if name else "link"
-    name = name or derive_name(link, "link")
-    validate_object_name(name, field)
-    return {"link": link, "object_name": name}, f"{link} -> {bucket.uri()}"
+    given = _optional_str(body, "object_name")
+    if given:
+        name = normalize_object_name(given, "object_name")
+    else:
+        name = derive_name(link, "link")
+        validate_object_name(name, "link")
+    return {"link": link, "object_name": name}, f"{link} -> {bucket.cname(name)}"
 
 
 def _parse_multi(body: Body, bucket: BucketRef) -> _Parsed:
@@ -340,9 +381,7 @@ def _parse_multi(body: Body, bucket: BucketRef) -> _Parsed:
     if not objects:
         raise SpecError("objects", "must not be empty")
     _check_duplicate_names([obj.name for obj in objects])
-    noun = "object" if len(objects) == 1 else "objects"
-    description = f"multi-download ({len(objects)} {noun}) -> {bucket.uri()}"
-    return {"objects": tuple(objects)}, description
+    return {"objects": tuple(objects)}, f"multi-download -> {bucket.cname()}"
 
 
 def _objects_from_list(raw: list[object]) -> list[ObjectRef]:
@@ -370,8 +409,7 @@ def _objects_from_map(raw: dict[Any, Any]) -> list[ObjectRef]:
             raise SpecError("objects", f"object name {name!r} is not a string")
         if not isinstance(link, str):
             raise SpecError(field, f"must be a link string, got {_json_kind(link)}")
-        validate_object_name(name, field)
-        objects.append(ObjectRef(name, normalize_link(link, field)))
+        objects.append(ObjectRef(normalize_object_name(name, field), normalize_link(link, field)))
     return objects
 
 
@@ -391,6 +429,9 @@ def _duplicate_names_error(duplicates: list[str]) -> SpecError:
 
 def _parse_range(body: Body, bucket: BucketRef) -> _Parsed:
     text = normalize_link(_required_str(body, "template"), "template")
+    if urlsplit(text).path.endswith("/"):
+        # names come from the last path segment, which must vary
+        raise SpecError("template", f"{text!r} ends with '/': its last path segment must name the objects")
     template = parse_template(text, "template")
     subdir = _optional_str(body, "subdir")
     join_subdir(subdir, "x", "subdir")  # validates the subdir alone
@@ -401,7 +442,7 @@ def _parse_range(body: Body, bucket: BucketRef) -> _Parsed:
         validate_object_name(join_subdir(subdir, derive_name(link, "template")), "template")
     _check_distinct_names(template, subdir)
     fields = {"template": text, "subdir": subdir}
-    return fields, f"{text} -> {bucket.uri()}"
+    return fields, f"{text} -> {bucket.cname()}"
 
 
 def _check_distinct_names(template: Template, subdir: str) -> None:
@@ -481,6 +522,8 @@ def _last_segment_span(link: str) -> tuple[int, int]:
 
 
 def _parse_backend(body: Body, bucket: BucketRef) -> _Parsed:
+    """``bucket`` is the remote bucket listed (``backend_bck``, else the
+    job's bucket itself)."""
     prefix = _optional_str(body, "prefix")
     suffix = _optional_str(body, "suffix")
     sync = _parse_sync(body)
@@ -495,7 +538,7 @@ def _parse_backend(body: Body, bucket: BucketRef) -> _Parsed:
         "sync": sync,
         "options": options,
     }
-    return fields, _backend_description(bucket, prefix, suffix, sync, options)
+    return fields, ""  # AIStore's description, from the destination: see parse_job
 
 
 def _parse_sync(body: Body) -> bool:
@@ -533,13 +576,6 @@ def _glob_list(value: object, field: str) -> list[str]:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return [str(item) for item in value]
     raise SpecError(field, "must be a list of glob patterns (strings)")
-
-
-def _backend_description(bucket: BucketRef, prefix: str, suffix: str, sync: bool, options: dict[str, Any]) -> str:
-    text = f"{bucket.uri()}/{prefix}*{suffix}"
-    if options:
-        text += f" ({options['repo_type']}@{options['revision']})"
-    return text + (" (sync)" if sync else "")
 
 
 _TYPE_PARSERS: dict[JobType, Callable[[Body, BucketRef], _Parsed]] = {
@@ -696,12 +732,12 @@ def _bucket_dict(bucket: BucketRef) -> dict[str, str]:
 
 
 def _single_dict(spec: JobSpec) -> dict[str, Any]:
-    return {"link": spec.link, "object_name": spec.object_name}
+    return {"link": spec.link, "object_name": escape_object_name(spec.object_name)}
 
 
 def _multi_dict(spec: JobSpec) -> dict[str, Any]:
     # The map form keeps names that a list of links would re-derive.
-    return {"objects": {obj.name: obj.link for obj in spec.objects}}
+    return {"objects": {escape_object_name(obj.name): obj.link for obj in spec.objects}}
 
 
 def _range_dict(spec: JobSpec) -> dict[str, Any]:
@@ -714,6 +750,8 @@ def _backend_dict(spec: JobSpec) -> dict[str, Any]:
         "suffix": spec.suffix,
         "sync": spec.sync,
     }
+    if spec.source is not None:
+        out["backend_bck"] = _bucket_dict(spec.source)
     for key in _HF_FIELDS:
         if key in spec.options:
             value = spec.options[key]

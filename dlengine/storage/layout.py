@@ -157,3 +157,18 @@ def work_file_ids(mountpath: Path) -> set[int]:
         if stem.isdigit():
             ids.add(int(stem))
     return ids
+
+
+def copy_intact(path: Path, size: int, stored_time: float | None) -> bool:
+    """Whether the file at ``path`` is still the copy the catalog recorded:
+    its size, and no write after it was recorded (a file is renamed into
+    place before its catalog row is written, so a later mtime is someone
+    else's change). A changed copy must be downloaded again, whatever the
+    source says of its own version."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if st.st_size != size:
+        return False
+    return stored_time is None or st.st_mtime <= stored_time
