@@ -400,7 +400,8 @@ def test_error_codes_and_bodies(api: Api, home: Home) -> None:
         check_schema(method, path, code, res.json())
     assert api.call("PUT", DOWNLOAD).headers["Allow"] == "GET, POST"
     bad = api.call("POST", data=b'{"type": "single", "bucket": {"name": "b"}, "link": 7}')
-    assert bad.json() == {"error": "link: must be a string, got the number 7", "status": 400, "field": "link"}
+    reason = "link: must be a string, got the number 7"  # AIStore's ErrHTTP has message and status
+    assert bad.json() == {"message": reason, "error": reason, "status": 400, "field": "link"}
     assert ledger_consistent(home) == []  # nothing was created
 
 

@@ -93,7 +93,7 @@ def get_jobs(client: Client, request: Request) -> Reply:
 
 
 def abort_job(client: Client, request: Request) -> Reply:
-    """Abort a job (a job that had ended stays as it was); its summary."""
+    """Abort a job (a finished one is marked aborted, as AIStore does); its summary."""
     admin = admin_body(request, require_id=True)
     client.abort(admin.id)
     return Reply(200, client.summary(admin.id))

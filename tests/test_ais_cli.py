@@ -1,0 +1,78 @@
+"""`dlengine download` of a cloud prefix into another bucket, as AIStore's
+CLI does it (`ais download gs://bkt/dir/prefix- ais://local`): the listing
+is copied with skip-unchanged, and `--sync` deletes only what this source
+put into that bucket."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+from dlengine.ledger.ledger import Ledger
+from tests.cloud_servers import GCSServer
+from tests.conftest import Home
+
+
+def _spec(home: Home, job_id: str) -> dict[str, object]:
+    """The job request as stored (``show --json`` leaves it out)."""
+    ledger = Ledger.open(home.path / "ledger.db")
+    try:
+        spec: dict[str, object] = json.loads(ledger.job(job_id).spec)
+    finally:
+        ledger.close()
+    return spec
+
+
+def _job_id(home: Home, *args: str) -> str:
+    res = home.cli("download", *args, "--no-start")
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip().splitlines()[-1]
+
+
+def _run(home: Home, *args: str) -> dict[str, object]:
+    job_id = _job_id(home, *args)
+    assert home.run().returncode == 0
+    return home.status(job_id)
+
+
+def test_prefix_without_slash_into_another_bucket_with_sync(home: Home, gcs_server: GCSServer) -> None:
+    home.env.update(gcs_server.env)
+    bucket = gcs_server.client().create_bucket(f"src-{uuid.uuid4().hex[:8]}")
+    data = {f"dir/prefix-{i}.bin": os.urandom(700 + i) for i in range(3)}
+    for key, body in {**data, "dir/other.bin": b"o", "dir/prefix/deeper.bin": b"d"}.items():
+        bucket.blob(key).upload_from_string(body)
+    expected = {**{k: len(v) for k, v in data.items()}, "dir/prefix/deeper.bin": 1}
+    src = f"gs://{bucket.name}/dir/prefix"
+
+    job_id = _job_id(home, src, "ais://local", "--sync")
+    spec = _spec(home, job_id)
+    assert spec["type"] == "backend" and spec["prefix"] == "dir/prefix"  # a prefix, not one object
+    assert spec["backend_bck"] == {"name": bucket.name, "provider": "gcp"}
+    assert home.run().returncode == 0
+    assert home.ls("ais://local") == expected
+    stored = home.find("ais", "local", "dir/prefix-0.bin")
+    assert stored is not None and stored.read_bytes() == data["dir/prefix-0.bin"]
+
+    # objects of another source in the same local bucket
+    other = gcs_server.client().create_bucket(f"other-{uuid.uuid4().hex[:8]}")
+    other.blob("dir/prefix-9.bin").upload_from_string(b"nine")
+    assert _run(home, f"gs://{other.name}/dir/prefix", "ais://local")["finished_cnt"] == 1
+
+    bucket.blob("dir/prefix-1.bin").delete()
+    again = _run(home, src, "ais://local", "--sync")
+    assert (again["skipped_cnt"], again["finished_cnt"]) == (3, 4)  # 3 unchanged, 1 deletion
+    listed = home.ls("ais://local")
+    assert "dir/prefix-1.bin" not in listed and listed["dir/prefix-9.bin"] == 4  # the other source's stays
+    assert not [p for p in home.visible_files() if "gcp" in p.parts]  # nothing in the source's own local copy
+
+
+def test_object_list_names_are_the_base_of_each_link(home: Home) -> None:
+    listing = home.path.parent / "list.json"
+    listing.write_text(json.dumps(["a/x.bin", "b/y.bin?sig=1"]))
+    job_id = _job_id(home, "http://127.0.0.1:9/base", "ais://olist", "--object-list", str(listing))
+    spec = _spec(home, job_id)
+    assert spec["objects"] == {
+        "x.bin": "http://127.0.0.1:9/base/a/x.bin",
+        "y.bin": "http://127.0.0.1:9/base/b/y.bin?sig=1",
+    }
