@@ -18,8 +18,21 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def known_total(status: dict[str, Any]) -> int | None:
+    """The job's object count; None while a backend job is being listed
+    (its ``total`` is AIStore's -1)."""
+    total: int = status["total"]
+    return total if total >= 0 else None
+
+
+def total_text(status: dict[str, Any]) -> str:
+    """The job's object count for people: ``?`` while it is unknown."""
+    total = known_total(status)
+    return "?" if total is None else str(total)
+
+
 def describe(status: dict[str, Any]) -> str:
-    total = status["total"]
+    total = total_text(status)
     line = f"{status['id']} {status['state']}: {status['finished_cnt']}/{total} objects"
     if status["skipped_cnt"]:
         line += f" ({status['skipped_cnt']} skipped)"
@@ -53,9 +66,9 @@ class Follower:
 
         if self._tqdm is None:
             self._tqdm = tqdm(
-                total=status["total"], unit="obj", file=self.stream, desc=status["id"], dynamic_ncols=True
+                total=known_total(status), unit="obj", file=self.stream, desc=status["id"], dynamic_ncols=True
             )
-        self._tqdm.total = status["total"]
+        self._tqdm.total = known_total(status)
         self._tqdm.n = status["finished_cnt"] + status["error_cnt"]
         postfix = human_bytes(status["bytes_done"])
         if status["error_cnt"]:

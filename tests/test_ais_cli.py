@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
+from pathlib import Path
 
+import pytest
+
+from dlengine.client import Client
+from dlengine.config import load_settings
 from dlengine.ledger.ledger import Ledger
-from tests.cloud_servers import GCSServer
+from dlengine.supervisor.dispatch import Dispatcher
+from tests.cloud_servers import GCSServer, S3Server
 from tests.conftest import Home
 
 
@@ -76,3 +83,25 @@ def test_object_list_names_are_the_base_of_each_link(home: Home) -> None:
         "x.bin": "http://127.0.0.1:9/base/a/x.bin",
         "y.bin": "http://127.0.0.1:9/base/b/y.bin?sig=1",
     }
+
+
+def test_backend_total_is_minus_one_until_listed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, s3_server: S3Server
+) -> None:
+    """AIStore's ``Job.Total`` is negative while unknown: a backend job's
+    is -1 from submission until its listing has ended."""
+    for key, value in {**s3_server.env, "DLENGINE_HOME": str(tmp_path / "home")}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("DLENGINE_MOUNTPATHS", raising=False)
+    s3_server.client().create_bucket(Bucket="total-src")
+    for i in range(3):
+        s3_server.client().put_object(Bucket="total-src", Key=f"k{i}", Body=b"x")
+    client = Client(load_settings())
+    job = {"type": "backend", "bucket": {"name": "t"}, "backend_bck": {"name": "total-src", "provider": "aws"}}
+    job_id = client.submit(job, start=False)
+    assert client.status(job_id)["total"] == -1
+    dispatcher = Dispatcher(client.settings, threading.Event())
+    while dispatcher.dispatch_round(client.ledger):
+        pass
+    status = client.status(job_id)
+    assert (status["total"], status["scheduled_cnt"], status["all_dispatched"]) == (3, 3, True)

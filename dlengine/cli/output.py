@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dlengine.progress import Follower, human_bytes
+from dlengine.progress import Follower, human_bytes, total_text
 from dlengine.spec.names import escape_unprintable
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ def job_list(jobs: list[dict[str, Any]]) -> None:
     if not jobs:
         print("no jobs (use --all to include finished ones)", file=sys.stderr)
         return
-    rows = [(j["id"], j["state"], f"{j['finished_cnt']}/{j['total']}", j["error_cnt"], j["description"]) for j in jobs]
+    rows = [(j["id"], j["state"], f"{j['finished_cnt']}/{total_text(j)}", j["error_cnt"], j["description"])
+            for j in jobs]  # fmt: skip
     table(("ID", "STATE", "DONE", "ERRORS", "DESCRIPTION"), rows)
 
 
@@ -63,7 +64,7 @@ def job_detail(status: dict[str, Any], verbose: bool) -> None:
 
 def _objects_line(s: dict[str, Any]) -> str:
     return (
-        f"{s['finished_cnt']}/{s['total']} finished ({s['skipped_cnt']} skipped), {s['error_cnt']} failed,"
+        f"{s['finished_cnt']}/{total_text(s)} finished ({s['skipped_cnt']} skipped), {s['error_cnt']} failed,"
         f" {s['running_cnt']} running, {s['pending_cnt']} pending"
         + (f", {s['aborted_cnt']} aborted" if s["aborted_cnt"] else "")
     )
@@ -79,7 +80,7 @@ def _tasks(status: dict[str, Any]) -> None:
         print("\nRunning:")
         table(
             ("NAME", "DOWNLOADED", "TOTAL"),
-            ((t["name"], t["downloaded"], t["total"] or "?") for t in status["current_tasks"]),
+            ((t["name"], t["downloaded"], t["total"] if t["total"] != "0" else "?") for t in status["current_tasks"]),
         )
     by_code = status.get("errors_by_code") or {}
     if by_code:
