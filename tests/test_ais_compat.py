@@ -15,6 +15,7 @@ features), timeouts (the data path's), byte throttling (tests/test_limits.py).
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -161,6 +162,14 @@ def _slow(httpd: TestHTTPServer, path: str, size: int = 20_000_000, rate: int = 
     return httpd.url + path
 
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 def _minikube(httpd: TestHTTPServer, versions: list[str]) -> str:
     """The original's storage.googleapis.com/minikube/iso/... files, here."""
     for version in versions:
@@ -263,7 +272,7 @@ def test_download_status_error(ais: AisApi, home: Home, httpd: TestHTTPServer) -
     httpd.put("/404.tar", b"x")
     httpd.set_fault("/404.tar", Fault(status=404))
     files = {
-        "invalidURL": "http://some.invalid.url",  # resolves nowhere (no query leaves the machine: .invalid)
+        "invalidURL": f"http://127.0.0.1:{_closed_port()}/x",  # the original's unreachable host, on loopback
         "notFoundFile": httpd.url + "/404.tar",
     }
     job_id = ais.multi(bck("errors"), files)
