@@ -302,6 +302,23 @@ class Batch:
     deadline: float  # time.monotonic()
 
 
+def full_batch(threads: int) -> int:
+    """Rows per full batch: a multiple of a worker's download threads, at
+    least ``BATCH_OBJECTS`` (what a batch costs the supervisor and the
+    scheduler is mostly per batch, see docs/scale-out.md)."""
+    threads = max(1, threads)
+    return threads * math.ceil(BATCH_OBJECTS / threads)
+
+
+def batch_size(claimed: int, threads: int, slots: int) -> int:
+    """Rows per batch for ``claimed`` rows: full batches when there are
+    plenty, else split evenly over the cluster's ``slots`` Dask threads (40
+    large objects are not one batch on one worker while the others idle)."""
+    threads = max(1, threads)
+    even = threads * math.ceil(claimed / max(1, slots) / threads)
+    return max(threads, min(full_batch(threads), even))
+
+
 def batch_deadline(tasks: list[Task], threads: int, default_timeout: float) -> float:
     """Seconds a batch may take from submission: its rounds of ``threads``
     downloads, each allowed ``TIMEOUTS_PER_OBJECT`` job timeouts plus its
@@ -436,16 +453,15 @@ class DaskExecutor(threading.Thread):
             if room - len(tasks) > 0:
                 tasks += claims.claim(conn, mountpath_id, self.owner, room - len(tasks), self.settings.lease_seconds)
         tasks = self._refuse(conn, tasks)
-        for batch in _batches(tasks, self._batch_size()):
+        for batch in _batches(tasks, self._spread(len(tasks))):
             self._submit(conn, batch)
         return len(tasks)
 
     def _batch_size(self) -> int:
-        """Rows per batch: a multiple of the worker's download threads, at
-        least ``BATCH_OBJECTS`` (what a batch costs the supervisor and the
-        scheduler is mostly per batch, see docs/scale-out.md)."""
-        threads = max(1, self.settings.threads_per_worker)
-        return threads * math.ceil(BATCH_OBJECTS / threads)
+        return full_batch(self.settings.threads_per_worker)
+
+    def _spread(self, claimed: int) -> int:
+        return batch_size(claimed, self.settings.threads_per_worker, self._slots[0])
 
     def _capacity(self) -> int:
         count, asked = self._slots
