@@ -903,7 +903,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wan-rate", type=float, default=0.0, help="WAN MB/s per direction (default 0: none)")
     p.add_argument("--wan-cc", default="reno", help="TCP congestion control in the namespaces (default reno)")
     p.add_argument("--limit-rate", default="8m", help="nginx limit_rate of the capped workload (default 8m)")
-    p.add_argument("--quiet-wait", type=float, default=3.0, help="max s to wait for a quiet machine per run")
+    p.add_argument(
+        "--quiet-wait", type=float, help="max s to wait for a quiet machine before each run (default 3; --quick 1)"
+    )
     p.add_argument("--workdir", type=Path, help="keep data and runs here (default: a temp dir, removed)")
     p.add_argument("--label", default="latest", help="results section name, e.g. before / after")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
@@ -941,6 +943,8 @@ def on_signal(signum: int, _frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.quiet_wait is None:
+        args.quiet_wait = 1.0 if args.quick else 3.0
     workloads = choose(args)
     missing = missing_tools(workloads)
     if missing:
