@@ -85,3 +85,12 @@ def test_log_lines_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "WARNING fetching http://h/x?sig=***&a=1" in err
     assert "SECRETSIG" not in err and "u:pw" not in err
+
+
+def test_a_default_description_carries_no_signature() -> None:
+    from dlengine.spec import parse_job
+
+    spec = parse_job(
+        {"type": "range", "bucket": {"name": "b"}, "template": "http://127.0.0.1/s-{1..3}.tar?sig=SIGVALUE&se=2030"}
+    )
+    assert "SIGVALUE" not in spec.description and "sig=***&se=2030" in spec.description

@@ -455,7 +455,7 @@ def test_single_minimal() -> None:
     assert spec == JobSpec(
         type=JobType.SINGLE,
         bucket=BucketRef("abc", "ais", ""),
-        description="http://h/dir/file.tar?sig=1 -> ais://abc/file.tar",  # AIStore's "<link> -> <bucket>/<object>"
+        description="http://h/dir/file.tar?sig=*** -> ais://abc/file.tar",  # AIStore's "<link> -> <bucket>/<object>"
         link="http://h/dir/file.tar?sig=1",
         object_name="file.tar",
     )

@@ -15,6 +15,7 @@ from dlengine.errors import ErrorCode, NotFoundError, SpecError, StateError
 from dlengine.ledger.db import write
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES, JobState, ObjectState
+from dlengine.redact import redact
 from dlengine.spec.pattern import compile_filter
 
 PAGE_SIZE = 5000
@@ -323,7 +324,9 @@ def abort_job(conn: sqlite3.Connection, job_id: str, reason: str | None = None) 
         row = job_row(conn, job_id)
         if row["state"] == JobState.ABORTED.value:
             return False
-        conn.execute(_ABORT_SQL, (JobState.ABORTED.value, reason, time.time(), row["seq"]))
+        conn.execute(
+            _ABORT_SQL, (JobState.ABORTED.value, redact(reason) if reason else reason, time.time(), row["seq"])
+        )
         abort_queued(conn, row["seq"], time.time())
     return True
 

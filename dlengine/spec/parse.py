@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from dlengine import providers
 from dlengine.errors import SpecError
 from dlengine.providers import Provider, parse_provider
+from dlengine.redact import redact
 from dlengine.spec.durations import duration_field, format_duration, size_field
 from dlengine.spec.model import BucketRef, JobSpec, JobType, Limits, ObjectRef
 from dlengine.spec.names import (
@@ -141,7 +142,7 @@ def parse_job(data: object) -> JobSpec:
     return JobSpec(
         type=job_type,
         bucket=bucket,
-        description=_optional_str(body, "description") or default_description,
+        description=_optional_str(body, "description") or redact(default_description),  # no signature in a title
         timeout=duration_field(body.get("timeout"), "timeout"),
         limits=_parse_limits(body.get("limits")),
         headers=headers,
