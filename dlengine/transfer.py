@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from dlengine import errors
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
-from dlengine.sources.base import ObjectInfo, Request, Source, Stream
+from dlengine.sources.base import ObjectInfo, Request, Source
 from dlengine.storage import durable, layout, space
 
 Progress = Callable[[int, "int | None"], None]
@@ -140,31 +140,160 @@ def origin_of(link: str, info: ObjectInfo, size: int | None) -> dict[str, str]:
 
 
 def fetch(task: Task, job: Job) -> tuple[Outcome, Path | None]:
-    """Download one object into place; returns its outcome and the directory
-    whose entry changed (to fsync before reporting). Raises dlengine errors,
-    ``Aborted``, or OSError; the worker classifies them."""
-    dest = layout.object_path(job.mountpath, task.provider, task.namespace, task.bucket, task.name)
-    part, meta = layout.work_paths(job.mountpath, task.id)
-    kept = _read_meta(meta, job.key)
-    offset = _kept_bytes(part) if kept else 0
-    placed = kept if kept and offset == 0 and _in_place(dest, kept) else None
-    stream = job.source.open(_request(task, job, dest, offset, kept, placed))
+    """Download one object into place, pulling its bytes from the source's
+    stream; returns its outcome and the directory whose entry changed (to
+    fsync before reporting). Raises dlengine errors, ``Aborted``, or OSError;
+    the worker classifies them."""
+    receiver = Receiver(task, job)
+    stream = job.source.open(receiver.request)
     try:
-        if stream.not_modified and placed:
-            return _done(task, placed.info, placed.info.size or 0, placed.check, job.mountpath), dest.parent
-        if stream.not_modified:
-            return _skipped(task, stream.info), None
-        written, hasher, check = _receive(task, stream, part, meta, job, kept)
+        held = receiver.begin(stream.info, stream.offset, stream.not_modified)
+        if held is not None:
+            return held
+        for chunk in stream.chunks(job.chunk_size):
+            receiver.write(chunk)
+    except BaseException:
+        receiver.close()
+        raise
     finally:
         stream.close()
-    _verify(stream.info, written, hasher, check, part, meta)
-    if job.remote is not None:  # write-through: upload the verified bytes
-        job.remote.put(task.name, part, check, origin_of(task.link, stream.info, written))
-        _remove(part, meta)
-        return _done(task, stream.info, written, check, job.mountpath, job.remote.uri), None
-    _install(part, dest, layout.bucket_dir(job.mountpath, task.provider, task.namespace, task.bucket), job.fsync)
-    # the .meta stays until the ledger has recorded the outcome: see _in_place
-    return _done(task, stream.info, written, check, job.mountpath), dest.parent
+    return receiver.end()
+
+
+class Receiver:
+    """One object's work file, fed by whoever receives the bytes: ``fetch``
+    pulls them from a source's stream, the libcurl loop pushes them from its
+    write callback. The order is always: ``request`` (resume point and
+    conditions), ``begin`` (the answer's metadata), ``write`` many times (progress,
+    throttle, cancel, hashing), ``end`` (verify, install) — or ``close``
+    on any failure, which keeps the work file for the next attempt.
+
+    Objects of at most one chunk are received in memory and written with
+    one call at the end: no ``.meta`` sidecar (resuming them is pointless),
+    so one file created and renamed per object."""
+
+    def __init__(self, task: Task, job: Job) -> None:
+        self.task = task
+        self.job = job
+        self.dest = layout.object_path(job.mountpath, task.provider, task.namespace, task.bucket, task.name)
+        self.part, self.meta = layout.work_paths(job.mountpath, task.id)
+        kept = _read_meta(self.meta, job.key)
+        offset = _kept_bytes(self.part) if kept else 0
+        self._kept = kept
+        self._placed = kept if kept and offset == 0 and _in_place(self.dest, kept) else None
+        self.request = _request(task, job, self.dest, offset, kept, self._placed)
+        self.info = ObjectInfo(job.key)
+        self.written = 0
+        self.sidecar = kept is not None  # a .meta exists (to remove once recorded)
+        self._out: Any = None
+        self._buffer: bytearray | None = None
+        self._hasher: Hasher | None = None
+        self._check: tuple[str, str] | None = None
+
+    def begin(self, info: ObjectInfo, offset: int, not_modified: bool) -> tuple[Outcome, Path | None] | None:
+        """The source answered: an outcome if there is nothing to receive
+        (not modified), else None and the work file is ready at ``offset``."""
+        self.info = info
+        if not_modified and self._placed:
+            placed = self._placed
+            outcome = _done(self.task, placed.info, placed.info.size or 0, placed.check, self.job.mountpath)
+            return outcome, self.dest.parent
+        if not_modified:
+            return _skipped(self.task, info), None
+        kept = self._kept
+        check = pick_checksum(info) or _listed_checksum(self.task, info)
+        if check is None and kept and kept.check and kept.check[0] in _HASHERS and offset > 0:
+            check = kept.check  # a 206 (same version) carries no Content-MD5; the first answer did
+        self._check = check
+        self._hasher = _HASHERS[check[0]]() if check else None
+        self.written = offset
+        if offset == 0 and info.size is not None and info.size <= self.job.chunk_size and self.job.remote is None:
+            self._buffer = bytearray()
+            return None
+        space.check_free_space(self.job.mountpath, None if info.size is None else info.size - offset)
+        out = _open_part(self.part, "r+b" if offset > 0 else "wb")
+        self._out = out
+        if offset > 0:
+            out.truncate(offset)
+            _rehash(out, offset, self._hasher)
+            out.seek(offset)
+        _write_meta(self.meta, info, check, os.fstat(out.fileno()).st_ino)
+        self.sidecar = True
+        return None
+
+    def write(self, data: bytes) -> None:
+        job = self.job
+        if job.cancel is not None and job.cancel.is_set():
+            raise Aborted()
+        if job.throttle is not None:
+            job.throttle(len(data))
+        if self._buffer is not None:
+            self._buffer += data
+            if len(self._buffer) > job.chunk_size:  # more than announced: stream to the file instead
+                self._spill()
+        else:
+            self._out.write(data)
+        if self._hasher is not None:
+            self._hasher.update(data)
+        self.written += len(data)
+        if job.progress is not None:
+            job.progress(self.written, self.info.size)
+
+    def _spill(self) -> None:
+        assert self._buffer is not None
+        self._out = _open_part(self.part, "wb")
+        self._out.write(self._buffer)
+        self._buffer = None
+
+    def end(self) -> tuple[Outcome, Path | None]:
+        """All bytes received: verify, then install (or upload)."""
+        task, job = self.task, self.job
+        if self._buffer is not None:
+            _write_whole(self.part, self._buffer, job.fsync)
+            self._buffer = None
+        elif self._out is not None:
+            out, self._out = self._out, None
+            try:
+                if job.fsync:
+                    out.flush()
+                    os.fsync(out.fileno())
+            finally:
+                out.close()
+        _verify(self.info, self.written, self._hasher, self._check, self.part, self.meta)
+        if job.remote is not None:  # write-through: upload the verified bytes
+            job.remote.put(task.name, self.part, self._check, origin_of(task.link, self.info, self.written))
+            _remove(self.part, self.meta)
+            self.sidecar = False
+            return _done(task, self.info, self.written, self._check, job.mountpath, job.remote.uri), None
+        bucket_root = layout.bucket_dir(job.mountpath, task.provider, task.namespace, task.bucket)
+        _install(self.part, self.dest, bucket_root, job.fsync)
+        # the .meta stays until the ledger has recorded the outcome: see _in_place
+        return _done(task, self.info, self.written, self._check, job.mountpath), self.dest.parent
+
+    def close(self) -> None:
+        """A failed attempt: close the work file, keep its bytes."""
+        self._buffer = None
+        if self._out is not None:
+            out, self._out = self._out, None
+            out.close()
+
+
+def _write_whole(part: Path, data: bytearray, fsync: bool) -> None:
+    """A small object in one write (its directory is created on first use)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        fd = os.open(part, flags, 0o644)
+    except FileNotFoundError:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(part, flags, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _request(task: Task, job: Job, dest: Path, offset: int, kept: _Meta | None, placed: _Meta | None) -> Request:
@@ -242,28 +371,6 @@ def _in_place(dest: Path, kept: _Meta) -> bool:
     return st.st_ino == kept.inode and st.st_size == kept.info.size and bool(kept.info.size)
 
 
-def _receive(
-    task: Task, stream: Stream, part: Path, meta: Path, job: Job, kept: _Meta | None = None
-) -> tuple[int, Hasher | None, tuple[str, str] | None]:
-    check = pick_checksum(stream.info) or _listed_checksum(task, stream.info)
-    if check is None and kept and kept.check and kept.check[0] in _HASHERS and stream.offset > 0:
-        check = kept.check  # a 206 (same version) carries no Content-MD5; the first answer did
-    hasher = _HASHERS[check[0]]() if check else None
-    space.check_free_space(job.mountpath, None if stream.info.size is None else stream.info.size - stream.offset)
-    mode = "r+b" if stream.offset > 0 else "wb"
-    with _open_part(part, mode) as out:
-        if stream.offset > 0:
-            out.truncate(stream.offset)
-            _rehash(out, stream.offset, hasher)
-            out.seek(stream.offset)
-        _write_meta(meta, stream.info, check, os.fstat(out.fileno()).st_ino)
-        written = _copy(stream, out, job, hasher, stream.offset)
-        if job.fsync:
-            out.flush()
-            os.fsync(out.fileno())
-    return written, hasher, check
-
-
 def _open_part(part: Path, mode: str) -> Any:
     """The work file; its directory is created on first use only."""
     try:
@@ -294,22 +401,6 @@ def _rehash(out: Any, length: int, hasher: Hasher | None) -> None:
             break
         hasher.update(data)
         remaining -= len(data)
-
-
-def _copy(stream: Stream, out: Any, job: Job, hasher: Hasher | None, written: int) -> int:
-    size = stream.info.size
-    for chunk in stream.chunks(job.chunk_size):
-        if job.cancel is not None and job.cancel.is_set():
-            raise Aborted()
-        if job.throttle is not None:
-            job.throttle(len(chunk))
-        out.write(chunk)
-        if hasher is not None:
-            hasher.update(chunk)
-        written += len(chunk)
-        if job.progress is not None:
-            job.progress(written, size)
-    return written
 
 
 def _write_meta(meta: Path, info: ObjectInfo, check: tuple[str, str] | None, inode: int) -> None:
