@@ -31,6 +31,10 @@ _KNOBS: dict[str, tuple[str, Any]] = {
     "chunk_size": ("DLENGINE_CHUNK", 1 << 20),
     "max_object_size": ("DLENGINE_MAX_OBJECT_SIZE", 1 << 40),  # bytes; larger objects fail, endless bodies are cut
     "min_rate": ("DLENGINE_MIN_RATE", 1024),  # bytes/s over the timeout window; slower is a stall (0 = off)
+    # how objects are made durable before they are recorded done: "batch" =
+    # one syncfs(2) of the mountpath per batch of outcomes; "file" = fsync of
+    # each file and directory (a mountpath shared with other heavy writers)
+    "sync": ("DLENGINE_SYNC", "batch"),
     "executor": ("DLENGINE_EXECUTOR", "local"),  # or dask://HOST:PORT (supervisor/dask_executor.py)
 }
 
@@ -50,6 +54,7 @@ class Settings:
     max_object_size: int = 1 << 40
     min_rate: int = 1024
     executor: str = "local"
+    sync: str = "batch"
 
     @property
     def remote_executor(self) -> bool:
@@ -91,6 +96,10 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "max_object_size": (1, 1 << 60),
     "min_rate": (0, 1 << 40),
 }
+
+
+# name -> the values accepted for a text setting
+CHOICES: dict[str, tuple[str, ...]] = {"sync": ("batch", "file")}
 
 
 def _convert(raw: Any, default: Any, where: str) -> Any:
@@ -158,5 +167,7 @@ def load_settings() -> Settings:
         value = _convert(os.environ.get(env, file_cfg.get(name, default)), default, where)
         if name in BOUNDS and not isinstance(value, bool):
             check_number(value, *BOUNDS[name], where)
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(CHOICES[name])}")
         values[name] = value
     return Settings(home=home, mountpaths=_mountpaths(home, file_cfg), **values)

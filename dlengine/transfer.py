@@ -103,7 +103,7 @@ class Job:
     """What a transfer needs beyond the task row."""
 
     mountpath: Path
-    source: Source
+    source: Source | None  # None when the bytes are pushed (the libcurl loop)
     key: str
     headers: dict[str, str]
     timeout: float
@@ -144,6 +144,7 @@ def fetch(task: Task, job: Job) -> tuple[Outcome, Path | None]:
     stream; returns its outcome and the directory whose entry changed (to
     fsync before reporting). Raises dlengine errors, ``Aborted``, or OSError;
     the worker classifies them."""
+    assert job.source is not None
     receiver = Receiver(task, job)
     stream = job.source.open(receiver.request)
     try:

@@ -65,12 +65,16 @@ def run_task(task: Task, ctx: Context) -> Result:
             held = already_stored(task, target, source, key, ctx)
             if held is not None:
                 return held, None
-        return transfer.fetch(task, _job(task, ctx, source, key, target))
+        return transfer.fetch(task, transfer_job(task, ctx, source, key, target))
     except BaseException as exc:  # noqa: BLE001 - errors are data here
         return failure(task, exc, ctx), None
 
 
-def _job(task: Task, ctx: Context, source: Source, key: str, target: remote.CloudBucket | None) -> transfer.Job:
+def transfer_job(
+    task: Task, ctx: Context, source: Source | None, key: str, target: remote.CloudBucket | None
+) -> transfer.Job:
+    """What ``transfer`` needs for ``task`` (``source`` None: the bytes are
+    pushed by the libcurl loop)."""
     return transfer.Job(
         mountpath=ctx.workdir,
         source=source,

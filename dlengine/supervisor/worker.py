@@ -1,8 +1,12 @@
-"""A worker process: claims objects of one mountpath, downloads them in
-threads, reports outcomes in batches, renews its leases.
+"""A worker process: claims objects of one mountpath, downloads them,
+reports outcomes in batches, renews its leases.
 
-Only the main thread touches SQLite; download threads do network and disk
-work and hand their outcomes back through a queue.
+Only the main thread (the ledger thread) touches SQLite. Plain HTTP(S)
+objects go to one libcurl loop on its own thread (``engine.curl``); the
+others (SDK sources, write-through buckets, throttled jobs) to download
+threads. Both hand their outcomes back through one queue; the sync thread
+makes a batch durable (one syncfs of the mountpath, or an fsync per
+directory) before the ledger thread records it.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from typing import Any
 
 from dlengine import jobsecrets, throttle, transfer
 from dlengine.config import Settings
+from dlengine.engine import curl
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.redact import install_log_redaction
-from dlengine.storage import durable, layout
+from dlengine.storage import durable, layout, remote
 from dlengine.supervisor import work
 
 log = logging.getLogger("dlengine.worker")
@@ -63,6 +68,10 @@ class Worker:
         self._finished = 0  # outcomes since the last renewal (~1 s)
         self._rate = 0
         self._throttles = throttle.Throttles(settings.ledger_path, settings.chunk_size)
+        self._batch_sync = settings.fsync and settings.sync == "batch" and durable.syncfs_reports_errors()
+        self._file_sync = settings.fsync and not self._batch_sync
+        self._curl = curl.CurlLoop(self._curl_done)
+        self._bare: set[int] = set()  # rows whose work file has no .meta to remove
 
     def run(self) -> None:
         conn = db.connect(self.settings.ledger_path)
@@ -79,6 +88,7 @@ class Worker:
             threading.Thread(target=self._download_loop, args=(pool,), name=f"dl_{i}", daemon=True)
             for i in range(self._threads)
         ]
+        threads.append(threading.Thread(target=self._curl.run, name="curl", daemon=True))
         for thread in threads:
             thread.start()
         try:
@@ -87,8 +97,9 @@ class Worker:
             try:
                 self._shutdown(conn)
             finally:
-                for _ in threads:
+                for _ in threads[:-1]:
                     pool.put(None)
+                self._curl.stop()
                 for thread in threads:
                     thread.join()
         if syncer is not None:
@@ -140,13 +151,23 @@ class Worker:
             batch = [b for b in batch if b is not _STOP]
             if batch:
                 try:
-                    durable.fsync_dirs(d for _, d in batch if d is not None)
+                    self._make_durable(batch)
                 except OSError as exc:  # never report a rename that may not be durable
-                    log.error("fsync of object directories failed: %s", exc)
+                    log.error("sync of the mountpath failed: %s", exc)
                     batch = [(_retry(o), d) for o, d in batch]
                 self._synced.put(batch)
             if stop:
                 return
+
+    def _make_durable(self, batch: list[tuple[Outcome, Path | None]]) -> None:
+        """The files and renames of a batch, durable: one syncfs(2) of the
+        mountpath for all of them, or (per-file mode) an fsync of each
+        directory whose entries changed (the files were fsynced already)."""
+        if self._batch_sync:
+            if any(o.state is ObjectState.DONE for o, _ in batch):
+                durable.syncfs(self.mountpath)
+        else:
+            durable.fsync_dirs(d for _, d in batch if d is not None)
 
     def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, Path | None]]) -> None:
         if not batch:
@@ -156,7 +177,9 @@ class Worker:
             log.info("job %s finished", job_id)
         for outcome, _ in batch:
             self._running.pop(outcome.task_id, None)
-            if outcome.state in (ObjectState.DONE, ObjectState.SKIPPED):
+            if outcome.task_id in self._bare:
+                self._bare.discard(outcome.task_id)
+            elif outcome.state in (ObjectState.DONE, ObjectState.SKIPPED):
                 transfer.drop_work(self.mountpath, outcome.task_id)  # recorded: the .meta is no longer needed
 
     def _renew(self, conn: sqlite3.Connection) -> None:
@@ -169,7 +192,17 @@ class Worker:
         running = _Running(task)
         self._running[task.id] = running
         headers = self._headers(conn, task.job_id)
-        pool.put((running, headers))
+        ctx = self._context(running, headers)
+        if ctx.throttle is None and curl.eligible(task.link) and remote.target_for(task) is None:
+            self._curl.submit(task, ctx)
+        else:
+            pool.put((running, ctx))
+
+    def _curl_done(self, result: tuple[Outcome, Path | None], sidecar: bool) -> None:
+        """From the curl thread: an outcome (``sidecar``: a .meta may exist)."""
+        if not sidecar:
+            self._bare.add(result[0].task_id)
+        self._results.put(result)
 
     def _headers(self, conn: sqlite3.Connection, job_id: str) -> dict[str, str]:
         if job_id not in self._job_headers:
@@ -185,25 +218,26 @@ class Worker:
             except BaseException:  # run_task never raises; keep the thread alive anyway
                 log.exception("download thread")
 
-    def _download(self, running: _Running, headers: dict[str, str]) -> None:
-        task = running.task
-
+    def _context(self, running: _Running, headers: dict[str, str]) -> work.Context:
         def progress(done: int, size: int | None) -> None:
             running.progress = (done, size)
 
-        ctx = work.Context(
+        return work.Context(
             workdir=self.mountpath,
             headers=headers,
             timeout=self.settings.default_timeout,
             chunk_size=self.settings.chunk_size,
-            fsync=self.settings.fsync,
+            fsync=self._file_sync,
             max_attempts=self.settings.max_attempts,
             pool_size=self._threads,
             cancel=running.cancel,
             progress=progress,
-            throttle=self._throttles.hook(task, running.cancel),
+            throttle=self._throttles.hook(running.task, running.cancel),
             stopping=lambda: running.stopping,
         )
+
+    def _download(self, running: _Running, ctx: work.Context) -> None:
+        task = running.task
         if running.cancel.is_set():  # aborted (or the worker stops) while queued
             self._results.put((work.failure(task, transfer.Aborted(), ctx), None))
             return
@@ -220,7 +254,7 @@ class Worker:
 
 
 _STOP: object = object()
-_Pool = queue.SimpleQueue[tuple[_Running, dict[str, str]] | None]
+_Pool = queue.SimpleQueue[tuple[_Running, work.Context] | None]
 
 
 def _drain(source: queue.Queue[Any], timeout: float) -> list[Any]:

@@ -1,0 +1,1 @@
+"""Download engines: the libcurl multi loop that serves HTTP(S)."""
