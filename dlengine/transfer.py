@@ -179,7 +179,10 @@ class Receiver:
         self.dest = layout.object_path(job.mountpath, task.provider, task.namespace, task.bucket, task.name)
         self.part, self.meta = layout.work_paths(job.mountpath, task.id)
         kept = _read_meta(self.meta, job.key)
-        offset = _kept_bytes(self.part) if kept else 0
+        # kept ranged segments resume each where it stopped, not at the
+        # .part's size (which is the whole object's: it is preallocated)
+        self.kept_segments = kept.segments if kept and kept.segments and self.part.exists() else None
+        offset = _kept_bytes(self.part) if kept and kept.segments is None else 0
         self._kept = kept
         self._placed = kept if kept and offset == 0 and _in_place(self.dest, kept) else None
         self.request = _request(task, job, self.dest, offset, kept, self._placed)
@@ -190,6 +193,14 @@ class Receiver:
         self._buffer: bytearray | None = None
         self._hasher: Hasher | None = None
         self._check: tuple[str, str] | None = None
+        self.segments: list[list[int]] | None = None
+        self._fd = -1
+        self._unsaved = 0  # bytes written at offsets since the segment map was saved
+
+    @property
+    def validator(self) -> str | None:
+        """The kept work file's validator (what its bytes belong to)."""
+        return self._kept.validator if self._kept else None
 
     def begin(self, info: ObjectInfo, offset: int, not_modified: bool) -> tuple[Outcome, Path | None] | None:
         """The source answered: an outcome if there is nothing to receive
@@ -222,6 +233,61 @@ class Receiver:
         self.sidecar = True
         return None
 
+    def begin_segments(self, info: ObjectInfo, bounds: list[tuple[int, int]]) -> None:
+        """Receive the object as ranged segments (start, end) written at
+        their offsets; a crash keeps each segment's progress in the .meta."""
+        self.info = info
+        self._check = pick_checksum(info) or _listed_checksum(self.task, info)
+        self.segments = [[start, start, end] for start, end in bounds]
+        self._open_at(info.size or 0, truncate=True)
+
+    def resume_segments(self) -> list[list[int]]:
+        """Go on with the kept segments (their validator still holds: the
+        caller checks every answer against it)."""
+        kept = self._kept
+        assert kept is not None and self.kept_segments is not None
+        self.info, self._check = kept.info, kept.check
+        self.segments = [list(seg) for seg in self.kept_segments]
+        self._open_at(kept.info.size or 0, truncate=False)
+        return self.segments
+
+    def _open_at(self, size: int, truncate: bool) -> None:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0)
+        try:
+            self._fd = os.open(self.part, flags, 0o644)
+        except FileNotFoundError:
+            self.part.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.part, flags, 0o644)
+        if truncate:  # the space at once: a disk too small fails now, not at 90 %
+            os.posix_fallocate(self._fd, 0, size)
+        self._save_map()
+        self.sidecar = True
+
+    def _save_map(self) -> None:
+        _write_meta(self.meta, self.info, self._check, os.fstat(self._fd).st_ino, self.segments)
+        self._unsaved = 0
+
+    def write_at(self, index: int, data: bytes) -> bool:
+        """Bytes of segment ``index`` (past its end they are dropped); True
+        once the segment is complete."""
+        job = self.job
+        if job.cancel is not None and job.cancel.is_set():
+            raise Aborted()
+        assert self.segments is not None
+        seg = self.segments[index]
+        view = memoryview(data)[: seg[2] - seg[1]]
+        while view:
+            n = os.pwrite(self._fd, view, seg[1])
+            seg[1] += n
+            self.written += n
+            self._unsaved += n
+            view = view[n:]
+        if self._unsaved >= SEGMENT_MAP_EVERY:
+            self._save_map()
+        if job.progress is not None:
+            job.progress(sum(b - a for a, b, _ in self.segments), self.info.size)
+        return seg[1] >= seg[2]
+
     def write(self, data: bytes) -> None:
         job = self.job
         if job.cancel is not None and job.cancel.is_set():
@@ -249,7 +315,9 @@ class Receiver:
     def end(self) -> tuple[Outcome, Path | None]:
         """All bytes received: verify, then install (or upload)."""
         task, job = self.task, self.job
-        if self._buffer is not None:
+        if self.segments is not None:
+            self._end_segments()
+        elif self._buffer is not None:
             _write_whole(self.part, self._buffer, job.fsync)
             self._buffer = None
         elif self._out is not None:
@@ -271,12 +339,47 @@ class Receiver:
         # the .meta stays until the ledger has recorded the outcome: see _in_place
         return _done(task, self.info, self.written, self._check, job.mountpath), self.dest.parent
 
+    def _end_segments(self) -> None:
+        """Every segment complete: the checksum, in order, from the file."""
+        assert self.segments is not None
+        fd, self._fd = self._fd, -1
+        try:
+            if any(pos < end for _, pos, end in self.segments):
+                raise errors.SizeMismatchError(f"{self.task.link}: a ranged segment ended early")
+            self.written = self.info.size or 0
+            if self._check is not None:
+                self._hasher = _HASHERS[self._check[0]]()
+                _hash_fd(fd, self.written, self._hasher)
+            if self.job.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def close(self) -> None:
         """A failed attempt: close the work file, keep its bytes."""
+        if self._fd >= 0:
+            try:
+                self._save_map()  # where each segment stopped
+            finally:
+                os.close(self._fd)
+                self._fd = -1
         self._buffer = None
         if self._out is not None:
             out, self._out = self._out, None
             out.close()
+
+
+SEGMENT_MAP_EVERY = 8 << 20  # bytes received at offsets between saves of the segment map
+
+
+def _hash_fd(fd: int, length: int, hasher: Hasher) -> None:
+    offset = 0
+    while offset < length:
+        data = os.pread(fd, min(length - offset, 4 << 20), offset)
+        if not data:
+            break
+        hasher.update(data)
+        offset += len(data)
 
 
 def _write_whole(part: Path, data: bytearray, fsync: bool) -> None:
@@ -339,6 +442,7 @@ class _Meta:
     info: ObjectInfo
     check: tuple[str, str] | None
     inode: int
+    segments: list[list[int]] | None = None  # [start, next byte, end] of each ranged segment
 
 
 def _read_meta(meta: Path, key: str) -> _Meta | None:
@@ -348,7 +452,12 @@ def _read_meta(meta: Path, key: str) -> _Meta | None:
         check = data.get("checksum")
         info = ObjectInfo(key, data.get("size"), data.get("etag"), data.get("version"), data.get("last_modified"))
         pair = (str(check[0]), str(check[1])) if check else None
-        kept = _Meta(str(data["validator"]), info, pair, int(data.get("inode", -1)))
+        segments = data.get("segments")
+        if segments is not None:
+            segments = [[int(a), int(b), int(c)] for a, b, c in segments]
+            if not all(0 <= a <= b <= c for a, b, c in segments):
+                return None
+        kept = _Meta(str(data["validator"]), info, pair, int(data.get("inode", -1)), segments)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return kept if data["validator"] else None
@@ -404,11 +513,18 @@ def _rehash(out: Any, length: int, hasher: Hasher | None) -> None:
         remaining -= len(data)
 
 
-def _write_meta(meta: Path, info: ObjectInfo, check: tuple[str, str] | None, inode: int) -> None:
+def _write_meta(
+    meta: Path, info: ObjectInfo, check: tuple[str, str] | None, inode: int, segments: list[list[int]] | None = None
+) -> None:
     # Not fsynced: if it is lost, the next attempt simply starts from zero.
+    # A segment map is written after the bytes it counts (a kill keeps both;
+    # only a power cut can lose bytes the map claims, as it can the .part's
+    # size that a whole-object resume trusts).
     fields: dict[str, object] = {"validator": info.validator, "size": info.size, "etag": info.etag}
     fields["version"] = info.version
     fields |= {"last_modified": info.last_modified, "checksum": check, "inode": inode}
+    if segments is not None:
+        fields["segments"] = segments
     meta.write_text(json.dumps(fields))
 
 

@@ -43,6 +43,9 @@ MAX_REDIRECTS = 10
 BUFFER_SIZE = 256 << 10  # bytes per write callback at most
 MIN_RATE = 512  # bytes/s: slower than this over a whole timeout window is a stall
 SCAN_INTERVAL = 0.25  # seconds between scans for aborted and stalled transfers
+SEGMENT_THRESHOLD = 64 << 20  # objects this large are fetched as parallel ranged segments
+SEGMENT_MIN = 16 << 20  # no segment smaller than this
+SEGMENTS = 8  # segments (connections) per object at most
 _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 _BASE_HEADERS = [f"{k}: {v}" for k, v in http._BASE_HEADERS.items()]
 
@@ -87,6 +90,10 @@ class _Transfer:
     received: int = 0  # bytes of headers and body so far
     mark_bytes: int = 0  # ``received`` when the current timeout window opened
     mark_at: float = field(default_factory=time.monotonic)
+    loop: CurlLoop | None = None
+    group: _Group | None = None  # the segments of the object, when ranged
+    segment: int = -1  # which of them this transfer receives
+    cut: bool = False  # stopped on purpose at the end of its segment
 
     def stalled(self, now: float) -> bool:
         """Fewer than MIN_RATE bytes/s over a whole timeout window: a stall
@@ -116,7 +123,12 @@ class _Transfer:
         try:
             if not self.begun and not self.begin():
                 return 0  # nothing to receive: stop (the held outcome stands)
-            self.receiver.write(data)
+            if self.segment >= 0:
+                if self.receiver.write_at(self.segment, data) and self.answer.status == 200:
+                    self.cut = True
+                    return 0  # the whole-object answer reached its segment's end: stop it
+            else:
+                self.receiver.write(data)
         except BaseException as exc:  # noqa: BLE001 - reported when curl returns
             self.error = exc
             return 0  # aborts the transfer with CURLE_WRITE_ERROR
@@ -125,9 +137,63 @@ class _Transfer:
     def begin(self) -> bool:
         """Interpret the final answer once; False if it has no body to keep."""
         self.begun = True
+        if self.group is not None:
+            self.group.check(self.segment, self.answer)
+            return True
         info, offset, not_modified = interpret(self.receiver.request, self.answer)
+        bounds = segment_bounds(self.task, info, self.answer) if offset == 0 and not not_modified else None
+        if bounds and self.loop is not None:
+            self.receiver.begin_segments(info, bounds)
+            self.loop.segmented(self, info.etag or "")
+            return True
         self.held = self.receiver.begin(info, offset, not_modified)
         return self.held is None
+
+
+def segment_bounds(task: Task, info: ObjectInfo, answer: _Answer) -> list[tuple[int, int]] | None:
+    """How to split an object into ranged segments, or None to fetch it in
+    one stream: it must be large, the server must accept ranges, and its
+    ETag must be strong (each segment is guarded by it). A job with a
+    connection limit keeps one connection per object, so the limit holds."""
+    size = info.size or 0
+    etag = info.etag or ""
+    if size < SEGMENT_THRESHOLD or task.connections or not etag or etag.startswith("W/"):
+        return None
+    if answer.status != 200 or answer.headers.get("accept-ranges", "").lower() != "bytes":
+        return None
+    count = max(1, min(SEGMENTS, size // SEGMENT_MIN))
+    step = -(-size // count)
+    return [(start, min(start + step, size)) for start in range(0, size, step)]
+
+
+@dataclass(eq=False)
+class _Group:
+    """The ranged segments of one object in flight: every answer must be a
+    206 for its range of the very version (ETag) the first answer named;
+    the object is done when every segment is complete, and fails (keeping
+    the segments' progress for the next attempt) when one fails."""
+
+    first: _Transfer
+    validator: str
+    size: int
+    members: set[_Transfer] = field(default_factory=set)
+    error: BaseException | None = None
+
+    def check(self, index: int, answer: _Answer) -> None:
+        segments = self.first.receiver.segments
+        assert segments is not None
+        start = segments[index][1]
+        link = self.first.task.link
+        if answer.status == 200:
+            raise errors.SourceChangedError(f"{link}: the object changed (a ranged request got it whole)")
+        if answer.status != 206:
+            interpret(self.first.receiver.request, answer)  # the error it means
+            raise errors.SourceHTTPError(f"{link}: HTTP {answer.status} to a ranged request")
+        got = answer.headers.get("content-range", "")
+        if not got.startswith(f"bytes {start}-") or not got.endswith(f"/{self.size}"):
+            raise errors.SourceChangedError(f"{link}: range {got!r} is not the one asked for (from {start})")
+        if answer.headers.get("etag") != self.validator:
+            raise errors.SourceChangedError(f"{link}: the object changed during the download (ETag)")
 
 
 def interpret(request: Request, answer_: _Answer) -> tuple[ObjectInfo, int, bool]:
@@ -190,6 +256,7 @@ class CurlLoop:
         self._inbox: queue.SimpleQueue[tuple[Task, work.Context] | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stopped = False
+        self._later: list[tuple[_Group, int]] = []  # segments to start once curl returns
 
     def submit(self, task: Task, ctx: work.Context) -> None:
         """Start ``task`` (from any thread); its result goes to ``report``."""
@@ -213,14 +280,22 @@ class CurlLoop:
             while not self._stopped:
                 self._take_inbox()
                 self._perform()
+                while self._later:
+                    group, index = self._later.pop()
+                    if group.error is None:
+                        self._add_segment(group, index)
                 now = time.monotonic()
                 if now >= next_scan:
                     self._scan(now)
                     next_scan = now + SCAN_INTERVAL
                 self._wait(next_scan - now)
         finally:
-            for t in list(self._active.values()):
-                self._fail(t, transfer.Aborted())
+            for handle in list(self._active):
+                t = self._active.get(handle)
+                if t is not None:  # (a failed segment releases the others)
+                    t.error = transfer.Aborted()
+                    self._release(handle)
+                    self._finish(t)
             self._multi.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -288,11 +363,57 @@ class CurlLoop:
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
             self._report((work.failure(task, exc, ctx), None), True)
             return
+        if receiver.kept_segments and receiver.validator:
+            self._resume_segments(task, ctx, receiver, receiver.validator)
+            return
+        self._add(_Transfer(task, ctx, receiver, None, timeout=job.timeout, loop=self))
+
+    def _add(self, t: _Transfer, ranged: tuple[int, int] | None = None, validator: str = "") -> None:
         handle = self._free.pop() if self._free else pycurl.Curl()
-        t = _Transfer(task, ctx, receiver, handle, timeout=job.timeout)
-        _configure(handle, t, job.timeout)
+        t.handle = handle
+        _configure(handle, t, t.timeout, ranged, validator)
         self._active[handle] = t
         self._multi.add_handle(handle)
+
+    def segmented(self, first: _Transfer, validator: str) -> None:
+        """``first`` answered for a large object: it goes on as segment 0,
+        the other segments start now."""
+        segments = first.receiver.segments
+        assert segments is not None
+        group = _Group(first, validator, first.receiver.info.size or 0, {first})
+        first.group, first.segment = group, 0
+        # from curl's write callback, where handles cannot be added: later
+        self._later += [(group, index) for index in range(1, len(segments))]
+
+    def _add_segment(self, group: _Group, index: int) -> None:
+        first = group.first
+        segments = first.receiver.segments
+        assert segments is not None
+        t = _Transfer(first.task, first.ctx, first.receiver, None, timeout=first.timeout, loop=self)
+        t.group, t.segment = group, index
+        group.members.add(t)
+        _, pos, end = segments[index]
+        self._add(t, (pos, end - 1), group.validator)
+
+    def _resume_segments(self, task: Task, ctx: work.Context, receiver: transfer.Receiver, validator: str) -> None:
+        """An attempt after a crash or a failure: every unfinished segment
+        goes on where it stopped, each guarded by the kept ETag."""
+        try:
+            segments = receiver.resume_segments()
+        except BaseException as exc:  # noqa: BLE001 - errors are outcomes
+            receiver.close()
+            self._report((work.failure(task, exc, ctx), None), True)
+            return
+        first = _Transfer(task, ctx, receiver, None, timeout=ctx.timeout if not task.timeout else task.timeout)
+        first.loop = self
+        group = _Group(first, validator, receiver.info.size or 0)
+        first.group = group
+        todo = [i for i, (_, pos, end) in enumerate(segments) if pos < end]
+        if not todo:  # all bytes were there: verify and install
+            self._finish_group(group)
+            return
+        for index in todo:
+            self._add_segment(group, index)
 
     def _release(self, handle: Any) -> _Transfer:
         t = self._active.pop(handle)
@@ -305,6 +426,9 @@ class CurlLoop:
         return t
 
     def _finish(self, t: _Transfer) -> None:
+        if t.group is not None:
+            self._finish_segment(t.group, t)
+            return
         if t.error is not None:
             self._fail(t, t.error)
             return
@@ -317,15 +441,44 @@ class CurlLoop:
             return
         self._report(result, t.receiver.sidecar)
 
+    def _finish_segment(self, group: _Group, t: _Transfer) -> None:
+        group.members.discard(t)
+        if t.error is not None and not t.cut and group.error is None:
+            group.error = t.error
+            for other in list(group.members):  # the object fails as one
+                self._release(other.handle)
+                group.members.discard(other)
+        if not group.members:
+            self._finish_group(group)
+
+    def _finish_group(self, group: _Group) -> None:
+        first = group.first
+        if group.error is not None:
+            self._fail(first, group.error)
+            return
+        try:
+            result = first.receiver.end()
+        except BaseException as exc:  # noqa: BLE001 - errors are outcomes
+            self._fail(first, exc)
+            return
+        self._report(result, True)
+
     def _fail(self, t: _Transfer, exc: BaseException) -> None:
         t.receiver.close()
         self._report((work.failure(t.task, exc, t.ctx), None), True)
 
 
-def _configure(handle: Any, t: _Transfer, timeout: float) -> None:
+def _configure(
+    handle: Any, t: _Transfer, timeout: float, ranged: tuple[int, int] | None = None, validator: str = ""
+) -> None:
+    """A (reset) easy handle set up for one transfer: the whole object with
+    the receiver's conditions, or one range guarded by ``validator``."""
     request = t.receiver.request
     headers = [*_BASE_HEADERS, *(f"{k}: {v}" for k, v in request.headers.items())]
-    headers += [f"{k}: {v}" for k, v in http.conditional_headers(request).items()]
+    if ranged is None:
+        headers += [f"{k}: {v}" for k, v in http.conditional_headers(request).items()]
+    else:
+        headers += [f"Range: bytes={ranged[0]}-{ranged[1]}", f"If-Range: {validator}"]
     setopt = handle.setopt
     setopt(pycurl.URL, request.key)
     setopt(pycurl.HTTPHEADER, headers)

@@ -78,6 +78,7 @@ def _task(conn: sqlite3.Connection, job: sqlite3.Row, row: sqlite3.Row, mountpat
         etag=row["etag"],
         version=row["version"],
         checksum=row["checksum"],
+        connections=job["conns"] or 0,
         stored=StoredInfo(**dict(hit)) if hit else None,
     )
 

@@ -61,6 +61,7 @@ class Task:
     etag: str | None = None
     version: str | None = None
     checksum: str | None = None  # "algo:hex"
+    connections: int = 0  # the job's connection limit (0: none)
 
 
 @dataclass(frozen=True)
