@@ -35,6 +35,8 @@ _KNOBS: dict[str, tuple[str, Any]] = {
     # one syncfs(2) of the mountpath per batch of outcomes; "file" = fsync of
     # each file and directory (a mountpath shared with other heavy writers)
     "sync": ("DLENGINE_SYNC", "batch"),
+    # objects this large are fetched as parallel ranged segments (libcurl path)
+    "segment_threshold": ("DLENGINE_SEGMENT_THRESHOLD", 64 << 20),
     "executor": ("DLENGINE_EXECUTOR", "local"),  # or dask://HOST:PORT (supervisor/dask_executor.py)
 }
 
@@ -55,6 +57,7 @@ class Settings:
     min_rate: int = 1024
     executor: str = "local"
     sync: str = "batch"
+    segment_threshold: int = 64 << 20
 
     @property
     def remote_executor(self) -> bool:
@@ -95,6 +98,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "chunk_size": (4096, 1 << 30),
     "max_object_size": (1, 1 << 60),
     "min_rate": (0, 1 << 40),
+    "segment_threshold": (1 << 20, 1 << 50),
 }
 
 

@@ -282,7 +282,7 @@ class Receiver:
             self.written += n
             self._unsaved += n
             view = view[n:]
-        if self._unsaved >= SEGMENT_MAP_EVERY:
+        if self._unsaved >= job.chunk_size:  # a kill loses at most one chunk
             self._save_map()
         if job.progress is not None:
             job.progress(sum(b - a for a, b, _ in self.segments), self.info.size)
@@ -367,9 +367,6 @@ class Receiver:
         if self._out is not None:
             out, self._out = self._out, None
             out.close()
-
-
-SEGMENT_MAP_EVERY = 8 << 20  # bytes received at offsets between saves of the segment map
 
 
 def _hash_fd(fd: int, length: int, hasher: Hasher) -> None:

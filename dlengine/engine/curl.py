@@ -43,9 +43,7 @@ MAX_REDIRECTS = 10
 BUFFER_SIZE = 256 << 10  # bytes per write callback at most
 MIN_RATE = 512  # bytes/s: slower than this over a whole timeout window is a stall
 SCAN_INTERVAL = 0.25  # seconds between scans for aborted and stalled transfers
-SEGMENT_THRESHOLD = 64 << 20  # objects this large are fetched as parallel ranged segments
-SEGMENT_MIN = 16 << 20  # no segment smaller than this
-SEGMENTS = 8  # segments (connections) per object at most
+SEGMENTS = 8  # segments (connections) per object at most; none smaller than a quarter of the threshold
 _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 _BASE_HEADERS = [f"{k}: {v}" for k, v in http._BASE_HEADERS.items()]
 
@@ -141,29 +139,40 @@ class _Transfer:
             self.group.check(self.segment, self.answer)
             return True
         info, offset, not_modified = interpret(self.receiver.request, self.answer)
-        bounds = segment_bounds(self.task, info, self.answer) if offset == 0 and not not_modified else None
-        if bounds and self.loop is not None:
+        loop = self.loop
+        bounds = None
+        if loop is not None and offset == 0 and not not_modified and loop.may_segment(self.task.link):
+            bounds = segment_bounds(self.task, info, self.answer, loop.segment_threshold)
+        if bounds and loop is not None:
             self.receiver.begin_segments(info, bounds)
-            self.loop.segmented(self, info.etag or "")
+            loop.segmented(self, info.etag or "")
             return True
         self.held = self.receiver.begin(info, offset, not_modified)
         return self.held is None
 
 
-def segment_bounds(task: Task, info: ObjectInfo, answer: _Answer) -> list[tuple[int, int]] | None:
+def segment_bounds(task: Task, info: ObjectInfo, answer: _Answer, threshold: int) -> list[tuple[int, int]] | None:
     """How to split an object into ranged segments, or None to fetch it in
     one stream: it must be large, the server must accept ranges, and its
     ETag must be strong (each segment is guarded by it). A job with a
     connection limit keeps one connection per object, so the limit holds."""
     size = info.size or 0
     etag = info.etag or ""
-    if size < SEGMENT_THRESHOLD or task.connections or not etag or etag.startswith("W/"):
+    if size < threshold or task.connections or not etag or etag.startswith("W/"):
         return None
     if answer.status != 200 or answer.headers.get("accept-ranges", "").lower() != "bytes":
         return None
-    count = max(1, min(SEGMENTS, size // SEGMENT_MIN))
+    count = max(1, min(SEGMENTS, size // max(1, threshold // 4)))
     step = -(-size // count)
     return [(start, min(start + step, size)) for start in range(0, size, step)]
+
+
+class RangesIgnored(errors.TransientError):
+    """A server that announced ranges answered one with the whole object:
+    the next attempt fetches it in one stream."""
+
+    code = errors.ErrorCode.HTTP
+    restart = True
 
 
 @dataclass(eq=False)
@@ -184,6 +193,8 @@ class _Group:
         assert segments is not None
         start = segments[index][1]
         link = self.first.task.link
+        if answer.status == 200 and answer.headers.get("etag") == self.validator:
+            raise RangesIgnored(f"{link}: the server ignores ranges; fetching it whole")
         if answer.status == 200:
             raise errors.SourceChangedError(f"{link}: the object changed (a ranged request got it whole)")
         if answer.status != 206:
@@ -248,14 +259,17 @@ def curl_error(code: int, message: str, url: str) -> errors.DlengineError:
 class CurlLoop:
     """Many concurrent downloads on one thread (``run``)."""
 
-    def __init__(self, report: Report) -> None:
+    def __init__(self, report: Report, segment_threshold: int = 64 << 20) -> None:
         self._report = report
+        self.segment_threshold = segment_threshold
+        self._whole_only: set[str] = set()  # hosts that ignore ranges
         self._multi = pycurl.CurlMulti()
         self._free: list[Any] = []
         self._active: dict[Any, _Transfer] = {}
         self._inbox: queue.SimpleQueue[tuple[Task, work.Context] | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stopped = False
+        self._closed = False
         self._later: list[tuple[_Group, int]] = []  # segments to start once curl returns
 
     def submit(self, task: Task, ctx: work.Context) -> None:
@@ -267,11 +281,17 @@ class CurlLoop:
         self._inbox.put(None)
         self._wake()
 
+    @property
+    def running(self) -> bool:
+        return not self._closed
+
     def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
             pass  # already awake
+        except OSError:
+            pass  # the loop has ended (its pipe is closed)
 
     def run(self) -> None:
         """Until ``stop``: start submitted transfers, drive them, report."""
@@ -280,15 +300,14 @@ class CurlLoop:
             while not self._stopped:
                 self._take_inbox()
                 self._perform()
-                while self._later:
-                    group, index = self._later.pop()
-                    if group.error is None:
-                        self._add_segment(group, index)
                 now = time.monotonic()
                 if now >= next_scan:
                     self._scan(now)
                     next_scan = now + SCAN_INTERVAL
                 self._wait(next_scan - now)
+        except BaseException:
+            log.exception("the libcurl loop failed")
+            raise
         finally:
             for handle in list(self._active):
                 t = self._active.get(handle)
@@ -296,6 +315,7 @@ class CurlLoop:
                     t.error = transfer.Aborted()
                     self._release(handle)
                     self._finish(t)
+            self._closed = True
             self._multi.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -316,11 +336,20 @@ class CurlLoop:
             status, _ = self._multi.perform()
             if status != pycurl.E_CALL_MULTI_PERFORM:
                 break
+        # segments asked for in a callback start before any completion is
+        # read: their object is not finished while they are to come
+        while self._later:
+            group, index = self._later.pop()
+            if group.error is None:
+                self._add_segment(group, index)
         while True:
             queued, ok, failed = self._multi.info_read()
             for handle in ok:
-                self._finish(self._release(handle))
+                if handle in self._active:  # (not released by its group's failure meanwhile)
+                    self._finish(self._release(handle))
             for handle, code, message in failed:
+                if handle not in self._active:
+                    continue
                 t = self._release(handle)
                 if t.error is None and t.held is None:
                     t.error = curl_error(code, message, t.task.link)
@@ -374,6 +403,9 @@ class CurlLoop:
         _configure(handle, t, t.timeout, ranged, validator)
         self._active[handle] = t
         self._multi.add_handle(handle)
+
+    def may_segment(self, link: str) -> bool:
+        return _origin(link) not in self._whole_only
 
     def segmented(self, first: _Transfer, validator: str) -> None:
         """``first`` answered for a large object: it goes on as segment 0,
@@ -445,6 +477,8 @@ class CurlLoop:
         group.members.discard(t)
         if t.error is not None and not t.cut and group.error is None:
             group.error = t.error
+            if isinstance(t.error, RangesIgnored):
+                self._whole_only.add(_origin(t.task.link))
             for other in list(group.members):  # the object fails as one
                 self._release(other.handle)
                 group.members.discard(other)
@@ -466,6 +500,11 @@ class CurlLoop:
     def _fail(self, t: _Transfer, exc: BaseException) -> None:
         t.receiver.close()
         self._report((work.failure(t.task, exc, t.ctx), None), True)
+
+
+def _origin(link: str) -> str:
+    scheme, _, rest = link.partition("://")
+    return f"{scheme.lower()}://{rest.split('/', 1)[0].lower()}"
 
 
 def _configure(

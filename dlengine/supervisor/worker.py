@@ -70,7 +70,7 @@ class Worker:
         self._throttles = throttle.Throttles(settings.ledger_path, settings.chunk_size)
         self._batch_sync = settings.fsync and settings.sync == "batch" and durable.syncfs_reports_errors()
         self._file_sync = settings.fsync and not self._batch_sync
-        self._curl = curl.CurlLoop(self._curl_done)
+        self._curl = curl.CurlLoop(self._curl_done, settings.segment_threshold)
         self._bare: set[int] = set()  # rows whose work file has no .meta to remove
 
     def run(self) -> None:
@@ -88,7 +88,7 @@ class Worker:
             threading.Thread(target=self._download_loop, args=(pool,), name=f"dl_{i}", daemon=True)
             for i in range(self._threads)
         ]
-        threads.append(threading.Thread(target=self._curl.run, name="curl", daemon=True))
+        threads.append(threading.Thread(target=self._run_curl, name="curl", daemon=True))
         for thread in threads:
             thread.start()
         try:
@@ -107,6 +107,15 @@ class Worker:
             syncer.join(5)
         conn.close()
         self._throttles.close()
+
+    def _run_curl(self) -> None:
+        """The libcurl loop; if it ever fails, the worker stops (its rows go
+        back, the supervisor starts another worker) instead of waiting for
+        outcomes that will not come."""
+        try:
+            self._curl.run()
+        finally:
+            self.stop.set()
 
     def _loop(self, conn: sqlite3.Connection, pool: _Pool) -> None:
         next_claim = next_renew = 0.0
