@@ -1,0 +1,162 @@
+"""The one-object protocol (``transfer.Receiver``) against an in-memory
+source: what is on disk at each step, resume, verify, abort. No server:
+the bytes and failures come from a source object the test controls."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dlengine import errors, transfer
+from dlengine.ledger.models import Task
+from dlengine.ledger.states import ObjectState
+from dlengine.sources.base import ObjectInfo, Request
+from dlengine.storage import layout
+
+CHUNK = 64 << 10
+
+
+class _Stream:
+    def __init__(self, source: _MemorySource, request: Request) -> None:
+        self.source = source
+        data = source.data
+        self.offset = request.offset if request.offset and request.if_range == source.etag else 0
+        self.not_modified = request.if_none_match == source.etag
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if source.md5 else None
+        checksums = {"md5": source.md5 if isinstance(source.md5, str) else md5} if md5 else {}
+        self.info = ObjectInfo(
+            "k", source.size if source.size is not None else len(data), source.etag, None, None, checksums
+        )
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        data = self.source.data
+        pos = self.offset
+        while pos < len(data):
+            if self.source.fail_at is not None and pos >= self.source.fail_at:
+                self.source.fail_at = None
+                raise errors.SourceConnectionError("reset")
+            piece = data[pos : pos + min(size, 10_000)]
+            pos += len(piece)
+            yield piece
+            self.source.seen.append(self.source.on_chunk())
+
+    def close(self) -> None:
+        pass
+
+
+class _MemorySource:
+    """One object in memory; ``on_chunk`` runs after each chunk is taken."""
+
+    def __init__(self, data: bytes, etag: str = '"v1"', md5: bool | str = True, size: int | None = None) -> None:
+        self.data = data
+        self.etag = etag
+        self.md5 = md5
+        self.size = size
+        self.fail_at: int | None = None
+        self.requests: list[Request] = []
+        self.seen: list[object] = []
+        self.on_chunk: object = lambda: None
+
+    def open(self, request: Request) -> _Stream:
+        self.requests.append(request)
+        return _Stream(self, request)
+
+    def stat(self, key: str, headers: object = None, timeout: float = 60.0) -> ObjectInfo:
+        raise NotImplementedError
+
+    def list(self, prefix: str = "", suffix: str = "") -> Iterator[ObjectInfo]:
+        raise NotImplementedError
+
+
+def _task(row: int = 7) -> Task:
+    return Task(row, "job", 1, "dir/obj.bin", "mem://obj", 1, 1, "ais", "", "bkt", 0.0, 0)
+
+
+def _job(tmp_path: Path, source: _MemorySource, cancel: threading.Event | None = None) -> transfer.Job:
+    return transfer.Job(tmp_path, source, "k", {}, 5.0, chunk_size=CHUNK, fsync=False, cancel=cancel)  # type: ignore[arg-type]
+
+
+def _paths(tmp_path: Path, row: int = 7) -> tuple[Path, Path, Path]:
+    part, meta = layout.work_paths(tmp_path, row)
+    return part, meta, layout.object_path(tmp_path, "ais", "", "bkt", "dir/obj.bin")
+
+
+def test_a_small_object_is_one_file_without_a_sidecar(tmp_path: Path) -> None:
+    data = b"s" * (CHUNK - 1)
+    source = _MemorySource(data)
+    part, meta, dest = _paths(tmp_path)
+    source.on_chunk = lambda: (part.exists(), meta.exists())
+    outcome, changed = transfer.fetch(_task(), _job(tmp_path, source))
+    assert outcome.state is ObjectState.DONE and outcome.size == len(data)
+    assert dest.read_bytes() == data and changed == dest.parent
+    assert set(source.seen) == {(False, False)}  # received in memory: nothing on disk meanwhile
+    assert not meta.exists() and not part.exists()
+
+
+def test_a_large_object_keeps_its_validator_beside_its_bytes(tmp_path: Path) -> None:
+    data = bytes(range(256)) * (3 * CHUNK // 256)
+    source = _MemorySource(data)
+    part, meta, dest = _paths(tmp_path)
+    source.on_chunk = lambda: (part.exists(), meta.exists())
+    outcome, _ = transfer.fetch(_task(), _job(tmp_path, source))
+    assert outcome.state is ObjectState.DONE and outcome.checksum == "md5:" + hashlib.md5(data).hexdigest()
+    assert set(source.seen) == {(True, True)}
+    assert dest.read_bytes() == data
+    assert meta.exists() and not part.exists()  # the .meta stays until the ledger records the outcome
+    transfer.drop_work(tmp_path, 7)
+    assert not meta.exists()
+
+
+def test_a_reset_keeps_the_bytes_and_the_next_attempt_resumes(tmp_path: Path) -> None:
+    data = bytes(range(256)) * (4 * CHUNK // 256)
+    source = _MemorySource(data)
+    source.fail_at = 100_000
+    part, meta, dest = _paths(tmp_path)
+    with pytest.raises(errors.SourceConnectionError):
+        transfer.fetch(_task(), _job(tmp_path, source))
+    assert part.stat().st_size == 100_000 and meta.exists() and not dest.exists()
+    outcome, _ = transfer.fetch(_task(), _job(tmp_path, source))
+    again = source.requests[-1]
+    assert again.offset == 100_000 and again.if_range == '"v1"'
+    assert outcome.state is ObjectState.DONE and dest.read_bytes() == data  # the checksum covers the kept prefix
+
+
+def test_bytes_that_do_not_match_the_checksum_are_dropped(tmp_path: Path) -> None:
+    source = _MemorySource(b"x" * (2 * CHUNK), md5="0" * 32)
+    part, meta, dest = _paths(tmp_path)
+    with pytest.raises(errors.ChecksumMismatchError):
+        transfer.fetch(_task(), _job(tmp_path, source))
+    assert not part.exists() and not meta.exists() and not dest.exists()
+
+
+def test_a_small_object_longer_than_announced_is_refused(tmp_path: Path) -> None:
+    source = _MemorySource(b"y" * (CHUNK + 5), md5=False, size=100)
+    part, _, dest = _paths(tmp_path)
+    with pytest.raises(errors.SizeMismatchError):
+        transfer.fetch(_task(), _job(tmp_path, source))
+    assert not dest.exists() and not part.exists()
+
+
+def test_an_abort_stops_the_transfer_and_keeps_nothing_visible(tmp_path: Path) -> None:
+    cancel = threading.Event()
+    source = _MemorySource(b"z" * (4 * CHUNK))
+    source.on_chunk = cancel.set
+    part, _, dest = _paths(tmp_path)
+    with pytest.raises(transfer.Aborted):
+        transfer.fetch(_task(), _job(tmp_path, source, cancel))
+    assert not dest.exists() and part.stat().st_size == 10_000
+
+
+def test_an_unchanged_copy_in_place_is_confirmed_not_fetched(tmp_path: Path) -> None:
+    data = b"w" * (3 * CHUNK)
+    source = _MemorySource(data)
+    _, meta, dest = _paths(tmp_path)
+    transfer.fetch(_task(), _job(tmp_path, source))  # renamed into place; killed before the record
+    assert meta.exists()
+    outcome, _ = transfer.fetch(_task(), _job(tmp_path, source))
+    assert source.requests[-1].if_none_match == '"v1"'  # conditional: the source said 304
+    assert outcome.state is ObjectState.DONE and dest.read_bytes() == data
