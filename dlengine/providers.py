@@ -10,8 +10,12 @@ objects (``scheme``).
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from dlengine.errors import SpecError
+
+if TYPE_CHECKING:
+    from dlengine.ledger.models import Task
 
 
 class Provider(str, Enum):
@@ -58,3 +62,9 @@ def parse_provider(name: str, field: str = "bucket.provider") -> Provider:
         known = ", ".join(sorted(ALIASES))
         raise SpecError(field, f"unknown provider {name!r} (known: {known})")
     return provider
+
+
+def writes_through(task: Task) -> bool:
+    """Whether a task's object goes to a cloud bucket (write-through), not
+    to a mountpath; a backend job keeps a local copy of its remote bucket."""
+    return bool(task.provider in WRITE_THROUGH and task.job_type != "backend")

@@ -52,7 +52,7 @@ class CloudBucket:
 def target_for(task: Task) -> CloudBucket | None:
     """The cloud bucket a task stores into, or None for the mountpaths.
     Backend jobs keep a *local copy* of their remote bucket: never remote."""
-    if task.provider not in WRITE_THROUGH_PROVIDERS or task.job_type == "backend":
+    if not providers.writes_through(task):
         return None
     return CloudBucket(task.provider, task.bucket)
 

@@ -16,14 +16,16 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlengine import errors, throttle, transfer
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
-from dlengine.sources import registry
 from dlengine.sources.base import Source
-from dlengine.storage import remote
 from dlengine.supervisor.retry import backoff
+
+if TYPE_CHECKING:
+    from dlengine.storage import remote
 
 __all__ = ["Context", "Result", "run_task"]
 
@@ -58,6 +60,11 @@ class Context:
 
 def run_task(task: Task, ctx: Context) -> Result:
     """Download one object; never raises (errors are outcomes)."""
+    # imported here: a worker whose objects all go through the libcurl loop
+    # never loads the SDK sources (start-up time)
+    from dlengine.sources import registry
+    from dlengine.storage import remote
+
     try:
         source, key = registry.resolve(task.link, pool_size=ctx.pool_size)
         target = remote.target_for(task)

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlengine import jobsecrets, throttle, transfer
+from dlengine import jobsecrets, providers, throttle, transfer
 from dlengine.config import Settings
 from dlengine.engine import curl
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.redact import install_log_redaction
-from dlengine.storage import durable, layout, remote
+from dlengine.storage import durable, layout
 from dlengine.supervisor import work
 
 log = logging.getLogger("dlengine.worker")
@@ -202,7 +202,7 @@ class Worker:
         self._running[task.id] = running
         headers = self._headers(conn, task.job_id)
         ctx = self._context(running, headers)
-        if ctx.throttle is None and curl.eligible(task.link) and remote.target_for(task) is None:
+        if ctx.throttle is None and curl.eligible(task.link) and not providers.writes_through(task):
             self._curl.submit(task, ctx)
         else:
             pool.put((running, ctx))
