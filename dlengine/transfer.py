@@ -196,6 +196,8 @@ class Receiver:
         self.segments: list[list[int]] | None = None
         self._fd = -1
         self._unsaved = 0  # bytes written at offsets since the segment map was saved
+        self._flushed = 0  # bytes handed to early write-back (sequential writes)
+        self._segment_flushed: dict[int, int] = {}  # the same, per segment
 
     @property
     def validator(self) -> str | None:
@@ -282,6 +284,9 @@ class Receiver:
             self.written += n
             self._unsaved += n
             view = view[n:]
+        if seg[1] - seg[0] - (seg_flushed := self._segment_flushed.get(index, 0)) >= durable.WRITEBACK_EVERY:
+            durable.start_writeback(self._fd, seg[0] + seg_flushed, seg[1] - seg[0] - seg_flushed)
+            self._segment_flushed[index] = seg[1] - seg[0]
         if self._unsaved >= job.chunk_size:  # a kill loses at most one chunk
             self._save_map()
         if job.progress is not None:
@@ -303,6 +308,10 @@ class Receiver:
         if self._hasher is not None:
             self._hasher.update(data)
         self.written += len(data)
+        if self._out is not None and self.written - self._flushed >= durable.WRITEBACK_EVERY:
+            self._out.flush()
+            durable.start_writeback(self._out.fileno(), self._flushed, self.written - self._flushed)
+            self._flushed = self.written
         if job.progress is not None:
             job.progress(self.written, self.info.size)
 

@@ -63,3 +63,23 @@ def syncfs(path: Path) -> None:
             raise OSError(err, f"syncfs of {path}: {os.strerror(err)}")
     finally:
         os.close(fd)
+
+
+def _libc_sync_file_range() -> object | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNC_FILE_RANGE = _libc_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+WRITEBACK_EVERY = 8 << 20  # bytes of a large object written between early write-backs
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range of a file to disk now,
+    without waiting (sync_file_range WRITE): the final fsync or syncfs of a
+    large object then has little left to do. Best effort."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
