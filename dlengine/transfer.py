@@ -241,6 +241,7 @@ class Receiver:
         self.info = info
         self._check = pick_checksum(info) or _listed_checksum(self.task, info)
         self.segments = [[start, start, end] for start, end in bounds]
+        space.check_free_space(self.job.mountpath, info.size)
         self._open_at(info.size or 0, truncate=True)
 
     def resume_segments(self) -> list[list[int]]:

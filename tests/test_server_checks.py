@@ -120,8 +120,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     tmp = tmp_path_factory.mktemp("checks")
     with TestHTTPServer() as a, TestHTTPServer() as b, _TLSListener(tmp) as tls:
         home = new_home(tmp / "home")
+        # chunk below SIZE: objects of at most one chunk are received in
+        # memory (nothing to resume), and /d/ifrange must resume
         home.env.update(
-            DLENGINE_ATTEMPTS=str(ATTEMPTS), DLENGINE_MAX_OBJECT_SIZE=str(MAX_SIZE), DLENGINE_THREADS="12"
+            DLENGINE_ATTEMPTS=str(ATTEMPTS), DLENGINE_MAX_OBJECT_SIZE=str(MAX_SIZE), DLENGINE_THREADS="12",
+            DLENGINE_CHUNK="65536",
         )  # fmt: skip
         links = _objects(a, b, tls.port, _closed_port())
         headers = {"Authorization": AUTH, "X-Api-Key": API_KEY, "X-Trace": "plain"}

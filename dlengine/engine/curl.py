@@ -9,16 +9,16 @@ so the one-object protocol (resume point, conditions, hashing, verify,
 install) is the same as on the pulled path of the SDK sources.
 
 What a server sends is checked before a byte is written: the status and
-headers of the final answer (redirects are followed by curl, at most
-``MAX_REDIRECTS``, http/https only, each hop's address checked by the
-egress policy on the socket actually opened) go through the same
-interpretation as every HTTP answer.
+headers of the final answer (redirects are followed here, at most
+``redirects.MAX_REDIRECTS``, http/https only, secret headers to the job's
+origin only, each hop's address checked by the egress policy on the
+socket actually opened) go through the same
+interpretation as every HTTP answer (``sources.answer``).
 """
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 import os
 import queue
@@ -33,19 +33,18 @@ import pycurl
 
 from dlengine import errors, transfer
 from dlengine.ledger.models import Task
-from dlengine.sources import http
+from dlengine.net import egress, redirects
+from dlengine.sources import answer as answers
 from dlengine.sources.base import ObjectInfo, Request
 from dlengine.supervisor import work
 
 log = logging.getLogger("dlengine.curl")
 
-MAX_REDIRECTS = 10
 BUFFER_SIZE = 256 << 10  # bytes per write callback at most
-MIN_RATE = 512  # bytes/s: slower than this over a whole timeout window is a stall
 SCAN_INTERVAL = 0.25  # seconds between scans for aborted and stalled transfers
 SEGMENTS = 8  # segments (connections) per object at most; none smaller than a quarter of the threshold
 _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
-_BASE_HEADERS = [f"{k}: {v}" for k, v in http._BASE_HEADERS.items()]
+_BASE_HEADERS = ["Accept-Encoding: identity", "User-Agent: dlengine"]
 
 Report = Callable[[work.Result, bool], None]
 """Where outcomes go: (result, whether the work file may have a .meta)."""
@@ -56,13 +55,6 @@ def eligible(link: str) -> bool:
     return link[:8].lower().startswith(("http://", "https://"))
 
 
-class _Headers(dict[str, str]):
-    """Response headers by lower-case name (lookups in any case)."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
-
-
 class _Answer:
     """The final response's status line and headers, as ``http`` reads them."""
 
@@ -71,7 +63,7 @@ class _Answer:
     def __init__(self) -> None:
         self.status = 0
         self.reason = ""
-        self.headers = _Headers()
+        self.headers: dict[str, str] = {}  # by lower-case name
 
 
 @dataclass(eq=False)
@@ -92,13 +84,19 @@ class _Transfer:
     group: _Group | None = None  # the segments of the object, when ranged
     segment: int = -1  # which of them this transfer receives
     cut: bool = False  # stopped on purpose at the end of its segment
+    url: str = ""  # where this request goes (the link, or a redirect's target)
+    hops: int = 0  # redirects followed
+    redirect: str | None = None  # the next hop, when the answer was a redirect
+    ranged: tuple[int, int] | None = None  # the range of a segment request
+    min_rate: int = 0  # bytes/s over a timeout window (DLENGINE_MIN_RATE)
+    max_size: int | None = None  # bytes (DLENGINE_MAX_OBJECT_SIZE)
 
     def stalled(self, now: float) -> bool:
-        """Fewer than MIN_RATE bytes/s over a whole timeout window: a stall
-        (a trickle of a byte now and then too), checked once per window."""
+        """Fewer than ``min_rate`` bytes/s over a whole timeout window: a
+        stall (a trickle of a byte now and then too), checked once per window."""
         if now - self.mark_at < self.timeout:
             return False
-        if self.received - self.mark_bytes < max(1.0, MIN_RATE * self.timeout):
+        if self.received - self.mark_bytes < max(1.0, self.min_rate * self.timeout):
             return True
         self.mark_at, self.mark_bytes = now, self.received
         return False
@@ -114,7 +112,9 @@ class _Transfer:
             self.answer.reason = reason
         elif ":" in text:
             name, _, value = text.partition(":")
-            self.answer.headers[name.strip().lower()] = value.strip()
+            name, value = name.strip().lower(), value.strip()
+            headers = self.answer.headers
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
 
     def on_body(self, data: bytes) -> int | None:
         self.received += len(data)
@@ -127,6 +127,11 @@ class _Transfer:
                     return 0  # the whole-object answer reached its segment's end: stop it
             else:
                 self.receiver.write(data)
+            if self.max_size is not None and self.receiver.written > self.max_size:
+                raise errors.ObjectTooLargeError(
+                    f"{self.task.link}: more than the maximum object size of {self.max_size} bytes"
+                    " (DLENGINE_MAX_OBJECT_SIZE); cut"
+                )
         except BaseException as exc:  # noqa: BLE001 - reported when curl returns
             self.error = exc
             return 0  # aborts the transfer with CURLE_WRITE_ERROR
@@ -135,10 +140,14 @@ class _Transfer:
     def begin(self) -> bool:
         """Interpret the final answer once; False if it has no body to keep."""
         self.begun = True
+        location = self.answer.headers.get("location")
+        self.redirect = redirects.next_hop(self.url, self.answer.status, location, self.hops)
+        if self.redirect is not None:
+            return False  # followed once this answer is over
         if self.group is not None:
             self.group.check(self.segment, self.answer)
             return True
-        info, offset, not_modified = interpret(self.receiver.request, self.answer)
+        info, offset, not_modified = interpret(self.receiver.request, self.answer, self.max_size)
         loop = self.loop
         bounds = None
         if loop is not None and offset == 0 and not not_modified and loop.may_segment(self.task.link):
@@ -198,7 +207,7 @@ class _Group:
         if answer.status == 200:
             raise errors.SourceChangedError(f"{link}: the object changed (a ranged request got it whole)")
         if answer.status != 206:
-            interpret(self.first.receiver.request, answer)  # the error it means
+            interpret(self.first.receiver.request, answer, None)  # the error it means
             raise errors.SourceHTTPError(f"{link}: HTTP {answer.status} to a ranged request")
         got = answer.headers.get("content-range", "")
         if not got.startswith(f"bytes {start}-") or not got.endswith(f"/{self.size}"):
@@ -207,31 +216,12 @@ class _Group:
             raise errors.SourceChangedError(f"{link}: the object changed during the download (ETag)")
 
 
-def interpret(request: Request, answer_: _Answer) -> tuple[ObjectInfo, int, bool]:
+def interpret(request: Request, answer: _Answer, max_size: int | None) -> tuple[ObjectInfo, int, bool]:
     """(info, offset where the body starts, not modified) of a final answer,
-    or the error it means."""
-    key = request.key
-    answer: Any = answer_  # read as a urllib3 response is
-    if answer.status == 304:
-        return http._info(key, answer, partial=False, offset=0), 0, True
-    if answer.status == 416 and request.offset > 0:
-        if http._kept_whole(answer, request):
-            return http._info(key, answer, partial=True, offset=request.offset), request.offset, False
-        raise errors.SourceChangedError(f"{key}: range not satisfiable; the object changed")
-    if 300 <= answer.status < 400:
-        raise errors.RedirectError(f"{key}: HTTP {answer.status} redirect not followed (more than {MAX_REDIRECTS}?)")
-    http._raise_for_status(answer, key)
-    partial = answer.status == 206
-    offset = request.offset if partial else 0
-    return http._info(key, answer, partial=partial, offset=offset), offset, False
-
-
-def check_address(ip: str) -> None:
-    """The egress policy on an address about to be connected."""
-    addr = ipaddress.ip_address(ip.split("%")[0])
-    mapped = getattr(addr, "ipv4_mapped", None)
-    if addr.is_link_local or (mapped is not None and mapped.is_link_local):
-        raise errors.SourceDeniedError(f"refusing to connect to link-local address {ip}")
+    or the error it means (``sources.answer``: the same checks as every
+    HTTP answer)."""
+    got = answers.interpret(request, answer.status, answer.headers, answer.reason, max_size=max_size)
+    return got.info, got.offset, got.not_modified
 
 
 _CURL_ERRORS: dict[int, tuple[type[errors.DlengineError], errors.ErrorCode | None]] = {
@@ -241,6 +231,7 @@ _CURL_ERRORS: dict[int, tuple[type[errors.DlengineError], errors.ErrorCode | Non
     pycurl.E_TOO_MANY_REDIRECTS: (errors.RedirectError, None),
     pycurl.E_UNSUPPORTED_PROTOCOL: (errors.RedirectError, None),
     pycurl.E_PEER_FAILED_VERIFICATION: (errors.TLSError, None),
+    pycurl.E_SSL_PEER_CERTIFICATE: (errors.TLSError, None),
     pycurl.E_SSL_CONNECT_ERROR: (errors.TLSError, None),
     pycurl.E_SSL_CACERT_BADFILE: (errors.TLSError, None),
     pycurl.E_FILESIZE_EXCEEDED: (errors.SizeMismatchError, None),
@@ -251,17 +242,23 @@ def curl_error(code: int, message: str, url: str) -> errors.DlengineError:
     """libcurl's error -> dlengine's error class (resets, partial bodies and
     the like are transient: the next attempt resumes)."""
     kind, ecode = _CURL_ERRORS.get(code, (errors.SourceConnectionError, None))
-    if code == pycurl.E_COULDNT_CONNECT and "refused" not in message.lower():
-        message = f"connection refused or unreachable: {message}"
+    if code == pycurl.E_COULDNT_CONNECT:
+        message = f"connection refused or unreachable ({message})"
+    elif kind is errors.TLSError:
+        message = f"TLS certificate verification failed or handshake refused ({message})"
     return kind(f"{url}: {message}", code=ecode) if ecode else kind(f"{url}: {message}")
 
 
 class CurlLoop:
     """Many concurrent downloads on one thread (``run``)."""
 
-    def __init__(self, report: Report, segment_threshold: int = 64 << 20) -> None:
+    def __init__(
+        self, report: Report, segment_threshold: int = 64 << 20, min_rate: int = 0, max_size: int | None = None
+    ) -> None:
         self._report = report
         self.segment_threshold = segment_threshold
+        self.min_rate = min_rate
+        self.max_size = max_size
         self._whole_only: set[str] = set()  # hosts that ignore ranges
         self._multi = pycurl.CurlMulti()
         self._free: list[Any] = []
@@ -351,8 +348,8 @@ class CurlLoop:
                 if handle not in self._active:
                     continue
                 t = self._release(handle)
-                if t.error is None and t.held is None:
-                    t.error = curl_error(code, message, t.task.link)
+                if t.error is None and t.held is None and t.redirect is None:
+                    t.error = curl_error(code, message, t.url)
                 self._finish(t)
             if not queued:
                 return
@@ -378,8 +375,10 @@ class CurlLoop:
             if cancel is not None and cancel.is_set():
                 t.error = transfer.Aborted()
             elif t.stalled(now):
-                rate = f"{MIN_RATE} bytes/s"
-                t.error = errors.SourceTimeoutError(f"{t.task.link}: timed out (less than {rate} for {t.timeout:g} s)")
+                t.error = errors.SourceTimeoutError(
+                    f"{t.url}: timed out: less than {max(1, t.min_rate)} bytes/s over {t.timeout:g} s"
+                    " (DLENGINE_MIN_RATE; a trickle is a stall)"
+                )
             else:
                 continue
             self._release(handle)
@@ -395,12 +394,17 @@ class CurlLoop:
         if receiver.kept_segments and receiver.validator:
             self._resume_segments(task, ctx, receiver, receiver.validator)
             return
-        self._add(_Transfer(task, ctx, receiver, None, timeout=job.timeout, loop=self))
+        self._add(self._transfer(task, ctx, receiver, job.timeout))
 
-    def _add(self, t: _Transfer, ranged: tuple[int, int] | None = None, validator: str = "") -> None:
+    def _transfer(self, task: Task, ctx: work.Context, receiver: transfer.Receiver, timeout: float) -> _Transfer:
+        t = _Transfer(task, ctx, receiver, None, timeout=timeout, loop=self, url=receiver.request.key)
+        t.min_rate, t.max_size = self.min_rate, self.max_size
+        return t
+
+    def _add(self, t: _Transfer) -> None:
         handle = self._free.pop() if self._free else pycurl.Curl()
         t.handle = handle
-        _configure(handle, t, t.timeout, ranged, validator)
+        _configure(handle, t)
         self._active[handle] = t
         self._multi.add_handle(handle)
 
@@ -421,11 +425,13 @@ class CurlLoop:
         first = group.first
         segments = first.receiver.segments
         assert segments is not None
-        t = _Transfer(first.task, first.ctx, first.receiver, None, timeout=first.timeout, loop=self)
+        t = self._transfer(first.task, first.ctx, first.receiver, first.timeout)
+        t.url = first.url  # where the first answer came from, after its redirects
         t.group, t.segment = group, index
         group.members.add(t)
         _, pos, end = segments[index]
-        self._add(t, (pos, end - 1), group.validator)
+        t.ranged = (pos, end - 1)
+        self._add(t)
 
     def _resume_segments(self, task: Task, ctx: work.Context, receiver: transfer.Receiver, validator: str) -> None:
         """An attempt after a crash or a failure: every unfinished segment
@@ -436,8 +442,7 @@ class CurlLoop:
             receiver.close()
             self._report((work.failure(task, exc, ctx), None), True)
             return
-        first = _Transfer(task, ctx, receiver, None, timeout=ctx.timeout if not task.timeout else task.timeout)
-        first.loop = self
+        first = self._transfer(task, ctx, receiver, task.timeout or ctx.timeout)
         group = _Group(first, validator, receiver.info.size or 0)
         first.group = group
         todo = [i for i, (_, pos, end) in enumerate(segments) if pos < end]
@@ -458,6 +463,14 @@ class CurlLoop:
         return t
 
     def _finish(self, t: _Transfer) -> None:
+        if t.error is None and t.held is None and not t.begun:
+            try:  # an answer without a body: a redirect, 304, 416 for kept bytes, empty
+                t.begin()
+            except BaseException as exc:  # noqa: BLE001 - errors are outcomes
+                t.error = exc
+        if t.redirect is not None and t.error is None:
+            self._follow(t)
+            return
         if t.group is not None:
             self._finish_segment(t.group, t)
             return
@@ -465,13 +478,19 @@ class CurlLoop:
             self._fail(t, t.error)
             return
         try:
-            if t.held is None and not t.begun:
-                t.begin()  # an answer without a body: 304, 416 for kept bytes, empty
             result = t.held if t.held is not None else t.receiver.end()
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
             self._fail(t, exc)
             return
         self._report(result, t.receiver.sidecar)
+
+    def _follow(self, t: _Transfer) -> None:
+        """The answer was a redirect: the same transfer asks its target (the
+        egress policy checks the address when the connection opens)."""
+        t.url, t.redirect = t.redirect or t.url, None
+        t.hops += 1
+        t.answer, t.begun = _Answer(), False
+        self._add(t)
 
     def _finish_segment(self, group: _Group, t: _Transfer) -> None:
         group.members.discard(t)
@@ -507,26 +526,23 @@ def _origin(link: str) -> str:
     return f"{scheme.lower()}://{rest.split('/', 1)[0].lower()}"
 
 
-def _configure(
-    handle: Any, t: _Transfer, timeout: float, ranged: tuple[int, int] | None = None, validator: str = ""
-) -> None:
-    """A (reset) easy handle set up for one transfer: the whole object with
-    the receiver's conditions, or one range guarded by ``validator``."""
+def _configure(handle: Any, t: _Transfer) -> None:
+    """A (reset) easy handle set up for one request: the whole object with
+    the receiver's conditions, or one segment's range guarded by its
+    group's ETag. Secret headers go only to the job's own origin."""
     request = t.receiver.request
-    headers = [*_BASE_HEADERS, *(f"{k}: {v}" for k, v in request.headers.items())]
-    if ranged is None:
-        headers += [f"{k}: {v}" for k, v in http.conditional_headers(request).items()]
+    own = redirects.headers_for(t.task.link, t.url, request.headers) if t.hops else request.headers
+    headers = [*_BASE_HEADERS, *(f"{k}: {v}" for k, v in own.items())]
+    if t.ranged is not None and t.group is not None:
+        headers += [f"Range: bytes={t.ranged[0]}-{t.ranged[1]}", f"If-Range: {t.group.validator}"]
     else:
-        headers += [f"Range: bytes={ranged[0]}-{ranged[1]}", f"If-Range: {validator}"]
+        headers += [f"{k}: {v}" for k, v in answers.conditional_headers(request).items()]
     setopt = handle.setopt
-    setopt(pycurl.URL, request.key)
+    setopt(pycurl.URL, t.url)
     setopt(pycurl.HTTPHEADER, headers)
     setopt(pycurl.NOSIGNAL, 1)
-    setopt(pycurl.FOLLOWLOCATION, 1)
-    setopt(pycurl.MAXREDIRS, MAX_REDIRECTS)
     setopt(pycurl.PROTOCOLS, _PROTOCOLS)
-    setopt(pycurl.REDIR_PROTOCOLS, _PROTOCOLS)
-    setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(timeout * 1000)))
+    setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(t.timeout * 1000)))
     setopt(pycurl.BUFFERSIZE, BUFFER_SIZE)
     setopt(pycurl.HEADERFUNCTION, t.on_header)
     setopt(pycurl.WRITEFUNCTION, t.on_body)
@@ -536,7 +552,7 @@ def _configure(
 def _open_socket(t: _Transfer, purpose: int, address: Any) -> Any:
     """Every connection, redirects included, on the address actually used."""
     try:
-        check_address(str(address.addr[0]))
+        egress.check_address(str(address.addr[0]))
     except errors.DlengineError as exc:
         t.error = exc
         return pycurl.SOCKET_BAD

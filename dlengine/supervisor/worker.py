@@ -70,7 +70,9 @@ class Worker:
         self._throttles = throttle.Throttles(settings.ledger_path, settings.chunk_size)
         self._batch_sync = settings.fsync and settings.sync == "batch" and durable.syncfs_reports_errors()
         self._file_sync = settings.fsync and not self._batch_sync
-        self._curl = curl.CurlLoop(self._curl_done, settings.segment_threshold)
+        self._curl = curl.CurlLoop(
+            self._curl_done, settings.segment_threshold, settings.min_rate, settings.max_object_size
+        )
         self._bare: set[int] = set()  # rows whose work file has no .meta to remove
 
     def run(self) -> None:
