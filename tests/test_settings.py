@@ -24,6 +24,8 @@ from tests.conftest import Home
         ("DLENGINE_LINGER", "inf"),
         ("DLENGINE_ATTEMPTS", "0"),
         ("DLENGINE_CHUNK", "1"),
+        ("DLENGINE_SYNC", "sometimes"),
+        ("DLENGINE_SEGMENT_THRESHOLD", "1000"),
     ],
 )
 def test_bad_environment_variable_is_exit_2_naming_it(home: Home, variable: str, value: str) -> None:
