@@ -146,8 +146,7 @@ def group_members(pgid: int) -> list[int]:
 
 
 def worker_pids(supervisor_pid: int) -> list[int]:
-    """Worker processes of a supervisor: its children started by
-    multiprocessing's ``spawn`` (not its resource tracker)."""
+    """Worker processes of a supervisor: its children running the worker."""
     pids = []
     for entry in os.listdir("/proc"):
         fields = _proc_stat(entry) if entry.isdigit() else None
@@ -157,7 +156,7 @@ def worker_pids(supervisor_pid: int) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"spawn_main" in cmdline:
+        if b"dlengine.supervisor.worker" in cmdline:
             pids.append(int(entry))
     return pids
 

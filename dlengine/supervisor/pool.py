@@ -1,18 +1,40 @@
-"""The worker processes of one mountpath."""
+"""The worker processes of one mountpath.
+
+A worker is a fresh interpreter (``subprocess``, not ``fork``: the
+supervisor holds threads and an SQLite connection) that imports only the
+worker's modules: not multiprocessing's ``spawn``, which re-imports the
+parent's ``__main__`` (the whole CLI) in every worker and starts a
+resource-tracker process besides.
+"""
 
 from __future__ import annotations
 
-import multiprocessing
+import dataclasses
+import json
 import os
 import secrets
-from multiprocessing.process import BaseProcess
+import subprocess
+import sys
 from pathlib import Path
 
 from dlengine.config import Settings
-from dlengine.supervisor.worker import worker_main
 
-# spawn, not fork: the supervisor may hold threads and an SQLite connection.
-_CTX = multiprocessing.get_context("spawn")
+_ENTRY = "from dlengine.supervisor.worker import main; main()"
+
+
+def settings_arg(settings: Settings) -> str:
+    """Settings as the worker's command line carries them (JSON)."""
+    fields = dataclasses.asdict(settings)
+    fields["home"] = str(settings.home)
+    fields["mountpaths"] = [str(p) for p in settings.mountpaths]
+    return json.dumps(fields)
+
+
+def settings_from_arg(text: str) -> Settings:
+    fields = json.loads(text)
+    fields["home"] = Path(fields["home"])
+    fields["mountpaths"] = tuple(Path(p) for p in fields["mountpaths"])
+    return Settings(**fields)
 
 
 class MountpathPool:
@@ -23,21 +45,20 @@ class MountpathPool:
         self.mountpath_id = mountpath_id
         self.mountpath = mountpath
         self.size = size
-        self.workers: dict[str, BaseProcess] = {}  # owner -> process
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}  # owner -> process
 
     def fill(self) -> None:
+        config = settings_arg(self.settings)
         while len(self.workers) < self.size:
             owner = f"{os.uname().nodename}:{self.mountpath_id}:{secrets.token_hex(4)}"
-            args = (self.settings, self.mountpath_id, str(self.mountpath), owner, os.getpid())
-            proc = _CTX.Process(target=worker_main, args=args, name=f"dlengine-worker-{owner}", daemon=False)
-            proc.start()
-            self.workers[owner] = proc
+            args = [config, str(self.mountpath_id), str(self.mountpath), owner, str(os.getpid())]
+            self.workers[owner] = subprocess.Popen([sys.executable, "-c", _ENTRY, *args], stdin=subprocess.DEVNULL)
 
     def reap(self) -> list[str]:
         """Forget dead workers; returns their owner ids."""
-        dead = [owner for owner, proc in self.workers.items() if not proc.is_alive()]
+        dead = [owner for owner, proc in self.workers.items() if proc.poll() is not None]
         for owner in dead:
-            self.workers.pop(owner).join(0)
+            self.workers.pop(owner)
         return dead
 
     def owners(self) -> list[str]:
@@ -45,13 +66,17 @@ class MountpathPool:
 
     def terminate(self) -> None:
         for proc in self.workers.values():
-            if proc.is_alive():
+            if proc.poll() is None:
                 proc.terminate()
 
     def join(self, timeout: float) -> None:
         for proc in self.workers.values():
-            proc.join(timeout)
-            if proc.is_alive():
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join(1)
+                try:
+                    proc.wait(1)
+                except subprocess.TimeoutExpired:
+                    pass
         self.workers.clear()

@@ -310,3 +310,14 @@ def worker_main(settings: Settings, mountpath_id: int, mountpath: str, owner: st
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     worker.run()
+
+
+def main() -> None:
+    """``python -c 'from dlengine.supervisor.worker import main; main()'
+    SETTINGS MOUNTPATH_ID MOUNTPATH OWNER PARENT_PID`` (the pool starts it)."""
+    import sys
+
+    from dlengine.supervisor.pool import settings_from_arg
+
+    config, mountpath_id, mountpath, owner, parent_pid = sys.argv[1:6]
+    worker_main(settings_from_arg(config), int(mountpath_id), mountpath, owner, int(parent_pid))
