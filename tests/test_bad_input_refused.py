@@ -97,6 +97,7 @@ def test_refused_naming_the_field(label: str, job: dict[str, Any], field: str, r
         single(headers={"Accept": "*/*", "User-Agent": "x", "X-Custom": "y"}),
         single(link="http://127.0.0.1:8080/x"),
         single(link="127.0.0.1:8080/x"),  # a port, not a scheme
+        single(link="hf://gpt2@v1/config.json"),  # a legacy repo id and its revision, not a user
         single(object_name="naïve/日本語 file.bin"),
         ranged("http://h/x{1..12}%41{1..12}"),  # %41 is 'A': a separator
     ],

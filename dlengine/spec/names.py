@@ -87,11 +87,12 @@ def normalize_link(link: str, field: str) -> str:
 
 def _check_authority(link: str, field: str) -> None:
     """No backslash and no ``user:password@`` in the host part, whatever
-    the scheme (see ``normalize_link``)."""
-    authority = urlsplit(link).netloc
-    if "\\" in authority:
+    the scheme (see ``normalize_link``); in ``hf://name@revision/...`` the
+    ``@`` is a revision."""
+    parts = urlsplit(link)
+    if "\\" in parts.netloc:
         raise SpecError(field, f"link {_show(_no_userinfo(link))} has a '\\' in its host part; refused")
-    if "@" in authority:
+    if "@" in parts.netloc and parts.scheme != "hf":
         raise SpecError(
             field,
             f"link {_show(_no_userinfo(link))} carries user:password@; put credentials in the job's headers",
