@@ -29,9 +29,8 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dlengine import listing
 from dlengine.cli import output
 from dlengine.cli.download import add_common_fields
 from dlengine.client import Client
@@ -40,12 +39,14 @@ from dlengine.ledger.models import NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.progress import human_bytes
 from dlengine.providers import Provider
-from dlengine.sources import hf
 from dlengine.sources.base import ObjectInfo
 from dlengine.spec import JobSpec, hflink, parse_job, parse_size, validate_object_name
 from dlengine.spec.model import BucketRef
 from dlengine.spec.names import validate_bucket_name
 from dlengine.spec.uri import parse_bucket_uri
+
+if TYPE_CHECKING:  # imported where used: `dlengine run` and every other command skip urllib3 and the Hub
+    from dlengine.sources import hf
 
 HEAD_THREADS = 16
 _HF_ONLY = ("hf_file", "hf_revision", "hf_include", "hf_exclude", "max_job_bytes")
@@ -168,6 +169,8 @@ def _report(client: Client, ids: list[str], args: argparse.Namespace) -> int:
 
 def plan(args: argparse.Namespace, client: Client) -> Plan:
     """The jobs of one ``download --hf-*``, validated, not yet submitted."""
+    from dlengine.sources import hf
+
     repo_type, repo_id, flag = _repo(args)
     revision = args.hf_revision or hflink.DEFAULT_REVISION
     bucket, subdir = parse_bucket_uri(args.dst, "DST")
@@ -194,6 +197,8 @@ def _listed_plan(
 ) -> Plan:
     """The repo's selected files, listed (or known from the last listing
     at this commit): multi jobs whose unchanged files are skipped."""
+    from dlengine import listing
+
     key = listing_key(bucket, subdir, lister)
     files = _listed_files(client, lister, key, flag)
     if not files:
@@ -219,6 +224,9 @@ def _backend_plan(
     flag: str,
 ) -> Plan:
     """DST ``hf://org/name[/prefix]``: one backend job, listed here."""
+    from dlengine import listing
+    from dlengine.sources import hf
+
     spec = parse_job(_backend_job(args, repo_type, repo_id, revision, bucket, prefix))
     lister = hf.HubLister(repo_id, spec.options)
     key = listing_key(bucket, "", lister, spec.prefix, spec.suffix)
@@ -232,6 +240,8 @@ def _backend_plan(
 def listing_key(bucket: BucketRef, subdir: str, lister: hf.HubLister, prefix: str = "", suffix: str = "") -> str:
     """What a listing is of: destination, repo, revision and selection (the
     key a backend job's dispatcher uses too)."""
+    from dlengine import listing
+
     return listing.listing_key(bucket.uri(), subdir, lister, prefix, suffix)
 
 
@@ -241,6 +251,8 @@ def _commit(lister: hf.HubLister) -> str:
 
 
 def _skipped_if_held(client: Client, bucket: BucketRef, rows: list[NewObject]) -> list[NewObject]:
+    from dlengine import listing
+
     return listing.skip_unchanged(client.ledger, bucket.provider.value, bucket.namespace, bucket.name, rows)
 
 
@@ -280,6 +292,8 @@ def _listed_files(
     """The selected files at the commit the revision points to (one
     request): from the rows of the jobs that listed that commit last, else
     from the Hub's tree."""
+    from dlengine import listing
+
     try:
         commit = lister.resolve()
         recorded = client.ledger.listing(key, commit)
@@ -304,12 +318,16 @@ def _max_job_bytes(args: argparse.Namespace) -> int | None:
 
 def _with_sizes(files: Sequence[ObjectInfo], lister: hf.HubLister, field: str) -> list[ObjectInfo]:
     """Sizes the listing lacks, from HEAD requests to the Hub in parallel."""
+    from dlengine.sources import hf
+
     missing = [f for f in files if f.size is None]
     if not missing:
         return list(files)
     source = hf.HFSource(pool_size=HEAD_THREADS)
 
     def head(info: ObjectInfo) -> ObjectInfo:
+        from dlengine.sources import hf
+
         url = hflink.HubFile(lister.repo_type, lister.repo_id, lister.revision, info.key).resolve_url(hf.endpoint())
         try:
             return replace(info, size=source.stat(url).size)
