@@ -9,11 +9,19 @@ cannot go into a string nor a string into an int, a ``,string`` int64 must
 be a JSON string of digits (jsoniter: "stringModeNumberDecoder: expect
 \""), and a time.Time is an RFC 3339 string. Then AIStore's own
 assertions on a job (``JobFinished``, ``PendingCnt``) are checked.
+
+Where ``go`` is installed (``.ci/run`` installs Debian's golang-go), the
+same answers also go through tests/aisdecode/main.go: the Go structs
+themselves, decoded by Go's encoding/json.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +29,7 @@ from typing import Any
 import pytest
 
 from tests.cloud_servers import S3Server
-from tests.conftest import Home, wait_for
+from tests.conftest import ROOT, Home, wait_for
 from tests.httpd import Fault, TestHTTPServer
 from tests.test_api import DOWNLOAD, Api, start_api
 
@@ -176,17 +184,45 @@ def check_status(status: dict[str, Any]) -> None:
         assert status["current_tasks"] == [], status  # AIStore's abortDownload asserts it
 
 
-def answer(api: Api, method: str, path: str, body: object, go_type: GoType, status: int = 200) -> Any:
-    """One request; its answer decodes as ``go_type`` (``ErrHTTP`` for an error)."""
+GO_KINDS = {STATUS_RESP: "status", JOB_INFOS: "list", DL_POST_RESP: "post", ERR_HTTP: "error"}
+Seen = list[tuple[str, object]]
+
+
+def answer(
+    api: Api, method: str, path: str, body: object, go_type: GoType, status: int = 200, seen: Seen | None = None
+) -> Any:
+    """One request; its answer decodes as ``go_type`` (``ErrHTTP`` for an
+    error); ``seen`` collects it for the Go decoder."""
     res = api.call(method, path, body)
     assert res.status_code == status, (method, path, body, res.status_code, res.text)
     payload = res.json()
+    go_type = ERR_HTTP if status >= 400 else go_type
+    go_type.decode(payload)
     if status >= 400:
-        ERR_HTTP.decode(payload)
         assert payload["message"] and payload["status"] == status, payload
-    else:
-        go_type.decode(payload)
+    if seen is not None and go_type in GO_KINDS:
+        seen.append((GO_KINDS[go_type], payload))
     return payload
+
+
+@pytest.fixture(scope="session")
+def go_decode(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """tests/aisdecode built with ``go`` (None without it): decodes a list
+    of (kind, answer) with AIStore's Go structs, one result line each."""
+    if shutil.which("go") is None:
+        return None
+    work = tmp_path_factory.mktemp("go")
+    env = {**os.environ, "GOCACHE": str(work / "cache"), "GOPATH": str(work / "path"), "GOPROXY": "off"}
+    binary = work / "aisdecode"
+    source = ROOT / "tests" / "aisdecode" / "main.go"
+    subprocess.run(["go", "build", "-o", str(binary), str(source)], env=env, check=True, timeout=300, cwd=work)
+
+    def decode(answers: Seen) -> list[str]:
+        lines = "".join(json.dumps({"kind": kind, "body": body}) + "\n" for kind, body in answers)
+        out = subprocess.run([str(binary)], input=lines, capture_output=True, text=True, check=True, timeout=60)
+        return out.stdout.splitlines()
+
+    return decode
 
 
 # ---------------------------------------------------------------- tests
@@ -203,6 +239,17 @@ def test_go_decoder_can_fail() -> None:
     with pytest.raises(GoDecodeError):
         TASK_DL_INFO.decode({"Downloaded": None})  # keys fold case; null is no string
     JOB.decode({"ID": "x", "unknown": [1, {}], "total": None, "finished_time": "2026-01-02T03:04:05.678Z"})
+
+
+def test_go_structs_refuse_the_old_answers(go_decode: Any) -> None:
+    """AIStore's own structs (tests/aisdecode) refuse what the mirror refuses."""
+    if go_decode is None:
+        pytest.skip("go is not installed (.ci/run installs golang-go)")
+    old = {"id": "x", "current_tasks": [{"name": "a", "downloaded": 10, "total": 20}]}
+    new = {"id": "x", "current_tasks": [{"name": "a", "downloaded": "10", "total": "20", "start_time": None}]}
+    results = go_decode([("status", old), ("status", new), ("error", {"error": "x", "status": "400"}), ("list", [{}])])
+    assert "invalid use of ,string" in results[0] and results[1] == "ok", results
+    assert "cannot unmarshal string" in results[2] and results[3] == "ok", results
 
 
 @pytest.fixture
@@ -224,9 +271,14 @@ def _running_status(api: Api, job_id: str) -> dict[str, Any]:
 
 
 def test_every_answer_decodes_with_aistores_types(
-    served: Api, home: Home, httpd: TestHTTPServer, s3_server: S3Server
+    served: Api, home: Home, httpd: TestHTTPServer, s3_server: S3Server, go_decode: Any
 ) -> None:
     api = served
+    seen: Seen = []
+
+    def ask(method: str, path: str, body: object, go_type: GoType, status: int = 200) -> Any:
+        return answer(api, method, path, body, go_type, status, seen)
+
     for i in range(3):
         httpd.put(f"/w/f{i}.bin", bytes([i]) * (1000 + i))
     httpd.put("/w/gone.bin", b"x")
@@ -245,7 +297,7 @@ def test_every_answer_decodes_with_aistores_types(
         "range": {"type": "range", "bucket": bucket, "template": f"{httpd.url}/w/f{{0..2}}.bin", "subdir": "r"},
         "backend": {"type": "backend", "bucket": bucket, "backend_bck": {"name": "wire-src", "provider": "aws"}},
     }
-    ids = {kind: answer(api, "POST", DOWNLOAD, body, DL_POST_RESP)["id"] for kind, body in posts.items()}
+    ids = {kind: ask("POST", DOWNLOAD, body, DL_POST_RESP)["id"] for kind, body in posts.items()}
     slow = answer(
         api, "POST", DOWNLOAD, {"type": "single", "bucket": bucket, "link": f"{httpd.url}/w/slow.iso"}, DL_POST_RESP
     )["id"]
@@ -253,15 +305,16 @@ def test_every_answer_decodes_with_aistores_types(
     # status while running: byte counts as strings, AIStore's checks hold
     running = _running_status(api, slow)
     check_status(running)
+    seen.append(("status", running))
     assert running["finished_time"] is None and running["xaction_id"]
     task = running["current_tasks"][0]
     assert task["total"] == "30000000" and isinstance(task["downloaded"], str)
-    assert answer(api, "GET", DOWNLOAD, {"id": slow, "only_active_tasks": True}, STATUS_RESP)["id"] == slow
+    assert ask("GET", DOWNLOAD, {"id": slow, "only_active_tasks": True}, STATUS_RESP)["id"] == slow
 
     # status finished (with an error among them)
     for kind, job_id in ids.items():
         final = api.wait(job_id)
-        check_status(answer(api, "GET", DOWNLOAD, {"id": job_id}, STATUS_RESP))
+        check_status(ask("GET", DOWNLOAD, {"id": job_id}, STATUS_RESP))
         assert final["finished_time"] is not None, kind
     multi = api.status(ids["multi"])
     assert [e["name"] for e in multi["download_errors"]] == ["gone.bin"] and multi["error_cnt"] == 1
@@ -269,20 +322,20 @@ def test_every_answer_decodes_with_aistores_types(
 
     # list: all, by regex, only active
     for body in (None, {}, {"regex": "multi-download"}, {"only_active_tasks": True}, {"id": "", "regex": ""}):
-        listed = answer(api, "GET", DOWNLOAD, body, JOB_INFOS)
+        listed = ask("GET", DOWNLOAD, body, JOB_INFOS)
         for job in listed:
             check_job(job)
-    assert [j["id"] for j in answer(api, "GET", DOWNLOAD, {"regex": "^multi-download"}, JOB_INFOS)] == [ids["multi"]]
+    assert [j["id"] for j in ask("GET", DOWNLOAD, {"regex": "^multi-download"}, JOB_INFOS)] == [ids["multi"]]
 
     # abort (running, then finished), aborted status, remove
-    answer(api, "DELETE", DOWNLOAD + "/abort", {"id": slow}, GoType("struct"))
+    ask("DELETE", DOWNLOAD + "/abort", {"id": slow}, GoType("struct"))
     aborted = api.wait(slow)
-    check_status(answer(api, "GET", DOWNLOAD, {"id": slow}, STATUS_RESP))
+    check_status(ask("GET", DOWNLOAD, {"id": slow}, STATUS_RESP))
     assert aborted["aborted"] is True and aborted["finished_time"] is not None
-    answer(api, "DELETE", DOWNLOAD + "/abort", {"id": ids["single"]}, GoType("struct"))
-    check_status(answer(api, "GET", DOWNLOAD, {"id": ids["single"]}, STATUS_RESP))
+    ask("DELETE", DOWNLOAD + "/abort", {"id": ids["single"]}, GoType("struct"))
+    check_status(ask("GET", DOWNLOAD, {"id": ids["single"]}, STATUS_RESP))
     for job_id in (slow, ids["single"]):
-        answer(api, "DELETE", DOWNLOAD + "/remove", {"id": job_id}, GoType("struct"))
+        ask("DELETE", DOWNLOAD + "/remove", {"id": job_id}, GoType("struct"))
 
     # errors: AIStore's ErrHTTP, message and status
     errors = [
@@ -297,5 +350,11 @@ def test_every_answer_decodes_with_aistores_types(
         ("GET", "/v1/nothing", None, 404),
     ]
     for method, path, body, code in errors:
-        payload = answer(api, method, path, body, ERR_HTTP, status=code)
+        payload = ask(method, path, body, ERR_HTTP, status=code)
         assert payload["error"] == payload["message"]
+
+    # the same answers through AIStore's Go structs themselves
+    if go_decode is not None:
+        assert len(seen) > 20
+        results = go_decode(seen)
+        assert results == ["ok"] * len(seen), [(r, a) for a, r in zip(seen, results, strict=True) if r != "ok"]
