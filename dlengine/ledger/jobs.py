@@ -16,7 +16,6 @@ from dlengine.ledger.db import write
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES, JobState, ObjectState
 from dlengine.redact import redact
-from dlengine.spec.pattern import compile_filter
 
 PAGE_SIZE = 5000
 ID_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -302,6 +301,8 @@ def job_row(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
 
 def list_jobs(conn: sqlite3.Connection, regex: str | None = None, active_only: bool = False) -> list[sqlite3.Row]:
     """Jobs in submission order, filtered by a regex on the description."""
+    from dlengine.spec.pattern import compile_filter  # here: workers import this module, not the spec package
+
     pattern = compile_filter(regex) if regex else None
     sql = "SELECT * FROM jobs"
     if active_only:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from urllib.parse import urljoin, urlsplit
 
 from dlengine import errors
-from dlengine.spec.names import is_secret_header
 
 __all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "headers_for", "next_hop", "same_origin"]
 
@@ -57,4 +56,6 @@ def headers_for(origin_url: str, target: str, headers: Mapping[str, str]) -> dic
     origin, none of the secret ones anywhere else (a CDN, another host)."""
     if same_origin(origin_url, target):
         return dict(headers)
+    from dlengine.spec.names import is_secret_header  # here: the spec package is heavy for a worker's start
+
     return {name: value for name, value in headers.items() if not is_secret_header(name)}
