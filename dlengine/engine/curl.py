@@ -349,10 +349,24 @@ class CurlLoop:
                     continue
                 t = self._release(handle)
                 if t.error is None and t.held is None and t.redirect is None:
+                    self._redirect_despite(t, code, message)
+                if t.error is None and t.held is None and t.redirect is None:
                     t.error = curl_error(code, message, t.url)
                 self._finish(t)
             if not queued:
                 return
+
+    @staticmethod
+    def _redirect_despite(t: _Transfer, code: int, message: str) -> None:
+        """A redirect whose body was cut short (a server closing after the
+        headers) is still a redirect: its body does not matter."""
+        if t.begun or t.answer.status not in redirects.REDIRECT_STATUSES or "location" not in t.answer.headers:
+            return
+        log.debug("%s: redirect answer ended with curl error %s (%s); following it", t.url, code, message)
+        try:
+            t.begin()
+        except BaseException as exc:  # noqa: BLE001 - errors are outcomes
+            t.error = exc
 
     def _wait(self, limit: float) -> None:
         timeout_ms = self._multi.timeout()
