@@ -156,7 +156,8 @@ def _mountpaths(home: Path, file_cfg: dict[str, Any]) -> tuple[Path, ...]:
         listed = file_cfg.get("mountpaths", [])
         if not isinstance(listed, list) or not all(isinstance(p, str) and p for p in listed):
             raise ConfigError(f'{home / "config.json"}: "mountpaths" must be a list of directory paths')
-        items = list(listed)
+        items = [str(home / Path(p).expanduser()) for p in listed]  # relative to the home, not to a cwd
+    # stored absolute: a supervisor started elsewhere finds the same directories
     paths = [Path(p).expanduser().absolute() for p in items] or [home / "data"]
     return tuple(dict.fromkeys(paths))  # keep order, drop repeats
 

@@ -59,6 +59,7 @@ class ErrorCode(str, Enum):
     TLS = "tls"  # certificate or handshake failure
     DISK_FULL = "disk-full"  # no space left on the mountpath
     IO = "io"  # any other local file system error
+    MOUNTPATH = "mountpath"  # the object's mountpath is missing or belongs to another home
     REDIRECT = "redirect"  # too many redirects, or a redirect we refuse to follow
     POLICY = "policy"  # refused by dlengine's own rules (unsafe name, link)
     HTTP = "http"  # any other HTTP error status

@@ -19,12 +19,14 @@ with their own connection (``claims.claim``, ``claims.report``,
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dlengine.errors import ErrorCode
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject, ObjectRow, Outcome, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
@@ -55,6 +57,17 @@ _DISPATCHED_SQL = (
     "UPDATE jobs SET all_dispatched = 1, total = CASE WHEN total < 0 THEN scheduled_cnt ELSE total END WHERE seq = ?"
 )
 _OBJECTS_SQL = "SELECT * FROM objects WHERE job = ? AND {} {} LIMIT ?"
+# mountpaths holding pending objects of active jobs (the partial index
+# objects_todo answers each (job, mountpath) pair without a scan)
+_PLACED_MOUNTPATHS_SQL = (
+    "SELECT m.id, m.path FROM mountpaths m WHERE EXISTS (SELECT 1 FROM jobs j JOIN objects o"
+    " ON o.job = j.seq AND o.mountpath = m.id AND o.state = 'pending'"
+    f" WHERE j.state IN {ACTIVE_JOB_STATES!r}) ORDER BY m.id"
+)
+_FAIL_PLACED_SQL = (
+    "UPDATE objects SET state = 'failed', error = ?, error_code = ?, end_time = ?"
+    f" WHERE mountpath = ? AND state = 'pending' AND job IN (SELECT seq FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r})"
+)
 
 
 def record(cls: type[R], row: sqlite3.Row) -> R:
@@ -104,6 +117,18 @@ class Ledger:
         """Ids of these mountpaths, registering new ones (one transaction)."""
         with db.write(self._conn):
             return jobs.mountpath_ids(self._conn, paths)
+
+    def placed_mountpaths(self) -> list[tuple[int, str]]:
+        """(id, path) of every mountpath that pending objects of active jobs
+        are placed on: the supervisor must serve each of them."""
+        return [(int(r[0]), str(r[1])) for r in self._conn.execute(_PLACED_MOUNTPATHS_SQL)]
+
+    def fail_placed(self, mountpath_id: int, reason: str, code: ErrorCode) -> int:
+        """Fail the pending objects of active jobs placed on a mountpath that
+        cannot be served; returns how many."""
+        with db.write(self._conn):
+            cur = self._conn.execute(_FAIL_PLACED_SQL, (reason, code.value, time.time(), mountpath_id))
+            return cur.rowcount
 
     # -- submission and the user's transitions
 

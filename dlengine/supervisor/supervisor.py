@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from dlengine.config import Settings
-from dlengine.errors import FatalError, LedgerError, SupervisorError, SupervisorRunning
+from dlengine.errors import ConfigError, ErrorCode, FatalError, LedgerError, SupervisorError, SupervisorRunning
 from dlengine.ledger.ledger import Ledger
 from dlengine.storage import identity, layout
 from dlengine.supervisor import dask_executor
@@ -27,6 +27,7 @@ log = logging.getLogger("dlengine.supervisor")
 
 TICK = 0.2
 EXPIRY_SWEEP = 5.0
+PLACED_CHECK = 1.0  # seconds between looks for mountpaths that objects wait on
 
 
 class Supervisor:
@@ -57,6 +58,7 @@ class Supervisor:
                 identity.claim(mountpath, home, self.settings.home)
             self._recover(ledger)
             self._start_workers(ledger)
+            self._serve_placed(ledger)
             self.dispatcher = Dispatcher(self.settings, self.stop)
             self.dispatcher.start()
             self._loop(ledger)
@@ -84,6 +86,43 @@ class Supervisor:
         ledger.finish()
         for mountpath in self.settings.mountpaths:
             self._collect_garbage(ledger, mountpath)
+
+    def _served(self) -> set[int]:
+        """Ids of the mountpaths whose objects this supervisor claims."""
+        if self.executor is not None:
+            return set(self.executor.mountpath_ids)
+        return {p.mountpath_id for p in self.pools}
+
+    def _serve_placed(self, ledger: Ledger) -> None:
+        """Every mountpath that pending objects are placed on is served: one
+        submitted with other DLENGINE_MOUNTPATHS (or another working
+        directory) gets a pool too, or, if it cannot be used (gone, another
+        home's), its objects fail with the reason naming it: never a job
+        left waiting in silence (issue 11)."""
+        served = self._served()
+        for mountpath_id, path in ledger.placed_mountpaths():
+            if mountpath_id in served:
+                continue
+            reason = self._unusable(ledger, Path(path))
+            if reason is None:
+                log.info("serving mountpath %s too: objects are placed on it (not in DLENGINE_MOUNTPATHS)", path)
+                self._start_pool(mountpath_id, Path(path))
+                continue
+            count = ledger.fail_placed(mountpath_id, reason, ErrorCode.MOUNTPATH)
+            log.warning("%d object(s) failed: %s", count, reason)
+
+    def _unusable(self, ledger: Ledger, path: Path) -> str | None:
+        """Why the objects placed on ``path`` cannot be downloaded here, or
+        None if a pool can serve it."""
+        if self.settings.remote_executor:
+            return f"mountpath {path} is not one of this supervisor's (DLENGINE_MOUNTPATHS) under a remote executor"
+        if not path.is_absolute() or not path.is_dir():
+            return f"mountpath {path} does not exist (not mounted?): `dlengine retry ID` once it is back"
+        try:
+            identity.claim(path, ledger.home_id(), self.settings.home)
+        except ConfigError as exc:
+            return str(exc)
+        return None
 
     def _collect_garbage(self, ledger: Ledger, mountpath: Path) -> None:
         for row_id in layout.work_file_ids(mountpath):
@@ -115,18 +154,21 @@ class Supervisor:
 
     def _start_pools(self, ledger: Ledger) -> None:
         ids = ledger.mountpath_ids([str(p) for p in self.settings.mountpaths])
-        size = self.settings.workers_for_each_mountpath()
         for path in self.settings.mountpaths:
             path.mkdir(parents=True, exist_ok=True)
-            pool = MountpathPool(self.settings, ids[str(path)], path, size)
-            pool.fill()
-            self.pools.append(pool)
+            self._start_pool(ids[str(path)], path)
+
+    def _start_pool(self, mountpath_id: int, path: Path) -> None:
+        pool = MountpathPool(self.settings, mountpath_id, path, self.settings.workers_for_each_mountpath())
+        pool.fill()
+        self.pools.append(pool)
 
     def _loop(self, ledger: Ledger) -> None:
         """Ticks until idle for ``linger`` or stopped; a tick that keeps
         failing (the ledger's disk is full) ends the supervisor."""
         self._idle_since: float | None = None
         self._next_sweep = time.monotonic() + EXPIRY_SWEEP
+        self._next_placed = time.monotonic() + PLACED_CHECK
         failures = StepFailures("the supervisor")
         while not self.stop.wait(TICK):
             if failures.attempt(lambda: self._tick(ledger), self.stop):
@@ -141,6 +183,10 @@ class Supervisor:
         if time.monotonic() > self._next_sweep:
             ledger.give_back_expired(self._owners())
             self._next_sweep = time.monotonic() + EXPIRY_SWEEP
+        if time.monotonic() > self._next_placed:
+            self._serve_placed(ledger)
+            ledger.finish()
+            self._next_placed = time.monotonic() + PLACED_CHECK
         if self._active_jobs(ledger):
             self._idle_since = None
             return False
@@ -172,8 +218,8 @@ class Supervisor:
             try:
                 ledger = Ledger.open(self.settings.ledger_path)
                 ledger.give_back()
-                for mountpath in self.settings.mountpaths:
-                    self._collect_garbage(ledger, mountpath)
+                for pool in self.pools:
+                    self._collect_garbage(ledger, pool.mountpath)
                 ledger.close()
             except LedgerError as exc:  # the next supervisor recovers them
                 log.error("cannot give back the running objects: %s", exc)
