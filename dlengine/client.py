@@ -3,6 +3,7 @@ local buckets. The CLI and the HTTP server both go through here."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -10,16 +11,17 @@ from typing import Any
 
 from dlengine import jobsecrets
 from dlengine.config import Settings, load_settings
-from dlengine.errors import NotFoundError
+from dlengine.errors import NotFoundError, SpecError
 from dlengine.ledger import jobs
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES
+from dlengine.providers import Provider
 from dlengine.spec import JobSpec, JobType, dump_spec, iter_objects, load_job, object_count, parse_job
 from dlengine.spec.uri import parse_bucket_uri
 from dlengine.status import full, summary
 from dlengine.storage import identity, layout
-from dlengine.storage.mountpaths import placer
+from dlengine.storage.mountpaths import bucket_placer
 
 JobInput = JobSpec | dict[str, Any] | str | bytes
 
@@ -50,7 +52,7 @@ class Client:
         ``start`` is False or one runs already. Returns the job id."""
         spec = _as_spec(job)
         self._check(spec)
-        place = placer([str(p) for p in self.settings.mountpaths], spec.bucket.uri())
+        place = self._placer(spec)
         # range and backend jobs are filled in later, page by page, by the
         # supervisor's dispatcher: submitting stays O(1)
         later = spec.type in (JobType.RANGE, JobType.BACKEND)
@@ -73,7 +75,7 @@ class Client:
         if nothing is left to download. Starts no supervisor: the caller
         does when ``pending`` says there is work."""
         self._check(spec)
-        place = placer([str(p) for p in self.settings.mountpaths], spec.bucket.uri())
+        place = self._placer(spec)
         record = _new_job(spec)
         return self._with_secrets(
             spec,
@@ -85,6 +87,13 @@ class Client:
         if self.settings.remote_executor:
             _check_executor(spec)
         self._claim_mountpaths()
+        if spec.bucket.provider is Provider.DIR:
+            self._claim_directory(Path(spec.bucket.name))
+
+    def _placer(self, spec: JobSpec) -> Callable[[str], str]:
+        """name -> mountpath of a job's objects (a directory destination is its own)."""
+        bucket = spec.bucket
+        return bucket_placer([str(p) for p in self.settings.mountpaths], bucket.provider, bucket.name, bucket.uri())
 
     def _with_secrets(self, spec: JobSpec, record: NewJob, create: Callable[[], str]) -> str:
         # secrets first: a worker claiming the first object must find them,
@@ -101,6 +110,20 @@ class Client:
         home = self.ledger.home_id()
         for mountpath in self.settings.mountpaths:
             identity.claim(mountpath, home, self.settings.home)
+
+    def _claim_directory(self, directory: Path) -> None:
+        """A directory destination is its own mountpath (work files beside
+        the objects, on the same file system). It may not overlap the home
+        or a mountpath: an object named like the ledger, or a bucket of
+        another job, would be overwritten."""
+        for taken in (self.settings.home, *self.settings.mountpaths):
+            if _overlap(directory, taken):
+                raise SpecError(
+                    "bucket.name",
+                    f"directory {directory} overlaps {taken} (dlengine's home or a mountpath): choose another"
+                    " directory, or use an ais:// bucket",
+                )
+        identity.claim(directory, self.ledger.home_id(), self.settings.home)
 
     def status(self, job_id: str, *, only_active: bool = False) -> dict[str, Any]:
         """The status object of a job; ``only_active`` leaves out the lists
@@ -161,6 +184,9 @@ class Client:
         """Create a local bucket; False if it existed."""
         bucket, _ = parse_bucket_uri(uri)
         created = self.ledger.ensure_bucket(bucket.provider, bucket.namespace, bucket.name)
+        if bucket.provider is Provider.DIR:
+            self._claim_directory(Path(bucket.name))
+            return created
         for mountpath in self.settings.mountpaths:
             layout.bucket_dir(mountpath, bucket.provider, bucket.namespace, bucket.name).mkdir(
                 parents=True, exist_ok=True
@@ -206,6 +232,12 @@ def _new_job(spec: JobSpec) -> NewJob:
     )
 
 
+def _overlap(a: Path, b: Path) -> bool:
+    """Whether one directory is the other or inside it (symlinks resolved)."""
+    ra, rb = os.path.realpath(a), os.path.realpath(b)
+    return os.path.commonpath([ra, rb]) in (ra, rb)
+
+
 def _as_spec(job: JobInput) -> JobSpec:
     if isinstance(job, JobSpec):
         return job
@@ -217,7 +249,6 @@ def _as_spec(job: JobInput) -> JobSpec:
 def _check_executor(spec: JobSpec) -> None:
     """A remote executor's hosts cannot write into this machine's disks:
     refuse such a job before it is recorded."""
-    from dlengine.errors import SpecError
     from dlengine.supervisor.dask_executor import refusal
 
     reason = refusal(spec.bucket.provider, spec.type.value)

@@ -27,7 +27,7 @@ class BucketRef:
     def uri(self) -> str:
         """``ais://abc`` or, with a namespace, ``ais://@ns#abc`` (AIStore's form)."""
         ns = f"@{self.namespace}#" if self.namespace else ""
-        return f"{self.provider}://{ns}{self.name}"
+        return f"{self.provider}://{ns}{self.name}"  # a directory: dir:///srv/data
 
     def cname(self, object_name: str = "") -> str:
         """AIStore's canonical name (``Bck.Cname``), as its default job

@@ -7,6 +7,7 @@ about never letting a name escape its bucket or collide with another one.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 import unicodedata
@@ -300,11 +301,23 @@ def validate_bucket_name(name: str, provider: Provider, field: str = "bucket.nam
     if provider == Provider.HF:
         _validate_hf_repo_id(name, field)
         return
+    if provider == Provider.DIR:
+        validate_directory(name, field)
+        return
     if not _BUCKET_NAME.fullmatch(name) or name in (".", ".."):
         raise SpecError(
             field,
             f"invalid bucket name {_show(name)}: use 1-255 letters, digits, '_', '.' or '-'",
         )
+
+
+def validate_directory(name: str, field: str = "bucket.name") -> None:
+    """A ``dir`` bucket is named by its absolute, normalized path (the
+    process that writes it may run in any working directory)."""
+    if "\0" in name or not name.startswith("/") or name.startswith("//") or os.path.normpath(name) != name:
+        raise SpecError(field, f"a 'dir' bucket is an absolute directory path like /srv/data, got {_show(name)}")
+    if name == "/":
+        raise SpecError(field, "the root directory cannot be a destination")
 
 
 def _validate_hf_repo_id(name: str, field: str) -> None:

@@ -266,11 +266,11 @@ def _check_provider_for_type(provider: Provider, job_type: JobType) -> None:
             f" got {provider.value!r}",
         )
     # Cloud buckets as destinations are written through (storage/remote.py).
-    if job_type is not JobType.BACKEND and provider not in (Provider.AIS, *providers.WRITE_THROUGH):
+    if job_type is not JobType.BACKEND and provider not in (Provider.AIS, Provider.DIR, *providers.WRITE_THROUGH):
         raise SpecError(
             "bucket.provider",
-            f"a {job_type.value} job downloads into a local 'ais' bucket or a write-through"
-            f" cloud bucket ({', '.join(providers.WRITE_THROUGH)}); got {provider.value!r}",
+            f"a {job_type.value} job downloads into a local 'ais' bucket, a local directory ('dir') or a"
+            f" write-through cloud bucket ({', '.join(providers.WRITE_THROUGH)}); got {provider.value!r}",
         )
 
 

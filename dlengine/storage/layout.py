@@ -5,6 +5,7 @@
 <mountpath>/hf/<org>/<name>/<path in repo>         a HuggingFace repo's local copy
 <mountpath>/.work/<row id>.part                    bytes being downloaded
 <mountpath>/.work/<row id>.meta                    validator of that part
+<dir>/<object name>, <dir>/.work/...               a ``dir`` bucket: the directory is its own mountpath
 """
 
 from __future__ import annotations
@@ -16,9 +17,23 @@ from pathlib import Path
 from dlengine.errors import PermanentError, UnsafeNameError
 
 WORK_DIR = ".work"
+DIR_PROVIDER = "dir"  # providers.Provider.DIR (storage does not import the spec layer)
+# entries of a mountpath that are dlengine's, never an object's: a name
+# starting with one would overwrite work files or the home mark
+RESERVED = (WORK_DIR, ".dlengine-home")
+
+
+def _directory(bucket: str) -> Path:
+    if not bucket.startswith("/") or os.path.normpath(bucket) != bucket or "\0" in bucket or bucket == "/":
+        raise UnsafeNameError(f"directory {bucket!r} is not an absolute, normalized path")
+    return Path(bucket)
 
 
 def bucket_dir(mountpath: Path, provider: str, namespace: str, bucket: str) -> Path:
+    if provider == DIR_PROVIDER:
+        # a local directory the user named is its own mountpath: objects
+        # at <dir>/<name>, work files in <dir>/.work (the same file system)
+        return _directory(bucket)
     base = mountpath / provider
     if namespace:
         base = base / f"@{namespace}"
@@ -45,6 +60,8 @@ def object_path(mountpath: Path, provider: str, namespace: str, bucket: str, nam
     parts = name.split("/")
     if not name or name.startswith("/") or "\0" in name or any(p in ("", ".", "..") for p in parts):
         raise UnsafeNameError(f"object name {name!r} is not allowed")
+    if provider == DIR_PROVIDER and parts[0] in RESERVED:
+        raise UnsafeNameError(f"object name {name!r} is reserved in a directory destination ({parts[0]})")
     return root.joinpath(*parts)
 
 

@@ -10,6 +10,14 @@ import hashlib
 from collections.abc import Callable, Sequence
 
 
+def bucket_placer(mountpaths: Sequence[str], provider: str, bucket: str, bucket_key: str) -> Callable[[str], str]:
+    """A function name -> mountpath for one bucket: a ``dir`` bucket (a
+    directory the user named) is its own and only mountpath."""
+    if provider == "dir":
+        return lambda _name: bucket
+    return placer(mountpaths, bucket_key)
+
+
 def placer(mountpaths: Sequence[str], bucket_key: str) -> Callable[[str], str]:
     """A function name -> mountpath for one bucket."""
     if not mountpaths:

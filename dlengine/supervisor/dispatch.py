@@ -24,7 +24,7 @@ from dlengine.ledger.models import JobRecord
 from dlengine.providers import parse_provider
 from dlengine.spec import JobType, iter_objects, load_spec
 from dlengine.spec.model import BucketRef, JobSpec
-from dlengine.storage.mountpaths import placer
+from dlengine.storage.mountpaths import bucket_placer
 from dlengine.supervisor import backend
 from dlengine.supervisor.retry import StepFailures
 
@@ -136,7 +136,7 @@ class Dispatcher(threading.Thread):
         if not page:
             return ledger.end_dispatch(job, lambda led: FINISH_STEPS.get(job.type, _nothing)(led, job))
         bucket = BucketRef(name=job.bucket, provider=parse_provider(job.provider), namespace=job.namespace)
-        place = placer([str(p) for p in self.settings.mountpaths], bucket.uri())
+        place = bucket_placer([str(p) for p in self.settings.mountpaths], job.provider, job.bucket, bucket.uri())
 
         def insert(led: Ledger) -> None:
             if job.type == JobType.BACKEND.value:
