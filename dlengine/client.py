@@ -3,6 +3,7 @@ local buckets. The CLI and the HTTP server both go through here."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,10 +17,23 @@ from dlengine.ledger import jobs
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES
-from dlengine.providers import Provider
-from dlengine.spec import JobSpec, JobType, dump_spec, iter_objects, load_job, object_count, parse_job
+from dlengine.providers import WRITE_THROUGH, Provider
+from dlengine.spec import (
+    JobSpec,
+    JobType,
+    ObjectRef,
+    derive_name,
+    dump_spec,
+    iter_objects,
+    load_job,
+    object_count,
+    parse_job,
+    parse_template,
+)
+from dlengine.spec.model import BucketRef
+from dlengine.spec.names import join_subdir
 from dlengine.spec.uri import parse_bucket_uri
-from dlengine.status import full, summary
+from dlengine.status import full, iso, summary
 from dlengine.storage import identity, layout
 from dlengine.storage.mountpaths import bucket_placer
 
@@ -113,9 +127,14 @@ class Client:
 
     def _claim_directory(self, directory: Path) -> None:
         """A directory destination is its own mountpath (work files beside
-        the objects, on the same file system). It may not overlap the home
-        or a mountpath: an object named like the ledger, or a bucket of
-        another job, would be overwritten."""
+        the objects, on the same file system)."""
+        self._check_directory(directory)
+        identity.claim(directory, self.ledger.home_id(), self.settings.home)
+
+    def _check_directory(self, directory: Path) -> None:
+        """A directory destination may not overlap the home or a mountpath:
+        an object named like the ledger, or a bucket of another job, would
+        be overwritten."""
         for taken in (self.settings.home, *self.settings.mountpaths):
             if _overlap(directory, taken):
                 raise SpecError(
@@ -123,16 +142,56 @@ class Client:
                     f"directory {directory} overlaps {taken} (dlengine's home or a mountpath): choose another"
                     " directory, or use an ais:// bucket",
                 )
-        identity.claim(directory, self.ledger.home_id(), self.settings.home)
+
+    def plan(self, job: JobInput) -> dict[str, Any]:
+        """What ``submit`` would record, without recording anything (``--dry-run``):
+        type, object count, first and last objects, destination."""
+        spec = _as_spec(job)
+        if self.settings.remote_executor:
+            _check_executor(spec)
+        if spec.bucket.provider is Provider.DIR:
+            self._check_directory(Path(spec.bucket.name))
+        first = next(iter_objects(spec), None)
+        last = _last_object(spec) or first
+        return {
+            "type": spec.type.value,
+            "count": object_count(spec),
+            "first": None if first is None else {"name": first.name, "link": first.link},
+            "last": None if last is None else {"name": last.name, "link": last.link},
+            "bucket": spec.bucket.uri(),
+            "destination": self.destinations(spec.bucket.provider.value, spec.bucket.namespace, spec.bucket.name,
+                                              spec.type.value),
+            "description": spec.description,
+        }  # fmt: skip
+
+    def destinations(self, provider: str, namespace: str, bucket: str, job_type: str = "") -> list[str]:
+        """Where a bucket's objects are stored: its directory under each
+        mountpath, the directory itself (``dir``), or the cloud bucket a
+        single/multi/range job writes through."""
+        if provider == Provider.DIR.value:
+            return [bucket]
+        if provider in {p.value for p in WRITE_THROUGH} and job_type != JobType.BACKEND.value:
+            return [f"{Provider(provider).scheme}://{bucket}"]
+        return [str(layout.bucket_dir(mp, provider, namespace, bucket)) for mp in self.settings.mountpaths]
 
     def status(self, job_id: str, *, only_active: bool = False) -> dict[str, Any]:
         """The status object of a job; ``only_active`` leaves out the lists
         of finished and failed objects (AIStore's ``only_active_tasks``)."""
         job = self.ledger.job(job_id)
-        return full(self.ledger, job, tasks_limit=0) if only_active else full(self.ledger, job)
+        status = full(self.ledger, job, tasks_limit=0) if only_active else full(self.ledger, job)
+        status["destination"] = self.destinations(job.provider, job.namespace, job.bucket, job.type)
+        return status
 
     def summary(self, job_id: str) -> dict[str, Any]:
         return summary(self.ledger.job(job_id))
+
+    def progress(self, job_id: str) -> dict[str, Any]:
+        """The summary, with the bytes of objects in flight counted in
+        ``bytes_done`` (a 50 MiB file moves the bar while it downloads)."""
+        job = self.ledger.job(job_id)
+        current = summary(job)
+        current["bytes_done"] += self.ledger.running_bytes(job.seq)
+        return current
 
     def list(self, regex: str | None = None, active_only: bool = False) -> list[dict[str, Any]]:
         return [summary(j) for j in self.ledger.jobs(regex, active_only)]
@@ -165,7 +224,7 @@ class Client:
         """Block until the job ends; returns its final summary."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            current = self.summary(job_id)
+            current = self.progress(job_id)
             if on_progress is not None:
                 on_progress(current)
             if current["state"] not in ACTIVE_JOB_STATES:
@@ -200,11 +259,42 @@ class Client:
             raise NotFoundError(f"bucket {bucket.uri()} not found")
         # the local copy only: objects written through to the cloud are not here
         for entry in self.ledger.catalog(bucket.provider, bucket.namespace, bucket.name, prefix or path):
+            stored = layout.object_path(
+                Path(entry.mountpath), entry.provider, entry.namespace, entry.bucket, entry.name
+            )
             yield {
-                "name": entry.name, "size": entry.size, "source": entry.source, "etag": entry.etag,
-                "version": entry.version, "checksum": entry.checksum, "stored_time": entry.stored_time,
-                "mountpath": entry.mountpath,
+                "name": entry.name, "size": entry.size, "path": str(stored), "source": entry.source,
+                "etag": entry.etag, "version": entry.version, "checksum": entry.checksum,
+                "stored_time": iso(entry.stored_time), "mountpath": entry.mountpath,
             }  # fmt: skip
+
+    def buckets(self) -> builtins.list[dict[str, Any]]:
+        """Every bucket this home knows, with its stored objects and bytes."""
+        out = []
+        for provider, namespace, name, count, size in self.ledger.buckets():
+            ref = BucketRef(name=name, provider=Provider(provider), namespace=namespace)
+            out.append({
+                "uri": ref.uri(), "provider": provider, "namespace": namespace, "name": name,
+                "objects": count, "size": size, "destination": self.destinations(provider, namespace, name, "backend"),
+            })  # fmt: skip
+        return out
+
+    def remove_bucket(self, uri: str) -> int:
+        """Delete a bucket's stored objects, catalog and record (refused while
+        a job of it is active); returns how many objects were deleted. In a
+        directory destination only the files dlengine stored go."""
+        bucket, _ = parse_bucket_uri(uri)
+        key = (bucket.provider.value, bucket.namespace, bucket.name)
+        if not self.ledger.bucket_exists(*key):
+            raise NotFoundError(f"bucket {bucket.uri()} not found")
+        entries = self.ledger.bucket_contents(*key)
+        deleted = layout.remove_stored(entries)
+        if bucket.provider is not Provider.DIR:
+            mountpaths = {*self.settings.mountpaths, *(Path(e.mountpath) for e in entries if "://" not in e.mountpath)}
+            for mountpath in mountpaths:
+                layout.remove_bucket_dir(layout.bucket_dir(mountpath, *key))
+        self.ledger.remove_bucket(*key)
+        return deleted
 
     def list_remote(self, uri: str, prefix: str = "") -> Iterator[dict[str, Any]]:
         """Objects of a cloud bucket (``s3://``, ``gs://``, ``az://``), listed
@@ -230,6 +320,16 @@ def _new_job(spec: JobSpec) -> NewJob:
         bytes_per_hour=spec.limits.bytes_per_hour,
         timeout=spec.timeout,
     )
+
+
+def _last_object(spec: JobSpec) -> ObjectRef | None:
+    """The last object of a job, without expanding a range."""
+    if spec.type is JobType.MULTI and spec.objects:
+        return spec.objects[-1]
+    if spec.type is JobType.RANGE:
+        link = parse_template(spec.template).last()
+        return ObjectRef(join_subdir(spec.subdir, derive_name(link)), link)
+    return None
 
 
 def _overlap(a: Path, b: Path) -> bool:

@@ -44,6 +44,16 @@ def describe(status: dict[str, Any]) -> str:
     return line
 
 
+def _objects(status: dict[str, Any]) -> str:
+    """``3/10 obj, 1 failed``: the object counts beside the bytes bar."""
+    text = f"{status['finished_cnt']}/{status['total'] or '?'} obj"
+    if status["running_cnt"]:
+        text += f", {status['running_cnt']} running"
+    if status["error_cnt"]:
+        text += f", {status['error_cnt']} failed"
+    return text
+
+
 class Follower:
     """Callback for ``Client.wait``: draws progress as the job moves."""
 
@@ -62,18 +72,23 @@ class Follower:
             self._print_line(status)
 
     def _draw_bar(self, status: dict[str, Any]) -> None:
+        """One bar of bytes (those of objects in flight included, so speed
+        and ETA move while a large file downloads), objects as its postfix."""
         from tqdm import tqdm
 
         if self._tqdm is None:
             self._tqdm = tqdm(
-                total=known_total(status), unit="obj", file=self.stream, desc=status["id"], dynamic_ncols=True
-            )
-        self._tqdm.total = known_total(status)
-        self._tqdm.n = status["finished_cnt"] + status["error_cnt"]
-        postfix = human_bytes(status["bytes_done"])
-        if status["error_cnt"]:
-            postfix += f", {status['error_cnt']} failed"
-        self._tqdm.set_postfix_str(postfix, refresh=False)
+                total=None, unit="B", unit_scale=True, unit_divisor=1024, file=self.stream,
+                desc=status["id"], dynamic_ncols=True, smoothing=0.1, mininterval=0,
+            )  # fmt: skip
+        done = status["bytes_done"]
+        # sizes become known as objects start: the total grows, never below what is done
+        total = max(status["bytes_total"], done) or None
+        if total != self._tqdm.total:
+            self._tqdm.total = total
+        if done > self._tqdm.n:
+            self._tqdm.update(done - self._tqdm.n)  # update(), not n=: tqdm's rate and ETA follow updates
+        self._tqdm.set_postfix_str(_objects(status), refresh=False)
         self._tqdm.refresh()
 
     def _print_line(self, status: dict[str, Any]) -> None:

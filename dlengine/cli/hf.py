@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +50,7 @@ if TYPE_CHECKING:  # imported where used: `dlengine run` and every other command
     from dlengine.sources import hf
 
 HEAD_THREADS = 16
-_HF_ONLY = ("hf_file", "hf_revision", "hf_include", "hf_exclude", "max_job_bytes")
+_HF_ONLY = ("hf_file", "hf_revision", "hf_include", "hf_exclude", "max_job_bytes", "hf_auth")
 
 USAGE_EXAMPLES = """
   dlengine download --hf-dataset org/name ais://dst                 # a whole dataset repo
@@ -71,6 +72,11 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--hf-revision", metavar="REV", help="branch, tag or commit (default: main)")
     group.add_argument("--hf-include", action="append", default=[], metavar="GLOB", help="only matching files")
     group.add_argument("--hf-exclude", action="append", default=[], metavar="GLOB", help="leave matching files out")
+    group.add_argument(
+        "--hf-auth",
+        metavar="TOKEN",
+        help="a Hub token for this download (instead of HF_TOKEN); kept out of the ledger, sent to the Hub only",
+    )
     group.add_argument(
         "--max-job-bytes",
         metavar="SIZE",
@@ -117,7 +123,12 @@ def download(args: argparse.Namespace, client: Client) -> int:
     A supervisor starts only if some job has something left to download."""
     if args.src:
         print(f"dlengine: warning: SRC {args.src!r} is ignored with --hf-dataset/--hf-model", file=sys.stderr)
+    if args.hf_auth:
+        os.environ["HF_TOKEN"] = args.hf_auth  # the listing, in this process only (read before any use)
+        hf.forget_token()
     planned = plan(args, client)
+    if args.dry_run:
+        return _dry_run(client, planned, args)
     ids = [_submit(client, job) for job in planned.jobs]
     if planned.listing is not None:
         key, commit, files = planned.listing
@@ -131,6 +142,26 @@ def download(args: argparse.Namespace, client: Client) -> int:
 
         start_background(client.settings)
     return _report(client, ids, args)
+
+
+def _dry_run(client: Client, planned: Plan, args: argparse.Namespace) -> int:
+    """What would be submitted; nothing is recorded."""
+    plans = [client.plan(job.spec) for job in planned.jobs]
+    for one, job in zip(plans, planned.jobs, strict=True):
+        if job.rows is not None:  # listed here: the objects and what is already held
+            one["count"] = len(job.rows)
+    if args.json:
+        output.print_json(plans)
+    for one in [] if args.json else plans:
+        output.dry_run(one)
+    return 0
+
+
+def _with_token(job: dict[str, Any], args: argparse.Namespace) -> None:
+    """``--hf-auth``: the token as the job's Authorization header, a secret
+    header (its 0600 file, never the ledger), sent to the Hub's origin only."""
+    if args.hf_auth:
+        job.setdefault("headers", {})["Authorization"] = f"Bearer {args.hf_auth}"
 
 
 def _submit(client: Client, job: Planned) -> str:
@@ -156,7 +187,13 @@ def _report(client: Client, ids: list[str], args: argparse.Namespace) -> int:
     failed = False
     for job_id in ids:
         print(job_id, file=sys.stderr)
-        failed = output.follow(client, job_id, args.progress) or failed
+        try:
+            failed = output.follow(client, job_id, args.progress, args.interval) or failed
+        except KeyboardInterrupt:
+            output.interrupted(job_id, others=[i for i in ids if i != job_id])
+            return 130
+        if not args.json:
+            output.outcome(client.status(job_id))
     if args.json:
         print(json.dumps({"id": ids[-1], "ids": ids, "jobs": [client.status(i) for i in ids]}))
     else:
@@ -372,6 +409,7 @@ def _multi_job(
         description += f" (part {part[0]}/{part[1]})"
     job: dict[str, Any] = {"type": "multi", "bucket": _bucket_dict(bucket), "objects": objects}
     add_common_fields(job, args)
+    _with_token(job, args)
     job["description"] = description
     return job
 
@@ -387,6 +425,7 @@ def _backend_job(
     job: dict[str, Any] = {"type": "backend", "bucket": _bucket_dict(bucket), "prefix": prefix, "sync": args.sync}
     job.update(repo_type=repo_type, revision=revision, include=args.hf_include, exclude=args.hf_exclude)
     add_common_fields(job, args)
+    _with_token(job, args)
     return job
 
 

@@ -29,9 +29,10 @@ from dlengine.errors import (
     SupervisorRunning,
 )
 from dlengine.redact import install_log_redaction
-from dlengine.spec import load_job
+from dlengine.spec import load_job, parse_size
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("dlengine: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader went away (e.g. `| head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -64,14 +65,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _submit_and_report(client: Client, job: Any, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        plan = client.plan(job)
+        output.print_json(plan) if args.json else output.dry_run(plan)
+        return EXIT_OK
     job_id = client.submit(job, start=not args.no_start)
     if not (args.wait or args.progress):
         print(json.dumps({"id": job_id}) if args.json else job_id)
+        if not args.json and sys.stderr.isatty():
+            output.submitted(client.status(job_id, only_active=True))
         return EXIT_OK
     if not args.json:
         print(job_id, file=sys.stderr)
-    failed = output.follow(client, job_id, args.progress)
-    print(json.dumps(client.status(job_id)) if args.json else job_id)
+    return follow_and_report(client, job_id, args, print_id=True)
+
+
+def follow_and_report(client: Client, job_id: str, args: argparse.Namespace, *, print_id: bool) -> int:
+    """Follow a job until it ends, then say where its objects are and which
+    failed (stderr); the id (or, with --json, the status) on stdout. Ctrl-C
+    stops following only: the job goes on, and the message says so."""
+    try:
+        failed = output.follow(client, job_id, args.progress, args.interval)
+    except KeyboardInterrupt:
+        output.interrupted(job_id)
+        return EXIT_INTERRUPTED
+    status = client.status(job_id)
+    if args.json:
+        print(json.dumps(status))
+    else:
+        output.outcome(status)
+        if print_id:
+            print(job_id)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -87,6 +111,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from dlengine.cli import hf  # the Hub client is heavy: only for downloads
 
+    if args.unexpected:
+        # the shell expanded an unquoted {a..b} (or a glob) into several words
+        raise SpecError(
+            "SRC",
+            f"too many arguments ({len(args.unexpected) + 2} where SRC DST was expected): enclose source in"
+            ' quotation marks, e.g. "http://host/shard-{001..010}.tar"',
+        )
+    if args.blob_threshold:
+        parse_size(args.blob_threshold, "--blob-threshold")  # checked, then left to the data path
     if hf.requested(args):
         return hf.download(args, Client())
     hf.check_plain(args)
@@ -95,6 +128,10 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     client = Client()
+    if args.progress:
+        if not args.id:
+            raise SpecError("--progress", "needs a job ID (dlengine show ID --progress)")
+        return cmd_wait(args)
     if args.id:
         status = client.status(args.id)
         if args.json:
@@ -111,18 +148,48 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _selected(client: Client, args: argparse.Namespace, *, active: bool) -> list[str]:
+    """The job ids an abort (active jobs) or rm (ended jobs) acts on: ID,
+    or every job that --all / --regex selects."""
+    if args.id and (args.all or args.regex):
+        raise SpecError("ID", "give a job ID, or --all / --regex, not both")
+    if args.id:
+        return [args.id]
+    if not (args.all or args.regex):
+        raise SpecError("ID", "is required (or --all, or --regex R)")
+    jobs = client.list(args.regex, active_only=active)
+    return [j["id"] for j in jobs if (j["state"] in ("pending", "running")) == active]
+
+
 def cmd_abort(args: argparse.Namespace) -> int:
-    if Client().abort(args.id):
-        print(f"aborted {args.id}")
-    else:
-        print(f"{args.id} had already ended; nothing to abort")
+    client = Client()
+    ids = _selected(client, args, active=True)
+    for job_id in ids:
+        if client.abort(job_id):
+            print(f"aborted {job_id}")
+        else:
+            print(f"{job_id} had already ended; nothing to abort")
+    if not ids:
+        print("no active job matches; nothing to abort", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    Client().remove(args.id)
-    print(f"removed {args.id}")
+    client = Client()
+    ids = _selected(client, args, active=False)
+    for job_id in ids:
+        client.remove(job_id)
+        print(f"removed {job_id}")
+    if not ids:
+        print("no finished or aborted job matches; nothing to remove", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """Follow a job (again): ``dlengine wait ID`` after a Ctrl-C."""
+    client = Client()
+    client.summary(args.id)  # an unknown id is exit 2 before anything is drawn
+    return follow_and_report(client, args.id, args, print_id=False)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -169,14 +236,24 @@ def cmd_ls(args: argparse.Namespace) -> int:
     client = Client()
     entries = client.list_remote(args.bucket) if args.remote else client.list_bucket(args.bucket)
     if args.json:
-        output.print_json([{"name": e["name"], "size": e["size"]} for e in entries])
+        keys = ("name", "size", "path", "stored_time", "source", "etag", "version")
+        output.print_json([{k: e[k] for k in keys if k in e} for e in entries])
     else:
-        output.bucket_listing(entries)
+        output.bucket_listing(entries, long=args.long)
     return EXIT_OK
 
 
 def cmd_bucket(args: argparse.Namespace) -> int:
     client = Client()
+    if args.bucket_command == "ls":
+        buckets = client.buckets()
+        output.print_json(buckets) if args.json else output.bucket_table(buckets)
+        return EXIT_OK
+    if args.bucket_command == "rm":
+        for uri in args.bucket:
+            removed = client.remove_bucket(uri)
+            print(f"removed {uri} ({removed} stored object(s) deleted)")
+        return EXIT_OK
     for uri in args.bucket:
         created = client.create_bucket(uri)
         print(f"{'created' if created else 'exists:'} {uri}")
@@ -188,7 +265,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "download": cmd_download,
     "show": cmd_show,
     "abort": cmd_abort,
+    "stop": cmd_abort,
     "rm": cmd_rm,
+    "wait": cmd_wait,
     "retry": cmd_retry,
     "run": cmd_run,
     "serve": cmd_serve,

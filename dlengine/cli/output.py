@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from dlengine.progress import Follower, human_bytes, total_text
 from dlengine.spec.names import escape_unprintable
@@ -43,6 +43,7 @@ def job_detail(status: dict[str, Any], verbose: bool) -> None:
         ("ID", status["id"]),
         ("Description", status["description"]),
         ("Bucket", f"{status['bucket']['provider']}://{status['bucket']['name']}"),
+        ("Stored in", ", ".join(status.get("destination") or []) or "-"),
         ("State", status["state"] + (f" ({status['error']})" if status["error"] else "")),
         ("Objects", _objects_line(status)),
         ("Bytes", _bytes_line(status)),
@@ -93,18 +94,94 @@ def _tasks(status: dict[str, Any]) -> None:
         table(("NAME", "KIND", "ERROR"), errors)
 
 
-def bucket_listing(entries: Iterable[dict[str, Any]]) -> int:
+def bucket_listing(entries: Iterable[dict[str, Any]], long: bool = False) -> int:
+    if long:
+        wide = [(e["name"], human_bytes(e["size"]), e.get("stored_time") or "-", e.get("path") or "-") for e in entries]
+        table(("NAME", "SIZE", "STORED", "PATH"), wide)
+        return len(wide)
     rows = [(e["name"], human_bytes(e["size"])) for e in entries]
     table(("NAME", "SIZE"), rows)
     return len(rows)
 
 
-def follow(client: Client, job_id: str, progress: bool) -> bool:
+def bucket_table(buckets: list[dict[str, Any]]) -> None:
+    if not buckets:
+        print("no buckets", file=sys.stderr)
+        return
+    rows = [(b["uri"], b["objects"], human_bytes(b["size"]), ", ".join(b["destination"])) for b in buckets]
+    table(("BUCKET", "OBJECTS", "SIZE", "STORED IN"), rows)
+
+
+def follow(client: Client, job_id: str, progress: bool, interval: float | None = None) -> bool:
     """Follow a job until it ends (a bar on a terminal with ``progress``,
     plain lines otherwise); True if it failed objects or was aborted."""
-    follower = Follower(bar=None if progress else False)
+    follower = Follower(bar=None if progress else False, interval=interval or 2.0)
+    poll = min(0.5, interval) if interval else 0.5
     try:
-        final = client.wait(job_id, on_progress=follower)
+        final = client.wait(job_id, on_progress=follower, poll=poll)
     finally:
         follower.close()
     return final["state"] == "aborted" or bool(final["error_cnt"])
+
+
+FIRST_FAILURES = 5
+
+
+def outcome(status: dict[str, Any], stream: TextIO | None = None) -> None:
+    """After a followed job: where its objects are, and its first failures
+    with their reasons (a count and where to see the rest)."""
+    out = stream or sys.stderr
+    job_id = status["id"]
+    where = ", ".join(status.get("destination") or []) or "-"
+    print(f"{job_id}: {status['finished_cnt']}/{status['total']} objects stored in {where}", file=out)
+    if status.get("error") and status["state"] == "aborted":
+        print(f"{job_id}: aborted: {status['error']}", file=out)
+    errors = status.get("download_errors") or []
+    if not status["error_cnt"]:
+        return
+    print(f"{job_id}: {status['error_cnt']} failed:", file=out)
+    for err in errors[:FIRST_FAILURES]:
+        print(f"  {err['name']}: {err['error']}", file=out)
+    more = status["error_cnt"] - min(len(errors), FIRST_FAILURES)
+    if more > 0:
+        print(f"  ... and {more} more (dlengine show {job_id} -v)", file=out)
+    print(f"  dlengine retry {job_id}   # queues the failed objects again", file=out)
+
+
+def interrupted(job_id: str, others: Sequence[str] = ()) -> None:
+    """Ctrl-C while following: only the following stopped."""
+    jobs = " ".join([job_id, *others])
+    print(
+        f"\ndlengine: stopped following {jobs}; the download goes on in the background supervisor"
+        " (or at the next `dlengine run`).\n"
+        f"  follow it again:  dlengine wait {job_id}\n"
+        f"  stop it:          dlengine stop {job_id}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def submitted(status: dict[str, Any]) -> None:
+    """On a terminal, after a submit without --wait: where it goes, how to follow."""
+    where = ", ".join(status.get("destination") or [])
+    print(f"{status['id']}: into {where}; follow it: dlengine wait {status['id']}", file=sys.stderr)
+
+
+def dry_run(plan: dict[str, Any]) -> None:
+    """What a --dry-run would submit."""
+    count = plan["count"]
+    pairs = [
+        ("Type", plan["type"]),
+        ("Objects", "listed by the supervisor at run time" if count is None else count),
+        ("First", _named(plan["first"])),
+        ("Last", _named(plan["last"])),
+        ("Stored in", ", ".join(plan["destination"])),
+        ("Description", plan["description"]),
+    ]
+    for key, value in pairs:
+        print(f"{key + ':':<13}{value}")
+    print("(dry run: nothing was created)", file=sys.stderr)
+
+
+def _named(obj: dict[str, str] | None) -> str:
+    return "-" if obj is None else f"{obj['name']}  <- {obj['link']}"

@@ -26,8 +26,39 @@ examples:
 def _follow_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", action="store_true", help="follow the job until it ends; exit 1 if it had failures")
     p.add_argument("--progress", action="store_true", help="like --wait, with a progress bar on a terminal")
+    _interval_flag(p, "--progress-interval")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the bare job id")
     p.add_argument("--no-start", action="store_true", help="only enqueue; do not start a background supervisor")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the job's type, object count, first and last names and destination; create nothing",
+    )
+
+
+def _interval_flag(p: argparse.ArgumentParser, *names: str) -> None:
+    p.add_argument(
+        *names,
+        dest="interval",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="how often progress is shown, e.g. 500ms, 10s (default: 2s for lines; the bar redraws each 0.5s)",
+    )
+
+
+def _duration(text: str) -> float:
+    """``10s``, ``500ms``, ``1m``: AIStore's --refresh / --progress-interval."""
+    from dlengine.errors import SpecError
+    from dlengine.spec import parse_duration
+
+    try:
+        seconds = parse_duration(text, "")
+    except SpecError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 500ms, 10s or 1m") from None
+    if not 0.05 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (50ms to 1h)")
+    return seconds
 
 
 def _download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,13 +77,29 @@ def _download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("src", nargs="?", help="a link, or a link template with {a..b} ranges (omitted with --hf-*)")
-    p.add_argument("dst", help="destination bucket, e.g. ais://abc or ais://abc/sub/dir/")
-    p.add_argument("--desc", help="job description (default: generated)")
-    p.add_argument("--timeout", help="per-request timeout, e.g. 30s, 5m (default: configured)")
+    p.add_argument(
+        "dst", help="destination: a bucket (ais://abc, ais://abc/sub/dir/, s3://bkt) or a directory (./data/, /srv/ds)"
+    )
+    # a shell that expanded an unquoted {1..3} passes several SRCs: caught to say so (AIStore's hint)
+    p.add_argument("unexpected", nargs="*", help=argparse.SUPPRESS)
+    p.add_argument("--desc", "--description", dest="desc", help="job description (default: generated)")
+    p.add_argument(
+        "--timeout",
+        "--download-timeout",
+        dest="timeout",
+        help="per-request timeout, e.g. 30s, 5m (default: configured)",
+    )
+    p.add_argument(
+        "--blob-threshold",
+        metavar="SIZE",
+        help="accepted for AIStore's CLI; dlengine's data path decides itself when to fetch large objects in parts",
+    )
     p.add_argument("--max-conns", type=int, metavar="N", help="at most N concurrent connections for this job")
     p.add_argument("--limit-bph", metavar="SIZE", help="at most SIZE bytes per hour, e.g. 1GiB, 500MB")
     p.add_argument(
         "--object-list",
+        "--from",
+        dest="object_list",
         metavar="FILE",
         help="file of object names or links (one per line, or a JSON list), relative to SRC",
     )
@@ -118,16 +165,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regex", metavar="R", help="only jobs whose description matches R")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-v", "--verbose", action="store_true", help="limits, current tasks and errors")
+    p.add_argument("--progress", action="store_true", help="with ID: follow the job with a progress bar until it ends")
+    _interval_flag(p, "--refresh")
 
-    for name, text in (
-        ("abort", "abort a job"),
-        ("rm", "remove a finished or aborted job"),
-        ("retry", "re-queue a job's failed objects"),
+    for names, text in (
+        (("abort", "stop"), "abort a job (or every active one matching --all/--regex)"),
+        (("rm",), "remove a finished or aborted job (or every ended one matching --all/--regex)"),
     ):
-        p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        p.add_argument("id", help="job id")
-        if name == "retry":
-            p.add_argument("--no-start", action="store_true", help="do not start a background supervisor")
+        p = sub.add_parser(names[0], aliases=names[1:], help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("id", nargs="?", help="job id")
+        p.add_argument("--all", action="store_true", help="every job (of the state this command acts on)")
+        p.add_argument("--regex", metavar="R", help="every job whose description matches R")
+
+    p = sub.add_parser("retry", help="re-queue a job's failed objects", description="Re-queue a job's failed objects.")
+    p.add_argument("id", help="job id")
+    p.add_argument("--no-start", action="store_true", help="do not start a background supervisor")
+
+    p = sub.add_parser(
+        "wait",
+        help="follow a job until it ends (again, e.g. after Ctrl-C)",
+        description="Follow a job until it ends; exit 1 if it had failures or was aborted (as `ais wait download`).",
+    )
+    p.add_argument("id", help="job id")
+    p.add_argument("--progress", action="store_true", help="a progress bar on a terminal")
+    _interval_flag(p, "--refresh", "--progress-interval")
+    p.add_argument("--json", action="store_true", help="print the final status as JSON")
 
     p = sub.add_parser(
         "run",
@@ -137,20 +199,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--linger", type=_seconds, default=0.0, metavar="S", help="wait S seconds for new jobs before exiting"
     )
-    p.add_argument("--quiet", action="store_true", help="log warnings only")
+    p.add_argument("--quiet", action="store_true", help="log warnings only (the workers too)")
     _executor_flag(p)
 
     _serve(sub)
 
-    p = sub.add_parser("ls", help="list the objects stored in a bucket", description="List a bucket (NAME, SIZE).")
-    p.add_argument("bucket", help="e.g. ais://abc, ais://abc/prefix, s3://bkt (its local copy)")
-    p.add_argument("--json", action="store_true", help="one JSON array")
+    p = sub.add_parser(
+        "ls",
+        help="list the objects stored in a bucket",
+        description="List a bucket (NAME, SIZE; -l adds when each was stored and its path).",
+    )
+    p.add_argument("bucket", help="e.g. ais://abc, ais://abc/prefix, s3://bkt (its local copy), ./data/")
+    p.add_argument("-l", "--long", action="store_true", help="also STORED (UTC time) and PATH of each object")
+    p.add_argument("--json", action="store_true", help="one JSON array (name, size, path, stored_time, source)")
     p.add_argument("--remote", action="store_true", help="list the cloud bucket itself (s3://, gs://, az://)")
 
     p = sub.add_parser("bucket", help="manage buckets", description="Manage local buckets.")
     bsub = p.add_subparsers(dest="bucket_command", metavar="ACTION", required=True)
     pc = bsub.add_parser("create", help="create a bucket", description="Create a local bucket.")
     pc.add_argument("bucket", nargs="+", help="e.g. ais://abc")
+    pl = bsub.add_parser(
+        "ls", help="list buckets", description="List the buckets this home knows (BUCKET, OBJECTS, SIZE)."
+    )
+    pl.add_argument("--json", action="store_true", help="one JSON array")
+    pr = bsub.add_parser(
+        "rm",
+        help="remove a bucket and its stored objects",
+        description="Remove buckets: their stored objects (only files dlengine stored, also in a directory"
+        " destination), their catalog and their record. Refused while a job of the bucket is active.",
+    )
+    pr.add_argument("bucket", nargs="+", help="e.g. ais://abc, ./data/")
     return parser
 
 

@@ -26,7 +26,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dlengine.errors import ErrorCode
+from dlengine.errors import ErrorCode, StateError
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject, ObjectRow, Outcome, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
@@ -64,6 +64,19 @@ _PLACED_MOUNTPATHS_SQL = (
     " ON o.job = j.seq AND o.mountpath = m.id AND o.state = 'pending'"
     f" WHERE j.state IN {ACTIVE_JOB_STATES!r}) ORDER BY m.id"
 )
+_RUNNING_BYTES_SQL = "SELECT coalesce(sum(bytes_done), 0) FROM objects WHERE job = ? AND state = 'running'"
+_BUCKETS_SQL = (
+    "SELECT b.provider, b.namespace, b.name, count(c.name), coalesce(sum(c.size), 0) FROM buckets b"
+    " LEFT JOIN catalog c ON c.provider = b.provider AND c.namespace = b.namespace AND c.bucket = b.name"
+    " GROUP BY b.provider, b.namespace, b.name ORDER BY b.provider, b.namespace, b.name"
+)
+_BUSY_JOBS_OF_BUCKET_SQL = (
+    "SELECT id FROM jobs WHERE provider = ? AND namespace = ? AND bucket = ?"
+    f" AND (state IN {ACTIVE_JOB_STATES!r} OR running_cnt > 0)"
+)
+_BUCKET_CATALOG_SQL = "SELECT * FROM catalog WHERE provider = ? AND namespace = ? AND bucket = ?"
+_DELETE_CATALOG_SQL = "DELETE FROM catalog WHERE provider = ? AND namespace = ? AND bucket = ?"
+_DELETE_BUCKET_SQL = "DELETE FROM buckets WHERE provider = ? AND namespace = ? AND name = ?"
 _FAIL_PLACED_SQL = (
     "UPDATE objects SET state = 'failed', error = ?, error_code = ?, end_time = ?"
     f" WHERE mountpath = ? AND state = 'pending' AND job IN (SELECT seq FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r})"
@@ -190,7 +203,37 @@ class Ledger:
     def bucket_exists(self, provider: str, namespace: str, name: str) -> bool:
         return jobs.bucket_exists(self._conn, provider, namespace, name)
 
+    def buckets(self) -> list[tuple[str, str, str, int, int]]:
+        """(provider, namespace, name, objects, bytes) of every bucket."""
+        return [(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in self._conn.execute(_BUCKETS_SQL)]
+
+    def bucket_contents(self, provider: str, namespace: str, name: str) -> list[CatalogEntry]:
+        """Everything the catalog holds of a bucket (to delete its files),
+        refused with StateError while a job of the bucket is active."""
+        key = (provider, namespace, name)
+        self._check_idle(key)
+        return [record(CatalogEntry, r) for r in self._conn.execute(_BUCKET_CATALOG_SQL, key)]
+
+    def _check_idle(self, key: tuple[str, str, str]) -> None:
+        busy = [str(r[0]) for r in self._conn.execute(_BUSY_JOBS_OF_BUCKET_SQL, key)]
+        if busy:
+            raise StateError(f"bucket {key[0]}://{key[2]} has active job(s) {', '.join(busy)}: abort or wait first")
+
+    def remove_bucket(self, provider: str, namespace: str, name: str) -> None:
+        """Forget a bucket and its catalog (its files are already gone), in
+        one transaction that checks again that no job of it is active."""
+        key = (provider, namespace, name)
+        with db.write(self._conn):
+            self._check_idle(key)
+            self._conn.execute(_DELETE_CATALOG_SQL, key)
+            self._conn.execute(_DELETE_BUCKET_SQL, key)
+
     # -- reading jobs
+
+    def running_bytes(self, seq: int) -> int:
+        """Bytes written so far by a job's objects in flight (their workers
+        record it with each lease renewal)."""
+        return int(self._conn.execute(_RUNNING_BYTES_SQL, (seq,)).fetchone()[0])
 
     def job(self, job_id: str) -> JobRecord:
         """The job; NotFoundError if there is none."""

@@ -11,10 +11,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlengine.errors import PermanentError, UnsafeNameError
+
+if TYPE_CHECKING:
+    from dlengine.ledger.models import CatalogEntry
 
 WORK_DIR = ".work"
 DIR_PROVIDER = "dir"  # providers.Provider.DIR (storage does not import the spec layer)
@@ -189,3 +195,39 @@ def copy_intact(path: Path, size: int, stored_time: float | None) -> bool:
     if st.st_size != size:
         return False
     return stored_time is None or st.st_mtime <= stored_time
+
+
+def remove_stored(entries: Iterable[CatalogEntry]) -> int:
+    """Delete the stored files of catalog entries (local ones; write-through
+    objects live in their cloud bucket) and the directories this leaves
+    empty inside their bucket; returns how many files went."""
+    count = 0
+    for entry in entries:
+        if "://" in entry.mountpath:
+            continue
+        path = object_path(Path(entry.mountpath), entry.provider, entry.namespace, entry.bucket, entry.name)
+        root = bucket_dir(Path(entry.mountpath), entry.provider, entry.namespace, entry.bucket)
+        try:
+            path.unlink()
+            count += 1
+        except FileNotFoundError:
+            pass
+        _prune(path.parent, root)
+    return count
+
+
+def _prune(directory: Path, root: Path) -> None:
+    """Remove empty directories from ``directory`` up to (not including) ``root``."""
+    while directory != root and root in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent
+
+
+def remove_bucket_dir(root: Path) -> None:
+    """What is left of a removed bucket's directory under a mountpath
+    (never a directory destination: those keep the user's other files)."""
+    if root.is_dir() and not root.is_symlink():
+        shutil.rmtree(root)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -19,7 +20,13 @@ from pathlib import Path
 
 from dlengine.config import Settings
 
-_ENTRY = "from dlengine.supervisor.worker import main; main()"
+WORKER_LOG_FORMAT = "%(asctime)s worker[%(process)d] %(message)s"
+# logging first, at the supervisor's level (run --quiet: the workers too); the
+# worker's own basicConfig then leaves it as it is
+_ENTRY = (
+    f"import logging, sys; logging.basicConfig(level=int(sys.argv.pop(1)), format={WORKER_LOG_FORMAT!r});"
+    " from dlengine.supervisor.worker import main; main()"
+)
 
 
 def settings_arg(settings: Settings) -> str:
@@ -51,7 +58,8 @@ class MountpathPool:
         config = settings_arg(self.settings)
         while len(self.workers) < self.size:
             owner = f"{os.uname().nodename}:{self.mountpath_id}:{secrets.token_hex(4)}"
-            args = [config, str(self.mountpath_id), str(self.mountpath), owner, str(os.getpid())]
+            level = str(logging.getLogger().getEffectiveLevel())
+            args = [level, config, str(self.mountpath_id), str(self.mountpath), owner, str(os.getpid())]
             self.workers[owner] = subprocess.Popen([sys.executable, "-c", _ENTRY, *args], stdin=subprocess.DEVNULL)
 
     def reap(self) -> list[str]:

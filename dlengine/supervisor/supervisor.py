@@ -16,6 +16,8 @@ from pathlib import Path
 from dlengine.config import Settings
 from dlengine.errors import ConfigError, ErrorCode, FatalError, LedgerError, SupervisorError, SupervisorRunning
 from dlengine.ledger.ledger import Ledger
+from dlengine.ledger.models import JobRecord
+from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.storage import identity, layout
 from dlengine.supervisor import dask_executor
 from dlengine.supervisor.dispatch import Dispatcher
@@ -27,6 +29,7 @@ log = logging.getLogger("dlengine.supervisor")
 
 TICK = 0.2
 EXPIRY_SWEEP = 5.0
+FAILURES_LOGGED = 20  # failed objects named in the log when a job ends
 PLACED_CHECK = 1.0  # seconds between looks for mountpaths that objects wait on
 
 
@@ -41,6 +44,8 @@ class Supervisor:
         self.executor: dask_executor.DaskExecutor | None = None  # --executor dask://
         self.dispatcher: Dispatcher | None = None
         self.seen_jobs: set[str] = set()
+        self._busy: set[str] = set()  # jobs busy at the last tick
+        self._logged: set[str] = set()  # ended jobs already logged
         self.started = 0.0
 
     def run(self) -> int:
@@ -195,8 +200,35 @@ class Supervisor:
 
     def _active_jobs(self, ledger: Ledger) -> list[str]:
         ids = ledger.busy_job_ids()
+        ended = self._busy - set(ids)
+        self._busy = set(ids)
         self.seen_jobs.update(ids)
+        if ended:
+            self._log_ended(ledger, ledger.jobs_by_id(ended))
         return ids
+
+    def _log_ended(self, ledger: Ledger, ended: list[JobRecord]) -> None:
+        """Each ended job once, in the log (and on ``run``'s stderr): its
+        failed objects with their reasons, the first FAILURES_LOGGED of them."""
+        for job in ended:
+            if job.id in self._logged or job.state in ACTIVE_JOB_STATES:
+                continue
+            self._logged.add(job.id)
+            done = job.done_cnt + job.skipped_cnt
+            if not job.unfinished:
+                log.info("job %s %s: %d/%d objects stored", job.id, job.state, done, job.total)
+                continue
+            reason = f" ({job.error})" if job.error else ""
+            log.warning(
+                "job %s %s%s: %d/%d objects stored, %d failed, %d aborted",
+                job.id, job.state, reason, done, job.total, job.failed_cnt, job.aborted_cnt,
+            )  # fmt: skip
+            for row in ledger.objects(job.seq, ("failed",), FAILURES_LOGGED):
+                log.warning("job %s: %s failed: %s", job.id, row.name, row.error)
+            if job.failed_cnt > FAILURES_LOGGED:
+                log.warning(
+                    "job %s: ... and %d more: dlengine show %s -v", job.id, job.failed_cnt - FAILURES_LOGGED, job.id
+                )
 
     def _tend_pools(self, ledger: Ledger) -> None:
         """Replace dead workers; their rows go back to pending at once."""
@@ -226,9 +258,11 @@ class Supervisor:
         self.pools.clear()
 
     def _exit_code(self, ledger: Ledger) -> int:
-        # a job can start and end between two ticks: count what ended meanwhile too
+        # a job can start and end between two ticks: count (and log) what ended meanwhile too
         ended = {j.id for j in ledger.ended_since(self.started)}
-        return 1 if any(j.unfinished for j in ledger.jobs_by_id(self.seen_jobs | ended)) else 0
+        jobs = ledger.jobs_by_id(self.seen_jobs | ended)
+        self._log_ended(ledger, jobs)
+        return 1 if any(j.unfinished for j in jobs) else 0
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
