@@ -61,10 +61,18 @@ class Client:
 
     # jobs
 
-    def submit(self, job: JobInput, *, start: bool = True) -> str:
+    def submit(self, job: JobInput, *, start: bool = True, directories: bool = True) -> str:
         """Validate and record a job; start a background supervisor unless
-        ``start`` is False or one runs already. Returns the job id."""
+        ``start`` is False or one runs already. Returns the job id.
+        ``directories=False`` (the HTTP API) refuses a directory destination:
+        a client must not pick where on this machine files are written."""
         spec = _as_spec(job)
+        if spec.bucket.provider is Provider.DIR and not directories:
+            raise SpecError(
+                "bucket.provider",
+                "a local directory ('dir') is a destination of the command line only, not of the HTTP API"
+                " (it would let a client write wherever this user can): use an ais:// bucket",
+            )
         self._check(spec)
         place = self._placer(spec)
         # range and backend jobs are filled in later, page by page, by the

@@ -93,3 +93,19 @@ def test_object_names_cannot_reach_the_work_files(home: Home, httpd: TestHTTPSer
     assert all("reserved" in e["error"] for e in status["download_errors"])
     assert b"evil" not in (target / ".dlengine-home").read_bytes()
     assert list((target / ".work").iterdir()) == []
+
+
+def test_the_http_api_refuses_a_directory_destination(home: Home, tmp_path: Path) -> None:
+    """A client of `serve` must not choose where on this machine files go
+    (~/.ssh/authorized_keys would be one job away)."""
+    from tests.test_api import start_api
+
+    api = start_api(home)
+    try:
+        job = {"type": "single", "bucket": {"name": str(tmp_path / "x"), "provider": "dir"}, "link": "http://h/a"}
+        res = api.call("POST", body=job)
+        assert res.status_code == 400, res.text
+        assert "command line only" in res.json()["error"]
+        assert not (tmp_path / "x").exists()
+    finally:
+        api.session.close()

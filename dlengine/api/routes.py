@@ -79,7 +79,7 @@ def post_job(client: Client, request: Request) -> Reply:
     """Validate and record a job; the supervisor of this process runs it."""
     if request.query:
         raise SpecError("query", "POST takes the job request as its body, not query parameters")
-    return Reply(200, {"id": client.submit(request.body, start=False)})
+    return Reply(200, {"id": client.submit(request.body, start=False, directories=False)})
 
 
 def get_jobs(client: Client, request: Request) -> Reply:
