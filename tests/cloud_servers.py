@@ -4,8 +4,9 @@
   counts every request (method, path, query), so tests can assert that an
   unchanged object cost no GET.
 - ``gcs_server``: gcp-storage-emulator in this process (in memory).
-- ``azurite_server``: Azurite (Node) in a child process; installed with npm
-  into a cache directory when missing; skipped only without node/npm.
+- ``azurite_server``: Azurite (Node) in a child process, from the cache
+  directory ``.ci/run`` installs it into (the suite installs it there itself
+  only with DLENGINE_INSTALL_AZURITE=1); skipped, saying so, without it.
 
 Each exposes ``env``: the SDK's own variables that point a client (in this
 process or in a worker process) at it. Registered from ``tests/conftest.py``.
@@ -160,12 +161,17 @@ def azurite_dir() -> Path:
     return Path(os.environ.get("DLENGINE_AZURITE_DIR") or default)
 
 
+INSTALL_OPT_IN = "DLENGINE_INSTALL_AZURITE"  # =1: the suite may npm-install Azurite itself
+
+
 def azurite_binary() -> Path | None:
-    """The azurite-blob launcher, installing Azurite when npm is here."""
+    """The azurite-blob launcher; installed here only on request
+    (DLENGINE_INSTALL_AZURITE=1): a test run must not npm-install into the
+    user's home unasked (issue 11). ``.ci/run`` installs it."""
     binary = azurite_dir() / "node_modules" / ".bin" / "azurite-blob"
     if binary.exists():
         return binary
-    if not (shutil.which("node") and shutil.which("npm")):
+    if os.environ.get(INSTALL_OPT_IN) != "1" or not (shutil.which("node") and shutil.which("npm")):
         return None
     azurite_dir().mkdir(parents=True, exist_ok=True)
     cmd = ["npm", "install", "--prefix", str(azurite_dir()), f"azurite@{AZURITE_VERSION}", "--no-audit", "--no-fund"]
@@ -247,7 +253,10 @@ def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite
     pytest.importorskip("azure.storage.blob", reason="azure-storage-blob is not installed")
     binary = azurite_binary()
     if binary is None:
-        pytest.skip("Azurite needs node and npm, which are not installed here")
+        pytest.skip(
+            f"Azurite is not installed in {azurite_dir()}: .ci/run installs it, or set {INSTALL_OPT_IN}=1"
+            " (with node and npm) to let the suite npm-install it there"
+        )
     server = AzuriteServer(binary).start(tmp_path_factory.mktemp("azurite"))
     with _env(server.env):
         yield server
