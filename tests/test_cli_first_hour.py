@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from dlengine.progress import Follower
@@ -214,3 +215,26 @@ def test_progress_counts_running_bytes(home: Home, httpd: TestHTTPServer) -> Non
     wait_for(in_flight, timeout=60, interval=0.3)  # bytes move before the object is done
     httpd.clear_faults()
     assert home.cli("stop", job_id).returncode == 0
+
+
+def test_following_a_job_no_supervisor_serves_says_so(home: Home) -> None:
+    job_id = home.submit({"type": "single", "bucket": {"name": "abc"}, "link": "http://127.0.0.1:9/a"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlengine", "wait", job_id],
+        env=home.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    guard = threading.Timer(60, proc.kill)  # without the hint, `wait` would wait forever
+    guard.start()
+    try:
+        assert proc.stderr is not None
+        lines = [""]
+        for line in proc.stderr:  # the hint comes after a few seconds of grace
+            lines.append(line)
+            if "no supervisor is running" in line:
+                break
+        assert "dlengine run" in lines[-1], lines
+    finally:
+        guard.cancel()
+        proc.kill()
+        proc.communicate(timeout=10)
+    assert home.status(job_id)["state"] == "pending"  # following never took the supervisor's lock

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from dlengine.progress import Follower, human_bytes, total_text
 from dlengine.spec.names import escape_unprintable
+from dlengine.supervisor.lock import HomeLock
 
 if TYPE_CHECKING:
     from dlengine.client import Client
@@ -117,11 +121,62 @@ def follow(client: Client, job_id: str, progress: bool, interval: float | None =
     plain lines otherwise); True if it failed objects or was aborted."""
     follower = Follower(bar=None if progress else False, interval=interval or 2.0)
     poll = min(0.5, interval) if interval else 0.5
+    watch = _SupervisorWatch(client.settings.lock_path)
+
+    def on_progress(status: dict[str, Any]) -> None:
+        follower(status)
+        watch(status)
+
     try:
-        final = client.wait(job_id, on_progress=follower, poll=poll)
+        final = client.wait(job_id, on_progress=on_progress, poll=poll)
     finally:
         follower.close()
     return final["state"] == "aborted" or bool(final["error_cnt"])
+
+
+class _SupervisorWatch:
+    """Says once, while following, that no supervisor runs for the home
+    (a job submitted with --no-start waits for `dlengine run`): following
+    must not look like a download that hangs."""
+
+    GRACE = 5.0  # a background supervisor that was just started takes a moment
+
+    def __init__(self, lock_path: Path) -> None:
+        self.lock = HomeLock(lock_path)
+        self.since: float | None = None
+        self.said = False
+
+    def _alive(self) -> bool:
+        """Whether the pid the last supervisor wrote into the lock file
+        lives. Never by taking the lock: a supervisor starting at that very
+        moment would find it held and exit."""
+        pid = self.lock.holder()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        if self.said or status["state"] not in ("pending", "running"):
+            return
+        if self._alive():
+            self.since = None
+            return
+        now = time.monotonic()
+        self.since = self.since or now
+        if now - self.since >= self.GRACE:
+            self.said = True
+            print(
+                f"\ndlengine: no supervisor is running for this home, so {status['id']} waits:"
+                " start one with `dlengine run` (or `dlengine serve`)",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 FIRST_FAILURES = 5
