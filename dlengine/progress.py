@@ -5,6 +5,7 @@ Progress comes from the ledger's counters; nothing polls the network.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -44,6 +45,13 @@ def describe(status: dict[str, Any]) -> str:
     return line
 
 
+def _terminal_width(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # not a terminal, or no descriptor (StringIO)
+        return 0
+
+
 def _objects(status: dict[str, Any]) -> str:
     """``3/10 obj, 1 failed``: the object counts beside the bytes bar."""
     text = f"{status['finished_cnt']}/{status['total'] or '?'} obj"
@@ -77,9 +85,11 @@ class Follower:
         from tqdm import tqdm
 
         if self._tqdm is None:
+            sized = _terminal_width(self.stream) > 0  # a pty without a size (script, CI) draws nothing
             self._tqdm = tqdm(
                 total=None, unit="B", unit_scale=True, unit_divisor=1024, file=self.stream,
-                desc=status["id"], dynamic_ncols=True, smoothing=0.1, mininterval=0,
+                desc=status["id"], dynamic_ncols=sized, ncols=None if sized else 100,
+                nrows=None if sized else 24, smoothing=0.1, mininterval=0,
             )  # fmt: skip
         done = status["bytes_done"]
         # sizes become known as objects start: the total grows, never below what is done
