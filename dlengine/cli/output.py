@@ -196,7 +196,7 @@ def outcome(status: dict[str, Any], stream: TextIO | None = None) -> None:
         return
     print(f"{job_id}: {status['error_cnt']} failed:", file=out)
     for err in errors[:FIRST_FAILURES]:
-        print(f"  {err['name']}: {err['error']}", file=out)
+        print(f"  {escape_unprintable(err['name'])}: {escape_unprintable(str(err['error']))}", file=out)
     more = status["error_cnt"] - min(len(errors), FIRST_FAILURES)
     if more > 0:
         print(f"  ... and {more} more (dlengine show {job_id} -v)", file=out)
@@ -234,7 +234,7 @@ def dry_run(plan: dict[str, Any]) -> None:
         ("Description", plan["description"]),
     ]
     for key, value in pairs:
-        print(f"{key + ':':<13}{value}")
+        print(f"{key + ':':<13}{escape_unprintable(str(value))}")
     print("(dry run: nothing was created)", file=sys.stderr)
 
 
