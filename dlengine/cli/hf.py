@@ -125,7 +125,9 @@ def download(args: argparse.Namespace, client: Client) -> int:
         print(f"dlengine: warning: SRC {args.src!r} is ignored with --hf-dataset/--hf-model", file=sys.stderr)
     if args.hf_auth:
         os.environ["HF_TOKEN"] = args.hf_auth  # the listing, in this process only (read before any use)
-        hf.forget_token()
+        from dlengine.sources import hf as hub
+
+        hub.forget_token()
     planned = plan(args, client)
     if args.dry_run:
         return _dry_run(client, planned, args)
