@@ -277,6 +277,8 @@ def test_signed_links_secrets_stay_out_of_ledger_status_and_logs(run: Run) -> No
 
 def test_a_trickle_is_a_stall(slow: Run) -> None:
     assert slow.status["finished_cnt"] == 1, slow.status
+    # the server sees the cut connection at its next drip (every 2 s)
+    wait_for(lambda: slow.gets(slow.a, "/d/trickle")[0].end is not None, timeout=10)
     first = slow.gets(slow.a, "/d/trickle")[0]
     assert first.end is not None and 4 < first.end - first.start < 30  # cut, not 2000 s of drips
     assert slow.stored("trickle") == slow.bodies["trickle"]
