@@ -20,6 +20,7 @@ What a worker does with an error is decided by its branch::
     ├── PermanentError                     fail the object, go on with the job
     │   ├── SourceNotFoundError
     │   ├── SourceDeniedError
+    │   ├── SourceRefusedError     nothing listens there (not retried, as wget and curl)
     │   ├── SourceHTTPError        other 4xx
     │   ├── TLSError
     │   ├── RedirectError
@@ -209,6 +210,15 @@ class SourceNotFoundError(PermanentError):
 class SourceDeniedError(PermanentError):
     code = ErrorCode.AUTH
     default_message = "access to the source denied"
+
+
+class SourceRefusedError(PermanentError):
+    """The source's host refused the connection: nothing listens there.
+    Failed at once, not retried (wget and curl retry it only when asked;
+    AIStore fails it at once): ``dlengine retry`` tries again."""
+
+    code = ErrorCode.REFUSED
+    default_message = "connection refused"
 
 
 class SourceHTTPError(PermanentError):

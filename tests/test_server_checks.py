@@ -262,6 +262,10 @@ def test_a_certificate_that_fails_verification_is_not_retried(run: Run) -> None:
 def test_a_refused_connection_says_so(run: Run) -> None:
     error = run.errors()["refused"]["error"]
     assert "connection refused" in error and "HTTPConnection object" not in error, error
+    # nothing listens there: failed at once, not retried (as wget and curl)
+    with run.home.ledger() as conn:
+        attempts, code = conn.execute("SELECT attempts, error_code FROM objects WHERE name = 'refused'").fetchone()
+    assert (attempts, code) == (1, "refused")
 
 
 def test_signed_links_secrets_stay_out_of_ledger_status_and_logs(run: Run) -> None:

@@ -18,6 +18,7 @@ interpretation as every HTTP answer (``sources.answer``).
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -238,12 +239,15 @@ _CURL_ERRORS: dict[int, tuple[type[errors.DlengineError], errors.ErrorCode | Non
 }
 
 
-def curl_error(code: int, message: str, url: str) -> errors.DlengineError:
+def curl_error(code: int, message: str, url: str, refused: bool = False) -> errors.DlengineError:
     """libcurl's error -> dlengine's error class (resets, partial bodies and
-    the like are transient: the next attempt resumes)."""
+    the like are transient: the next attempt resumes). ``refused``: the
+    connect failed with ECONNREFUSED (nothing listens: failed at once)."""
+    if refused:
+        return errors.SourceRefusedError(f"{url}: connection refused ({message})")
     kind, ecode = _CURL_ERRORS.get(code, (errors.SourceConnectionError, None))
     if code == pycurl.E_COULDNT_CONNECT:
-        message = f"connection refused or unreachable ({message})"
+        message = f"cannot connect: host unreachable or not answering ({message})"
     elif kind is errors.TLSError:
         message = f"TLS certificate verification failed or handshake refused ({message})"
     return kind(f"{url}: {message}", code=ecode) if ecode else kind(f"{url}: {message}")
@@ -347,11 +351,12 @@ class CurlLoop:
             for handle, code, message in failed:
                 if handle not in self._active:
                     continue
+                refused = code == pycurl.E_COULDNT_CONNECT and handle.getinfo(pycurl.OS_ERRNO) == errno.ECONNREFUSED
                 t = self._release(handle)
                 if t.error is None and t.held is None and t.redirect is None:
                     self._redirect_despite(t, code, message)
                 if t.error is None and t.held is None and t.redirect is None:
-                    t.error = curl_error(code, message, t.url)
+                    t.error = curl_error(code, message, t.url, refused)
                 self._finish(t)
             if not queued:
                 return
