@@ -129,6 +129,7 @@ def test_ctrl_c_says_the_job_goes_on(home: Home, httpd: TestHTTPServer) -> None:
         assert proc.stderr is not None
         job_id = proc.stderr.readline().strip()
         wait_for(lambda: home.status(job_id)["state"] == "running", timeout=60)
+        assert job_id in proc.stderr.readline()  # a progress line: it is following the job, set up for Ctrl-C
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
