@@ -530,9 +530,16 @@ def _write_meta(
     fields: dict[str, object] = {"validator": info.validator, "size": info.size, "etag": info.etag}
     fields["version"] = info.version
     fields |= {"last_modified": info.last_modified, "checksum": check, "inode": inode}
-    if segments is not None:
-        fields["segments"] = segments
-    meta.write_text(json.dumps(fields))
+    if segments is None:
+        meta.write_text(json.dumps(fields))
+        return
+    # a segment map is rewritten every chunk: replaced whole (temp + rename),
+    # so a kill while it is written never leaves an empty map that would
+    # throw away every segment's progress
+    fields["segments"] = segments
+    temp = meta.with_suffix(".meta-new")
+    temp.write_text(json.dumps(fields))
+    os.replace(temp, meta)
 
 
 def _verify(
@@ -573,7 +580,7 @@ def drop_work(mountpath: Path, row_id: int) -> None:
     """Remove an object's work files, the .meta first: a .meta left without
     its .part always means the .part was renamed into place (_in_place)."""
     part, meta = layout.work_paths(mountpath, row_id)
-    _remove(meta, part)
+    _remove(meta, part, meta.with_suffix(".meta-new"))
 
 
 def _remove(*paths: Path) -> None:

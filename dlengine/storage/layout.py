@@ -161,7 +161,8 @@ def work_paths(mountpath: Path, row_id: int) -> tuple[Path, Path]:
 
 
 def remove_work_files(mountpath: Path, row_id: int) -> None:
-    for path in work_paths(mountpath, row_id):
+    part, meta = work_paths(mountpath, row_id)
+    for path in (part, meta, meta.with_suffix(".meta-new")):  # (a segment map being replaced)
         try:
             path.unlink()
         except FileNotFoundError:
