@@ -57,14 +57,14 @@ def eligible(link: str) -> bool:
 
 
 class _Answer:
-    """The final response's status line and headers, as ``http`` reads them."""
+    """The final response's status line and headers (lower-case names)."""
 
     __slots__ = ("headers", "reason", "status")
 
-    def __init__(self) -> None:
-        self.status = 0
-        self.reason = ""
-        self.headers: dict[str, str] = {}  # by lower-case name
+    def __init__(self, status: int = 0, reason: str = "", headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers: dict[str, str] = headers if headers is not None else {}
 
 
 @dataclass(eq=False)
@@ -73,7 +73,8 @@ class _Transfer:
     ctx: work.Context
     receiver: transfer.Receiver
     handle: Any
-    answer: _Answer = field(default_factory=_Answer)
+    answer: _Answer = field(default_factory=_Answer)  # read from ``lines`` by ``parse``
+    lines: list[bytes] = field(default_factory=list)  # raw header lines of this request
     error: BaseException | None = None
     begun: bool = False
     held: work.Result | None = None  # nothing to receive (not modified)
@@ -104,18 +105,11 @@ class _Transfer:
 
     def on_header(self, line: bytes) -> None:
         self.received += len(line)
-        text = line.decode("iso-8859-1").rstrip("\r\n")
-        if text.startswith("HTTP/"):  # a new answer (after a redirect or a 100)
-            self.answer = _Answer()
-            _, _, rest = text.partition(" ")
-            code, _, reason = rest.partition(" ")
-            self.answer.status = int(code) if code.isdigit() else 0
-            self.answer.reason = reason
-        elif ":" in text:
-            name, _, value = text.partition(":")
-            name, value = name.strip().lower(), value.strip()
-            headers = self.answer.headers
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        self.lines.append(line)
+
+    def parse(self) -> None:
+        """The last answer of the header lines received (after a 100)."""
+        self.answer = _Answer(*answers.parse_header_lines(self.lines))
 
     def on_body(self, data: bytes) -> int | None:
         self.received += len(data)
@@ -141,6 +135,7 @@ class _Transfer:
     def begin(self) -> bool:
         """Interpret the final answer once; False if it has no body to keep."""
         self.begun = True
+        self.parse()
         location = self.answer.headers.get("location")
         self.redirect = redirects.next_hop(self.url, self.answer.status, location, self.hops)
         if self.redirect is not None:
@@ -270,7 +265,6 @@ class CurlLoop:
         self._inbox: queue.SimpleQueue[tuple[Task, work.Context] | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stopped = False
-        self._closed = False
         self._later: list[tuple[_Group, int]] = []  # segments to start once curl returns
 
     def submit(self, task: Task, ctx: work.Context) -> None:
@@ -281,10 +275,6 @@ class CurlLoop:
     def stop(self) -> None:
         self._inbox.put(None)
         self._wake()
-
-    @property
-    def running(self) -> bool:
-        return not self._closed
 
     def _wake(self) -> None:
         try:
@@ -316,7 +306,6 @@ class CurlLoop:
                     t.error = transfer.Aborted()
                     self._release(handle)
                     self._finish(t)
-            self._closed = True
             self._multi.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -365,6 +354,8 @@ class CurlLoop:
     def _redirect_despite(t: _Transfer, code: int, message: str) -> None:
         """A redirect whose body was cut short (a server closing after the
         headers) is still a redirect: its body does not matter."""
+        if not t.begun:
+            t.parse()
         if t.begun or t.answer.status not in redirects.REDIRECT_STATUSES or "location" not in t.answer.headers:
             return
         log.debug("%s: redirect answer ended with curl error %s (%s); following it", t.url, code, message)
@@ -413,10 +404,10 @@ class CurlLoop:
         if receiver.kept_segments and receiver.validator:
             self._resume_segments(task, ctx, receiver, receiver.validator)
             return
-        self._add(self._transfer(task, ctx, receiver, job.timeout))
+        self._add(self._transfer(task, ctx, receiver))
 
-    def _transfer(self, task: Task, ctx: work.Context, receiver: transfer.Receiver, timeout: float) -> _Transfer:
-        t = _Transfer(task, ctx, receiver, None, timeout=timeout, loop=self, url=receiver.request.key)
+    def _transfer(self, task: Task, ctx: work.Context, receiver: transfer.Receiver) -> _Transfer:
+        t = _Transfer(task, ctx, receiver, None, timeout=receiver.job.timeout, loop=self, url=receiver.request.key)
         t.min_rate, t.max_size = self.min_rate, self.max_size
         return t
 
@@ -444,7 +435,7 @@ class CurlLoop:
         first = group.first
         segments = first.receiver.segments
         assert segments is not None
-        t = self._transfer(first.task, first.ctx, first.receiver, first.timeout)
+        t = self._transfer(first.task, first.ctx, first.receiver)
         t.url = first.url  # where the first answer came from, after its redirects
         t.group, t.segment = group, index
         group.members.add(t)
@@ -461,7 +452,7 @@ class CurlLoop:
             receiver.close()
             self._report((work.failure(task, exc, ctx), None), True)
             return
-        first = self._transfer(task, ctx, receiver, task.timeout or ctx.timeout)
+        first = self._transfer(task, ctx, receiver)
         group = _Group(first, validator, receiver.info.size or 0)
         first.group = group
         todo = [i for i, (_, pos, end) in enumerate(segments) if pos < end]
@@ -508,7 +499,7 @@ class CurlLoop:
         egress policy checks the address when the connection opens)."""
         t.url, t.redirect = t.redirect or t.url, None
         t.hops += 1
-        t.answer, t.begun = _Answer(), False
+        t.answer, t.lines, t.begun = _Answer(), [], False
         self._add(t)
 
     def _finish_segment(self, group: _Group, t: _Transfer) -> None:
