@@ -255,12 +255,7 @@ class Receiver:
         return self.segments
 
     def _open_at(self, size: int, truncate: bool) -> None:
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0)
-        try:
-            self._fd = os.open(self.part, flags, 0o644)
-        except FileNotFoundError:
-            self.part.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.part, flags, 0o644)
+        self._fd = _open_fd(self.part, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if truncate else 0))
         if truncate:  # the space at once: a disk too small fails now, not at 90 %
             os.posix_fallocate(self._fd, 0, size)
         self._save_map()
@@ -391,12 +386,7 @@ def _hash_fd(fd: int, length: int, hasher: Hasher) -> None:
 
 def _write_whole(part: Path, data: bytearray, fsync: bool) -> None:
     """A small object in one write (its directory is created on first use)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    try:
-        fd = os.open(part, flags, 0o644)
-    except FileNotFoundError:
-        part.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(part, flags, 0o644)
+    fd = _open_fd(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         view = memoryview(data)
         while view:
@@ -486,6 +476,16 @@ def _in_place(dest: Path, kept: _Meta) -> bool:
     except OSError:
         return False
     return st.st_ino == kept.inode and st.st_size == kept.info.size and bool(kept.info.size)
+
+
+def _open_fd(part: Path, flags: int) -> int:
+    """A work file's descriptor (``os.open`` flags); its directory is
+    created on first use only, as ``_open_part`` does."""
+    try:
+        return os.open(part, flags | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(part, flags | os.O_CLOEXEC, 0o644)
 
 
 def _open_part(part: Path, mode: str) -> Any:

@@ -9,6 +9,7 @@ import os
 import platform
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 def fsync_dir(path: Path) -> None:
@@ -28,14 +29,15 @@ def fsync_dirs(paths: Iterable[Path]) -> None:
             pass
 
 
-def _libc_syncfs() -> object | None:
+def _libc(name: str) -> Any:
+    """A C library function, or None where the platform has none."""
     try:
-        return ctypes.CDLL(None, use_errno=True).syncfs
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
 
 
-_SYNCFS = _libc_syncfs()
+_SYNCFS = _libc("syncfs")
 
 
 def syncfs_reports_errors() -> bool:
@@ -58,21 +60,14 @@ def syncfs(path: Path) -> None:
         raise OSError(errno.ENOSYS, "syncfs is not available")
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if _SYNCFS(fd) != 0:  # type: ignore[operator]
+        if _SYNCFS(fd) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"syncfs of {path}: {os.strerror(err)}")
     finally:
         os.close(fd)
 
 
-def _libc_sync_file_range() -> object | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-
-
-_SYNC_FILE_RANGE = _libc_sync_file_range()
+_SYNC_FILE_RANGE = _libc("sync_file_range")
 _SYNC_FILE_RANGE_WRITE = 2
 WRITEBACK_EVERY = 8 << 20  # bytes of a large object written between early write-backs
 
@@ -82,4 +77,4 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     without waiting (sync_file_range WRITE): the final fsync or syncfs of a
     large object then has little left to do. Best effort."""
     if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+        _SYNC_FILE_RANGE(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)
