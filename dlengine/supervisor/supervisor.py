@@ -36,6 +36,7 @@ PLACED_CHECK = 1.0  # seconds between looks for mountpaths that objects wait on
 class Supervisor:
     def __init__(self, settings: Settings, linger: float | None = 0.0) -> None:
         """``linger``: seconds to wait for new work once idle; None = forever."""
+        self._idle_exit = False  # ended because idle (not stopped, not failed)
         self.settings = settings
         self.linger = linger
         self.stop = threading.Event()
@@ -74,6 +75,8 @@ class Supervisor:
             self._stop_executor()
             self._stop_pools()
             self.lock.release()
+            if self._idle_exit:
+                self._hand_over()
 
     def _raise_thread_error(self) -> None:
         """A thread that gave up ends the supervisor with its reason (exit 3)."""
@@ -177,7 +180,25 @@ class Supervisor:
         failures = StepFailures("the supervisor")
         while not self.stop.wait(TICK):
             if failures.attempt(lambda: self._tick(ledger), self.stop):
+                self._idle_exit = True
                 return
+
+    def _hand_over(self) -> None:
+        """A job submitted while this supervisor was stopping found the lock
+        still held and started none: once the lock is released, look again
+        and start a background supervisor for it (a second one started by
+        its submitter meanwhile just exits: the lock decides)."""
+        try:
+            ledger = Ledger.open(self.settings.ledger_path)
+            try:
+                busy = ledger.busy_job_ids()
+            finally:
+                ledger.close()
+            if busy:
+                log.info("jobs came in while stopping: starting a supervisor for them")
+                start_background(self.settings)
+        except Exception:  # the next submit or run serves them anyway
+            log.exception("could not hand over to a new supervisor")
 
     def _tick(self, ledger: Ledger) -> bool:
         """One round of care; True when idle long enough to exit."""
