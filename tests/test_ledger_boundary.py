@@ -8,8 +8,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dlengine"
 SQL = re.compile(r"\.execute(many|script)?\(|\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b")
-# these still hold a connection for the worker side (claims.claim/report/renew)
-CONNECTION_HOLDERS = {"supervisor/worker.py", "supervisor/dask_executor.py"}
+# the worker process still holds a connection (claims.claim/report/renew)
+CONNECTION_HOLDERS = {"supervisor/worker.py"}
 
 
 def _modules() -> list[tuple[str, str]]:
@@ -27,4 +27,11 @@ def test_no_sql_outside_the_ledger() -> None:
 
 def test_no_sqlite_connections_outside_the_ledger() -> None:
     users = {name for name, text in _modules() if re.search(r"^import sqlite3|sqlite3\.", text, re.M)}
+    assert users <= CONNECTION_HOLDERS, users - CONNECTION_HOLDERS
+
+
+def test_only_the_worker_process_calls_claims_with_a_connection() -> None:
+    """The Dask executor (and the rest) reach ``claims`` through the facade."""
+    pattern = re.compile(r"^from dlengine\.ledger import .*\b(claims|db)\b|^from dlengine\.ledger\.(claims|db) ", re.M)
+    users = {name for name, text in _modules() if pattern.search(text)}
     assert users <= CONNECTION_HOLDERS, users - CONNECTION_HOLDERS

@@ -4,9 +4,9 @@ Every method is one statement or one transaction (``BEGIN IMMEDIATE``) and
 takes and returns typed records (``models``), never a raw ``sqlite3.Row``:
 the rest of dlengine never writes SQL. The statements themselves live, by
 name, in ``jobs`` (job lifecycle, catalog, dispatching) and ``claims`` (the
-worker side), which the worker processes and the Dask executor still call
+worker side), which the worker processes still call
 with their own connection (``claims.claim``, ``claims.report``,
-``claims.renew``, ``claims.recover``).
+``claims.renew``, ``claims.recover``); the Dask executor uses the facade.
 
     submit         create_job ───────────────► pending
     worker         claim ► running ► report ─► done | skipped | failed

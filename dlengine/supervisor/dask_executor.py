@@ -7,7 +7,7 @@ groups them by job into batches, and submits ``run_batch`` to the cluster.
 On a Dask worker the batch runs ``work.run_task`` (the function the local
 pools run) in threads, each object into a scratch directory, uploaded to
 the job's cloud bucket, and the outcomes come back as the future's result.
-Only this thread touches SQLite: it reports outcomes with ``claims.report``
+Only this thread touches the ledger (``Ledger``): it reports outcomes with ``report``
 and renews the leases of everything on the cluster every second.
 
 - A worker that dies: the scheduler runs its tasks again elsewhere. The
@@ -43,7 +43,6 @@ import math
 import os
 import secrets
 import shutil
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -57,7 +56,7 @@ from typing import Any
 
 from dlengine import errors, jobsecrets
 from dlengine.config import Settings
-from dlengine.ledger import claims, db, jobs
+from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.storage import remote
@@ -352,36 +351,36 @@ class DaskExecutor(threading.Thread):
         self._slots = (0, 0.0)  # (threads on the cluster, when asked)
 
     def run(self) -> None:
-        conn = db.connect(self.settings.ledger_path)
+        ledger = Ledger.open(self.settings.ledger_path)
         try:
-            self._loop(conn)
+            self._loop(ledger)
         except Exception as exc:  # the supervisor reports it and stops
             log.exception("the Dask executor stopped")
             self.error = f"Dask executor: {type(exc).__name__}: {exc}"
             self.stop.set()
         finally:
-            self._shutdown(conn)
-            conn.close()
+            self._shutdown(ledger)
+            ledger.close()
 
-    def _loop(self, conn: sqlite3.Connection) -> None:
+    def _loop(self, ledger: Ledger) -> None:
         next_renew = 0.0
         while not self.stop.is_set():
-            self._collect(conn)
-            self._expire(conn)
+            self._collect(ledger)
+            self._expire(ledger)
             if time.monotonic() >= next_renew:
-                self._renew(conn)
+                self._renew(ledger)
                 next_renew = time.monotonic() + RENEW_INTERVAL
             self._meter.feed(self._limited())
-            handed = self._hand_out(conn)
+            handed = self._hand_out(ledger)
             self.stop.wait(POLL if handed or self._inflight else 0.2)
 
-    def _collect(self, conn: sqlite3.Connection) -> None:
+    def _collect(self, ledger: Ledger) -> None:
         done = [f for f in self._inflight if f.done()]
         outcomes: list[Outcome] = []
         for future in done:
             outcomes += self._outcomes(future, self._inflight.pop(future).tasks)
         if outcomes:
-            for job_id in claims.report(conn, self.owner, outcomes):
+            for job_id in ledger.report(self.owner, outcomes):
                 log.info("job %s finished", job_id)
 
     def _outcomes(self, future: Any, tasks: list[Task]) -> list[Outcome]:
@@ -398,7 +397,7 @@ class DaskExecutor(threading.Thread):
         ctx = self._context(tasks[0].job_id)
         return [work.failure(t, DaskTaskLost(f"Dask task lost: {reason}"), ctx) for t in tasks]
 
-    def _expire(self, conn: sqlite3.Connection) -> None:
+    def _expire(self, ledger: Ledger) -> None:
         """Batches past their deadline: cancelled, their rows back to
         pending with the attempt counted (a late upload of theirs is
         recognised by the next attempt)."""
@@ -413,7 +412,7 @@ class DaskExecutor(threading.Thread):
             lost = DaskTaskLost("the Dask batch passed its deadline (a worker hung or died): cancelled")
             outcomes += [work.failure(t, lost, ctx) for t in tasks]
         if outcomes:
-            claims.report(conn, self.owner, outcomes)
+            ledger.report(self.owner, outcomes)
         if now >= self._next_prune:
             self._prune_marks()
             self._next_prune = now + PRUNE_INTERVAL
@@ -428,8 +427,8 @@ class DaskExecutor(threading.Thread):
         if len(kept) < len(marks):
             self.client.set_metadata([STARTED], kept)
 
-    def _renew(self, conn: sqlite3.Connection) -> None:
-        aborted = claims.renew(conn, self.owner, self.settings.lease_seconds, {})
+    def _renew(self, ledger: Ledger) -> None:
+        aborted = ledger.renew(self.owner, self.settings.lease_seconds, {})
         if not aborted:
             return
         stopped = [f for f, batch in self._inflight.items() if all(t.id in aborted for t in batch.tasks)]
@@ -438,7 +437,7 @@ class DaskExecutor(threading.Thread):
             future.cancel()
             tasks = self._inflight.pop(future).tasks
             outcomes += [Outcome(t.id, ObjectState.ABORTED, error="aborted") for t in tasks]
-        claims.report(conn, self.owner, outcomes)
+        ledger.report(self.owner, outcomes)
 
     def _limited(self) -> dict[str, int]:
         """Limited jobs on the cluster (a batch is one job's: its first row
@@ -446,15 +445,15 @@ class DaskExecutor(threading.Thread):
         firsts = (batch.tasks[0] for batch in self._inflight.values())
         return {t.job_id: t.bytes_per_hour for t in firsts if t.bytes_per_hour > 0}
 
-    def _hand_out(self, conn: sqlite3.Connection) -> int:
+    def _hand_out(self, ledger: Ledger) -> int:
         room = self._capacity() - sum(len(batch.tasks) for batch in self._inflight.values())
         tasks: list[Task] = []
         for mountpath_id in self.mountpath_ids:
             if room - len(tasks) > 0:
-                tasks += claims.claim(conn, mountpath_id, self.owner, room - len(tasks), self.settings.lease_seconds)
-        tasks = self._refuse(conn, tasks)
+                tasks += ledger.claim(mountpath_id, self.owner, room - len(tasks), self.settings.lease_seconds)
+        tasks = self._refuse(ledger, tasks)
         for batch in _batches(tasks, self._spread(len(tasks))):
-            self._submit(conn, batch)
+            self._submit(ledger, batch)
         return len(tasks)
 
     def _batch_size(self) -> int:
@@ -470,24 +469,24 @@ class DaskExecutor(threading.Thread):
             self._slots = (count, time.monotonic())
         return max(1, count) * BATCHES_PER_SLOT * self._batch_size()
 
-    def _refuse(self, conn: sqlite3.Connection, tasks: list[Task]) -> list[Task]:
+    def _refuse(self, ledger: Ledger, tasks: list[Task]) -> list[Task]:
         """Rows of jobs into local disk fail their job, with the reason."""
         refused = [(t, refusal(t.provider, t.job_type)) for t in tasks]
         outcomes = [Outcome(t.id, ObjectState.FAILED, error=why, fatal=True) for t, why in refused if why]
         if outcomes:
-            claims.report(conn, self.owner, outcomes)
+            ledger.report(self.owner, outcomes)
         return [t for t, why in refused if not why]
 
-    def _submit(self, conn: sqlite3.Connection, batch: list[Task]) -> None:
-        ctx = self._context(batch[0].job_id, conn)
+    def _submit(self, ledger: Ledger, batch: list[Task]) -> None:
+        ctx = self._context(batch[0].job_id, ledger)
         key = f"dlengine-{self._tag}-{batch[0].job_id}-{batch[0].id}-{secrets.token_hex(3)}"
         future = self.client.submit(run_batch, batch, ctx, key=key, pure=False, retries=0)
         seconds = batch_deadline(batch, self.settings.threads_per_worker, self.settings.default_timeout)
         self._inflight[future] = Batch(batch, time.monotonic() + seconds)
 
-    def _context(self, job_id: str, conn: sqlite3.Connection | None = None) -> work.Context:
-        if conn is not None and job_id not in self._headers:
-            self._headers[job_id] = _job_headers(conn, self.settings, job_id)
+    def _context(self, job_id: str, ledger: Ledger | None = None) -> work.Context:
+        if ledger is not None and job_id not in self._headers:
+            self._headers[job_id] = _job_headers(ledger, self.settings, job_id)
         s = self.settings
         return work.Context(
             workdir=s.home / "dask-scratch",  # replaced on the worker
@@ -499,21 +498,21 @@ class DaskExecutor(threading.Thread):
             pool_size=s.threads_per_worker,
         )
 
-    def _shutdown(self, conn: sqlite3.Connection) -> None:
+    def _shutdown(self, ledger: Ledger) -> None:
         """Forget the cluster's tasks (they may still finish and upload: a
         later attempt recognises those objects) and give their rows back."""
         for future in self._inflight:
             future.cancel()
         self._inflight.clear()
-        claims.recover(conn)
+        ledger.give_back()
         try:
             self._prune_marks()
         except Exception:  # the scheduler may be the reason we stop
             log.debug("could not prune the start marks", exc_info=True)
 
 
-def _job_headers(conn: sqlite3.Connection, settings: Settings, job_id: str) -> dict[str, str]:
-    headers = jobs.request_headers(conn, job_id)
+def _job_headers(ledger: Ledger, settings: Settings, job_id: str) -> dict[str, str]:
+    headers = ledger.request_headers(job_id)
     headers.update(jobsecrets.load(settings.secrets_dir, job_id))
     return headers
 
