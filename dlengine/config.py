@@ -37,6 +37,9 @@ _KNOBS: dict[str, tuple[str, Any]] = {
     "sync": ("DLENGINE_SYNC", "batch"),
     # objects this large are fetched as parallel ranged segments (libcurl path)
     "segment_threshold": ("DLENGINE_SEGMENT_THRESHOLD", 64 << 20),
+    # how S3/GCS/Azure objects are fetched: "curl" = a signed GET through the
+    # libcurl loop (sources/signed.py), "sdk" = the SDK's download call
+    "cloud_get": ("DLENGINE_CLOUD_GET", "curl"),
     "executor": ("DLENGINE_EXECUTOR", "local"),  # or dask://HOST:PORT (supervisor/dask_executor.py)
 }
 
@@ -58,6 +61,7 @@ class Settings:
     executor: str = "local"
     sync: str = "batch"
     segment_threshold: int = 64 << 20
+    cloud_get: str = "curl"
 
     @property
     def remote_executor(self) -> bool:
@@ -103,7 +107,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 
 
 # name -> the values accepted for a text setting
-CHOICES: dict[str, tuple[str, ...]] = {"sync": ("batch", "file")}
+CHOICES: dict[str, tuple[str, ...]] = {"sync": ("batch", "file"), "cloud_get": ("curl", "sdk")}
 
 
 def _convert(raw: Any, default: Any, where: str) -> Any:

@@ -36,7 +36,7 @@ from dlengine import errors, transfer
 from dlengine.ledger.models import Task
 from dlengine.net import egress, redirects
 from dlengine.sources import answer as answers
-from dlengine.sources.base import ObjectInfo, Request
+from dlengine.sources.base import ObjectInfo, Request, SignedGet
 from dlengine.supervisor import work
 
 log = logging.getLogger("dlengine.curl")
@@ -92,6 +92,13 @@ class _Transfer:
     ranged: tuple[int, int] | None = None  # the range of a segment request
     min_rate: int = 0  # bytes/s over a timeout window (DLENGINE_MIN_RATE)
     max_size: int | None = None  # bytes (DLENGINE_MAX_OBJECT_SIZE)
+    signed: SignedGet | None = None  # a cloud object's GET (its URL is a secret)
+
+    @property
+    def where(self) -> str:
+        """What messages name: the request's URL, or a cloud object's link
+        (a signed URL carries its credential)."""
+        return self.task.link if self.signed is not None else self.url
 
     def stalled(self, now: float) -> bool:
         """Fewer than ``min_rate`` bytes/s over a whole timeout window: a
@@ -144,6 +151,8 @@ class _Transfer:
             self.group.check(self.segment, self.answer)
             return True
         info, offset, not_modified = interpret(self.receiver.request, self.answer, self.max_size)
+        if self.signed is not None:
+            info = self.signed.refine(info, self.answer.headers)
         loop = self.loop
         bounds = None
         if loop is not None and offset == 0 and not not_modified and loop.may_segment(self.task.link):
@@ -262,14 +271,15 @@ class CurlLoop:
         self._multi = pycurl.CurlMulti()
         self._free: list[Any] = []
         self._active: dict[Any, _Transfer] = {}
-        self._inbox: queue.SimpleQueue[tuple[Task, work.Context] | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[Task, work.Context, SignedGet | None] | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stopped = False
         self._later: list[tuple[_Group, int]] = []  # segments to start once curl returns
 
-    def submit(self, task: Task, ctx: work.Context) -> None:
-        """Start ``task`` (from any thread); its result goes to ``report``."""
-        self._inbox.put((task, ctx))
+    def submit(self, task: Task, ctx: work.Context, signed: SignedGet | None = None) -> None:
+        """Start ``task`` (from any thread); its result goes to ``report``.
+        ``signed``: a cloud object's GET, asked instead of the task's link."""
+        self._inbox.put((task, ctx, signed))
         self._wake()
 
     def stop(self) -> None:
@@ -345,7 +355,7 @@ class CurlLoop:
                 if t.error is None and t.held is None and t.redirect is None:
                     self._redirect_despite(t, code, message)
                 if t.error is None and t.held is None and t.redirect is None:
-                    t.error = curl_error(code, message, t.url, refused)
+                    t.error = curl_error(code, message, t.where, refused)
                 self._finish(t)
             if not queued:
                 return
@@ -386,7 +396,7 @@ class CurlLoop:
                 t.error = transfer.Aborted()
             elif t.stalled(now):
                 t.error = errors.SourceTimeoutError(
-                    f"{t.url}: timed out: less than {max(1, t.min_rate)} bytes/s over {t.timeout:g} s"
+                    f"{t.where}: timed out: less than {max(1, t.min_rate)} bytes/s over {t.timeout:g} s"
                     " (DLENGINE_MIN_RATE; a trickle is a stall)"
                 )
             else:
@@ -394,7 +404,7 @@ class CurlLoop:
             self._release(handle)
             self._finish(t)
 
-    def _start(self, task: Task, ctx: work.Context) -> None:
+    def _start(self, task: Task, ctx: work.Context, signed: SignedGet | None) -> None:
         try:
             job = work.transfer_job(task, ctx, None, task.link, None)
             receiver = transfer.Receiver(task, job)
@@ -402,13 +412,16 @@ class CurlLoop:
             self._report((work.failure(task, exc, ctx), None), True)
             return
         if receiver.kept_segments and receiver.validator:
-            self._resume_segments(task, ctx, receiver, receiver.validator)
+            self._resume_segments(task, ctx, receiver, receiver.validator, signed)
             return
-        self._add(self._transfer(task, ctx, receiver))
+        self._add(self._transfer(task, ctx, receiver, signed))
 
-    def _transfer(self, task: Task, ctx: work.Context, receiver: transfer.Receiver) -> _Transfer:
-        t = _Transfer(task, ctx, receiver, None, timeout=receiver.job.timeout, loop=self, url=receiver.request.key)
-        t.min_rate, t.max_size = self.min_rate, self.max_size
+    def _transfer(
+        self, task: Task, ctx: work.Context, receiver: transfer.Receiver, signed: SignedGet | None = None
+    ) -> _Transfer:
+        url = signed.url if signed is not None else receiver.request.key
+        t = _Transfer(task, ctx, receiver, None, timeout=receiver.job.timeout, loop=self, url=url)
+        t.min_rate, t.max_size, t.signed = self.min_rate, self.max_size, signed
         return t
 
     def _add(self, t: _Transfer) -> None:
@@ -435,7 +448,7 @@ class CurlLoop:
         first = group.first
         segments = first.receiver.segments
         assert segments is not None
-        t = self._transfer(first.task, first.ctx, first.receiver)
+        t = self._transfer(first.task, first.ctx, first.receiver, first.signed)
         t.url = first.url  # where the first answer came from, after its redirects
         t.group, t.segment = group, index
         group.members.add(t)
@@ -443,7 +456,9 @@ class CurlLoop:
         t.ranged = (pos, end - 1)
         self._add(t)
 
-    def _resume_segments(self, task: Task, ctx: work.Context, receiver: transfer.Receiver, validator: str) -> None:
+    def _resume_segments(
+        self, task: Task, ctx: work.Context, receiver: transfer.Receiver, validator: str, signed: SignedGet | None
+    ) -> None:
         """An attempt after a crash or a failure: every unfinished segment
         goes on where it stopped, each guarded by the kept ETag."""
         try:
@@ -452,7 +467,7 @@ class CurlLoop:
             receiver.close()
             self._report((work.failure(task, exc, ctx), None), True)
             return
-        first = self._transfer(task, ctx, receiver)
+        first = self._transfer(task, ctx, receiver, signed)
         group = _Group(first, validator, receiver.info.size or 0)
         first.group = group
         todo = [i for i, (_, pos, end) in enumerate(segments) if pos < end]
@@ -539,9 +554,11 @@ def _origin(link: str) -> str:
 def _configure(handle: Any, t: _Transfer) -> None:
     """A (reset) easy handle set up for one request: the whole object with
     the receiver's conditions, or one segment's range guarded by its
-    group's ETag. Secret headers go only to the job's own origin."""
+    group's ETag. Secret headers go only to the job's own origin (a
+    signed GET's: only to its URL's)."""
     request = t.receiver.request
-    own = redirects.headers_for(t.task.link, t.url, request.headers) if t.hops else request.headers
+    origin, sent = (t.signed.url, t.signed.headers) if t.signed is not None else (t.task.link, request.headers)
+    own = redirects.headers_for(origin, t.url, sent) if t.hops else sent
     headers = [*_BASE_HEADERS, *(f"{k}: {v}" for k, v in own.items())]
     if t.ranged is not None and t.group is not None:
         headers += [f"Range: bytes={t.ranged[0]}-{t.ranged[1]}", f"If-Range: {t.group.validator}"]

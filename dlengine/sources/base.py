@@ -49,6 +49,24 @@ class Request:
     timeout: float = 60.0
 
 
+Refine = Callable[[ObjectInfo, Mapping[str, str]], ObjectInfo]
+"""What a source adds to the generic reading of an answer's headers (its
+version header, which checksums apply): the same ``ObjectInfo`` as its SDK."""
+
+
+@dataclass(frozen=True)
+class SignedGet:
+    """A cloud object's GET as plain HTTP, so the libcurl loop can fetch it:
+    ``url`` (a presigned one carries its credential in the query: a secret,
+    never stored or shown unredacted) and ``headers`` (signed ones and a
+    bearer token: sent only to the URL's own origin); ``refine`` reads the
+    answer's headers as the source's SDK does."""
+
+    url: str
+    headers: Mapping[str, str]
+    refine: Refine
+
+
 class Stream(Protocol):
     """An open download. ``offset`` is where the body starts: the requested
     offset, or 0 when the source sent the whole object instead."""

@@ -66,6 +66,11 @@ def split_cloud_link(link: str) -> tuple[str, str, str]:
     return scheme.lower(), bucket, key
 
 
+def cloud_module(scheme: str) -> Any:
+    """The SDK module of a cloud link scheme (``s3``, ``gs``, ``az``)."""
+    return _CLOUD[scheme][0]
+
+
 def cloud_source(scheme: str, bucket: str) -> Any:
     """The SDK source of one bucket (cached per process); raises
     ``MissingExtraError`` naming the extra when the SDK is missing."""

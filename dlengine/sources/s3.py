@@ -14,19 +14,22 @@ boto3 is imported lazily: without it ``s3://`` links go over public HTTPS
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from dlengine import errors
-from dlengine.sources import checksums
-from dlengine.sources.base import ObjectInfo, ReadableStream, Request, translating
+from dlengine.sources import checksums, sigv4
+from dlengine.sources.base import ObjectInfo, ReadableStream, Request, SignedGet, translating
 
 EXTRA = "pip install 'dlengine[s3]'"
 SCHEME = "s3"
@@ -55,6 +58,10 @@ SDK_ATTEMPTS = 3  # botocore's own tries of a request, before dlengine's retry w
 _lock = threading.Lock()
 _clients: dict[tuple[float, bytes], Any] = {}
 _transfers: dict[bytes, Any] = {}
+_presigners: dict[tuple[str, bytes], _Presigner] = {}
+# signed with the GET and sent with it: whole-object checksums come back
+_SIGNED_HEADERS = {"x-amz-checksum-mode": "ENABLED"}
+PRESIGN_EXPIRES = 3600  # seconds; a transfer starts at once (retries sign again)
 
 
 def available() -> bool:
@@ -165,6 +172,80 @@ def _status(exc: BaseException) -> int:
     return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
+@dataclass(frozen=True)
+class _Presigner:
+    """Where one bucket's objects are and who signs for them: the origin
+    and path prefix the SDK's addressing rules give (endpoint_url, region,
+    virtual-host or path style), its region and its credential chain."""
+
+    origin: str
+    host: str
+    prefix: str
+    region: str
+    credentials: Any
+
+    def url(self, key: str) -> str | None:
+        frozen = self.credentials.get_frozen_credentials()
+        if not frozen.access_key or not frozen.secret_key:
+            return None
+        path = self.prefix + quote(key, safe="/~")
+        keys = (frozen.access_key, frozen.secret_key, frozen.token)
+        return sigv4.presign_get(self.origin, self.host, path, keys, self.region, _SIGNED_HEADERS, PRESIGN_EXPIRES)
+
+
+def _presigner(bucket: str) -> _Presigner | None:
+    chain = _chain()
+    with _lock:
+        if (bucket, chain) not in _presigners:
+            made = _new_presigner(_client_locked(60.0, chain), bucket)
+            if made is None:
+                return None
+            _presigners[(bucket, chain)] = made
+        return _presigners[(bucket, chain)]
+
+
+_PROBE = "dlengine-probe"
+
+
+def _new_presigner(sdk: Any, bucket: str) -> _Presigner | None:
+    """The SDK's own URL of a probe key tells where the bucket's keys are
+    (no request is sent); None without credentials (the SDK path then says why)."""
+    import boto3
+
+    credentials = boto3.session.Session().get_credentials()
+    if credentials is None:
+        return None
+    probe = urlsplit(sdk.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": _PROBE}))
+    if not probe.path.endswith("/" + _PROBE) or probe.scheme not in ("http", "https"):
+        return None
+    default = ":443" if probe.scheme == "https" else ":80"
+    host = probe.netloc.removesuffix(default)
+    origin = f"{probe.scheme}://{probe.netloc}"
+    region = sdk.meta.region_name or "us-east-1"
+    return _Presigner(origin, host, probe.path[: -len(_PROBE)], region, credentials)
+
+
+def _plain_key(key: str) -> bool:
+    """A key a URL path carries as it is (libcurl would resolve ``.``/``..``
+    segments: those keys stay on the SDK path)."""
+    return bool(key) and not any(part in (".", "..") for part in key.split("/"))
+
+
+def refine_answer(info: ObjectInfo, headers: Mapping[str, str]) -> ObjectInfo:
+    """An S3 GET answer read as ``_info`` reads the SDK's response: the
+    version id, no MD5 from the ETag of an encrypted object, no composite
+    (multipart) checksum as a whole-object one."""
+    found = {k: v for k, v in info.checksums.items() if k == "md5" or k in _CHECKSUM_FIELDS.values()}
+    if headers.get("x-amz-checksum-type", "").upper() == "COMPOSITE":
+        found = {k: v for k, v in found.items() if k == "md5"}
+    encryption = headers.get("x-amz-server-side-encryption", "")
+    if headers.get("x-amz-server-side-encryption-customer-algorithm") or encryption == "aws:kms":
+        found.pop("md5", None)
+    version = headers.get("x-amz-version-id")
+    version = version if version and version != "null" else None
+    return dataclasses.replace(info, version=version, checksums=found)
+
+
 class S3Source:
     """One bucket. Keys are object keys inside it."""
 
@@ -208,6 +289,17 @@ class S3Source:
             raise
         offset = request.offset if "ContentRange" in response else 0
         return ReadableStream(response["Body"], _info(request.key, response), offset, translated)
+
+    def signed_get(self, key: str) -> SignedGet | None:
+        """The GET of ``key`` as a presigned URL (SigV4 in the query, valid
+        ``PRESIGN_EXPIRES``), for the libcurl loop; None when the SDK must
+        do it (no credentials, a key a URL cannot carry as it is)."""
+        if not _plain_key(key):
+            return None
+        with translated(self.link(key)):
+            presigner = _presigner(self.bucket)
+            url = presigner.url(key) if presigner is not None else None
+        return SignedGet(url, _SIGNED_HEADERS, refine_answer) if url else None
 
     def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
         """Store a verified local file as ``key``, with ``metadata``

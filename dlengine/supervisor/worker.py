@@ -2,11 +2,13 @@
 reports outcomes in batches, renews its leases.
 
 Only the main thread (the ledger thread) touches SQLite. Plain HTTP(S)
-objects go to one libcurl loop on its own thread (``engine.curl``); the
-others (SDK sources, write-through buckets, throttled jobs) to download
-threads. Both hand their outcomes back through one queue; the sync thread
-makes a batch durable (one syncfs of the mountpath, or an fsync per
-directory) before the ledger thread records it.
+objects, and cloud objects whose GET their source can sign
+(``sources.signed``), go to one libcurl loop on its own thread
+(``engine.curl``); the others (HF, SDK sources without a signed GET,
+write-through buckets, throttled jobs) to download threads. Both hand
+their outcomes back through one queue; the sync thread makes a batch
+durable (one syncfs of the mountpath, or an fsync per directory) before
+the ledger thread records it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.redact import install_log_redaction
+from dlengine.sources.signed import signed_get
 from dlengine.storage import durable, layout
 from dlengine.supervisor import work
 
@@ -204,10 +207,16 @@ class Worker:
         self._running[task.id] = running
         headers = self._headers(conn, task.job_id)
         ctx = self._context(running, headers)
-        if ctx.throttle is None and curl.eligible(task.link) and not providers.writes_through(task):
-            self._curl.submit(task, ctx)
-        else:
-            pool.put((running, ctx))
+        if ctx.throttle is None and not providers.writes_through(task):
+            if curl.eligible(task.link):
+                self._curl.submit(task, ctx)
+                return
+            # a cloud object: its signed GET to the loop too (signed here, off the loop thread)
+            signed = signed_get(task.link) if self.settings.cloud_get == "curl" else None
+            if signed is not None:
+                self._curl.submit(task, ctx, signed)
+                return
+        pool.put((running, ctx))
 
     def _curl_done(self, result: tuple[Outcome, Path | None], sidecar: bool) -> None:
         """From the curl thread: an outcome (``sidecar``: a .meta may exist)."""
