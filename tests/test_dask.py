@@ -196,6 +196,32 @@ def test_hung_workers_batches_pass_their_deadline_and_run_again(
     _assert_stored(seaweedfs, httpd, bucket, count)
 
 
+def test_concurrency_follows_the_workers_threads(
+    home: Home, bucket: str, httpd: TestHTTPServer, seaweedfs: SeaweedFS
+) -> None:
+    """One Dask worker process with 3 threads and DLENGINE_THREADS=1: 3
+    batches at once, each with its one object in flight, so 3 downloads
+    at once (one shared pool per process held it at 1), every object
+    fetched by the process's libcurl loop."""
+    from dlengine.supervisor import dask_curl
+
+    env = {**seaweedfs.env, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=3, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0", env=env
+    )
+    try:
+        httpd.set_default_fault(SLOW_GET)
+        home.env["DLENGINE_THREADS"] = "1"
+        job_id = home.submit(_range_job(httpd, bucket, 9))
+        _finish(home, job_id, 9, "--executor", _executor(cluster))
+        assert httpd.peak_concurrency == 3
+        with distributed.Client(cluster, set_as_default=False) as client:
+            assert sum(client.run(dask_curl.transfers).values()) == 9
+    finally:
+        cluster.close()
+    _assert_stored(seaweedfs, httpd, bucket, 9)
+
+
 def test_connection_limit_across_the_cluster(
     home: Home, bucket: str, httpd: TestHTTPServer, seaweedfs: SeaweedFS, dask_cluster: Any
 ) -> None:

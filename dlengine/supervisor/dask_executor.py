@@ -48,7 +48,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
@@ -60,7 +59,8 @@ from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.storage import remote
-from dlengine.supervisor import work
+from dlengine.supervisor import dask_curl, work
+from dlengine.supervisor.dask_curl import LoopOptions
 
 __all__ = ["DaskExecutor", "connect", "refusal", "run_batch", "scheduler_address"]
 
@@ -125,11 +125,13 @@ def connect(executor: str, timeout: float = 10.0) -> Any:
 # ------------------------------------------------------------------ on a Dask worker
 
 
-def run_batch(tasks: list[Task], ctx: work.Context) -> list[Outcome]:
-    """Run on a Dask worker: every task of one job through ``work.run_task``,
-    in threads, the work files in a scratch directory removed afterwards
-    (the durable copy is the upload). A re-executed batch counts an attempt
-    more, so each object checks the destination before fetching."""
+def run_batch(tasks: list[Task], ctx: work.Context, options: LoopOptions | None = None) -> list[Outcome]:
+    """Run on a Dask worker: every task of one job, ``ctx.pool_size`` at a
+    time, through the process's libcurl loop (``dask_curl``: what it cannot
+    fetch goes through ``work.run_task``), the work files in a scratch
+    directory removed afterwards (the durable copy is the upload). A
+    re-executed batch counts an attempt more, so each object checks the
+    destination before fetching."""
     worker = _worker()
     _warn_profiler()
     if worker is not None and _started_before(worker):
@@ -138,24 +140,9 @@ def run_batch(tasks: list[Task], ctx: work.Context) -> list[Outcome]:
     scratch = Path(tempfile.mkdtemp(prefix="dlengine-", dir=local_dir))
     try:
         ctx = replace(ctx, workdir=scratch, fsync=False)
-        pool = _download_pool(max(1, ctx.pool_size))
-        return [outcome for outcome, _ in pool.map(lambda t: work.run_task(t, _throttled(t, ctx, worker)), tasks)]
+        return dask_curl.run(tasks, ctx, options or LoopOptions(), lambda t: _throttled(t, ctx, worker))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-_pools: dict[int, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
-
-
-def _download_pool(size: int) -> ThreadPoolExecutor:
-    """One pool of download threads per worker process, kept across
-    batches: starting threads for every batch costs time, and a worker
-    process once froze in ``Thread.start`` under that churn."""
-    with _pools_lock:
-        if size not in _pools:
-            _pools[size] = ThreadPoolExecutor(size, thread_name_prefix="dl")
-        return _pools[size]
 
 
 _warned: list[bool] = []
@@ -349,6 +336,7 @@ class DaskExecutor(threading.Thread):
         self._headers: dict[str, dict[str, str]] = {}
         self._meter = Meter(client)
         self._slots = (0, 0.0)  # (threads on the cluster, when asked)
+        self._options = LoopOptions(settings.segment_threshold, settings.min_rate, settings.max_object_size)
 
     def run(self) -> None:
         ledger = Ledger.open(self.settings.ledger_path)
@@ -480,7 +468,7 @@ class DaskExecutor(threading.Thread):
     def _submit(self, ledger: Ledger, batch: list[Task]) -> None:
         ctx = self._context(batch[0].job_id, ledger)
         key = f"dlengine-{self._tag}-{batch[0].job_id}-{batch[0].id}-{secrets.token_hex(3)}"
-        future = self.client.submit(run_batch, batch, ctx, key=key, pure=False, retries=0)
+        future = self.client.submit(run_batch, batch, ctx, self._options, key=key, pure=False, retries=0)
         seconds = batch_deadline(batch, self.settings.threads_per_worker, self.settings.default_timeout)
         self._inflight[future] = Batch(batch, time.monotonic() + seconds)
 

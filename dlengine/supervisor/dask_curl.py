@@ -1,0 +1,277 @@
+"""A Dask batch on its worker: downloads through the libcurl loop, the
+same engine as the local pools, with as many objects in flight per batch
+as a local worker process has download threads.
+
+One ``CurlLoop`` per Dask worker process (per set of loop options), on its
+own thread, shared by every batch the process runs: a worker started with
+``--nthreads N`` runs N batches at once, each keeping ``DLENGINE_THREADS``
+objects in flight, so its concurrency follows its threads (before, one
+shared pool of ``DLENGINE_THREADS`` threads per process served every
+batch: more Dask threads only queued more batches).
+
+Per object: the loop fetches it through the same ``transfer.Receiver`` (the
+one-object protocol: checks of the answer, hashing, verify) into the
+batch's scratch directory; a thread of the process then uploads the
+verified file to the job's bucket with its origin metadata, exactly what
+``Receiver.end`` does for a write-through target, and removes it. The
+upload is not done on the loop's thread: it is a blocking SDK call and
+would stall every other transfer.
+
+What the loop cannot do keeps its present path, ``work.run_task`` on those
+threads: links that are not plain HTTP(S) (SDK sources) and jobs limited
+in bytes per hour (their token queue blocks). Rows handed out before
+(attempts > 1: a re-executed batch, a retry) first check the destination
+(``work.already_stored``) on a thread; only if it does not hold them are
+they fetched by the loop.
+
+The loop reports outcomes by row id; rows of two supervisors sharing a
+cluster may carry the same id, so each object goes to the loop under an id
+of this process (and a flat name: the scratch tree never holds ``a`` and
+``a/b`` of one bucket at once) and its outcome is routed back to its batch.
+Nothing here touches a ledger.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from dlengine import errors, transfer
+from dlengine.engine import curl
+from dlengine.ledger.models import Outcome, Task
+from dlengine.ledger.states import ObjectState
+from dlengine.sources.base import ObjectInfo
+from dlengine.storage import layout, remote
+from dlengine.supervisor import work
+
+__all__ = ["LoopOptions", "run", "transfers"]
+
+log = logging.getLogger("dlengine.dask")
+
+WAIT = 1.0  # seconds between checks that the loop is still alive, while a batch waits
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """The supervisor's settings the loop is built with."""
+
+    segment_threshold: int = 64 << 20
+    min_rate: int = 1024
+    max_object_size: int | None = None
+
+
+class LoopGone(errors.TransientError):
+    default_message = "the libcurl loop of this Dask worker stopped"
+
+
+_Message = tuple[int, Outcome, bool]  # (index in the batch, outcome, fetched by the loop: upload it)
+
+
+class _Process:
+    """What the batches of one worker process share: the loop and its
+    thread, the routes of the objects it has, and the threads that upload
+    (and run the objects the loop cannot do), grown to what the batches
+    running at once need and kept (no thread is started per object)."""
+
+    def __init__(self, options: LoopOptions) -> None:
+        self.loop = curl.CurlLoop(self._fetched, options.segment_threshold, options.min_rate, options.max_object_size)
+        self.thread = threading.Thread(target=self.loop.run, name="dask-curl", daemon=True)
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._routes: dict[int, tuple[queue.SimpleQueue[_Message], int]] = {}
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._wanted = 0
+        self.transfers = 0  # objects the loop finished (tests, bench)
+        self.thread.start()
+
+    def fetch(self, task: Task, ctx: work.Context, inbox: queue.SimpleQueue[_Message], index: int) -> int:
+        """Hand ``task`` to the loop under an id of this process; returns it."""
+        with self._lock:
+            local = next(self._ids)
+            self._routes[local] = (inbox, index)
+        self.loop.submit(replace(task, id=local, name=str(local)), ctx)
+        return local
+
+    def _fetched(self, result: work.Result, sidecar: bool) -> None:
+        """From the loop's thread: an object's outcome, back to its batch."""
+        outcome = result[0]
+        with self._lock:
+            route = self._routes.pop(outcome.task_id, None)
+            self.transfers += 1
+        if route is not None:
+            inbox, index = route
+            inbox.put((index, outcome, True))
+
+    def forget(self, inbox: queue.SimpleQueue[_Message]) -> None:
+        with self._lock:
+            self._routes = {k: v for k, v in self._routes.items() if v[0] is not inbox}
+
+    def soon(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def reserve(self, count: int) -> None:
+        with self._lock:
+            self._wanted += count
+            while len(self._threads) < self._wanted:
+                thread = threading.Thread(target=self._serve, name=f"dask-up-{len(self._threads)}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def release(self, count: int) -> None:
+        with self._lock:
+            self._wanted -= count
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except BaseException:  # the jobs report their own errors; keep the thread anyway
+                log.exception("Dask upload thread")
+
+
+_processes: dict[LoopOptions, _Process] = {}
+_processes_lock = threading.Lock()
+
+
+def _process(options: LoopOptions) -> _Process:
+    with _processes_lock:
+        proc = _processes.get(options)
+        if proc is None or not proc.thread.is_alive():
+            proc = _processes[options] = _Process(options)
+        return proc
+
+
+def transfers() -> int:
+    """Objects the libcurl loops of this process have finished."""
+    with _processes_lock:
+        return sum(p.transfers for p in _processes.values())
+
+
+def by_loop(task: Task) -> bool:
+    """Whether the loop fetches ``task`` (after a destination check if it
+    was handed out before)."""
+    return curl.eligible(task.link) and task.bytes_per_hour <= 0 and remote.target_for(task) is not None
+
+
+def run(
+    tasks: list[Task], ctx: work.Context, options: LoopOptions, context_of: Callable[[Task], work.Context]
+) -> list[Outcome]:
+    """Every task of one batch (one job), ``ctx.pool_size`` at a time;
+    ``context_of`` gives the context of a task the loop does not fetch."""
+    if not tasks:
+        return []
+    return _Batch(_process(options), ctx, context_of).run(tasks)
+
+
+class _Batch:
+    def __init__(self, proc: _Process, ctx: work.Context, context_of: Callable[[Task], work.Context]) -> None:
+        self.proc = proc
+        self.ctx = ctx
+        self.context_of = context_of
+        self.inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+        self.local: dict[int, int] = {}  # index -> the id the loop knows it by
+
+    def run(self, tasks: list[Task]) -> list[Outcome]:
+        self.tasks = tasks
+        self.target = remote.target_for(tasks[0])
+        window = max(1, min(self.ctx.pool_size, len(tasks)))
+        outcomes: list[Outcome | None] = [None] * len(tasks)
+        self.proc.reserve(window)
+        try:
+            for index in range(window):
+                self._start(index)
+            started = in_flight = window
+            while in_flight:
+                if not self._next(outcomes):
+                    continue
+                in_flight -= 1
+                if started < len(tasks):
+                    self._start(started)
+                    started += 1
+                    in_flight += 1
+        finally:
+            self.proc.release(window)
+            self.proc.forget(self.inbox)
+        return [o for o in outcomes if o is not None]
+
+    def _next(self, outcomes: list[Outcome | None]) -> bool:
+        """Wait for one message: True if an object is final, False if its
+        fetch is done and its upload queued."""
+        while True:
+            try:
+                index, outcome, fetched = self.inbox.get(timeout=WAIT)
+                break
+            except queue.Empty:
+                if not self.proc.thread.is_alive():
+                    raise LoopGone() from None
+        task = self.tasks[index]
+        if fetched and outcome.state is ObjectState.DONE and self.target is not None:
+            self.proc.soon(lambda: self._upload(index, task, outcome))
+            return False
+        if fetched:
+            outcome = replace(outcome, task_id=task.id)
+        outcomes[index] = outcome
+        return True
+
+    def _start(self, index: int) -> None:
+        task = self.tasks[index]
+        if not by_loop(task):
+            self.proc.soon(lambda: self._elsewhere(index, task))
+        elif task.attempts > 1 or task.stored is not None:
+            self.proc.soon(lambda: self._check_then_fetch(index, task))
+        else:
+            self.local[index] = self.proc.fetch(task, self.ctx, self.inbox, index)
+
+    def _elsewhere(self, index: int, task: Task) -> None:
+        """The present path: ``work.run_task`` on this thread."""
+        outcome, _ = work.run_task(task, self.context_of(task))
+        self.inbox.put((index, outcome, False))
+
+    def _check_then_fetch(self, index: int, task: Task) -> None:
+        """A row handed out before: the destination may hold it already."""
+        from dlengine.sources import registry
+
+        assert self.target is not None
+        try:
+            source, key = registry.resolve(task.link, pool_size=self.ctx.pool_size)
+            held = work.already_stored(task, self.target, source, key, self.ctx)
+        except BaseException as exc:  # noqa: BLE001 - errors are outcomes
+            self.inbox.put((index, work.failure(task, exc, self.ctx), False))
+            return
+        if held is not None:
+            self.inbox.put((index, held, False))
+            return
+        self.local[index] = self.proc.fetch(task, self.ctx, self.inbox, index)
+
+    def _upload(self, index: int, task: Task, fetched: Outcome) -> None:
+        """The verified file to the job's bucket, as ``Receiver.end`` does
+        for a write-through target (origin metadata, its MD5 checked by the
+        store), then removed with its work files."""
+        assert self.target is not None
+        local = self.local[index]
+        path = layout.object_path(self.ctx.workdir, task.provider, task.namespace, task.bucket, str(local))
+        try:
+            info = ObjectInfo(task.link, fetched.size, fetched.etag, fetched.version, fetched.last_modified)
+            check = _checksum(fetched.checksum)
+            self.target.put(task.name, path, check, transfer.origin_of(task.link, info, fetched.size))
+            outcome = replace(fetched, task_id=task.id, mountpath=self.target.uri)
+        except BaseException as exc:  # noqa: BLE001 - errors are outcomes
+            outcome = work.failure(task, exc, self.ctx)
+        finally:
+            path.unlink(missing_ok=True)
+            transfer.drop_work(self.ctx.workdir, local)
+        self.inbox.put((index, outcome, False))
+
+
+def _checksum(recorded: str | None) -> tuple[str, str] | None:
+    """``md5:hex`` as the outcome records it -> (algorithm, hex)."""
+    if not recorded:
+        return None
+    algo, _, digest = recorded.partition(":")
+    return (algo, digest) if digest else None
