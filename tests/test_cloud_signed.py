@@ -188,3 +188,49 @@ def _errors(home: Home) -> list[tuple[Any, ...]]:
         return conn.execute("SELECT name, state, attempts, error_code, error FROM objects").fetchall()
     finally:
         conn.close()
+
+
+@pytest.fixture
+def gcs_gets(gcs_server: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(path, User-Agent) of every GET the in-process GCS emulator serves."""
+    from gcp_storage_emulator import server as emulator
+
+    seen: list[tuple[str, str]] = []
+    original = emulator.RequestHandler.do_GET
+
+    def do_get(handler: Any) -> None:
+        seen.append((handler.path, handler.headers.get("User-Agent", "")))
+        original(handler)
+
+    monkeypatch.setattr(emulator.RequestHandler, "do_GET", do_get)
+    return seen
+
+
+def test_gcs_backend_job_through_the_loop_records_what_the_sdk_did(
+    tmp_path: Path, gcs_server: Any, gcs_gets: list[tuple[str, str]]
+) -> None:
+    bucket = gcs_server.client().create_bucket(f"sig-{uuid.uuid4().hex[:10]}")
+    data = {f"g/{i} +x.bin": os.urandom(700 + 333 * i) for i in range(5)}
+    for key, body in data.items():
+        bucket.blob(key).upload_from_string(body)
+    job = {"type": "backend", "bucket": {"name": bucket.name, "provider": "gcp"}}
+    catalogs = {}
+    for mode in ("curl", "sdk"):
+        home = new_home(tmp_path / mode)
+        home.env.update(gcs_server.env, DLENGINE_CLOUD_GET=mode)
+        gcs_gets.clear()
+        job_id = home.submit(job)
+        res = home.run()
+        assert res.returncode == 0, res.stderr[-3000:]
+        status = home.status(job_id)
+        assert (status["done_cnt"], status["error_cnt"]) == (len(data), 0), (mode, _errors(home))
+        root = home.mountpaths[0] / "gcp" / bucket.name
+        assert {k: (root / k).read_bytes() for k in data} == data
+        media = [ua for path, ua in gcs_gets if path.startswith(f"/download/storage/v1/b/{bucket.name}/o/")]
+        by_loop = [ua for ua in media if ua == "dlengine"]
+        assert len(by_loop) == (len(data) if mode == "curl" else 0), gcs_gets
+        # the emulator sends no Last-Modified with a media download: the SDK's comes from the metadata
+        catalogs[mode] = {k: v[:5] for k, v in _catalog(home).items()}
+        home.stop_all()
+    assert catalogs["curl"] == catalogs["sdk"]
+    assert all(v[3] and v[4] for v in catalogs["curl"].values())  # generation and checksum recorded

@@ -11,17 +11,19 @@ The SDK is imported lazily: without it ``gs://`` links go over public HTTPS
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from dlengine import errors
 from dlengine.sources import checksums
-from dlengine.sources.base import ObjectInfo, ReadableStream, Request, translating
+from dlengine.sources.base import ObjectInfo, ReadableStream, Request, SignedGet, translating
 
 EXTRA = "pip install 'dlengine[gcs]'"
 SCHEME = "gs"
@@ -141,6 +143,21 @@ class GCSSource:
                 reader.seek(offset)
         return ReadableStream(reader, info, offset, translated)
 
+    def signed_get(self, key: str, listed: ObjectInfo | None = None) -> SignedGet | None:
+        """The JSON API's media download of ``key`` for the libcurl loop,
+        with the client's credentials as a bearer token (refreshed here
+        when expired; none for the anonymous client or the emulator)."""
+        with translated(self.link(key)):
+            sdk = client()
+            headers = _bearer(sdk)
+        if headers is None:
+            return None
+        base = str(sdk.api_endpoint or "").rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            return None
+        url = f"{base}/download/storage/v1/b/{quote(self.bucket, safe='')}/o/{quote(key, safe='')}?alt=media"
+        return SignedGet(url, headers, _Refine(listed))
+
     def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
         """Store a verified local file as ``key``, with ``metadata`` (the
         blob's custom metadata) when given."""
@@ -168,6 +185,52 @@ class GCSSource:
         if blob is None:
             raise errors.SourceNotFoundError(f"{self.link(key)}: HTTP 404 not found")
         return blob
+
+
+def _bearer(sdk: Any) -> dict[str, str] | None:
+    """The Authorization header of the client's credentials ({} when
+    anonymous); None for credentials that cannot make one."""
+    from google.auth.credentials import AnonymousCredentials
+
+    credentials = sdk._credentials  # the client's own (no public accessor)
+    if credentials is None or isinstance(credentials, AnonymousCredentials):
+        return {}
+    if not getattr(credentials, "valid", False) or not getattr(credentials, "token", None):
+        from google.auth.transport.requests import Request as AuthRequest
+
+        with _lock:  # one refresh at a time; the others then find it valid
+            if not credentials.valid:
+                credentials.refresh(AuthRequest())
+    token = getattr(credentials, "token", None)
+    return {"Authorization": f"Bearer {token}"} if token else None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Refine:
+    """A media download's answer read as ``_info`` reads the blob: the
+    generation header is the version; where the answer lacks what the
+    listing said (the emulator sends no ETag or generation) and is the
+    listed object (same size and checksum), the listing's values stand."""
+
+    listed: ObjectInfo | None
+
+    def __call__(self, info: ObjectInfo, headers: Mapping[str, str]) -> ObjectInfo:
+        found = {k: v for k, v in info.checksums.items() if k in ("md5", "crc32c")}
+        if "md5=" not in headers.get("x-goog-hash", ""):
+            found.pop("md5", None)  # a composite object: an ETag that looks like an MD5 is none
+        version = headers.get("x-goog-generation") or None
+        etag = info.etag
+        listed = self.listed
+        if listed is not None and self._same(listed, info, found, version):
+            etag, version = listed.etag or etag, listed.version or version
+        return dataclasses.replace(info, etag=etag, version=version, checksums=found)
+
+    @staticmethod
+    def _same(listed: ObjectInfo, info: ObjectInfo, found: Mapping[str, str], version: str | None) -> bool:
+        if version is not None:
+            return version == listed.version
+        shared = [algo for algo in found if algo in listed.checksums]
+        return info.size == listed.size and bool(shared) and all(found[a] == listed.checksums[a] for a in shared)
 
 
 def _info(blob: Any) -> ObjectInfo:

@@ -290,7 +290,7 @@ class S3Source:
         offset = request.offset if "ContentRange" in response else 0
         return ReadableStream(response["Body"], _info(request.key, response), offset, translated)
 
-    def signed_get(self, key: str) -> SignedGet | None:
+    def signed_get(self, key: str, listed: ObjectInfo | None = None) -> SignedGet | None:
         """The GET of ``key`` as a presigned URL (SigV4 in the query, valid
         ``PRESIGN_EXPIRES``), for the libcurl loop; None when the SDK must
         do it (no credentials, a key a URL cannot carry as it is)."""

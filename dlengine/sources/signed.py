@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 
 from dlengine import errors
-from dlengine.sources.base import SignedGet
+from dlengine.sources.base import ObjectInfo, SignedGet
 
 __all__ = ["signed_get"]
 
@@ -29,8 +29,10 @@ log = logging.getLogger("dlengine.signed")
 _SCHEMES = ("s3", "gs", "az")
 
 
-def signed_get(link: str) -> SignedGet | None:
-    """The signed GET of a cloud link, or None to use the SDK's path."""
+def signed_get(link: str, listed: ObjectInfo | None = None) -> SignedGet | None:
+    """The signed GET of a cloud link, or None to use the SDK's path.
+    ``listed``: what a listing said of the object (backend jobs), for
+    sources whose answer lacks some of it."""
     scheme, sep, _ = link.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
         return None
@@ -42,7 +44,7 @@ def signed_get(link: str) -> SignedGet | None:
         return None  # the registry's answer (public HTTPS, or the missing extra) stands
     try:
         sign = getattr(registry.cloud_source(scheme, bucket), "signed_get", None)
-        get: SignedGet | None = sign(key) if sign is not None else None
+        get: SignedGet | None = sign(key, listed) if sign is not None else None
     except errors.DlengineError as exc:
         # the SDK path meets the same problem and reports it as the outcome
         log.debug("%s: no signed GET (%s); the SDK fetches it", link, exc)

@@ -31,6 +31,7 @@ from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.redact import install_log_redaction
+from dlengine.sources.base import ObjectInfo
 from dlengine.sources.signed import signed_get
 from dlengine.storage import durable, layout
 from dlengine.supervisor import work
@@ -212,7 +213,7 @@ class Worker:
                 self._curl.submit(task, ctx)
                 return
             # a cloud object: its signed GET to the loop too (signed here, off the loop thread)
-            signed = signed_get(task.link) if self.settings.cloud_get == "curl" else None
+            signed = signed_get(task.link, _listed(task)) if self.settings.cloud_get == "curl" else None
             if signed is not None:
                 self._curl.submit(task, ctx, signed)
                 return
@@ -271,6 +272,15 @@ class Worker:
         deadline = time.monotonic() + 5
         while self._running and time.monotonic() < deadline:
             self._report(conn, self._collect(timeout=0.1))
+
+
+def _listed(task: Task) -> ObjectInfo | None:
+    """What the listing said of a backend job's object."""
+    if task.size is None and task.etag is None and task.version is None:
+        return None
+    algo, _, digest = (task.checksum or "").partition(":")
+    sums = {algo: digest} if algo and digest else {}
+    return ObjectInfo(task.name, task.size, task.etag, task.version, checksums=sums)
 
 
 _STOP: object = object()

