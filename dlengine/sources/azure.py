@@ -14,23 +14,26 @@ HTTPS fallback).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 from dlengine import errors
-from dlengine.sources.base import ObjectInfo, Request, translating
+from dlengine.sources import checksums
+from dlengine.sources.base import ObjectInfo, Request, SignedGet, translating
 
 EXTRA = "pip install 'dlengine[azure]'"
 SCHEME = "az"
 ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
 ENV_ACCOUNT_URL = "AZURE_STORAGE_ACCOUNT_URL"
 ENV_ACCOUNT = "AZURE_STORAGE_ACCOUNT"
+SAS_HOURS = 1  # a signed GET's life; a transfer starts at once (retries sign again)
 
 _lock = threading.Lock()
 _client: list[Any] = []
@@ -188,6 +191,20 @@ class AzureSource:
                 return AzureStream(None, ObjectInfo(key=request.key, etag=request.if_none_match), 0, True)
         return AzureStream(downloader, _info(request.key, downloader.properties), request.offset)
 
+    def signed_get(self, key: str, listed: ObjectInfo | None = None) -> SignedGet | None:
+        """The blob's GET for the libcurl loop: its URL with a read-only
+        SAS for this one blob, signed with the account key of the
+        connection string; the bare URL for an anonymous client (public
+        containers). None for token credentials (the SDK path stays)."""
+        with translated(self.link(key)):
+            sdk = client()
+            url = str(sdk.get_blob_client(self.container, key).url)
+            sas = _blob_sas(sdk, self.container, key)
+        if sas is None:
+            return None
+        joined = f"{url}{'&' if '?' in url else '?'}{sas}" if sas else url
+        return SignedGet(joined, {}, refine_answer)
+
     def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
         """Store a verified local file as ``key``, with its Content-MD5 and
         ``metadata`` when given (Azure's names are C# identifiers: ``-`` is
@@ -215,6 +232,36 @@ class AzureSource:
 
     def _blob(self, key: str) -> Any:
         return client().get_blob_client(self.container, key)
+
+
+def _blob_sas(sdk: Any, container: str, key: str) -> str | None:
+    """A read SAS of one blob ("" without credentials); None when the
+    credential holds no account key."""
+    credential = sdk.credential
+    if credential is None:
+        return ""
+    account_key = getattr(credential, "account_key", None)
+    if not account_key:
+        return None
+    from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+    expiry = datetime.now(timezone.utc) + timedelta(hours=SAS_HOURS)
+    sas: str = generate_blob_sas(
+        sdk.account_name, container, key, account_key=account_key,
+        permission=BlobSasPermissions(read=True), expiry=expiry,
+    )  # fmt: skip
+    return sas
+
+
+def refine_answer(info: ObjectInfo, headers: Mapping[str, str]) -> ObjectInfo:
+    """A blob GET's answer read as ``_info`` reads the SDK's properties:
+    the version id, and the blob's stored MD5 (also on a ranged answer)."""
+    found = {k: v for k, v in info.checksums.items() if k == "md5"}
+    stored = checksums.b64_to_hex(headers.get("x-ms-blob-content-md5", ""))
+    if stored:
+        found["md5"] = stored
+    version = headers.get("x-ms-version-id") or None
+    return dataclasses.replace(info, version=version, checksums=found)
 
 
 def _download_args(request: Request, conditions: Any) -> dict[str, Any]:
