@@ -23,7 +23,7 @@ from dlengine.errors import (
     SpecError,
     UnsafeNameError,
 )
-from dlengine.sources import hf
+from dlengine.sources import hf, hfroute
 from dlengine.sources.base import ObjectInfo, Request
 from dlengine.spec import hflink, normalize_link
 from dlengine.spec.uri import parse_bucket_uri
@@ -334,7 +334,7 @@ def test_the_source_names_hub_errors_and_keeps_the_token_on_the_hub(
     files = {"small.txt": b"hello", "big.bin": os.urandom(LFS_THRESHOLD + 1)}
     hub.add_repo("org/unit", files, private=True)
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setattr(hf, "_stored_token", lambda: "")
+    monkeypatch.setattr(hfroute, "_stored_token", lambda: "")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     hf.forget_token()
     source = hf.HFSource()
@@ -400,7 +400,7 @@ def test_the_lister_yields_names_in_order_after_a_cursor(
     hub.add_repo("org/cursor", files)
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setattr(hf, "_stored_token", lambda: "")
+    monkeypatch.setattr(hfroute, "_stored_token", lambda: "")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     hf.forget_token()
     lister = hf.HubLister("org/cursor", {"repo_type": "dataset", "exclude": ["*.json"]})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dlengine.sources import hf
+from dlengine.sources import hf, hfroute
 from dlengine.sources.base import Request
 from tests.conftest import Home
 from tests.fakehub import LFS_THRESHOLD, TOKEN, FakeHub
@@ -195,8 +195,8 @@ def test_the_token_is_read_once_and_sent_to_the_hub_only(
     monkeypatch.setenv("HF_HOME", str(token_file.parent))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     reads: list[Path] = []
-    real = hf.token_path
-    monkeypatch.setattr(hf, "token_path", lambda: reads.append(real()) or real())
+    real = hfroute.token_path
+    monkeypatch.setattr(hfroute, "token_path", lambda: reads.append(real()) or real())
     hf.forget_token()
     hub.reset()
     cdn.reset_stats()

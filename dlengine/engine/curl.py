@@ -18,6 +18,7 @@ interpretation as every HTTP answer (``sources.answer``).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import logging
@@ -26,9 +27,9 @@ import queue
 import select
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pycurl
 
@@ -49,11 +50,39 @@ _BASE_HEADERS = ["Accept-Encoding: identity", "User-Agent: dlengine"]
 
 Report = Callable[[work.Result, bool], None]
 """Where outcomes go: (result, whether the work file may have a .meta)."""
+_Submitted = tuple[Task, work.Context, "SignedGet | None", "Route | None"]
 
 
 def eligible(link: str) -> bool:
     """Whether the loop can serve a link (plain HTTP(S))."""
     return link[:8].lower().startswith(("http://", "https://"))
+
+
+class Route(Protocol):
+    """How the loop fetches an object whose answers need its source to read
+    them (``hf://``: a redirect to a CDN carries the file's identity), built
+    per task by the source (``sources.hfroute``): the first request's URL
+    and headers (secret headers go to that URL's origin only), the request
+    each redirect leads to, and what the final answer means. Such an object
+    is fetched in one stream, never in segments."""
+
+    url: str
+    headers: dict[str, str]
+
+    def redirected(
+        self, request: Request, status: int, headers: Mapping[str, str], target: str
+    ) -> Request | tuple[ObjectInfo, int, bool]:
+        """The request to send to ``target``, or (info, offset, not
+        modified) when there is nothing more to ask for."""
+        ...
+
+    def interpret(
+        self, request: Request, status: int, headers: Mapping[str, str], reason: str, max_size: int | None
+    ) -> tuple[ObjectInfo, int, bool]: ...
+
+    def reword(self, exc: BaseException) -> BaseException:
+        """A failure as the ledger may record it (no signed URL, no token)."""
+        ...
 
 
 class _Answer:
@@ -93,12 +122,19 @@ class _Transfer:
     min_rate: int = 0  # bytes/s over a timeout window (DLENGINE_MIN_RATE)
     max_size: int | None = None  # bytes (DLENGINE_MAX_OBJECT_SIZE)
     signed: SignedGet | None = None  # a cloud object's GET (its URL is a secret)
+    route: Route | None = None  # a source's plan (hf://), else the link itself is asked for
+    hop: Request | None = None  # the request of this hop, when a route made it
+
+    @property
+    def request(self) -> Request:
+        """What this hop asks for: its conditions, headers and answer's key."""
+        return self.hop or self.receiver.request
 
     @property
     def where(self) -> str:
         """What messages name: the request's URL, or a cloud object's link
         (a signed URL carries its credential)."""
-        return self.task.link if self.signed is not None else self.url
+        return self.task.link if self.signed is not None or self.route is not None else self.url
 
     def stalled(self, now: float) -> bool:
         """Fewer than ``min_rate`` bytes/s over a whole timeout window: a
@@ -146,16 +182,25 @@ class _Transfer:
         location = self.answer.headers.get("location")
         self.redirect = redirects.next_hop(self.url, self.answer.status, location, self.hops)
         if self.redirect is not None:
+            if self.route is not None:
+                self._rerouted(self.route, self.redirect)
             return False  # followed once this answer is over
         if self.group is not None:
             self.group.check(self.segment, self.answer)
             return True
-        info, offset, not_modified = interpret(self.receiver.request, self.answer, self.max_size)
+        if self.route is not None:
+            answer = self.answer
+            info, offset, not_modified = self.route.interpret(
+                self.request, answer.status, answer.headers, answer.reason, self.max_size
+            )
+        else:
+            info, offset, not_modified = interpret(self.receiver.request, self.answer, self.max_size)
         if self.signed is not None:
             info = self.signed.refine(info, self.answer.headers)
         loop = self.loop
         bounds = None
-        if loop is not None and offset == 0 and not not_modified and loop.may_segment(self.task.link):
+        whole = offset or not_modified or self.route is not None
+        if loop is not None and not whole and loop.may_segment(self.task.link):
             bounds = segment_bounds(self.task, info, self.answer, loop.segment_threshold)
         if bounds and loop is not None:
             self.receiver.begin_segments(info, bounds)
@@ -163,6 +208,17 @@ class _Transfer:
             return True
         self.held = self.receiver.begin(info, offset, not_modified)
         return self.held is None
+
+    def _rerouted(self, route: Route, target: str) -> None:
+        """A redirect on a route: the next hop's request, or the outcome
+        when the route has nothing more to ask for."""
+        got = route.redirected(self.request, self.answer.status, self.answer.headers, target)
+        if isinstance(got, Request):
+            self.hop = got
+            return
+        self.redirect = None
+        info, offset, not_modified = got
+        self.held = self.receiver.begin(info, offset, not_modified) or self.receiver.end()
 
 
 def segment_bounds(task: Task, info: ObjectInfo, answer: _Answer, threshold: int) -> list[tuple[int, int]] | None:
@@ -271,15 +327,18 @@ class CurlLoop:
         self._multi = pycurl.CurlMulti()
         self._free: list[Any] = []
         self._active: dict[Any, _Transfer] = {}
-        self._inbox: queue.SimpleQueue[tuple[Task, work.Context, SignedGet | None] | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Submitted | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stopped = False
         self._later: list[tuple[_Group, int]] = []  # segments to start once curl returns
 
-    def submit(self, task: Task, ctx: work.Context, signed: SignedGet | None = None) -> None:
+    def submit(
+        self, task: Task, ctx: work.Context, signed: SignedGet | None = None, route: Route | None = None
+    ) -> None:
         """Start ``task`` (from any thread); its result goes to ``report``.
-        ``signed``: a cloud object's GET, asked instead of the task's link."""
-        self._inbox.put((task, ctx, signed))
+        ``signed``: a cloud object's GET, asked instead of the task's link;
+        ``route``: how to fetch a link whose answers its source reads (hf://)."""
+        self._inbox.put((task, ctx, signed, route))
         self._wake()
 
     def stop(self) -> None:
@@ -404,17 +463,20 @@ class CurlLoop:
             self._release(handle)
             self._finish(t)
 
-    def _start(self, task: Task, ctx: work.Context, signed: SignedGet | None) -> None:
+    def _start(self, task: Task, ctx: work.Context, signed: SignedGet | None, route: Route | None) -> None:
         try:
-            job = work.transfer_job(task, ctx, None, task.link, None)
+            job = work.transfer_job(task, ctx, None, route.url if route else task.link, None)
             receiver = transfer.Receiver(task, job)
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
             self._report((work.failure(task, exc, ctx), None), True)
             return
-        if receiver.kept_segments and receiver.validator:
+        if receiver.kept_segments and receiver.validator and route is None:
             self._resume_segments(task, ctx, receiver, receiver.validator, signed)
             return
-        self._add(self._transfer(task, ctx, receiver, signed))
+        t = self._transfer(task, ctx, receiver, signed)
+        if route is not None:
+            t.route, t.hop = route, dataclasses.replace(receiver.request, headers=route.headers)
+        self._add(t)
 
     def _transfer(
         self, task: Task, ctx: work.Context, receiver: transfer.Receiver, signed: SignedGet | None = None
@@ -543,6 +605,8 @@ class CurlLoop:
 
     def _fail(self, t: _Transfer, exc: BaseException) -> None:
         t.receiver.close()
+        if t.route is not None:
+            exc = t.route.reword(exc)
         self._report((work.failure(t.task, exc, t.ctx), None), True)
 
 
@@ -556,8 +620,10 @@ def _configure(handle: Any, t: _Transfer) -> None:
     the receiver's conditions, or one segment's range guarded by its
     group's ETag. Secret headers go only to the job's own origin (a
     signed GET's: only to its URL's)."""
-    request = t.receiver.request
+    request = t.request
     origin, sent = (t.signed.url, t.signed.headers) if t.signed is not None else (t.task.link, request.headers)
+    if t.route is not None:
+        origin = t.route.url
     own = redirects.headers_for(origin, t.url, sent) if t.hops else sent
     headers = [*_BASE_HEADERS, *(f"{k}: {v}" for k, v in own.items())]
     if t.ranged is not None and t.group is not None:

@@ -36,46 +36,68 @@ lazily, and the endpoint is also passed to it explicitly.
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import json
 import logging
-import os
 import re
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 
 import urllib3
 
 from dlengine import errors
 from dlengine.sources.base import ObjectInfo, Request, Stream
-from dlengine.sources.http import (
-    HTTPSource,
-    HTTPStream,
-    conditional_headers,
-    guarded_pool_manager,
-    parse_retry_after,
-    translate,
+from dlengine.sources.hfroute import (  # the Hub's protocol, shared with the libcurl route
+    DEFAULT_ENDPOINT,
+    DENIED,
+    DENIED_WITH_TOKEN,
+    available,
+    denied_reason,
+    endpoint,
+    forget_token,
+    hub_info,
+    is_file_redirect,
+    merged,
+    normalize_etag,
+    redact,
+    resume_point,
+    same_origin,
+    status_error,
+    token,
+    token_path,
 )
+from dlengine.sources.http import HTTPSource, HTTPStream, conditional_headers, guarded_pool_manager, translate
 from dlengine.spec import hflink
 from dlengine.spec.names import is_secret_header
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "DENIED",
+    "DENIED_WITH_TOKEN",
+    "EXTRA",
+    "HFSource",
+    "HubLister",
+    "available",
+    "denied_reason",
+    "endpoint",
+    "file_info",
+    "forget_token",
+    "normalize_etag",
+    "redact",
+    "resolve_url",
+    "same_origin",
+    "selects",
+    "status_error",
+    "token",
+    "token_path",
+]
 
 log = logging.getLogger("dlengine.hf")
 
 EXTRA = "pip install 'dlengine[hf]'"
-DEFAULT_ENDPOINT = "https://huggingface.co"
-DENIED = "repository is private or gated: set HF_TOKEN (or it does not exist)"
-DENIED_WITH_TOKEN = (
-    "repository is private or gated and the token has no access to it"
-    " (a gated repository needs its terms accepted on the Hub)"
-)
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_BUSY = frozenset({408, 429})
 _MAX_HUB_REDIRECTS = 5
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BASE_HEADERS = {"Accept-Encoding": "identity", "User-Agent": "dlengine"}
@@ -84,106 +106,12 @@ _BASE_HEADERS = {"Accept-Encoding": "identity", "User-Agent": "dlengine"}
 # ------------------------------------------------------------ environment
 
 
-def available() -> bool:
-    """Whether huggingface_hub is installed (without importing it: slow)."""
-    return importlib.util.find_spec("huggingface_hub") is not None
-
-
-def endpoint() -> str:
-    """``HF_ENDPOINT`` (a mirror, or a test Hub), as huggingface_hub reads it."""
-    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or DEFAULT_ENDPOINT
-
-
-_token_lock = threading.Lock()
-_token_cache: list[str | None] = []  # [token] once read: one read per process
-
-
-def token() -> str | None:
-    """``HF_TOKEN`` (or the older ``HUGGING_FACE_HUB_TOKEN``), else the token
-    file; None without one. Read once per process: a worker sends thousands
-    of requests, and the file (or huggingface_hub's lookup) is not free."""
-    with _token_lock:
-        if not _token_cache:
-            _token_cache.append(_read_token())
-        return _token_cache[0]
-
-
-def forget_token() -> None:
-    """Read the token again at its next use (after it was changed)."""
-    with _token_lock:
-        _token_cache.clear()
-
-
-def _read_token() -> str | None:
-    env = os.environ.get("HF_TOKEN", "").strip() or os.environ.get("HUGGING_FACE_HUB_TOKEN", "").strip()
-    value = env or _stored_token()
-    if value and not (value.isascii() and value.isprintable()):
-        # a header cannot carry it, and the HTTP library's error would quote it
-        raise errors.SourceDeniedError("the HuggingFace token holds characters an HTTP header cannot carry")
-    return value or None
-
-
-def token_path() -> Path:
-    """Where ``hf auth login`` stores the token, as huggingface_hub finds it."""
-    explicit = os.environ.get("HF_TOKEN_PATH", "").strip()
-    if explicit:
-        return Path(os.path.expandvars(explicit)).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache"
-    home = os.environ.get("HF_HOME", "").strip() or os.path.join(cache, "huggingface")
-    return Path(os.path.expandvars(home)).expanduser() / "token"
-
-
-def _stored_token() -> str:
-    """The token file; huggingface_hub is asked only for a token it makes
-    itself (OIDC in CI, ``HF_OIDC_RESOURCE``), which a file cannot hold."""
-    try:
-        return token_path().read_text().strip()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:  # an unreadable token file means no token
-        log.warning("cannot read the HuggingFace token file (%s); going on without it", type(exc).__name__)
-        return ""
-    if not os.environ.get("HF_OIDC_RESOURCE") or not available():
-        return ""
-    try:
-        from huggingface_hub import get_token
-
-        return str(get_token() or "").strip()
-    except Exception as exc:  # noqa: BLE001 - no token from it means no token
-        log.warning("cannot get a token from huggingface_hub (%s); going on without it", type(exc).__name__)
-        return ""
-
-
-def redact(text: str, secret: str | None) -> str:
-    """``text`` without ``secret`` in it: messages end up in the ledger."""
-    return text.replace(secret, "***") if secret else text
-
-
 def resolve_url(link: str) -> str:
     """The resolve URL an ``hf://`` link stands for, on the current endpoint."""
     try:
         return hflink.parse_link(link).resolve_url(endpoint())
     except errors.SpecError as exc:
         raise errors.PermanentError(str(exc)) from None
-
-
-def denied_reason(authorized: bool) -> str:
-    return DENIED_WITH_TOKEN if authorized else DENIED
-
-
-def status_error(
-    what: str, status: int, headers: Mapping[str, str], authorized: bool, reason: str = ""
-) -> errors.DlengineError:
-    """The dlengine error of an HTTP error status from the Hub."""
-    code = headers.get("X-Error-Code") or ""
-    if status in (401, 403) or code == "GatedRepo":
-        return errors.SourceDeniedError(f"{what}: HTTP {status}: {denied_reason(authorized)}")
-    if status in _BUSY or status >= 500:
-        retry_after = parse_retry_after(headers.get("Retry-After"))
-        return errors.ServerBusyError(f"{what}: HTTP {status} {reason}".rstrip(), retry_after=retry_after)
-    if status in (404, 410):
-        return errors.SourceNotFoundError(f"{what}: HTTP {status} {code or reason or 'not found'}".rstrip())
-    return errors.SourceHTTPError(f"{what}: HTTP {status} {code or reason}".rstrip())
 
 
 # ------------------------------------------------------------------ bytes
@@ -289,7 +217,7 @@ class HFSource:
         _discard(response)
         if info.etag and request.if_none_match == info.etag:
             return _NoBody(info, 0, not_modified=True)
-        offset, if_range = _resume_point(request, info)
+        offset, if_range = resume_point(request, info)
         if offset and offset == info.size:
             return _NoBody(info, offset, not_modified=False)  # every byte is kept already
         headers = _cdn_headers(request, location, secret)
@@ -298,7 +226,7 @@ class HFSource:
             stream = self._cdn.open(cdn)
         except errors.DlengineError as exc:
             raise _reworded(exc, secret, location, request.key) from None
-        stream.info = _merged(info, stream.info)
+        stream.info = merged(info, stream.info)
         return stream
 
 
@@ -326,17 +254,6 @@ def _raise_for_hub_status(response: urllib3.BaseHTTPResponse, url: str, *, autho
         raise status_error(url, response.status, response.headers, authorized, response.reason or "")
 
 
-def _resume_point(request: Request, info: ObjectInfo) -> tuple[int, str | None]:
-    """(offset, If-Range for the CDN). The kept bytes belong to the file
-    the Hub names now when its etag is the one they were written under;
-    the CDN's URL is then specific to those bytes."""
-    if request.offset <= 0:
-        return 0, None
-    if info.etag:
-        return (request.offset, None) if request.if_range == info.etag else (0, None)
-    return request.offset, request.if_range  # no etag from the Hub: let the CDN judge
-
-
 def _kept_whole(response: urllib3.BaseHTTPResponse, request: Request) -> bool:
     """A 416 to ``bytes=N-`` of the version we hold, whose size is N."""
     total = str(response.headers.get("Content-Range", "")).rpartition("/")[2]
@@ -345,26 +262,8 @@ def _kept_whole(response: urllib3.BaseHTTPResponse, request: Request) -> bool:
 
 
 def _hub_info(url: str, response: urllib3.BaseHTTPResponse, *, partial: bool = False) -> ObjectInfo:
-    headers = response.headers
-    linked = headers.get("X-Linked-Etag")
-    etag = normalize_etag(linked or headers.get("ETag"))
-    size = _int(headers.get("X-Linked-Size"))
-    if size is None and response.status not in _REDIRECTS:
-        size = _body_size(headers, partial)
-    digest = (etag or "").strip('"')
-    sha256 = digest if linked and _SHA256.fullmatch(digest) else None
-    return ObjectInfo(
-        key=url,
-        size=size,
-        etag=etag,
-        version=headers.get("X-Repo-Commit") or None,
-        checksums={"sha256": sha256} if sha256 else {},
-    )
-
-
-def _merged(hub: ObjectInfo, cdn: ObjectInfo) -> ObjectInfo:
-    """What the Hub said about a file, completed by what the CDN said."""
-    return replace(hub, size=hub.size if hub.size is not None else cdn.size, etag=hub.etag or cdn.etag)
+    size = None if response.status in _REDIRECTS else _body_size(response.headers, partial)
+    return hub_info(url, response.status, response.headers, size)
 
 
 def _body_size(headers: Any, partial: bool) -> int | None:
@@ -378,20 +277,8 @@ def _int(value: object) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def normalize_etag(value: str | None) -> str | None:
-    """``"<hex>"``: huggingface_hub's normalisation (no ``W/``, quoted)."""
-    if not value:
-        return None
-    return '"' + value.strip().removeprefix("W/").strip('"') + '"'
-
-
 def _is_file_redirect(response: urllib3.BaseHTTPResponse) -> bool:
-    return "X-Linked-Etag" in response.headers or "X-Linked-Size" in response.headers
-
-
-def same_origin(a: str, b: str) -> bool:
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+    return is_file_redirect(response.headers)
 
 
 def _cdn_headers(request: Request, location: str, secret: str | None) -> dict[str, str]:

@@ -2,9 +2,9 @@
 reports outcomes in batches, renews its leases.
 
 Only the main thread (the ledger thread) touches SQLite. Plain HTTP(S)
-objects, and cloud objects whose GET their source can sign
-(``sources.signed``), go to one libcurl loop on its own thread
-(``engine.curl``); the others (HF, SDK sources without a signed GET,
+objects, HF files (``sources.hfroute``) and cloud objects whose GET their
+source can sign (``sources.signed``), go to one libcurl loop on its own
+thread (``engine.curl``); the others (SDK sources without a signed GET,
 write-through buckets, throttled jobs) to download threads. Both hand
 their outcomes back through one queue; the sync thread makes a batch
 durable (one syncfs of the mountpath, or an fsync per directory) before
@@ -212,12 +212,27 @@ class Worker:
             if curl.eligible(task.link):
                 self._curl.submit(task, ctx)
                 return
+            if task.link[:5].lower() == "hf://":
+                self._submit_routed(task, ctx)
+                return
             # a cloud object: its signed GET to the loop too (signed here, off the loop thread)
             signed = signed_get(task.link, _listed(task)) if self.settings.cloud_get == "curl" else None
             if signed is not None:
                 self._curl.submit(task, ctx, signed)
                 return
         pool.put((running, ctx))
+
+    def _submit_routed(self, task: Task, ctx: work.Context) -> None:
+        """An ``hf://`` file: the libcurl loop asks the Hub's resolve URL
+        (``sources.hfroute``), without the SDK sources."""
+        from dlengine.sources import hfroute
+
+        try:
+            route = hfroute.route(task.link, ctx.headers)
+        except BaseException as exc:  # noqa: BLE001 - errors are outcomes
+            self._results.put((work.failure(task, exc, ctx), None))
+            return
+        self._curl.submit(task, ctx, route=route)
 
     def _curl_done(self, result: tuple[Outcome, Path | None], sidecar: bool) -> None:
         """From the curl thread: an outcome (``sidecar``: a .meta may exist)."""
