@@ -16,7 +16,6 @@ import pytest
 
 from dlengine.cli.hf import split
 from dlengine.errors import (
-    MissingExtraError,
     PermanentError,
     SourceDeniedError,
     SourceNotFoundError,
@@ -312,17 +311,18 @@ def test_split_puts_the_biggest_files_alone() -> None:
 
 
 def test_429_from_the_hub_is_retried_after_retry_after(hhome: Home, hub: FakeHub) -> None:
-    hub.add_repo("org/busy", {"x.json": b"{}", "y.bin": os.urandom(LFS_THRESHOLD)})
-    hub.fail("/datasets/org/busy/resolve/", 429, retry_after="1")
+    commit = hub.add_repo("org/busy", {"x.json": b"{}", "y.bin": os.urandom(LFS_THRESHOLD)})
+    hub.fail(f"/datasets/org/busy/resolve/{commit}/", 429, retry_after="1")  # the single job's, not the listed one's
     hub.fail("/api/datasets/org/busy/tree/", 429, retry_after="1")
-    single = hhome.submit({"type": "single", "bucket": {"name": "busy"}, "link": "hf://datasets/org/busy/x.json"})
+    link = f"hf://datasets/org/busy@{commit}/x.json"
+    single = hhome.submit({"type": "single", "bucket": {"name": "busy"}, "link": link})
     backend = hhome.submit(
         {"type": "backend", "bucket": {"name": "org/busy", "provider": "hf"}, "repo_type": "dataset"}
     )
     run(hhome)
     assert counts(hhome, single) == ("finished", 1, 0, 0)
     assert counts(hhome, backend) == ("finished", 2, 0, 0)
-    resolves = hub.requests("/datasets/org/busy/resolve/main/x.json")
+    resolves = hub.requests(f"/datasets/org/busy/resolve/{commit}/x.json")
     assert [s.status for s in resolves][:2] == [429, 200]
     assert resolves[1].at - resolves[0].at >= 0.9
     assert [s.status for s in hub.requests("/api/datasets/org/busy/tree/")][:2] == [429, 200]
@@ -413,10 +413,25 @@ def test_the_lister_yields_names_in_order_after_a_cursor(
     assert hub.requests("/api/datasets/org/cursor/tree/")[0].path.split("?")[0].endswith("/data")  # only that folder
 
 
-def test_listing_without_huggingface_hub_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hf, "available", lambda: False)
-    with pytest.raises(MissingExtraError, match=r"dlengine\[hf\]"):
-        hf.HubLister("org/name", {}).files()
+def test_listing_and_downloading_need_no_huggingface_hub(hhome: Home, hub: FakeHub, tmp_path: Path) -> None:
+    """The tree is listed with plain GETs (importing huggingface_hub costs
+    more than a small download): a huggingface_hub that cannot be imported
+    changes nothing."""
+    shadow = tmp_path / "shadow" / "huggingface_hub"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('huggingface_hub is not installed here')\n")
+    hhome.env["PYTHONPATH"] = str(shadow.parent)
+    files = dataset_files()
+    hub.add_repo("org/nohub", files)
+    [job] = download(hhome, "--hf-dataset", "org/nohub", "ais://nohub")
+    backend = hhome.submit(
+        {"type": "backend", "bucket": {"name": "org/nohub", "provider": "hf"}, "repo_type": "dataset"}
+    )
+    run(hhome)
+    assert counts(hhome, job) == ("finished", len(files), 0, 0)
+    assert counts(hhome, backend) == ("finished", len(files), 0, 0)
+    assert stored(hhome, "ais", "nohub") == files == stored(hhome, "hf", "org/nohub")
+    assert len(hub.requests("/api/datasets/org/nohub/tree/")) == 2 * 4  # 13 entries, 4 per page, each listing
 
 
 def test_a_sync_with_globs_is_refused(hhome: Home) -> None:

@@ -1,16 +1,22 @@
-"""HuggingFace Hub: repositories listed through ``huggingface_hub``, files
+"""HuggingFace Hub: repositories listed through the Hub's API, files
 fetched through their resolve URLs over plain HTTP.
 
 Listing (backend jobs with ``provider: "hf"``, the CLI's ``--hf-*`` flags):
-``HfApi.list_repo_tree`` (recursive, paged by the client) at the commit the
-revision points to, so the pages of one listing never mix two commits.
+``GET /api/{type}s/{repo}/tree/{commit}?recursive=true`` page after page,
+as ``HfApi.list_repo_tree`` asks it, at the commit the revision points to,
+so the pages of one listing never mix two commits. huggingface_hub itself
+is not imported: it costs more than a small download (it is asked only
+for a token it makes itself, ``HF_OIDC_RESOURCE``).
 
 Bytes: ``GET {endpoint}/[datasets/]{repo}/resolve/{revision}/{path}``
 without following redirects. A small file answers 200 (``ETag`` = its git
 blob id, ``X-Repo-Commit``), ranged on resume; an LFS file answers 302 with
 ``X-Linked-Etag`` (its sha256), ``X-Linked-Size`` and a ``Location`` on a
 CDN, whose bytes come through the HTTP source, ranged on resume. LFS files
-are verified by sha256, the others by size and ETag.
+are verified by sha256, the others by size and ETag. A worker fetches
+them through its libcurl loop instead (``sources.hfroute``, the same
+protocol); this source serves the HEADs of the CLI, write-through buckets
+and throttled jobs.
 
 One identity for a file in the listing and in the download: etag =
 ``"<sha256>"`` for LFS files, ``"<blob id>"`` for the others, so the
@@ -27,10 +33,7 @@ headers.
 
 What a revision points to is asked with one plain GET
 (``/api/{type}s/{repo}/revision/{rev}?expand=sha``): a re-run whose
-revision still names the commit it listed last needs nothing else, and
-does not pay for importing ``huggingface_hub``. That library lists trees
-(paged); it reads ``HF_ENDPOINT`` when it is imported, so it is imported
-lazily, and the endpoint is also passed to it explicitly.
+revision still names the commit it listed last needs nothing else.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ import fnmatch
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -96,6 +99,8 @@ __all__ = [
 log = logging.getLogger("dlengine.hf")
 
 EXTRA = "pip install 'dlengine[hf]'"
+API_TRIES = 4  # requests to the Hub's API per page when it is busy
+MAX_API_WAIT = 10.0  # seconds between two of them at most
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_HUB_REDIRECTS = 5
@@ -155,6 +160,12 @@ class HFSource:
 
     def api_json(self, url: str, what: str, timeout: float = 60.0) -> Any:
         """The JSON answer of one GET to the Hub's API (with the token)."""
+        return self.api_page(url, what, timeout)[0]
+
+    def api_page(self, url: str, what: str, timeout: float = 60.0) -> tuple[Any, str | None]:
+        """The JSON answer of one GET to the Hub's API, and the URL of the
+        next page (``Link: <url>; rel="next"``, on the Hub's origin only:
+        it gets the token)."""
         sent, secret = self._hub_headers(Request(url, headers={"Accept": "application/json"}))
         response = self._hub("GET", url, sent, timeout, secret)
         try:
@@ -163,9 +174,10 @@ class HFSource:
             if response.status != 200:
                 raise errors.SourceHTTPError(f"{what}: unexpected HTTP {response.status} from the Hub")
             try:
-                return json.loads(response.read())
+                body = json.loads(response.read())
             except ValueError:
                 raise errors.SourceHTTPError(f"{what}: the Hub's answer is not JSON") from None
+            return body, _next_page(url, response.headers.get("Link"), what)
         finally:
             _discard(response)
 
@@ -228,6 +240,18 @@ class HFSource:
             raise _reworded(exc, secret, location, request.key) from None
         stream.info = merged(info, stream.info)
         return stream
+
+
+def _next_page(url: str, link: str | None, what: str) -> str | None:
+    """The ``rel="next"`` target of a ``Link`` header, as requests reads it."""
+    for part in (link or "").split(","):
+        target, _, params = part.strip().partition(";")
+        if target.startswith("<") and target.endswith(">") and re.search(r"rel=\"?next\"?", params):
+            nxt = urljoin(url, target[1:-1])
+            if not same_origin(nxt, url):
+                raise errors.SourceHTTPError(f"{what}: the Hub's next page is on another origin; refused")
+            return nxt
+    return None
 
 
 def _from_hub(request: Request, response: urllib3.BaseHTTPResponse, *, authorized: bool) -> Stream:
@@ -366,9 +390,7 @@ class HubLister:
             kind = "datasets" if self.repo_type == "dataset" else "models"
             revision = quote(self.revision, safe="")
             url = f"{endpoint()}/api/{kind}/{self.repo_id}/revision/{revision}?expand=sha"
-            if self._source is None:
-                self._source = HFSource(pool_size=2)
-            answer = self._source.api_json(url, self.describe())
+            answer = self._api(url)[0]
             sha = answer.get("sha") if isinstance(answer, dict) else None
             self.commit = str(sha) if isinstance(sha, str) and sha else self.revision
             log.info("%s is commit %s", self.describe(), self.commit)
@@ -376,27 +398,52 @@ class HubLister:
 
     def files(self, prefix: str = "", suffix: str = "") -> Sequence[ObjectInfo]:
         """Every selected file of the repo at the revision's commit."""
-        api, secret = _api()
         commit = self.resolve()
-        with _translated(self.describe(), secret):
-            return [
-                info
-                for info in self._tree(api, commit, _folder(prefix))
-                if selects(info.key, prefix, suffix, self.include, self.exclude)
-            ]
+        return [
+            info
+            for info in self._tree(commit, _folder(prefix))
+            if selects(info.key, prefix, suffix, self.include, self.exclude)
+        ]
 
-    def _tree(self, api: Any, commit: str, folder: str) -> Iterator[ObjectInfo]:
-        try:
-            for entry in api.list_repo_tree(
-                self.repo_id, folder or None, recursive=True, expand=False, revision=commit, repo_type=self.repo_type
-            ):
+    def _tree(self, commit: str, folder: str) -> Iterator[ObjectInfo]:
+        """``GET /api/{type}s/{repo}/tree/{commit}[/{folder}]?recursive=true``,
+        page after page (``Link`` headers), as huggingface_hub's
+        ``list_repo_tree`` asks it; not through that library: importing it
+        costs more than a small download."""
+        kind = "datasets" if self.repo_type == "dataset" else "models"
+        path = "/" + quote(folder, safe="") if folder else ""
+        url: str | None = f"{endpoint()}/api/{kind}/{self.repo_id}/tree/{quote(commit, safe='')}{path}"
+        url = f"{url}?recursive=true&expand=false"
+        while url is not None:
+            try:
+                page, url = self._api(url)
+            except errors.SourceNotFoundError as exc:
+                if folder and "EntryNotFound" in str(exc):
+                    return  # the prefix names a folder the repo does not have
+                raise
+            if not isinstance(page, list):
+                raise errors.SourceHTTPError(f"{self.describe()}: the Hub's tree is not a list")
+            for entry in page:
                 info = file_info(entry)
                 if info is not None:
                     yield info
-        except Exception as exc:
-            if folder and _missing_entry(exc):
-                return  # the prefix names a folder the repo does not have
-            raise
+
+    def _api(self, url: str) -> tuple[Any, str | None]:
+        """One page of the Hub's API; a busy Hub (429, 5xx) is asked again
+        after its Retry-After (at most ``API_TRIES`` times, as
+        huggingface_hub's own backoff does)."""
+        if self._source is None:
+            self._source = HFSource(pool_size=2)
+        for attempt in range(1, API_TRIES + 1):
+            try:
+                return self._source.api_page(url, self.describe())
+            except errors.ServerBusyError as exc:
+                if attempt == API_TRIES:
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else 0.5 * 2**attempt
+                log.info("%s: the Hub is busy; asking again in %.1f s", self.describe(), min(wait, MAX_API_WAIT))
+                time.sleep(min(wait, MAX_API_WAIT))
+        raise AssertionError("unreachable")
 
 
 def _folder(prefix: str) -> str:
@@ -405,69 +452,18 @@ def _folder(prefix: str) -> str:
 
 
 def file_info(entry: Any) -> ObjectInfo | None:
-    """A file of ``list_repo_tree`` (None for a folder)."""
-    blob_id = getattr(entry, "blob_id", None)
-    if not blob_id:
+    """A file of a tree page (None for a folder): ``path``, ``oid`` (its
+    blob id), ``size``, ``lfs.oid`` (its sha256)."""
+    blob_id = entry.get("oid") if isinstance(entry, Mapping) and entry.get("type") == "file" else None
+    if not blob_id or not isinstance(entry.get("path"), str):
         return None
-    sha256 = _lfs_sha256(getattr(entry, "lfs", None))
-    size = getattr(entry, "size", None)
+    lfs = entry.get("lfs")
+    digest = str(lfs.get("oid") or lfs.get("sha256") or "").lower() if isinstance(lfs, Mapping) else ""
+    sha256 = digest if _SHA256.fullmatch(digest) else None
+    size = entry.get("size")
     return ObjectInfo(
-        key=str(entry.path),
+        key=entry["path"],
         size=size if isinstance(size, int) else None,
         etag=f'"{sha256 or blob_id}"',
         checksums={"sha256": sha256} if sha256 else {},
     )
-
-
-def _lfs_sha256(lfs: Any) -> str | None:
-    if lfs is None:
-        return None
-    value = getattr(lfs, "sha256", None) or (lfs.get("sha256") if isinstance(lfs, Mapping) else None)
-    digest = str(value or "").lower()
-    return digest if _SHA256.fullmatch(digest) else None
-
-
-def _api() -> tuple[Any, str | None]:
-    """An ``HfApi`` on the current endpoint, and the token it sends."""
-    if not available():
-        raise errors.MissingExtraError(f"HuggingFace repositories are listed with huggingface_hub: {EXTRA}")
-    from huggingface_hub import HfApi
-
-    from dlengine import __version__  # here: dlengine/__init__ imports the registry, which imports us
-
-    secret = token()
-    api = HfApi(endpoint=endpoint(), token=secret or False, library_name="dlengine", library_version=__version__)
-    return api, secret
-
-
-@contextmanager
-def _translated(what: str, secret: str | None) -> Iterator[None]:
-    """huggingface_hub's (and its HTTP library's) exceptions -> dlengine's."""
-    try:
-        yield
-    except errors.DlengineError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every library's exceptions end here
-        raise _hub_error(exc, what, secret) from None
-
-
-def _hub_error(exc: Exception, what: str, secret: str | None) -> errors.DlengineError:
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if not isinstance(status, int):
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        return errors.SourceConnectionError(redact(f"{what}: {type(exc).__name__}: {first_line}", secret))
-    headers = {str(k): str(v) for k, v in getattr(response, "headers", {}).items()}
-    return status_error(what, status, _titled(headers), authorized=secret is not None)
-
-
-def _titled(headers: Mapping[str, str]) -> dict[str, str]:
-    """Header names as ``status_error`` looks them up, whatever their case."""
-    wanted = {"x-error-code": "X-Error-Code", "retry-after": "Retry-After"}
-    return {wanted.get(name.lower(), name): value for name, value in headers.items()}
-
-
-def _missing_entry(exc: Exception) -> bool:
-    response = getattr(exc, "response", None)
-    headers = _titled({str(k): str(v) for k, v in getattr(response, "headers", {}).items()})
-    return getattr(response, "status_code", None) == 404 and headers.get("X-Error-Code") == "EntryNotFound"
