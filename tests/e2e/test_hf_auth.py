@@ -8,9 +8,9 @@ from __future__ import annotations
 import stat
 
 from tests.conftest import Home
+from tests.e2e.test_hf import cdn, dataset_files, hhome, hub, stored  # noqa: F401 - fixtures
 from tests.fakehub import TOKEN, FakeHub
 from tests.httpd import TestHTTPServer
-from tests.test_hf import cdn, dataset_files, hhome, hub, stored  # noqa: F401 - fixtures
 
 
 def test_hf_auth_reaches_a_private_repo_and_stays_secret(hhome: Home, hub: FakeHub, cdn: TestHTTPServer) -> None:  # noqa: F811

@@ -15,7 +15,7 @@ import requests
 
 from dlengine.api.server import API_THREADS
 from tests.conftest import Home, wait_for
-from tests.test_api import DOWNLOAD, Api, ledger_consistent, start_api
+from tests.e2e.test_api import DOWNLOAD, Api, ledger_consistent, start_api
 
 JOB = {"type": "single", "bucket": {"name": "b"}, "link": "http://127.0.0.1:9/x", "object_name": "x"}
 JSON = "application/json"

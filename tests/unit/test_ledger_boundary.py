@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "dlengine"
+PACKAGE = Path(__file__).resolve().parent.parent.parent / "dlengine"
 SQL = re.compile(r"\.execute(many|script)?\(|\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b")
 # the worker process still holds a connection (claims.claim/report/renew)
 CONNECTION_HOLDERS = {"supervisor/worker.py"}

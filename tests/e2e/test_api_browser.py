@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Home, wait_for
-from tests.test_api import Api, start_api
+from tests.e2e.test_api import Api, start_api
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")

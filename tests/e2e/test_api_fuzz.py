@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from dlengine.api import openapi
 from tests.conftest import Home
-from tests.test_api import DOWNLOAD, Api, check_schema, ledger_consistent, start_api
+from tests.e2e.test_api import DOWNLOAD, Api, check_schema, ledger_consistent, start_api
 
 # A closed port on loopback: even a job accepted by mistake fetches nothing
 # from anywhere else.

@@ -98,7 +98,7 @@ def test_object_names_cannot_reach_the_work_files(home: Home, httpd: TestHTTPSer
 def test_the_http_api_refuses_a_directory_destination(home: Home, tmp_path: Path) -> None:
     """A client of `serve` must not choose where on this machine files go
     (~/.ssh/authorized_keys would be one job away)."""
-    from tests.test_api import start_api
+    from tests.e2e.test_api import start_api
 
     api = start_api(home)
     try:

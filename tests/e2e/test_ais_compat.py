@@ -25,9 +25,9 @@ import pytest
 
 from tests.cloud_servers import S3Server
 from tests.conftest import Home, wait_for
+from tests.e2e.test_ais_wire import ERR_HTTP, JOB_INFOS, check_status
+from tests.e2e.test_api import DOWNLOAD, Api, start_api
 from tests.httpd import Fault, TestHTTPServer
-from tests.test_ais_wire import ERR_HTTP, JOB_INFOS, check_status
-from tests.test_api import DOWNLOAD, Api, start_api
 
 DESC_PREFIX = "downloader-test-integration"
 

@@ -520,7 +520,7 @@ def test_parse_size_and_braces() -> None:
 
 def test_standalone(tmp_path: Path) -> None:
     (tmp_path / "file.bin").write_bytes(b"on disk")
-    script = Path(__file__).with_name("httpd.py")
+    script = Path(__file__).parent.parent / "httpd.py"
     command = [sys.executable, str(script), "--root", str(tmp_path), "--port", "0"]
     command += ["--generate", "/abc/shard-{001..003}.tar:10KiB"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:

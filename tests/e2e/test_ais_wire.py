@@ -30,8 +30,8 @@ import pytest
 
 from tests.cloud_servers import S3Server
 from tests.conftest import ROOT, Home, wait_for
+from tests.e2e.test_api import DOWNLOAD, Api, start_api
 from tests.httpd import Fault, TestHTTPServer
-from tests.test_api import DOWNLOAD, Api, start_api
 
 # ------------------------------------------------- Go's types, mirrored
 

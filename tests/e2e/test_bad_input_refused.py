@@ -12,7 +12,7 @@ from dlengine.cli import output
 from dlengine.errors import SpecError
 from dlengine.spec import parse_job
 from tests.conftest import Home
-from tests.test_api import ledger_consistent, start_api
+from tests.e2e.test_api import ledger_consistent, start_api
 
 B = {"name": "b"}
 LINK = "http://127.0.0.1:9/x.bin"

@@ -1,0 +1,1 @@
+"""Unit tests: in-process, no server and no subprocess."""
