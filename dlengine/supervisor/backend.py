@@ -18,7 +18,6 @@ from pathlib import Path
 from dlengine import listing
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewObject
-from dlengine.sources import registry
 from dlengine.sources.base import ObjectInfo
 from dlengine.spec import load_spec
 from dlengine.spec.model import JobSpec
@@ -33,6 +32,8 @@ def backend_pages(spec: JobSpec, job: JobRecord, ledger: Ledger) -> Iterator[tup
     after it. A lister with one version for its whole listing (a Hub
     commit) is asked for it first: if the ledger recorded the listing at
     that version, its rows are the pages and nothing else is asked."""
+    from dlengine.sources import registry  # here: it imports every source module
+
     lister = registry.lister(spec.origin.provider, spec.origin.name, spec.options)
     cursor = job.cursor or ""
     key = version = None
@@ -73,6 +74,8 @@ def sync_step(ledger: Ledger, job: JobRecord) -> bool:
     spec = load_spec(job.spec)
     if not spec.sync:
         return False
+    from dlengine.sources import registry  # here: it imports every source module
+
     lister = registry.lister(spec.origin.provider, spec.origin.name, spec.options)
     entries = ledger.vanished(job, spec.prefix, spec.suffix, lister.link(""), SYNC_BATCH)
     for entry in entries:

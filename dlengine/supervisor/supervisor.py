@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlengine.config import Settings
 from dlengine.errors import ConfigError, ErrorCode, FatalError, LedgerError, SupervisorError, SupervisorRunning
@@ -19,11 +20,13 @@ from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
 from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.storage import identity, layout
-from dlengine.supervisor import dask_executor
 from dlengine.supervisor.dispatch import Dispatcher
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.pool import MountpathPool
 from dlengine.supervisor.retry import StepFailures
+
+if TYPE_CHECKING:  # imported when used: it imports every source (urllib3, the SDKs' modules)
+    from dlengine.supervisor import dask_executor
 
 log = logging.getLogger("dlengine.supervisor")
 
@@ -142,6 +145,8 @@ class Supervisor:
         if not self.settings.remote_executor:
             self._start_pools(ledger)
             return
+        from dlengine.supervisor import dask_executor
+
         client = dask_executor.connect(self.settings.executor)
         ids = ledger.mountpath_ids([str(p) for p in self.settings.mountpaths])
         self.executor = dask_executor.DaskExecutor(self.settings, client, list(ids.values()), self.stop)
