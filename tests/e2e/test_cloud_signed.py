@@ -273,3 +273,59 @@ def test_azure_through_the_loop_records_what_the_sdk_did(tmp_path: Path, azurite
         home.stop_all()
     assert catalogs["curl"] == catalogs["sdk"]
     assert all(v[5] for v in catalogs["curl"].values())  # the stored MD5 recorded as the checksum
+
+
+def _through_loop(tmp_path: Path, signed: Any, link: str = "gs://bkt/x.bin") -> Any:
+    """One object through a CurlLoop in this process; its outcome."""
+    import queue
+    import threading
+
+    from dlengine.engine import curl
+    from dlengine.ledger.models import Task
+    from dlengine.supervisor import work
+
+    results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    loop = curl.CurlLoop(lambda result, _sidecar: results.put(result))
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        task = Task(1, "j", 1, "x.bin", link, 1, 1, "gcp", "", "bkt", 10.0, 0)
+        loop.submit(task, work.Context(workdir=tmp_path, headers={"X-Job": "job"}, fsync=False), signed)
+        outcome, _ = results.get(timeout=60)
+    finally:
+        loop.stop()
+        thread.join(10)
+    return outcome
+
+
+def test_a_signed_gets_token_goes_only_to_its_own_origin(tmp_path: Path) -> None:
+    from dlengine.ledger.states import ObjectState
+    from dlengine.sources.base import SignedGet
+    from tests.httpd import Fault, TestHTTPServer
+
+    with TestHTTPServer() as a, TestHTTPServer() as b:
+        body = os.urandom(5000)
+        b.put("/d/x", body)
+        a.put("/d/same", body)
+        a.set_fault("/r/x", Fault(status=302, location=f"{b.url}/d/x"))
+        a.set_fault("/r/same", Fault(status=302, location="/d/same"))
+        token = {"Authorization": "Bearer T0K"}
+        cross = _through_loop(tmp_path, SignedGet(f"{a.url}/r/x?sig=s3cr3t", token, lambda i, _h: i))
+        same = _through_loop(tmp_path, SignedGet(f"{a.url}/r/same?sig=s3cr3t", token, lambda i, _h: i))
+        assert cross.state is ObjectState.DONE and same.state is ObjectState.DONE, (cross, same)
+        sent = {r.path.split("?")[0]: {k.lower(): v for k, v in r.headers.items()} for r in a.requests + b.requests}
+    assert sent["/r/x"]["authorization"] == "Bearer T0K"
+    assert "authorization" not in sent["/d/x"]  # another origin: no token
+    assert sent["/d/same"]["authorization"] == "Bearer T0K"  # the signed URL's own origin keeps it
+    assert all("x-job" not in h for h in sent.values())  # a cloud GET carries its own headers only
+    assert (tmp_path / "gcp" / "bkt" / "x.bin").read_bytes() == body
+
+
+def test_a_failed_signed_get_names_the_link_not_the_url(tmp_path: Path) -> None:
+    from dlengine.sources.base import SignedGet
+    from tests.cloud_servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/bkt/x.bin?X-Amz-Credential=AKID%2Fscope&X-Amz-Signature=s3cr3t"
+    outcome = _through_loop(tmp_path, SignedGet(url, {}, lambda i, _h: i), link="s3://bkt/x.bin")
+    assert outcome.code.value == "refused" and outcome.error.startswith("s3://bkt/x.bin: connection refused")
+    assert "s3cr3t" not in outcome.error and "AKID" not in outcome.error
