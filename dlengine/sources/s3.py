@@ -215,14 +215,32 @@ def _new_presigner(sdk: Any, bucket: str) -> _Presigner | None:
     credentials = boto3.session.Session().get_credentials()
     if credentials is None:
         return None
+    region = _bucket_region(sdk, bucket)
+    if region != sdk.meta.region_name:  # the SDK follows the bucket's region: its endpoint, its signing region
+        sdk = boto3.session.Session().client("s3", region_name=region, config=sdk.meta.config)
     probe = urlsplit(sdk.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": _PROBE}))
     if not probe.path.endswith("/" + _PROBE) or probe.scheme not in ("http", "https"):
         return None
     default = ":443" if probe.scheme == "https" else ":80"
     host = probe.netloc.removesuffix(default)
     origin = f"{probe.scheme}://{probe.netloc}"
-    region = sdk.meta.region_name or "us-east-1"
     return _Presigner(origin, host, probe.path[: -len(_PROBE)], region, credentials)
+
+
+def _bucket_region(sdk: Any, bucket: str) -> str:
+    """The bucket's region (one HEAD per bucket and process; S3 names it
+    even when it refuses the HEAD), else the client's: a SigV4 URL signed
+    for another region is refused, where the SDK would have followed."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    region: str = sdk.meta.region_name or "us-east-1"
+    try:
+        metadata = sdk.head_bucket(Bucket=bucket).get("ResponseMetadata", {})
+    except ClientError as exc:
+        metadata = exc.response.get("ResponseMetadata", {})
+    except BotoCoreError:
+        return region
+    return str((metadata.get("HTTPHeaders") or {}).get("x-amz-bucket-region") or region)
 
 
 def _plain_key(key: str) -> bool:

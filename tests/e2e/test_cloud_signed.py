@@ -329,3 +329,18 @@ def test_a_failed_signed_get_names_the_link_not_the_url(tmp_path: Path) -> None:
     outcome = _through_loop(tmp_path, SignedGet(url, {}, lambda i, _h: i), link="s3://bkt/x.bin")
     assert outcome.code.value == "refused" and outcome.error.startswith("s3://bkt/x.bin: connection refused")
     assert "s3cr3t" not in outcome.error and "AKID" not in outcome.error
+
+
+def test_a_bucket_of_another_region_is_signed_for_its_region(s3_server: S3Server) -> None:
+    """The client is us-east-1; the bucket lives in eu-west-1: the URL is
+    signed for eu-west-1 (as the SDK, which follows the bucket's region)."""
+    name = f"eu-{uuid.uuid4().hex[:8]}"
+    s3_server.client().create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    got = s3.S3Source(name).signed_get("k.bin")
+    assert got is not None
+    scope = dict(parse_qsl(urlsplit(got.url).query))["X-Amz-Credential"]
+    assert scope.split("/")[2] == "eu-west-1", scope
+    home = s3.S3Source(f"us-{uuid.uuid4().hex[:8]}")
+    s3_server.client().create_bucket(Bucket=home.bucket)
+    got = home.signed_get("k.bin")
+    assert got is not None and "/us-east-1/s3/" in dict(parse_qsl(urlsplit(got.url).query))["X-Amz-Credential"]
