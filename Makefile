@@ -7,8 +7,8 @@ test:
 	python3 -m coverage run -m pytest -q && python3 -m coverage combine -q && python3 -m coverage report
 
 lint:
-	python3 -m ruff check dlengine tests bench bin
-	python3 -m ruff format --check dlengine tests bench bin
+	python3 -m ruff check dlengine tests bench bin harness
+	python3 -m ruff format --check dlengine tests bench bin harness
 	python3 -m mypy
 
 bench:

@@ -25,7 +25,7 @@ one keep-alive connection; ``--wget-max`` caps the object count).
 
 The data is served on 127.0.0.1 by nginx when installed (config, logs and
 temp paths all in the work directory, so it runs as root without touching
-/etc or /var), else by ``tests/httpd.py --root DIR --port P``, else by
+/etc or /var), else by ``harness/httpd.py --root DIR --port P``, else by
 ``python3 -m http.server``.  No traffic leaves 127.0.0.1 (proxy variables
 are removed from every child's environment).
 
@@ -354,7 +354,7 @@ def generate(ds: Dataset, scenarios: Iterable[str]) -> None:
 
 
 class Server:
-    """nginx, tests/httpd.py or http.server on 127.0.0.1, serving ``root``."""
+    """nginx, harness/httpd.py or http.server on 127.0.0.1, serving ``root``."""
 
     def __init__(self, kind: str, root: Path, workdir: Path) -> None:
         self.root = root
@@ -375,7 +375,7 @@ class Server:
 
     @staticmethod
     def _httpd() -> Path | None:
-        path = REPO / "tests" / "httpd.py"
+        path = REPO / "harness" / "httpd.py"
         try:
             text = path.read_text()
         except OSError:
@@ -390,7 +390,7 @@ class Server:
         if kind == "nginx" and not self._nginx():
             raise SystemExit("bench: --server nginx, but nginx is not installed")
         if kind == "httpd" and not self._httpd():
-            raise SystemExit("bench: --server httpd, but tests/httpd.py has no --root/--port mode")
+            raise SystemExit("bench: --server httpd, but harness/httpd.py has no --root/--port mode")
         return kind
 
     def start(self, probe: str) -> None:
@@ -412,7 +412,7 @@ class Server:
             self.version = first_line([nginx, "-v"])
         elif self.kind == "httpd":
             cmd = [sys.executable, str(self._httpd()), "--root", str(self.root), "--port", str(self.port)]
-            self.version = "tests/httpd.py (threaded, sendfile)"
+            self.version = "harness/httpd.py (threaded, sendfile)"
         else:
             cmd = [
                 sys.executable,
@@ -1353,7 +1353,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--server",
         choices=("auto", "nginx", "httpd", "python"),
         default="auto",
-        help="auto: nginx if installed, else tests/httpd.py, else python3 -m http.server",
+        help="auto: nginx if installed, else harness/httpd.py, else python3 -m http.server",
     )
     p.add_argument(
         "--profile",

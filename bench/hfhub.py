@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A minimal fake HuggingFace Hub for ``bench/hf_bench.py``, in its own
-process (bench/ does not import tests/; ``tests/fakehub.py`` is the one the
+process (bench/ does not import tests/; ``harness/fakehub.py`` is the one the
 tests drive, with faults and private repos this one leaves out).
 
 It answers what ``huggingface_hub`` (``snapshot_download``) and dlengine ask:

@@ -5,7 +5,7 @@
 is 7.2 GB/h and 72 GB/h) a fresh ``DLENGINE_HOME`` gets one job of huge
 generated objects, one per download thread (2 worker processes x 4 threads,
 no connection limit), and ``dlengine run`` downloads it from the test HTTP
-server (``tests/httpd.py``, in this process, default socket buffers). The
+server (``harness/httpd.py``, in this process, default socket buffers). The
 server's byte counter is sampled every 0.1 s; after a warm-up (default 5 s)
 the rate over the next 60 s is the least-squares slope of the counter over
 those 600 samples. Then both rates run at once as two jobs (4 objects each).
@@ -56,7 +56,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.httpd import Fault, TestHTTPServer  # noqa: E402
+from harness.httpd import Fault, TestHTTPServer  # noqa: E402
 
 MB = 1_000_000
 HUGE = 1 << 40  # generated on the fly, never finished within a run

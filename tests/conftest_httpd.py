@@ -1,4 +1,4 @@
-"""Pytest fixtures for the test HTTP server (``tests/httpd.py``).
+"""Pytest fixtures for the test HTTP server (``harness/httpd.py``).
 
 Register from ``tests/conftest.py`` with
 ``pytest_plugins = ["tests.conftest_httpd"]`` (root conftest only) or
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.httpd import TestHTTPServer
+from harness.httpd import TestHTTPServer
 
 __all__ = ["httpd", "httpd_session"]
 

@@ -17,7 +17,7 @@ from dlengine.client import Client
 from dlengine.config import load_settings
 from dlengine.ledger.ledger import Ledger
 from dlengine.supervisor.dispatch import Dispatcher
-from tests.cloud_servers import GCSServer, S3Server
+from harness.cloud_servers import GCSServer, S3Server
 from tests.conftest import Home
 
 

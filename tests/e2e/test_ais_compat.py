@@ -1,7 +1,7 @@
 """AIStore's downloader tests (ais/test/downloader_test.go), ported.
 
 Each test keeps the name and the steps of its Go original, with links
-served by tests/httpd.py and remote buckets by moto, against `dlengine
+served by harness/httpd.py and remote buckets by moto, against `dlengine
 serve` on loopback. ``AisApi`` sends the bodies AIStore's Go API marshals
 (``api.DownloadSingle`` & co: every field of ``dload.Base``, the bucket as
 ``cmn.Bck``) and reads answers as its types do (test_ais_wire.py decodes
@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from tests.cloud_servers import S3Server
+from harness.cloud_servers import S3Server
+from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import Home, wait_for
 from tests.e2e.test_ais_wire import ERR_HTTP, JOB_INFOS, check_status
 from tests.e2e.test_api import DOWNLOAD, Api, start_api
-from tests.httpd import Fault, TestHTTPServer
 
 DESC_PREFIX = "downloader-test-integration"
 

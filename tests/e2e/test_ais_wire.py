@@ -28,10 +28,10 @@ from typing import Any
 
 import pytest
 
-from tests.cloud_servers import S3Server
+from harness.cloud_servers import S3Server
+from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import ROOT, Home, wait_for
 from tests.e2e.test_api import DOWNLOAD, Api, start_api
-from tests.httpd import Fault, TestHTTPServer
 
 # ------------------------------------------------- Go's types, mirrored
 

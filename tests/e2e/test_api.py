@@ -33,8 +33,8 @@ from dlengine.api.server import MAX_BODY_BYTES
 from dlengine.errors import SpecError
 from dlengine.ledger import jobs
 from dlengine.ledger.states import ObjectState
+from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import ROOT, Home, wait_for
-from tests.httpd import Fault, TestHTTPServer
 
 DOWNLOAD = "/v1/download"
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")

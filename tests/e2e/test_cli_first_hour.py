@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 
 from dlengine.progress import Follower
+from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import ROOT, Home, wait_for
-from tests.httpd import Fault, TestHTTPServer
 
 
 def test_wait_ends_with_the_destination_and_the_failures(home: Home, httpd: TestHTTPServer) -> None:

@@ -22,9 +22,9 @@ from dlengine.ledger import jobs
 from dlengine.sources import registry, s3
 from dlengine.sources.http import HTTPSource
 from dlengine.supervisor.dispatch import Dispatcher
-from tests.cloud_servers import AzuriteServer, GCSServer, S3Server
+from harness.cloud_servers import AzuriteServer, GCSServer, S3Server
+from harness.httpd import TestHTTPServer
 from tests.conftest import Home
-from tests.httpd import TestHTTPServer
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import Home, wait_for
-from tests.httpd import Fault, TestHTTPServer
 
 
 def _shards(httpd: TestHTTPServer, count: int, size: int = 20_000, prefix: str = "/abc/shard-") -> dict[str, bytes]:

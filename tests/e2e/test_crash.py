@@ -1,5 +1,5 @@
 """Real kills: ``kill -9`` of the whole ``dlengine run`` process group mid-body
-and mid-commit, of one worker process, and a chaos loop (``bench/chaos.py``,
+and mid-commit, of one worker process, and a chaos loop (``harness/chaos.py``,
 whose long variant runs by hand). After each, the objects must be complete,
 byte-identical, stored once, with counters equal to the rows, and the bytes
 downloaded twice at most one chunk per interrupted object."""
@@ -14,9 +14,9 @@ import sqlite3
 
 import pytest
 
-from bench.chaos import Chaos, Plan
+from harness.chaos import Chaos, Plan
+from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import Home, counters_match_rows, wait_for, worker_pids
-from tests.httpd import Fault, TestHTTPServer
 
 CHUNK = 1 << 20  # DLENGINE_CHUNK's default, set explicitly
 

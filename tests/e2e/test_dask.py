@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from dlengine.ledger.ledger import Ledger
+from harness.httpd import Fault, TestHTTPServer
+from harness.seaweedfs import SeaweedFS
 from tests.conftest import Home, counters_match_rows, wait_for
-from tests.httpd import Fault, TestHTTPServer
-from tests.seaweedfs import SeaweedFS
 
 distributed = pytest.importorskip(
     "distributed", reason="dask.distributed is not installed (pip install -e '.[dask]' or '.[test]')"

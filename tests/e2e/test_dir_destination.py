@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.httpd import TestHTTPServer
 from tests.conftest import Home
-from tests.httpd import TestHTTPServer
 
 
 def _cli(home: Home, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.httpd import TestHTTPServer
 from tests.conftest import Home, counters_match_rows, tmpfs
-from tests.httpd import TestHTTPServer
 
 DISK = 2 << 20
 

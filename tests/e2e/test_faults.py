@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from harness.httpd import Fault, RequestRecord, TestHTTPServer
 from tests.conftest import Home, counters_match_rows, new_home, wait_for
-from tests.httpd import Fault, RequestRecord, TestHTTPServer
 
 SIZE = 600_001
 CUT = 200_003  # where resets and stalls happen: not on a chunk boundary

@@ -1,4 +1,4 @@
-"""HuggingFace Hub, end to end against a fake Hub (``tests/fakehub.py``)
+"""HuggingFace Hub, end to end against a fake Hub (``harness/fakehub.py``)
 that the real huggingface_hub client reads too: whole repos, globs, single
 files, revisions, sha256 verification, private repos and the token,
 batching, incremental re-runs, 429 with Retry-After."""
@@ -27,9 +27,9 @@ from dlengine.sources.base import ObjectInfo, Request
 from dlengine.spec import hflink, normalize_link
 from dlengine.spec.uri import parse_bucket_uri
 from dlengine.storage import layout
+from harness.fakehub import LFS_THRESHOLD, TOKEN, FakeHub
+from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import HF_ENV, Home, wait_for
-from tests.fakehub import LFS_THRESHOLD, TOKEN, FakeHub
-from tests.httpd import Fault, TestHTTPServer
 
 
 def dataset_files() -> dict[str, bytes]:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import stat
 
+from harness.fakehub import TOKEN, FakeHub
+from harness.httpd import TestHTTPServer
 from tests.conftest import Home
 from tests.e2e.test_hf import cdn, dataset_files, hhome, hub, stored  # noqa: F401 - fixtures
-from tests.fakehub import TOKEN, FakeHub
-from tests.httpd import TestHTTPServer
 
 
 def test_hf_auth_reaches_a_private_repo_and_stays_secret(hhome: Home, hub: FakeHub, cdn: TestHTTPServer) -> None:  # noqa: F811

@@ -3,7 +3,7 @@ points to is recorded with the jobs, so a re-run at the same commit sends
 one request and lists nothing, a new commit fetches only the files whose
 blob id / sha256 / size changed, and a download with nothing to do ends in
 the command without a supervisor. The token is read once per process and
-sent to the Hub's origin only. Against the fake Hub (``tests/fakehub.py``)."""
+sent to the Hub's origin only. Against the fake Hub (``harness/fakehub.py``)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 
 from dlengine.sources import hf, hfroute
 from dlengine.sources.base import Request
+from harness.fakehub import LFS_THRESHOLD, TOKEN, FakeHub
+from harness.httpd import TestHTTPServer
 from tests.conftest import Home
-from tests.fakehub import LFS_THRESHOLD, TOKEN, FakeHub
-from tests.httpd import TestHTTPServer
 
 
 @pytest.fixture(scope="session")

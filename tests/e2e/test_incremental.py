@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
+from harness.httpd import TestHTTPServer
 from tests.conftest import Home, counters_match_rows
-from tests.httpd import TestHTTPServer
 
 NAMES = ("a.bin", "b.bin", "c.bin", "d.bin")
 

@@ -26,8 +26,8 @@ import pytest
 from dlengine import throttle
 from dlengine.ledger import db, jobs
 from dlengine.ledger.models import NewJob, Task
+from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import Home, wait_for
-from tests.httpd import Fault, TestHTTPServer
 
 HUGE = 1 << 31  # generated on the fly: no object ends during a measurement; fits the free space checked
 TOLERANCE = 0.10  # a 4 s window; the benchmark checks ±5% over a minute

@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.httpd import TestHTTPServer
 from tests.conftest import Home
-from tests.httpd import TestHTTPServer
 
 
 def _with_mountpaths(home: Home, *paths: Path | str) -> Home:

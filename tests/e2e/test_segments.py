@@ -14,8 +14,8 @@ from dlengine.engine.curl import RangesIgnored, _Answer, _Group, _Transfer, segm
 from dlengine.errors import SourceChangedError
 from dlengine.ledger.models import Task
 from dlengine.sources.base import ObjectInfo
+from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import Home, counters_match_rows, wait_for
-from tests.httpd import Fault, TestHTTPServer
 
 THRESHOLD = 1 << 20
 CHUNK = 1 << 16

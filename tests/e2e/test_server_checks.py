@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
+from harness.httpd import Fault, RequestRecord, TestHTTPServer
 from tests.conftest import Home, counters_match_rows, new_home, wait_for
-from tests.httpd import Fault, RequestRecord, TestHTTPServer
 
 ATTEMPTS = 4
 MAX_SIZE = 4 << 20  # DLENGINE_MAX_OBJECT_SIZE of the run

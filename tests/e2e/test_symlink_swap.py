@@ -12,8 +12,8 @@ import pytest
 
 from dlengine.errors import PermanentError, UnsafeNameError
 from dlengine.storage.layout import ensure_parent
+from harness.httpd import TestHTTPServer
 from tests.conftest import Home, wait_for, worker_pids
-from tests.httpd import TestHTTPServer
 
 
 def _tree(path: Path) -> list[str]:

@@ -14,7 +14,7 @@ from dlengine import errors
 from dlengine.net import egress
 from dlengine.sources import http
 from dlengine.sources.base import Request
-from tests.httpd import TestHTTPServer
+from harness.httpd import TestHTTPServer
 
 REFUSED = [
     "169.254.169.254",  # AWS, GCP, Azure, OCI metadata

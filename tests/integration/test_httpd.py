@@ -19,8 +19,8 @@ import pytest
 import requests
 import urllib3
 
+from harness.httpd import BLOCK_SIZE, Fault, TestHTTPServer, expand_braces, parse_size
 from tests import conftest_httpd
-from tests.httpd import BLOCK_SIZE, Fault, TestHTTPServer, expand_braces, parse_size
 
 httpd = conftest_httpd.httpd
 
@@ -520,7 +520,7 @@ def test_parse_size_and_braces() -> None:
 
 def test_standalone(tmp_path: Path) -> None:
     (tmp_path / "file.bin").write_bytes(b"on disk")
-    script = Path(__file__).parent.parent / "httpd.py"
+    script = Path(__file__).parent.parent.parent / "harness" / "httpd.py"
     command = [sys.executable, str(script), "--root", str(tmp_path), "--port", "0"]
     command += ["--generate", "/abc/shard-{001..003}.tar:10KiB"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:

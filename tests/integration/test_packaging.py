@@ -31,3 +31,5 @@ def test_wheel_holds_migrations_openapi_and_license(tmp_path: Path) -> None:
     assert any(n.endswith("licenses/LICENSE") or n.endswith("/LICENSE") for n in names)
     modules = {str(p.relative_to(ROOT)) for p in (ROOT / "dlengine").rglob("*.py")}
     assert modules <= names, sorted(modules - names)
+    # the servers shared by tests and bench (harness/), the tests and the bench stay out
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"dlengine"}

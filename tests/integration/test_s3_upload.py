@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from dlengine import errors
-from tests.seaweedfs import SeaweedFS
+from harness.seaweedfs import SeaweedFS
 
 s3 = pytest.importorskip("dlengine.sources.s3")
 pytest.importorskip("boto3")

@@ -8,7 +8,7 @@ import hashlib
 import os
 import uuid
 
-from tests.seaweedfs import SeaweedFS
+from harness.seaweedfs import SeaweedFS
 
 
 def test_seaweedfs_stores_and_serves_an_object(seaweedfs: SeaweedFS) -> None:

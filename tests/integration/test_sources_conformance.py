@@ -1,5 +1,5 @@
 """One conformance suite for every source: S3 (moto, versioning on and off),
-GCS (the emulator), Azure (Azurite) and HTTP (tests/httpd.py).
+GCS (the emulator), Azure (Azurite) and HTTP (harness/httpd.py).
 
 Each case gets a fresh bucket (or path prefix) from a ``Harness``, and
 checks the interface of ``sources/base.py``: list with prefix+suffix over
@@ -21,8 +21,8 @@ from dlengine import errors, transfer
 from dlengine.sources import azure, gcs, s3
 from dlengine.sources.base import ObjectInfo, Request
 from dlengine.sources.http import HTTPSource
-from tests.cloud_servers import AzuriteServer, GCSServer, S3Server
-from tests.httpd import Fault, TestHTTPServer
+from harness.cloud_servers import AzuriteServer, GCSServer, S3Server
+from harness.httpd import Fault, TestHTTPServer
 
 PAGE = 2  # objects per listing page: every listing below spans several
 

@@ -21,7 +21,7 @@ from dlengine.ledger.states import ObjectState
 from dlengine.sources import registry
 from dlengine.storage import remote
 from dlengine.supervisor import work
-from tests.httpd import TestHTTPServer
+from harness.httpd import TestHTTPServer
 
 
 def _s3(request: pytest.FixtureRequest) -> str:

@@ -1,4 +1,4 @@
-"""Session-scoped cloud servers on 127.0.0.1 for the tests and the bench.
+"""Cloud servers on 127.0.0.1 for the tests and the bench.
 
 - ``s3_server``: moto's S3 in this process, behind a WSGI wrapper that
   counts every request (method, path, query), so tests can assert that an
@@ -9,7 +9,8 @@
   only with DLENGINE_INSTALL_AZURITE=1); skipped, saying so, without it.
 
 Each exposes ``env``: the SDK's own variables that point a client (in this
-process or in a worker process) at it. Registered from ``tests/conftest.py``.
+process or in a worker process) at it. The tests' session fixtures of the
+same names are in ``tests/conftest_cloud.py``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 AZURITE_VERSION = "3.35.0"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -212,52 +210,3 @@ class AzuriteServer:
         from azure.storage.blob import BlobServiceClient
 
         return BlobServiceClient.from_connection_string(self.connection_string(key))
-
-
-# ----------------------------------------------------------- fixtures
-
-
-@contextmanager
-def _env(env: dict[str, str]) -> Iterator[None]:
-    """The servers' SDK variables for in-process clients (workers get them
-    through ``Home.env``)."""
-    mp = pytest.MonkeyPatch()
-    for name, value in env.items():
-        mp.setenv(name, value)
-    try:
-        yield
-    finally:
-        mp.undo()
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    pytest.importorskip("moto", reason="moto[server] is not installed (pip install -e '.[test]')")
-    server = S3Server().start()
-    with _env(server.env):
-        yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def gcs_server() -> Iterator[GCSServer]:
-    pytest.importorskip("gcp_storage_emulator", reason="gcp-storage-emulator is not installed")
-    server = GCSServer().start()
-    with _env(server.env):
-        yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
-    pytest.importorskip("azure.storage.blob", reason="azure-storage-blob is not installed")
-    binary = azurite_binary()
-    if binary is None:
-        pytest.skip(
-            f"Azurite is not installed in {azurite_dir()}: .ci/run installs it, or set {INSTALL_OPT_IN}=1"
-            " (with node and npm) to let the suite npm-install it there"
-        )
-    server = AzuriteServer(binary).start(tmp_path_factory.mktemp("azurite"))
-    with _env(server.env):
-        yield server
-    server.stop()

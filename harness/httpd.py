@@ -20,7 +20,7 @@ was downloaded twice.
 
 Run it standalone for benchmarks::
 
-    python tests/httpd.py --root DIR --port 8080 \
+    python harness/httpd.py --root DIR --port 8080 \
         --generate "/abc/shard-{001..010}.tar:10MiB"
 """
 

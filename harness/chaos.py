@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Chaos loop: ``kill -9`` a real ``dlengine run`` at random moments, again
 and again, and prove that nothing is lost, corrupted, duplicated or
 downloaded twice.
@@ -20,7 +19,8 @@ For every finished job:
   * per object, the bytes the server sent beyond its size are at most one
     chunk per interrupted attempt (``DLENGINE_CHUNK``).
 
-Usage (from the repository root)::
+The suite runs a short loop (``tests/e2e/test_crash.py``); long ones run
+by hand, through ``bench/chaos.py`` (from the repository root)::
 
     python bench/chaos.py --kills 50
     python bench/chaos.py --kills 200 --seed 7 --large-size 16MiB
@@ -32,18 +32,14 @@ import argparse
 import hashlib
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.conftest import Home, counters_match_rows, new_home
-from tests.httpd import Fault, TestHTTPServer, parse_size
+from harness.home import Home, counters_match_rows, new_home
+from harness.httpd import Fault, TestHTTPServer, parse_size
 
 
 @dataclass
@@ -237,7 +233,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"interrupted attempts: {report.interrupted}, bytes re-fetched: {report.refetched}")
     print(f"worst re-fetch per interruption: {report.worst} bytes (bound: chunk = {plan.chunk})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
