@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.seaweedfs import SeaweedFS, weed_binary  # noqa: E402  (as bench/dask_bench.py)
+from harness.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
 
 BUCKET = "bench-peers"
 RESULTS = ROOT / "bench" / "RESULTS-cloud.md"

@@ -20,9 +20,9 @@ import pytest
 
 from dlengine.redact import redact
 from dlengine.sources import s3, sigv4
-from tests.cloud_servers import S3Server
+from harness.cloud_servers import S3Server
+from harness.seaweedfs import SeaweedFS
 from tests.conftest import Home, new_home
-from tests.seaweedfs import SeaweedFS
 
 SECRET_PARAMS = ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token")
 

@@ -6,7 +6,7 @@ port) without the token; what the Hub said (sha256 / blob id, commit) is
 recorded, and a stored copy is confirmed without asking the CDN.
 
 libcurl is recognised by what it sends and urllib3 does not (``Accept: */*``).
-Against the fake Hub (``tests/fakehub.py``) and its CDN (``tests/httpd.py``)."""
+Against the fake Hub (``harness/fakehub.py``) and its CDN (``harness/httpd.py``)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.fakehub import TOKEN, FakeHub, git_blob_id
+from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import Home
-from tests.fakehub import TOKEN, FakeHub, git_blob_id
-from tests.httpd import Fault, TestHTTPServer
 
 
 @pytest.fixture(scope="module")

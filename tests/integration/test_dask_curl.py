@@ -1,6 +1,6 @@
 """A Dask batch's objects through the worker process's libcurl loop
 (``dlengine/supervisor/dask_curl.py``), called in this process as a Dask
-worker calls it: real HTTP source (tests/httpd.py), SeaweedFS as the store.
+worker calls it: real HTTP source (harness/httpd.py), SeaweedFS as the store.
 The cluster-level tests (concurrency per Dask thread) are in test_dask.py."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.supervisor import dask_curl, work
 from dlengine.supervisor.dask_executor import run_batch
-from tests.httpd import Fault, TestHTTPServer
-from tests.seaweedfs import SeaweedFS
+from harness.httpd import Fault, TestHTTPServer
+from harness.seaweedfs import SeaweedFS
 
 
 @pytest.fixture
