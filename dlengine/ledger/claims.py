@@ -29,10 +29,13 @@ WHERE id IN (SELECT id FROM objects
 RETURNING id, name, link, attempts, size, etag, version, checksum
 """
 
+# what the catalog holds of a claim's names: one statement per claimed job
+# and chunk of names, not one per row
 _STORED_SQL = """
-SELECT size, etag, version, checksum, last_modified, source, stored_time FROM catalog
-WHERE provider = ? AND namespace = ? AND bucket = ? AND name = ?
+SELECT name, size, etag, version, checksum, last_modified, source, stored_time FROM catalog
+WHERE provider = ? AND namespace = ? AND bucket = ? AND name IN ({})
 """
+CHUNK = 500  # names or ids per IN list (well below SQLite's variable limit)
 
 
 def claim(conn: sqlite3.Connection, mountpath_id: int, owner: str, limit: int, lease_seconds: float) -> list[Task]:
@@ -52,14 +55,26 @@ def claim(conn: sqlite3.Connection, mountpath_id: int, owner: str, limit: int, l
             rows = conn.execute(_CLAIM_SQL, params).fetchall()
             if rows and job["state"] == "pending":
                 conn.execute("UPDATE jobs SET state = 'running', started_time = ? WHERE seq = ?", (now, job["seq"]))
-            tasks += [_task(conn, job, row, mountpath_id) for row in rows]
+            stored = _stored(conn, job, [row["name"] for row in rows])
+            tasks += [_task(job, row, mountpath_id, stored.get(row["name"])) for row in rows]
             if len(tasks) >= limit:
                 break
     return tasks
 
 
-def _task(conn: sqlite3.Connection, job: sqlite3.Row, row: sqlite3.Row, mountpath_id: int) -> Task:
-    hit = conn.execute(_STORED_SQL, (job["provider"], job["namespace"], job["bucket"], row["name"])).fetchone()
+def _stored(conn: sqlite3.Connection, job: sqlite3.Row, names: list[str]) -> dict[str, StoredInfo]:
+    """The catalog's entries for ``names`` in the job's bucket."""
+    found: dict[str, StoredInfo] = {}
+    bucket = (job["provider"], job["namespace"], job["bucket"])
+    for start in range(0, len(names), CHUNK):
+        chunk = names[start : start + CHUNK]
+        sql = _STORED_SQL.format(",".join("?" * len(chunk)))
+        for hit in conn.execute(sql, (*bucket, *chunk)):
+            found[hit[0]] = StoredInfo(*hit[1:])
+    return found
+
+
+def _task(job: sqlite3.Row, row: sqlite3.Row, mountpath_id: int, stored: StoredInfo | None) -> Task:
     return Task(
         id=row["id"],
         job_id=job["id"],
@@ -79,7 +94,7 @@ def _task(conn: sqlite3.Connection, job: sqlite3.Row, row: sqlite3.Row, mountpat
         version=row["version"],
         checksum=row["checksum"],
         connections=job["conns"] or 0,
-        stored=StoredInfo(**dict(hit)) if hit else None,
+        stored=stored,
     )
 
 
@@ -118,6 +133,13 @@ SELECT j.provider, j.namespace, j.bucket, o.name, o.size, ?, o.link, o.etag, o.v
 FROM objects o JOIN jobs j ON j.seq = o.job WHERE o.id = ?
 """
 
+# done outcomes of a report, set-based: the rows this owner still leases
+# (one SELECT), their updates (one executemany), their catalog entries (one
+# INSERT ... SELECT per mountpath)
+_LEASED_SQL = "SELECT id, job FROM objects WHERE id IN ({}) AND owner = ? AND state = 'running'"
+_DONE_SQL = _FINAL_SQL.replace("RETURNING job\n", "")
+_CATALOG_MANY_SQL = _CATALOG_SQL.replace("WHERE o.id = ?", "WHERE o.id IN ({})")
+
 
 def report(conn: sqlite3.Connection, owner: str, outcomes: Sequence[Outcome]) -> list[str]:
     """Record a batch of outcomes in one transaction (group commit).
@@ -128,8 +150,12 @@ def report(conn: sqlite3.Connection, owner: str, outcomes: Sequence[Outcome]) ->
     now = time.time()
     touched: set[int] = set()
     fatal: dict[int, str] = {}
+    done = [o for o in outcomes if o.state is ObjectState.DONE and not o.fatal]
     with write(conn):
+        touched |= _apply_done(conn, owner, done, now)
         for out in outcomes:
+            if out.state is ObjectState.DONE and not out.fatal:
+                continue
             job = _apply(conn, owner, out, now)
             if job is None:
                 continue
@@ -141,17 +167,42 @@ def report(conn: sqlite3.Connection, owner: str, outcomes: Sequence[Outcome]) ->
         return finish_jobs(conn, touched)
 
 
+def _apply_done(conn: sqlite3.Connection, owner: str, outcomes: list[Outcome], now: float) -> set[int]:
+    """Done outcomes in a few statements per ``CHUNK`` instead of two per
+    row (the supervisor of a Dask cluster reports hundreds at once); rows
+    no longer leased by ``owner`` are left alone. Returns their jobs."""
+    jobs: set[int] = set()
+    for start in range(0, len(outcomes), CHUNK):
+        chunk = outcomes[start : start + CHUNK]
+        ids = [o.task_id for o in chunk]
+        leased = dict(conn.execute(_LEASED_SQL.format(",".join("?" * len(ids))), (*ids, owner)).fetchall())
+        mine = [o for o in chunk if o.task_id in leased]
+        if not mine:
+            continue
+        conn.executemany(_DONE_SQL, [_final_params(o, now, owner) for o in mine])
+        by_mountpath: dict[str, list[int]] = {}
+        for out in mine:
+            by_mountpath.setdefault(out.mountpath, []).append(out.task_id)
+        for mountpath, rows in by_mountpath.items():
+            conn.execute(_CATALOG_MANY_SQL.format(",".join("?" * len(rows))), (mountpath, now, *rows))
+        jobs.update(leased[o.task_id] for o in mine)
+    return jobs
+
+
+def _final_params(out: Outcome, now: float, owner: str) -> tuple[object, ...]:
+    size = out.size if out.state in (ObjectState.DONE, ObjectState.SKIPPED) else None
+    return (
+        out.state.value, out.size, size, out.etag, out.version, out.checksum,
+        out.last_modified, _error(out), _code(out), now, out.task_id, owner,
+    )  # fmt: skip
+
+
 def _apply(conn: sqlite3.Connection, owner: str, out: Outcome, now: float) -> int | None:
     if out.state is ObjectState.PENDING:
         back = (_error(out), _code(out), out.next_try, int(out.release), out.task_id, owner)
         row = conn.execute(_RETRY_SQL, back).fetchone()
         return None if row is None else int(row[0])
-    size = out.size if out.state in (ObjectState.DONE, ObjectState.SKIPPED) else None
-    params = (
-        out.state.value, out.size, size, out.etag, out.version, out.checksum,
-        out.last_modified, _error(out), _code(out), now, out.task_id, owner,
-    )  # fmt: skip
-    row = conn.execute(_FINAL_SQL, params).fetchone()
+    row = conn.execute(_FINAL_SQL, _final_params(out, now, owner)).fetchone()
     if row is None:
         return None
     if out.state is ObjectState.DONE:

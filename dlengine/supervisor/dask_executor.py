@@ -70,7 +70,7 @@ EXTRA = "pip install 'dlengine[dask]'"
 SCHEME = "dask://"
 RENEW_INTERVAL = 1.0
 BATCHES_PER_SLOT = 2  # one running, one waiting on each Dask thread
-BATCH_OBJECTS = 128  # rows per batch at least: the scheduler's and supervisor's cost is per batch
+BATCH_OBJECTS = 512  # rows per batch at least: the scheduler's and supervisor's cost is per batch
 DEADLINE_BASE = 2.0  # seconds a batch may take beyond its rounds of downloads (start-up, the scheduler)
 TIMEOUTS_PER_OBJECT = 2  # a round of downloads may take this many job timeouts (connect, stall)
 MIN_RATE = 1 << 20  # bytes/s a known size is allowed to go at, at the slowest
@@ -364,21 +364,40 @@ class DaskExecutor(threading.Thread):
 
     def _collect(self, ledger: Ledger) -> None:
         done = [f for f in self._inflight if f.done()]
+        if not done:
+            return
+        results = self._gather([f for f in done if f.status == "finished"])
         outcomes: list[Outcome] = []
         for future in done:
-            outcomes += self._outcomes(future, self._inflight.pop(future).tasks)
-        if outcomes:
-            for job_id in ledger.report(self.owner, outcomes):
-                log.info("job %s finished", job_id)
+            tasks = self._inflight.pop(future).tasks
+            got = results.get(future.key)
+            outcomes += got if got is not None else self._lost(future, tasks)
+        for job_id in ledger.report(self.owner, outcomes):
+            log.info("job %s finished", job_id)
 
-    def _outcomes(self, future: Any, tasks: list[Task]) -> list[Outcome]:
+    def _gather(self, futures: list[Any]) -> dict[Any, list[Outcome]]:
+        """The results of finished batches in one round trip (not one per
+        batch), given up after ``RESULT_TIMEOUT`` (seen under load: never
+        wait for ever); on any error each is asked on its own."""
+        if not futures:
+            return {}
+        try:
+            results = self.client.sync(self.client._gather, futures, callback_timeout=RESULT_TIMEOUT)
+            return {f.key: r for f, r in zip(futures, results, strict=True)}
+        except Exception:  # one of them failed or timed out: each on its own
+            log.debug("gathering %d batches failed; one by one", len(futures), exc_info=True)
+        gathered: dict[Any, list[Outcome]] = {}
+        for future in futures:
+            try:
+                gathered[future.key] = future.result(timeout=RESULT_TIMEOUT)
+            except Exception:  # noqa: BLE001 - _lost says why
+                continue
+        return gathered
+
+    def _lost(self, future: Any, tasks: list[Task]) -> list[Outcome]:
         reason = "cancelled"
         if future.status == "finished":
-            try:
-                result: list[Outcome] = future.result(timeout=RESULT_TIMEOUT)
-                return result
-            except TimeoutError:  # seen under load: never wait for ever
-                reason = f"its result did not arrive within {RESULT_TIMEOUT:.0f} s"
+            reason = f"its result did not arrive within {RESULT_TIMEOUT:.0f} s"
         elif future.status != "cancelled":
             reason = repr(future.exception(timeout=RESULT_TIMEOUT))
         log.warning("Dask task %s of %d object(s) failed: %s", future.key, len(tasks), reason)

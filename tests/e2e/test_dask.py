@@ -284,7 +284,7 @@ def test_batch_deadline_follows_size_timeout_and_attempts() -> None:
 def test_batches_are_large_but_spread_over_the_cluster() -> None:
     from dlengine.supervisor.dask_executor import batch_size, full_batch
 
-    assert full_batch(16) == 128 and full_batch(4) == 128 and full_batch(48) == 144
-    assert batch_size(512, threads=16, slots=2) == 128  # plenty: full batches
+    assert full_batch(16) == 512 and full_batch(4) == 512 and full_batch(48) == 528
+    assert batch_size(2048, threads=16, slots=2) == 512  # plenty: full batches
     assert batch_size(40, threads=4, slots=2) == 20  # few: one batch per Dask thread
     assert batch_size(3, threads=16, slots=8) == 16  # never below one round of threads
