@@ -16,11 +16,14 @@ Runs, each a range job of ``--count`` x ``--size`` objects into a fresh
 - ``dask N``: N Dask worker processes, real downloads and uploads;
 - ``no-I/O``: ``--noio-count`` objects whose batches return "done" on the
   worker without any request: what the supervisor + scheduler cost per
-  object, the ceiling a cluster of any size would meet.
+  object, the ceiling a cluster of any size would meet; then a run of
+  ``--noio-base`` objects, and the difference of the two ("steady state"):
+  the cost per object without the processes' start-up (imports, connect).
 
 Also the store's own PUT rate (boto3 ``put_object`` from 16 threads).
 
     python bench/dask_bench.py [--count 5000] [--size 10240] [--workers 1,2,4] [--noio-count 100000]
+        [--noio-base 2048] [--no-local] [--noio-only] [--ledger-count 50000]
 
 Writes a Markdown table to stdout (bench/RESULTS-dask.md holds a run).
 Everything listens on 127.0.0.1.
@@ -273,7 +276,8 @@ def make_data(root: Path, count: int, size: int) -> None:
 
 
 def measure(args: argparse.Namespace, bench: Bench) -> list[Result]:
-    results = [] if args.noio_only else [bench.run(f"local pools (2 x {args.threads} threads)", "local", args.count)]
+    local = not args.noio_only and not args.no_local
+    results = [bench.run(f"local pools (2 x {args.threads} threads)", "local", args.count)] if local else []
     for n in args.workers:
         cluster = Cluster(n, bench.env, bench.workdir)
         try:
@@ -281,10 +285,28 @@ def measure(args: argparse.Namespace, bench: Bench) -> list[Result]:
                 results.append(bench.run(f"dask, {n} worker(s)", cluster.executor, args.count, cluster))
             if n == args.workers[-1] and args.noio_count:
                 name = f"dask, {n} worker(s), no I/O"
-                results.append(bench.run(name, cluster.executor, args.noio_count, cluster, noio=True))
+                big = bench.run(name, cluster.executor, args.noio_count, cluster, noio=True)
+                results.append(big)
+                if args.noio_base:  # what start-up and shutdown cost, whatever the count
+                    base = bench.run(name + ", base", cluster.executor, args.noio_base, cluster, noio=True)
+                    results += [base, steady(big, base)]
         finally:
             cluster.stop()
     return results
+
+
+def steady(big: Result, base: Result) -> Result:
+    """The marginal cost per object of the no-I/O run: its CPU less that
+    of a small run (process start-up, imports, shutdown), over the objects
+    it had more."""
+    return Result(
+        f"{big.name}, steady state ({big.objects} - {base.objects} objects)",
+        big.objects - base.objects,
+        big.seconds - base.seconds,
+        big.supervisor_cpu - base.supervisor_cpu,
+        big.scheduler_cpu - base.scheduler_cpu,
+        big.workers_cpu - base.workers_cpu,
+    )
 
 
 def main() -> None:
@@ -296,6 +318,8 @@ def main() -> None:
     parser.add_argument("--noio-count", type=int, default=100_000, help="objects of the no-I/O run (0: none)")
     parser.add_argument("--ledger-count", type=int, default=50_000, help="rows of the ledger-floor run (0: none)")
     parser.add_argument("--noio-only", action="store_true", help="only the no-I/O run (on the last --workers)")
+    parser.add_argument("--noio-base", type=int, default=2048, help="objects of the no-I/O base run (0: none)")
+    parser.add_argument("--no-local", action="store_true", help="no run on the local pools")
     parser.add_argument("--py-spy", default="", help="record the no-I/O supervisor with py-spy into this file")
     parser.add_argument("--server", default="auto", help="source: nginx, httpd, python or auto")
     args = parser.parse_args()
