@@ -13,7 +13,9 @@ Runs, each a range job of ``--count`` x ``--size`` objects into a fresh
 ``s3://`` bucket, timed from ``dlengine run --executor ...`` start to exit:
 
 - ``local``: the local pools (``DLENGINE_WORKERS=2`` x ``--threads``), for reference;
-- ``dask N``: N Dask worker processes, real downloads and uploads;
+- ``dask N``: N Dask worker processes, real downloads and uploads (after a
+  ``--warmup`` run on the same cluster, if asked: the workers' imports and
+  first connections are then not in the figures);
 - ``no-I/O``: ``--noio-count`` objects whose batches return "done" on the
   worker without any request: what the supervisor + scheduler cost per
   object, the ceiling a cluster of any size would meet; then a run of
@@ -23,7 +25,7 @@ Runs, each a range job of ``--count`` x ``--size`` objects into a fresh
 Also the store's own PUT rate (boto3 ``put_object`` from 16 threads).
 
     python bench/dask_bench.py [--count 5000] [--size 10240] [--workers 1,2,4] [--noio-count 100000]
-        [--noio-base 2048] [--no-local] [--noio-only] [--ledger-count 50000]
+        [--noio-base 2048] [--no-local] [--noio-only] [--ledger-count 50000] [--warmup 0]
 
 Writes a Markdown table to stdout (bench/RESULTS-dask.md holds a run).
 Everything listens on 127.0.0.1.
@@ -282,6 +284,8 @@ def measure(args: argparse.Namespace, bench: Bench) -> list[Result]:
         cluster = Cluster(n, bench.env, bench.workdir)
         try:
             if not args.noio_only:
+                if args.warmup:  # the workers' imports and connections, not counted in the next row
+                    results.append(bench.run(f"dask, {n} worker(s), warm-up", cluster.executor, args.warmup, cluster))
                 results.append(bench.run(f"dask, {n} worker(s)", cluster.executor, args.count, cluster))
             if n == args.workers[-1] and args.noio_count:
                 name = f"dask, {n} worker(s), no I/O"
@@ -320,6 +324,7 @@ def main() -> None:
     parser.add_argument("--noio-only", action="store_true", help="only the no-I/O run (on the last --workers)")
     parser.add_argument("--noio-base", type=int, default=2048, help="objects of the no-I/O base run (0: none)")
     parser.add_argument("--no-local", action="store_true", help="no run on the local pools")
+    parser.add_argument("--warmup", type=int, default=0, help="objects of a first run on each cluster (0: none)")
     parser.add_argument("--py-spy", default="", help="record the no-I/O supervisor with py-spy into this file")
     parser.add_argument("--server", default="auto", help="source: nginx, httpd, python or auto")
     args = parser.parse_args()
