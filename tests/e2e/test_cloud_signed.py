@@ -301,7 +301,7 @@ def _through_loop(tmp_path: Path, signed: Any, link: str = "gs://bkt/x.bin") -> 
 def test_a_signed_gets_token_goes_only_to_its_own_origin(tmp_path: Path) -> None:
     from dlengine.ledger.states import ObjectState
     from dlengine.sources.base import SignedGet
-    from tests.httpd import Fault, TestHTTPServer
+    from harness.httpd import Fault, TestHTTPServer
 
     with TestHTTPServer() as a, TestHTTPServer() as b:
         body = os.urandom(5000)
@@ -323,7 +323,7 @@ def test_a_signed_gets_token_goes_only_to_its_own_origin(tmp_path: Path) -> None
 
 def test_a_failed_signed_get_names_the_link_not_the_url(tmp_path: Path) -> None:
     from dlengine.sources.base import SignedGet
-    from tests.cloud_servers import free_port
+    from harness.cloud_servers import free_port
 
     url = f"http://127.0.0.1:{free_port()}/bkt/x.bin?X-Amz-Credential=AKID%2Fscope&X-Amz-Signature=s3cr3t"
     outcome = _through_loop(tmp_path, SignedGet(url, {}, lambda i, _h: i), link="s3://bkt/x.bin")
