@@ -21,16 +21,26 @@ FORBIDDEN = {
 }
 
 
-def imported_roots(source: str) -> set[str]:
-    """The top-level names a module imports (``import a.b``, ``from a.b
-    import c``; relative imports stay inside their package)."""
-    roots = set()
+def imported_modules(source: str) -> set[str]:
+    """The absolute module names a module imports, also inside functions
+    (``import a.b``, ``from a.b import c``; relative imports stay inside
+    their package)."""
+    names = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            roots.add(node.module.split(".")[0])
-    return roots
+            names.add(node.module)
+    return names
+
+
+def imported_roots(source: str) -> set[str]:
+    return {name.split(".")[0] for name in imported_modules(source)}
+
+
+def _exists(module: str) -> bool:
+    path = ROOT.joinpath(*module.split("."))
+    return path.with_suffix(".py").is_file() or path.is_dir()  # a module, a package or a namespace package
 
 
 def violations(package: str) -> list[str]:
@@ -47,7 +57,22 @@ def test_no_import_across_the_line(package: str) -> None:
     assert violations(package) == []
 
 
+def test_imports_of_the_repository_s_own_modules_resolve() -> None:
+    """A module moved (``tests/httpd.py`` to ``harness/``) leaves no import
+    of its old place behind, not even one inside a function that only runs
+    when its test does."""
+    stale = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for package in FORBIDDEN
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for name in sorted(imported_modules(path.read_text()))
+        if name.split(".")[0] in FORBIDDEN and not _exists(name)
+    ]
+    assert stale == []
+
+
 def test_the_check_sees_every_form_of_import() -> None:
     source = "import bench.chaos\nfrom tests.conftest import Home\nfrom . import sibling\n"
     source += "def f():\n    import harness\n"
     assert imported_roots(source) == {"bench", "tests", "harness"}
+    assert _exists("harness.httpd") and _exists("tests") and not _exists("tests.httpd")
