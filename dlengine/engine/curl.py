@@ -308,6 +308,8 @@ def curl_error(code: int, message: str, url: str, refused: bool = False) -> erro
     kind, ecode = _CURL_ERRORS.get(code, (errors.SourceConnectionError, None))
     if code == pycurl.E_COULDNT_CONNECT:
         message = f"cannot connect: host unreachable or not answering ({message})"
+    elif kind is errors.SourceTimeoutError and "timeout" not in message.lower():
+        message = f"timeout ({message})"  # the word AIStore's clients look for
     elif kind is errors.TLSError:
         message = f"TLS certificate verification failed or handshake refused ({message})"
     return kind(f"{url}: {message}", code=ecode) if ecode else kind(f"{url}: {message}")
@@ -455,7 +457,7 @@ class CurlLoop:
                 t.error = transfer.Aborted()
             elif t.stalled(now):
                 t.error = errors.SourceTimeoutError(
-                    f"{t.where}: timed out: less than {max(1, t.min_rate)} bytes/s over {t.timeout:g} s"
+                    f"{t.where}: timeout: less than {max(1, t.min_rate)} bytes/s over {t.timeout:g} s"
                     " (DLENGINE_MIN_RATE; a trickle is a stall)"
                 )
             else:

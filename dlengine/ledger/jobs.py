@@ -80,12 +80,15 @@ def create_listed_job(
     dispatched: bool = True,
 ) -> str:
     """Insert a job with objects already listed (some already skipped or
-    failed) in one transaction; finished at once if none is left to do."""
+    failed) in one transaction; finished at once if none is left to do.
+    Not ``dispatched`` (a sync still to run, whose deletions are rows too):
+    its total is -1 until then, as every backend job's (AIStore's unknown)."""
+    total = len(objects) if dispatched else -1
     with write(conn):
         cur = conn.execute(
             _INSERT_JOB_SQL,
             (job.id, job.type, job.description, job.provider, job.namespace, job.bucket, job.spec,
-             job.conns, job.bytes_per_hour, job.timeout, time.time(), len(objects)),
+             job.conns, job.bytes_per_hour, job.timeout, time.time(), total),
         )  # fmt: skip
         seq = int(cur.lastrowid or 0)
         ensure_bucket(conn, job.provider, job.namespace, job.bucket)

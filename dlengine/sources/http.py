@@ -80,7 +80,7 @@ class MinimumRate:
             return
         if self._bytes < self._floor:
             raise errors.SourceTimeoutError(
-                f"{self._key}: {self._bytes} bytes in {self._waited:.1f} s, below the minimum rate of"
+                f"{self._key}: timeout: {self._bytes} bytes in {self._waited:.1f} s, below the minimum rate of"
                 f" {self._floor / self._window:g} bytes/s (DLENGINE_MIN_RATE): a trickle is a stall"
             )
         self._waited, self._bytes = 0.0, 0
@@ -364,11 +364,11 @@ def translate(exc: BaseException, url: str) -> errors.DlengineError:
     if isinstance(exc, U3SSLError | ssl.SSLError):
         return errors.SourceConnectionError(f"{url}: TLS handshake failed: {exc}", code=errors.ErrorCode.TLS)
     if _caused_by(exc, ConnectionRefusedError):
-        return errors.SourceConnectionError(f"{url}: connection refused", code=errors.ErrorCode.REFUSED)
+        return errors.SourceRefusedError(f"{url}: connection refused")  # failed at once, as on the libcurl path
     if isinstance(exc, NameResolutionError):
         return errors.SourceConnectionError(f"{url}: cannot resolve host ({exc})")
     if isinstance(exc, U3Timeout | socket.timeout | TimeoutError):
-        return errors.SourceTimeoutError(f"{url}: timed out ({exc})")
+        return errors.SourceTimeoutError(f"{url}: timeout ({exc})")
     if isinstance(exc, NewConnectionError | ProtocolError | ConnectionError | HTTPError | OSError):
         return errors.SourceConnectionError(f"{url}: {exc}")
     return errors.SourceConnectionError(f"{url}: {type(exc).__name__}: {exc}")

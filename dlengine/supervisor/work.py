@@ -158,8 +158,20 @@ def _transient(task: Task, exc: errors.TransientError, ctx: Context) -> Outcome:
         _drop_work(task, ctx)
         reason = f"{exc} (gave up after {task.attempts} attempts)"
         return Outcome(task.id, ObjectState.FAILED, error=reason, code=exc.code)
-    delay = backoff(task.attempts, exc.retry_after)
+    delay = retry_delay(task, exc, ctx)
     return Outcome(task.id, ObjectState.PENDING, error=str(exc), code=exc.code, next_try=time.time() + delay)
+
+
+def retry_delay(task: Task, exc: errors.TransientError, ctx: Context) -> float:
+    """Seconds before the next attempt: the backoff, but never longer than
+    the job's timeout after a timeout. The attempt already waited that long
+    (its own backoff), and a short timeout asks to fail fast: AIStore
+    retries a timeout at once, so its ``TestDownloadTimeout`` sees a "1ms"
+    job fail within a second (issue 14)."""
+    delay = backoff(task.attempts, exc.retry_after)
+    if isinstance(exc, errors.SourceTimeoutError):
+        delay = min(delay, task.timeout or ctx.timeout)
+    return delay
 
 
 def _drop_work(task: Task, ctx: Context) -> None:

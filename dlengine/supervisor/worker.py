@@ -137,8 +137,10 @@ class Worker:
                     self._start(conn, pool, task)
                 idle = 0.02 if tasks else min(idle * 2, 0.5)
                 next_claim = now if tasks else now + idle
-            self._report(conn, self._collect(timeout=REPORT_INTERVAL if self._running else 0))
+            retry_at = self._report(conn, self._collect(timeout=REPORT_INTERVAL if self._running else 0))
             now = time.monotonic()
+            if retry_at is not None:  # a retry due soon is claimed then, not after the idle backoff
+                next_claim, idle = min(next_claim, now + max(0.0, retry_at - time.time())), 0.02
             if now >= next_renew:
                 self._renew(conn)
                 next_renew = now + RENEW_INTERVAL
@@ -184,9 +186,11 @@ class Worker:
         else:
             durable.fsync_dirs(d for _, d in batch if d is not None)
 
-    def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, Path | None]]) -> None:
+    def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, Path | None]]) -> float | None:
+        """Record a batch; the soonest ``next_try`` (wall clock) of the rows
+        it gave back for another attempt, if any."""
         if not batch:
-            return
+            return None
         self._finished += len(batch)
         for job_id in claims.report(conn, self.owner, [o for o, _ in batch]):
             log.info("job %s finished", job_id)
@@ -196,6 +200,8 @@ class Worker:
                 self._bare.discard(outcome.task_id)
             elif outcome.state in (ObjectState.DONE, ObjectState.SKIPPED):
                 transfer.drop_work(self.mountpath, outcome.task_id)  # recorded: the .meta is no longer needed
+        retries = [o.next_try for o, _ in batch if o.state is ObjectState.PENDING and not o.release]
+        return min(retries, default=None)
 
     def _renew(self, conn: sqlite3.Connection) -> None:
         progress = {oid: r.progress for oid, r in self._running.items()}

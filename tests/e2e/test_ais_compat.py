@@ -9,16 +9,18 @@ them); ``wait_for_download`` is the original's ``waitForDownload``: a job
 has finished when its ``finished_time`` is set (``Job.JobFinished``).
 
 Not ported: mountpath, checksum-validation and ETL cases (AIStore cluster
-features), timeouts (the data path's), byte throttling (tests/test_limits.py).
+features), byte throttling (tests/test_limits.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -168,6 +170,86 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@dataclass
+class Unanswering:
+    """A loopback server that never answers. ``silent`` accepts and reads
+    the request; ``headers`` sends a status line and headers (and 3 bytes
+    of a longer body), then nothing; ``backlog`` never accepts, its queue
+    full (a connect hangs, as to a host that drops packets). ``lifetimes``:
+    how long each accepted connection lasted until the client closed it."""
+
+    kind: str
+    lifetimes: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _sockets: list[socket.socket] = field(default_factory=list)
+
+    def start(self) -> str:
+        server = self._keep(socket.socket())
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        if self.kind == "backlog":
+            for _ in range(4):  # more than the queue holds: later SYNs are dropped
+                filler = self._keep(socket.socket())
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+        else:
+            server.listen(16)
+            server.settimeout(0.1)
+            threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        return f"http://127.0.0.1:{port}/nvdata-openimages/openimages-train-000001.tar"
+
+    def _keep(self, sock: socket.socket) -> socket.socket:
+        self._sockets.append(sock)
+        return sock
+
+    def _accept(self, server: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except (TimeoutError, OSError):
+                continue
+            self._keep(conn)
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn: socket.socket) -> None:
+        """Read the request, answer (or not), then wait for the client to go."""
+        accepted = time.monotonic()
+        conn.settimeout(0.1)
+        answered = self.kind == "silent"
+        while not self._stop.is_set():
+            try:
+                data = conn.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            if not answered and b"\r\n\r\n" in data:
+                conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nETag: "u"\r\n\r\nabc')
+                answered = True
+        else:
+            return
+        self.lifetimes.append(time.monotonic() - accepted)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for sock in self._sockets:
+            sock.close()
+
+
+@contextlib.contextmanager
+def unanswering(kind: str) -> Iterator[tuple[str, Unanswering]]:
+    """A link to an :class:`Unanswering` server (``refused``: a closed port)."""
+    server = Unanswering(kind)
+    try:
+        yield (f"http://127.0.0.1:{_closed_port()}/x" if kind == "refused" else server.start()), server
+    finally:
+        server.stop()
 
 
 def _minikube(httpd: TestHTTPServer, versions: list[str]) -> str:
@@ -475,3 +557,65 @@ def test_abort_of_a_finished_job_marks_it_aborted(ais: AisApi, httpd: TestHTTPSe
     assert status["finished_time"] == finished["finished_time"]  # it had ended then
     assert status["finished_cnt"] == 1  # its object stays
     ais.remove(job_id)
+
+
+def _first_error(ais: AisApi, job_id: str) -> dict[str, Any] | None:
+    status = ais.status(job_id)
+    return status if status["error_cnt"] else None
+
+
+def _warm(ais: AisApi, httpd: TestHTTPServer) -> None:
+    """The workers running, as in AIStore's running cluster, so that what
+    is timed is the download, not the start of the worker processes."""
+    httpd.put("/warm/w", b"w")
+    ais.wait_for_download(ais.single(bck("warm"), "w", httpd.url + "/warm/w"))
+    ais.clear_download_list()
+
+
+# what the error says, as the original checks it ("deadline exceeded" or "timeout")
+UNANSWERED = {"silent": "timeout", "headers": "timeout", "backlog": "timeout", "refused": "connection refused"}
+
+
+@pytest.mark.parametrize("kind", sorted(UNANSWERED))
+def test_download_timeout(ais: AisApi, home: Home, httpd: TestHTTPServer, kind: str) -> None:
+    """A "1ms" timeout against a server that does not answer: the original
+    looks at the status one second after the start. Each attempt ends after
+    the job's timeout (connect, first byte) and, as AIStore retries a
+    timeout at once, the next one follows after at most that timeout
+    instead of the backoff: the error is there within seconds (the
+    1+2+4+8 s backoff of five attempts, with jitter, took 7.5 s at least;
+    17-20 s measured). A refused connection fails at once, unretried."""
+    _warm(ais, httpd)
+    with unanswering(kind) as (link, _):
+        body = ais.base(bck("timeout"), object_name="object", link=link, from_remote=False)
+        body["timeout"] = "1ms"  # super small timeout to see if the request will be canceled
+        started = time.monotonic()
+        job_id = ais.download("single", body)
+        status: dict[str, Any] = wait_for(lambda: _first_error(ais, job_id), timeout=60, interval=0.05)
+        elapsed = time.monotonic() - started
+    assert elapsed < 7, f"the error took {elapsed:.1f} s to show (AIStore: within a second)"
+    assert status["error_cnt"] == 1, "expected task to be marked as an error"
+    error = status["download_errors"][0]
+    assert error["name"] == "object", error
+    assert UNANSWERED[kind] in error["error"], error
+    ais.wait_for_download(job_id)
+    ais.check_downloaded_objects(home, job_id, "timeout", [])
+    ais.check_download_list()
+
+
+@pytest.mark.parametrize("kind", ["silent", "headers"])
+def test_waits_for_the_first_byte_obey_the_job_timeout(ais: AisApi, httpd: TestHTTPServer, kind: str) -> None:
+    """Every attempt against a server that accepts but does not answer
+    (or stops after its headers) ends after about the job's timeout, not
+    the default (DLENGINE_TIMEOUT, 60 s); all of them are made (a timeout
+    is retried, as AIStore does)."""
+    _warm(ais, httpd)
+    with unanswering(kind) as (link, server):
+        body = ais.base(bck("first-byte"), object_name="object", link=link, from_remote=False)
+        body["timeout"] = "300ms"
+        job_id = ais.download("single", body)
+        ais.wait_for_download(job_id, 60)
+        wait_for(lambda: len(server.lifetimes) == 5, timeout=10)
+    status = ais.status(job_id)
+    assert status["error_cnt"] == 1 and "gave up after 5 attempts" in status["download_errors"][0]["error"]
+    assert max(server.lifetimes) < 10, server.lifetimes

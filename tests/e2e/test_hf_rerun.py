@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from dlengine.cli import hf as hf_cli
+from dlengine.cli.main import main as cli_main
+from dlengine.client import Client
+from dlengine.config import load_settings
 from dlengine.sources import hf, hfroute
 from dlengine.sources.base import Request
 from harness.fakehub import LFS_THRESHOLD, TOKEN, FakeHub
@@ -178,6 +182,8 @@ def test_a_backend_sync_after_a_commit_removes_what_it_deleted(hhome: Home, hub:
     assert resolved(hub) == [] and cdn.requests == []
     status = hhome.status(job)
     assert status["state"] == "finished" and status["skipped_cnt"] == len(files) - 2
+    # the deletions are rows of the job: counted in its total, as a backend job's of any source
+    assert status["total"] == status["scheduled_cnt"] == status["finished_cnt"] == len(files)
     assert set(hhome.ls("hf://org/sync")) == set(files) - {"data/sub/c.txt", "weights/model.safetensors"}
     assert hhome.find("hf", "org/sync", "data/sub/c.txt") is None
     assert no_supervisor_started(hhome)
@@ -237,3 +243,33 @@ def test_a_backend_job_request_at_the_same_commit_is_listed_from_the_ledger(hhom
     job, stderr = download(hhome, "--hf-dataset", "org/request", "hf://org/request")
     assert "not listed again" in stderr and len(hub.requests()) == 1
     assert counts(hhome, job) == ("finished", len(files), len(files), 0)
+
+
+def test_a_listed_job_total_is_unknown_until_its_sync_ended(
+    hhome: Home, hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """AIStore's rule for a backend job (total -1 while unknown) holds for
+    one listed by the command too: its sync's deletions are still to come
+    when the command stops after recording it (killed there), so its total
+    is -1 until the supervisor's dispatcher has run the sync."""
+    files = repo_files()
+    hub.add_repo("org/total", files)
+    first_download(hhome, "--hf-dataset", "org/total", "hf://org/total", "--sync")
+    hub.commit("org/total", delete=["data/sub/c.txt"])
+    for key, value in hhome.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(hf_cli, "_sync_here", lambda client, job_id: None)  # the command stops there
+    assert cli_main(["download", "--hf-dataset", "org/total", "hf://org/total", "--sync", "--no-start"]) == 0
+    job = capsys.readouterr().out.split()[-1]
+    client = Client(load_settings())
+    try:
+        status = client.status(job)
+        assert (status["total"], status["all_dispatched"]) == (-1, False)
+        assert status["scheduled_cnt"] == len(files) - 1  # the listing, without its deletion
+    finally:
+        client.close()
+    assert hhome.run().returncode == 0
+    status = hhome.status(job)
+    assert status["all_dispatched"] and status["state"] == "finished"
+    assert status["total"] == status["scheduled_cnt"] == status["finished_cnt"] == len(files)
+    assert hhome.find("hf", "org/total", "data/sub/c.txt") is None
