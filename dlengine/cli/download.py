@@ -21,7 +21,9 @@ def job_from_args(args: argparse.Namespace) -> dict[str, Any]:
     job: dict[str, Any] = {"bucket": {"name": bucket.name, "provider": bucket.provider}}
     if bucket.namespace:
         job["bucket"]["namespace"] = bucket.namespace
-    listing = _is_bucket_listing(args.src, path)
+    # as AIStore's CLI (createDownloadJobDefinition): an object list, then
+    # braces, make a multi or range job of a cloud SRC too, not a listing
+    listing = not args.object_list and "{" not in args.src and _is_bucket_listing(args.src, path)
     if getattr(args, "sync", False) and not listing:
         raise SpecError("--sync", "only a bucket or prefix SRC (s3://bkt/prefix) can be synchronized")
     if listing:

@@ -1,7 +1,8 @@
 """`dlengine download` of a cloud prefix into another bucket, as AIStore's
 CLI does it (`ais download gs://bkt/dir/prefix- ais://local`): the listing
 is copied with skip-unchanged, and `--sync` deletes only what this source
-put into that bucket."""
+put into that bucket. And AIStore's CLI test of the downloader
+(cmd/cli/test/download.in), ported."""
 
 from __future__ import annotations
 
@@ -105,3 +106,49 @@ def test_backend_total_is_minus_one_until_listed(
         pass
     status = client.status(job_id)
     assert (status["total"], status["scheduled_cnt"], status["all_dispatched"]) == (3, 3, True)
+
+
+def test_aistore_cli_download_test(home: Home, gcs_server: GCSServer) -> None:
+    """cmd/cli/test/download.in: the original's ``ais job start download``
+    lines as ``dlengine download``, ``ais job wait download ID`` as
+    ``dlengine wait ID``; the id taken from ``show --regex R --all`` as the
+    original's awk does (the first job's row is line 2 here: the table has
+    no blank line before its header)."""
+    home.env.update(gcs_server.env)
+    name = f"minikube-{uuid.uuid4().hex[:8]}"
+    bucket = gcs_server.client().create_bucket(name)
+    for version in ("0.23.2", "0.23.3", "0.23.4", "0.25.0", "0.25.1"):
+        bucket.blob(f"iso/minikube-v{version}.iso.sha256").upload_from_string(f"sha of {version}\n")
+
+    # unquoted braces: the shell hands over 141 links
+    expanded = [f"gs://lpr-vision/imagenet/imagenet_train-{i:06d}.tgz" for i in range(141)]
+    res = home.cli("download", *expanded, "ais://clitest")
+    assert res.returncode == 2 and "too many arguments" in res.stderr, res.stderr
+    assert "enclose source in quotation marks" in res.stderr
+
+    def start_and_wait(src: str, desc: str, *extra: str) -> dict[str, object]:
+        started = home.cli("download", src, "ais://clitest", f"--desc={desc}", *extra)
+        assert started.returncode == 0, started.stderr
+        table = home.cli("show", f"--regex={desc}$", "--all").stdout.splitlines()
+        job_id = table[1].split()[0]  # awk 'NR==3 {print $1}' in the original
+        assert job_id == started.stdout.split()[-1]
+        assert home.cli("wait", job_id).returncode == 0
+        status = home.status(job_id)
+        assert status["state"] == "finished", status  # "^download.*finished$"
+        return status
+
+    # a cloud SRC is a prefix here (docs/api.md): its object keeps its key,
+    # where AIStore, the bucket having no such backend, stores the web link
+    # by its base name (and then skips it in the range below)
+    single = start_and_wait(f"gs://{name}/iso/minikube-v0.23.2.iso.sha256", "minikube")
+    assert (single["finished_cnt"], single["skipped_cnt"]) == (1, 0)  # "Done: 1 file downloaded"
+    assert list(home.ls("ais://clitest")) == ["iso/minikube-v0.23.2.iso.sha256"]
+    ranged = start_and_wait(f"gs://{name}/iso/minikube-v0.23.{{2..4}}.iso.sha256", "minikube-range")
+    assert ranged["type"] == "range" and ranged["finished_cnt"] == 3  # "Done: 3 files downloaded[, skipped: 1]"
+    listing = home.path.parent / "ais_test_dl_list.txt"
+    listing.write_text(json.dumps(["iso/minikube-v0.25.0.iso.sha256", "iso/minikube-v0.25.1.iso.sha256"]))
+    multi = start_and_wait(f"gs://{name}", "minikube-multi", f"--object-list={listing}")
+    assert multi["type"] == "multi"
+    assert (multi["finished_cnt"], multi["skipped_cnt"]) == (2, 0)  # "Done: 2 files downloaded"
+    names = [f"minikube-v{v}.iso.sha256" for v in ("0.23.2", "0.23.3", "0.23.4", "0.25.0", "0.25.1")]
+    assert sorted(home.ls("ais://clitest")) == ["iso/minikube-v0.23.2.iso.sha256", *names]

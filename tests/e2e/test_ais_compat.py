@@ -8,13 +8,17 @@ serve` on loopback. ``AisApi`` sends the bodies AIStore's Go API marshals
 them); ``wait_for_download`` is the original's ``waitForDownload``: a job
 has finished when its ``finished_time`` is set (``Job.JobFinished``).
 
-Not ported: mountpath, checksum-validation and ETL cases (AIStore cluster
-features), byte throttling (tests/test_limits.py).
+Not ported: the mountpath case (disabling a mountpath of a running
+cluster), TestDownloadOverrideObject (bucket access properties: dlengine
+has none; its skip is test_download_skip_object), ETL cases (no ETL),
+byte throttling (tests/test_limits.py). The checksum cases check what
+AIStore's ValidateWarmGet does: the recorded checksum is the stored bytes'.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import threading
@@ -405,6 +409,56 @@ def test_download_remote(ais: AisApi, home: Home, s3_server: S3Server, case: str
     ais.check_download_list(2)
 
 
+def _checksummed(httpd: TestHTTPServer, versions: list[str]) -> str:
+    """The original's GCS files, with their MD5 as ETag and Content-MD5
+    (what storage.googleapis.com's x-goog-hash gives it)."""
+    for version in versions:
+        httpd.put(f"/ck/minikube-v{version}.iso.sha256", os.urandom(65), content_md5=True)
+    return httpd.url + "/ck/"
+
+
+def _check_checksums(home: Home, bucket: str, names: list[str]) -> None:
+    """What AIStore's ValidateWarmGet checks on a GET: the stored bytes have
+    the checksum recorded for them, the source's own."""
+    conn = home.ledger()
+    try:
+        rows = conn.execute("SELECT name, checksum FROM catalog WHERE bucket = ?", (bucket,)).fetchall()
+    finally:
+        conn.close()
+    recorded = {r[0]: r[1] for r in rows}
+    for name in names:
+        stored = home.find("ais", bucket, name)
+        assert stored is not None, name
+        assert recorded[name] == "md5:" + hashlib.md5(stored.read_bytes()).hexdigest(), name
+
+
+def test_download_single_valid_external_and_internal_checksum(ais: AisApi, home: Home, httpd: TestHTTPServer) -> None:
+    base = _checksummed(httpd, ["0.23.2", "0.23.3"])
+    first = ais.single(bck("cksum-single"), "object-first", base + "minikube-v0.23.2.iso.sha256")
+    second = ais.single(bck("cksum-single"), "object-second", base + "minikube-v0.23.3.iso.sha256")
+    ais.wait_for_download(first, 10)
+    ais.wait_for_download(second, 10)
+    _check_checksums(home, "cksum-single", ["object-first", "object-second"])
+
+
+def test_download_multi_valid_external_and_internal_checksum(ais: AisApi, home: Home, httpd: TestHTTPServer) -> None:
+    base = _checksummed(httpd, ["0.23.2", "0.23.3"])
+    mapping = {"linkFirst": base + "minikube-v0.23.2.iso.sha256", "linkSecond": base + "minikube-v0.23.3.iso.sha256"}
+    job_id = ais.multi(bck("cksum-multi"), mapping)
+    ais.wait_for_download(job_id, 30)
+    ais.check_downloaded_objects(home, job_id, "cksum-multi", ["linkFirst", "linkSecond"])
+    _check_checksums(home, "cksum-multi", ["linkFirst", "linkSecond"])
+
+
+def test_download_range_valid_external_and_internal_checksum(ais: AisApi, home: Home, httpd: TestHTTPServer) -> None:
+    base = _checksummed(httpd, ["0.21.0", "0.23.0", "0.25.0"])
+    job_id = ais.range(bck("cksum-range"), base.removeprefix("http://") + "minikube-v0.{21..25..2}.0.iso.sha256")
+    ais.wait_for_download(job_id, 10)
+    expected = ["minikube-v0.21.0.iso.sha256", "minikube-v0.23.0.iso.sha256", "minikube-v0.25.0.iso.sha256"]
+    ais.check_downloaded_objects(home, job_id, "cksum-range", expected)
+    _check_checksums(home, "cksum-range", expected)
+
+
 def test_download_skip_object(ais: AisApi, home: Home, httpd: TestHTTPServer) -> None:
     link = _minikube(httpd, ["0.23.2"]) + "minikube-v0.23.2.iso.sha256"
     first = ais.wait_for_download(ais.single(bck("skip"), "obj", link))
@@ -462,6 +516,24 @@ def test_download_skip_object_remote(ais: AisApi, home: Home, s3_server: S3Serve
     third = ais.wait_for_download(ais.backend(bck("skipdst"), **fields))
     assert (third["finished_cnt"], third["skipped_cnt"]) == (20, 9)
     assert len(changed.read_bytes()) == 256
+
+
+def test_download_override_object_remote(ais: AisApi, home: Home, s3_server: S3Server) -> None:
+    """The remote objects are put again (new bytes, new ETags): the second
+    job downloads all of them again, none is skipped."""
+    keys = [f"obj-{i}" for i in range(10)]
+    client = _remote(s3_server, "override-remote", keys)
+    fields = {"backend_bck": {"name": "override-remote", "provider": "aws"}}
+    first = ais.wait_for_download(ais.backend(bck("overdst"), **fields))
+    assert (first["finished_cnt"], first["skipped_cnt"]) == (10, 0)
+    bodies = {key: os.urandom(256) for key in keys}  # m.remotePuts again
+    for key, body in bodies.items():
+        client.put_object(Bucket="override-remote", Key=key, Body=body)
+    second = ais.wait_for_download(ais.backend(bck("overdst"), **fields))
+    assert (second["finished_cnt"], second["skipped_cnt"], second["error_cnt"]) == (10, 0, 0)
+    for key, body in bodies.items():
+        stored = home.find("ais", "overdst", key)
+        assert stored is not None and stored.read_bytes() == body, key
 
 
 def test_download_sync(ais: AisApi, home: Home, s3_server: S3Server) -> None:

@@ -1,5 +1,6 @@
-"""Object names, default descriptions and backend jobs into another bucket,
-as AIStore's downloader has them (ext/dload/utils_test.go, api.go)."""
+"""Object names, default descriptions, backend jobs into another bucket
+and when a stored copy is the listed object, as AIStore's downloader has
+them (ext/dload/utils_test.go, api.go)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from dlengine import listing
 from dlengine.errors import SpecError
+from dlengine.ledger.models import CatalogEntry, NewObject
 from dlengine.providers import Provider
 from dlengine.spec import load_spec, parse_job
 from dlengine.spec.model import BucketRef
@@ -130,3 +133,34 @@ def test_backend_bck_only_on_backend_jobs() -> None:
     with pytest.raises(SpecError) as info:
         parse_job(job(type="single", link="http://h/x", backend_bck={"name": "s", "provider": "aws"}))
     assert info.value.field == "backend_bck"
+
+
+# AIStore's TestCompareObject: the original's GCS object, and a local copy
+# whose metadata is made right one field at a time
+MINIKUBE = "gs://minikube/iso/minikube-v0.23.2.iso.sha256"
+GENERATION, MD5 = "1503349750687573", "md5:7b01d3eacc5869db6eb9137f15335d27"
+
+
+def _stored(**fields: Any) -> CatalogEntry:
+    base: dict[str, Any] = {
+        "provider": "ais", "namespace": "", "bucket": "b", "name": "o", "size": 10, "mountpath": "/mp",
+        "source": "s3://minikube/iso/minikube-v0.23.2.iso.sha256", "etag": None, "version": "none",
+        "checksum": "md5:worse", "last_modified": None, "stored_time": 0.0, "job_id": None,
+    }  # fmt: skip
+    return CatalogEntry(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "equal"),
+    [
+        ({}, False),  # wrong size, source, version and checksum
+        ({"size": 65}, False),  # the size alone does not make it the same
+        ({"size": 65, "checksum": "crc32c:30a991bd"}, False),  # nor a right CRC with another source
+        ({"size": 65, "source": MINIKUBE}, False),  # nor the same source at another version
+        ({"size": 65, "source": MINIKUBE, "version": GENERATION, "checksum": MD5}, True),
+    ],
+    ids=["invalid", "size", "crc", "same-source", "same-version"],
+)
+def test_compare_object_as_aistore(fields: dict[str, Any], equal: bool) -> None:
+    listed = NewObject(name="o", link=MINIKUBE, size=65, version=GENERATION, checksum=MD5)
+    assert listing.unchanged(_stored(**fields), listed) is equal
