@@ -10,9 +10,9 @@ has finished when its ``finished_time`` is set (``Job.JobFinished``).
 
 Not ported: the mountpath case (disabling a mountpath of a running
 cluster), TestDownloadOverrideObject (bucket access properties: dlengine
-has none; its skip is test_download_skip_object), ETL cases (no ETL),
-byte throttling (tests/test_limits.py). The checksum cases check what
-AIStore's ValidateWarmGet does: the recorded checksum is the stored bytes'.
+has none; its skip is test_download_skip_object), ETL cases (no ETL).
+The checksum cases check what AIStore's ValidateWarmGet does: the
+recorded checksum is the stored bytes'.
 """
 
 from __future__ import annotations
@@ -596,6 +596,23 @@ def test_download_job_concurrency(ais: AisApi, httpd: TestHTTPServer) -> None:
     wait_for(concurrent, timeout=30, interval=0.2)
     ais.abort_download(id1)
     ais.abort_download(id2)
+
+
+def test_download_job_bytes_throttling(ais: AisApi, httpd: TestHTTPServer) -> None:
+    """5 KiB per hour: a few seconds in, the one running task has less than
+    7 KiB (the original's hard limit) of an object the server would send at
+    once. The original waits 10 s; a shorter wait is no easier to pass."""
+    httpd.put_generated("/throttle/minikube-v0.35.0.iso", 1_000_000)
+    body = ais.base(bck("throttle"), object_name="object", link=httpd.url + "/throttle/minikube-v0.35.0.iso")
+    body["limits"] = {"connections": 0, "bytes_per_hour": 5 * 1024}
+    job_id = ais.download("single", body)
+    wait_for(lambda: ais.status(job_id)["current_tasks"], timeout=30)
+    time.sleep(3)
+    status = ais.status(job_id)
+    assert len(status["current_tasks"]) == 1, "expected one running task"
+    downloaded = int(status["current_tasks"][0]["downloaded"])
+    assert downloaded < 7 * 1024, f"no more than {7 * 1024} should be downloaded, got: {downloaded}"
+    ais.abort_download(job_id)
 
 
 def test_remove_right_after_abort_agrees_with_status(ais: AisApi, httpd: TestHTTPServer) -> None:
