@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from dlengine import jobsecrets
 from dlengine.config import Settings, load_settings
@@ -33,11 +33,28 @@ from dlengine.spec import (
 from dlengine.spec.model import BucketRef
 from dlengine.spec.names import join_subdir
 from dlengine.spec.uri import parse_bucket_uri
-from dlengine.status import full, iso, summary
+from dlengine.status import JobSummary, ShownStatus, full, iso, summary
 from dlengine.storage import identity, layout
 from dlengine.storage.mountpaths import bucket_placer
 
-JobInput = JobSpec | dict[str, Any] | str | bytes
+JobInput = JobSpec | dict[str, Any] | str | bytes  # a spec, or its JSON (the CLI and API input)
+
+
+class NamedLink(TypedDict):
+    name: str
+    link: str
+
+
+class JobPlan(TypedDict):
+    """What ``submit`` would record (``--dry-run``)."""
+
+    type: str
+    count: int | None
+    first: NamedLink | None
+    last: NamedLink | None
+    bucket: str
+    destination: list[str]
+    description: str
 
 
 class Client:
@@ -151,7 +168,7 @@ class Client:
                     " directory, or use an ais:// bucket",
                 )
 
-    def plan(self, job: JobInput) -> dict[str, Any]:
+    def plan(self, job: JobInput) -> JobPlan:
         """What ``submit`` would record, without recording anything (``--dry-run``):
         type, object count, first and last objects, destination."""
         spec = _as_spec(job)
@@ -182,18 +199,17 @@ class Client:
             return [f"{Provider(provider).scheme}://{bucket}"]
         return [str(layout.bucket_dir(mp, provider, namespace, bucket)) for mp in self.settings.mountpaths]
 
-    def status(self, job_id: str, *, only_active: bool = False) -> dict[str, Any]:
+    def status(self, job_id: str, *, only_active: bool = False) -> ShownStatus:
         """The status object of a job; ``only_active`` leaves out the lists
         of finished and failed objects (AIStore's ``only_active_tasks``)."""
         job = self.ledger.job(job_id)
         status = full(self.ledger, job, tasks_limit=0) if only_active else full(self.ledger, job)
-        status["destination"] = self.destinations(job.provider, job.namespace, job.bucket, job.type)
-        return status
+        return {**status, "destination": self.destinations(job.provider, job.namespace, job.bucket, job.type)}
 
-    def summary(self, job_id: str) -> dict[str, Any]:
+    def summary(self, job_id: str) -> JobSummary:
         return summary(self.ledger.job(job_id))
 
-    def progress(self, job_id: str) -> dict[str, Any]:
+    def progress(self, job_id: str) -> JobSummary:
         """The summary, with the bytes of objects in flight counted in
         ``bytes_done`` (a 50 MiB file moves the bar while it downloads)."""
         job = self.ledger.job(job_id)
@@ -201,7 +217,7 @@ class Client:
         current["bytes_done"] += self.ledger.running_bytes(job.seq)
         return current
 
-    def list(self, regex: str | None = None, active_only: bool = False) -> list[dict[str, Any]]:
+    def list(self, regex: str | None = None, active_only: bool = False) -> list[JobSummary]:
         return [summary(j) for j in self.ledger.jobs(regex, active_only)]
 
     def abort(self, job_id: str) -> bool:
@@ -227,8 +243,8 @@ class Client:
         *,
         poll: float = 0.5,
         timeout: float | None = None,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
+        on_progress: Callable[[JobSummary], None] | None = None,
+    ) -> JobSummary:
         """Block until the job ends; returns its final summary. Asked at
         ``poll`` seconds, the first times sooner (from 10 ms, doubling): a
         job of a few small files ends well before half a second."""

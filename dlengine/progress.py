@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from dlengine.status import JobSummary
 
 
 def human_bytes(n: float) -> str:
@@ -19,20 +22,20 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def known_total(status: dict[str, Any]) -> int | None:
+def known_total(status: JobSummary) -> int | None:
     """The job's object count; None while a backend job is being listed
     (its ``total`` is AIStore's -1)."""
     total: int = status["total"]
     return total if total >= 0 else None
 
 
-def total_text(status: dict[str, Any]) -> str:
+def total_text(status: JobSummary) -> str:
     """The job's object count for people: ``?`` while it is unknown."""
     total = known_total(status)
     return "?" if total is None else str(total)
 
 
-def describe(status: dict[str, Any]) -> str:
+def describe(status: JobSummary) -> str:
     total = total_text(status)
     line = f"{status['id']} {status['state']}: {status['finished_cnt']}/{total} objects"
     if status["skipped_cnt"]:
@@ -52,7 +55,7 @@ def _terminal_width(stream: TextIO) -> int:
         return 0
 
 
-def _objects(status: dict[str, Any]) -> str:
+def _objects(status: JobSummary) -> str:
     """``3/10 obj, 1 failed``: the object counts beside the bytes bar."""
     text = f"{status['finished_cnt']}/{status['total'] or '?'} obj"
     if status["running_cnt"]:
@@ -73,13 +76,13 @@ class Follower:
         self._last_line = ""
         self._last_time = 0.0
 
-    def __call__(self, status: dict[str, Any]) -> None:
+    def __call__(self, status: JobSummary) -> None:
         if self.bar:
             self._draw_bar(status)
         else:
             self._print_line(status)
 
-    def _draw_bar(self, status: dict[str, Any]) -> None:
+    def _draw_bar(self, status: JobSummary) -> None:
         """One bar of bytes (those of objects in flight included, so speed
         and ETA move while a large file downloads), objects as its postfix."""
         from tqdm import tqdm
@@ -101,7 +104,7 @@ class Follower:
         self._tqdm.set_postfix_str(_objects(status), refresh=False)
         self._tqdm.refresh()
 
-    def _print_line(self, status: dict[str, Any]) -> None:
+    def _print_line(self, status: JobSummary) -> None:
         line = describe(status)
         now = time.monotonic()
         ended = status["state"] not in ("pending", "running")
@@ -109,7 +112,7 @@ class Follower:
             print(line, file=self.stream, flush=True)
             self._last_line, self._last_time = line, now
 
-    def close(self, final: dict[str, Any] | None = None) -> None:
+    def close(self, final: JobSummary | None = None) -> None:
         if self._tqdm is not None:
             self._tqdm.close()
             self._tqdm = None

@@ -13,11 +13,94 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypedDict
 
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
 from dlengine.redact import redact
+
+
+class BucketInfo(TypedDict):
+    name: str
+    provider: str
+    namespace: str
+
+
+class LimitsInfo(TypedDict):
+    connections: int
+    bytes_per_hour: int
+
+
+class JobSummary(TypedDict):
+    """A job's counters (AIStore's ``DlStatusResp`` without its lists)."""
+
+    id: str
+    xaction_id: str
+    type: str
+    description: str | None
+    bucket: BucketInfo
+    state: str
+    aborted: bool
+    error: str | None
+    created_time: str | None
+    started_time: str | None
+    finished_time: str | None
+    total: int
+    scheduled_cnt: int
+    pending_cnt: int
+    running_cnt: int
+    finished_cnt: int
+    done_cnt: int
+    skipped_cnt: int
+    error_cnt: int
+    aborted_cnt: int
+    all_dispatched: bool
+    bytes_done: int
+    bytes_total: int
+    limits: LimitsInfo
+    timeout: float
+
+
+class TaskInfo(TypedDict):
+    """AIStore's ``TaskDlInfo``: byte counts as strings (``json:",string"``)."""
+
+    name: str
+    downloaded: str
+    total: str
+    start_time: str | None
+    end_time: str | None
+
+
+class FinishedTask(TaskInfo):
+    size: int | None
+    skipped: bool
+
+
+class DownloadError(TypedDict):
+    name: str
+    link: str | None
+    error: str | None
+    code: str | None
+
+
+class _Spec(TypedDict, total=False):
+    spec: dict[str, Any]  # the job's JSON column, as submitted (redacted); left out of show --json and the API
+
+
+class JobStatus(JobSummary, _Spec):
+    """The summary plus the lists ``full`` adds."""
+
+    current_tasks: list[TaskInfo]
+    finished_tasks: list[FinishedTask]
+    download_errors: list[DownloadError]
+    errors_by_code: dict[str, int]
+
+
+class ShownStatus(JobStatus):
+    """A status with where its objects are stored (``Client.status``): the
+    JSON ``show`` and the API answer."""
+
+    destination: list[str]
 
 
 def iso(ts: float | None) -> str | None:
@@ -30,7 +113,7 @@ def _hide(text: str | None) -> str | None:
     return redact(text) if text else text
 
 
-def summary(job: JobRecord) -> dict[str, Any]:
+def summary(job: JobRecord) -> JobSummary:
     """The counters of one job, straight from its record (cheap)."""
     return {
         "id": job.id,
@@ -61,7 +144,7 @@ def summary(job: JobRecord) -> dict[str, Any]:
     }
 
 
-def _task(name: str, downloaded: int, total: int | None, start: float | None, end: float | None) -> dict[str, Any]:
+def _task(name: str, downloaded: int, total: int | None, start: float | None, end: float | None) -> TaskInfo:
     """AIStore's ``TaskDlInfo``: byte counts as strings (``json:",string"``)."""
     return {
         "name": name,
@@ -72,26 +155,28 @@ def _task(name: str, downloaded: int, total: int | None, start: float | None, en
     }
 
 
-def full(ledger: Ledger, job: JobRecord, *, tasks_limit: int = 1000) -> dict[str, Any]:
+def full(ledger: Ledger, job: JobRecord, *, tasks_limit: int = 1000) -> JobStatus:
     """Summary plus current tasks, finished tasks and errors."""
-    status = summary(job)
     current = ledger.objects(job.seq, ("running",), 100)
-    status["current_tasks"] = [_task(o.name, o.bytes_done, o.size, o.start_time, None) for o in current]
+    status: JobStatus = {
+        **summary(job),
+        "current_tasks": [_task(o.name, o.bytes_done, o.size, o.start_time, None) for o in current],
+        "finished_tasks": [
+            {
+                **_task(o.name, o.size or 0, o.size, o.start_time, o.end_time),
+                "size": o.size,
+                "skipped": o.state == "skipped",
+            }
+            for o in ledger.objects(job.seq, ("done", "skipped"), tasks_limit, newest_first=True)
+        ],
+        "download_errors": [
+            {"name": o.name, "link": _hide(o.link), "error": _hide(o.error), "code": o.error_code}
+            for o in ledger.objects(job.seq, ("failed",), tasks_limit)
+        ],
+        # dlengine's own: every failed object counted by ErrorCode ("" = unknown)
+        "errors_by_code": ledger.failures_by_code(job.seq),
+        "spec": json.loads(redact(job.spec)),
+    }
     # bytes of objects in flight count as done for progress
     status["bytes_done"] += sum(o.bytes_done for o in current)
-    status["finished_tasks"] = [
-        {
-            **_task(o.name, o.size or 0, o.size, o.start_time, o.end_time),
-            "size": o.size,
-            "skipped": o.state == "skipped",
-        }
-        for o in ledger.objects(job.seq, ("done", "skipped"), tasks_limit, newest_first=True)
-    ]
-    status["download_errors"] = [
-        {"name": o.name, "link": _hide(o.link), "error": _hide(o.error), "code": o.error_code}
-        for o in ledger.objects(job.seq, ("failed",), tasks_limit)
-    ]
-    # dlengine's own: every failed object counted by ErrorCode ("" = unknown)
-    status["errors_by_code"] = ledger.failures_by_code(job.seq)
-    status["spec"] = json.loads(redact(job.spec))
     return status

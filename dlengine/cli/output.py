@@ -15,7 +15,8 @@ from dlengine.spec.names import escape_unprintable
 from dlengine.supervisor.lock import HomeLock
 
 if TYPE_CHECKING:
-    from dlengine.client import Client
+    from dlengine.client import Client, JobPlan, NamedLink
+    from dlengine.status import JobSummary, ShownStatus
 
 
 def print_json(data: Any) -> None:
@@ -33,7 +34,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         print("  ".join(cells).rstrip())
 
 
-def job_list(jobs: list[dict[str, Any]]) -> None:
+def job_list(jobs: list[JobSummary]) -> None:
     if not jobs:
         print("no jobs (use --all to include finished ones)", file=sys.stderr)
         return
@@ -42,8 +43,8 @@ def job_list(jobs: list[dict[str, Any]]) -> None:
     table(("ID", "STATE", "DONE", "ERRORS", "DESCRIPTION"), rows)
 
 
-def job_detail(status: dict[str, Any], verbose: bool) -> None:
-    pairs = [
+def job_detail(status: ShownStatus, verbose: bool) -> None:
+    pairs: list[tuple[str, object]] = [
         ("ID", status["id"]),
         ("Description", status["description"]),
         ("Bucket", f"{status['bucket']['provider']}://{status['bucket']['name']}"),
@@ -67,7 +68,7 @@ def job_detail(status: dict[str, Any], verbose: bool) -> None:
         _tasks(status)
 
 
-def _objects_line(s: dict[str, Any]) -> str:
+def _objects_line(s: JobSummary) -> str:
     return (
         f"{s['finished_cnt']}/{total_text(s)} finished ({s['skipped_cnt']} skipped), {s['error_cnt']} failed,"
         f" {s['running_cnt']} running, {s['pending_cnt']} pending"
@@ -75,12 +76,12 @@ def _objects_line(s: dict[str, Any]) -> str:
     )
 
 
-def _bytes_line(s: dict[str, Any]) -> str:
+def _bytes_line(s: JobSummary) -> str:
     line = human_bytes(s["bytes_done"])
     return line + (f" of {human_bytes(s['bytes_total'])}" if s["bytes_total"] else "")
 
 
-def _tasks(status: dict[str, Any]) -> None:
+def _tasks(status: ShownStatus) -> None:
     if status.get("current_tasks"):
         print("\nRunning:")
         table(
@@ -123,7 +124,7 @@ def follow(client: Client, job_id: str, progress: bool, interval: float | None =
     poll = min(0.5, interval) if interval else 0.5
     watch = _SupervisorWatch(client.settings.lock_path)
 
-    def on_progress(status: dict[str, Any]) -> None:
+    def on_progress(status: JobSummary) -> None:
         follower(status)
         watch(status)
 
@@ -161,7 +162,7 @@ class _SupervisorWatch:
             return True
         return True
 
-    def __call__(self, status: dict[str, Any]) -> None:
+    def __call__(self, status: JobSummary) -> None:
         if self.said or status["state"] not in ("pending", "running"):
             return
         if self._alive():
@@ -182,7 +183,7 @@ class _SupervisorWatch:
 FIRST_FAILURES = 5
 
 
-def outcome(status: dict[str, Any], stream: TextIO | None = None) -> None:
+def outcome(status: ShownStatus, stream: TextIO | None = None) -> None:
     """After a followed job: where its objects are, and its first failures
     with their reasons (a count and where to see the rest)."""
     out = stream or sys.stderr
@@ -216,13 +217,13 @@ def interrupted(job_id: str, others: Sequence[str] = ()) -> None:
     )
 
 
-def submitted(status: dict[str, Any]) -> None:
+def submitted(status: ShownStatus) -> None:
     """On a terminal, after a submit without --wait: where it goes, how to follow."""
     where = ", ".join(status.get("destination") or [])
     print(f"{status['id']}: into {where}; follow it: dlengine wait {status['id']}", file=sys.stderr)
 
 
-def dry_run(plan: dict[str, Any]) -> None:
+def dry_run(plan: JobPlan) -> None:
     """What a --dry-run would submit."""
     count = plan["count"]
     pairs = [
@@ -238,5 +239,5 @@ def dry_run(plan: dict[str, Any]) -> None:
     print("(dry run: nothing was created)", file=sys.stderr)
 
 
-def _named(obj: dict[str, str] | None) -> str:
+def _named(obj: NamedLink | None) -> str:
     return "-" if obj is None else f"{obj['name']}  <- {obj['link']}"
