@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlengine.errors import ConfigError, ErrorCode, LedgerError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 BUSY_TIMEOUT_MS = 60_000
 
 
-def _migrations() -> list[tuple[int, str]]:
-    """(version, sql) for every ``migrations/NNNN_*.sql``, in order."""
+@functools.cache
+def _migration_files() -> tuple[tuple[int, Traversable], ...]:
+    """(version, file) of every ``migrations/NNNN_*.sql``, in order; listed
+    once per process (every connect checks the version; importlib.resources
+    is imported only here: workers that never migrate skip it)."""
+    from importlib import resources
+
     found = []
     for entry in resources.files("dlengine.ledger.migrations").iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), entry.read_text()))
-    return sorted(found)
+            found.append((int(name[:4]), entry))
+    return tuple(sorted(found, key=lambda item: item[0]))
+
+
+def _migrations(newer_than: int = -1) -> list[tuple[int, str]]:
+    """(version, sql) of the migrations past ``newer_than``, in order."""
+    return [(version, entry.read_text()) for version, entry in _migration_files() if version > newer_than]
 
 
 def latest_version() -> int:
-    return _migrations()[-1][0]
+    return _migration_files()[-1][0]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -182,7 +196,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             f" ({latest_version()}): upgrade dlengine, or use another DLENGINE_HOME",
             code=ErrorCode.INVALID,
         )
-    pending = [(v, sql) for v, sql in _migrations() if v > current]
+    pending = _migrations(newer_than=current)
     if not pending:
         return
     with write(conn):

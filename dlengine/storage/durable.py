@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,10 @@ def syncfs_reports_errors() -> bool:
     """syncfs(2) exists and reports write-back errors (Linux 5.8 and later):
     then one call makes a whole batch of files and renames durable, and
     says so when it could not."""
-    if _SYNCFS is None or platform.system() != "Linux":
+    if _SYNCFS is None or not sys.platform.startswith("linux"):
         return False
     try:
-        major, minor = (int(x) for x in platform.release().split(".")[:2])
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
     except ValueError:
         return False
     return (major, minor) >= (5, 8)
