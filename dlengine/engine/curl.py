@@ -22,7 +22,6 @@ import dataclasses
 import errno
 import functools
 import logging
-import os
 import queue
 import select
 import socket
@@ -39,6 +38,7 @@ from dlengine.net import egress, redirects
 from dlengine.sources import answer as answers
 from dlengine.sources.base import ObjectInfo, Request, SignedGet
 from dlengine.supervisor import work
+from dlengine.supervisor.wake import Wake
 
 log = logging.getLogger("dlengine.curl")
 
@@ -330,7 +330,7 @@ class CurlLoop:
         self._free: list[Any] = []
         self._active: dict[Any, _Transfer] = {}
         self._inbox: queue.SimpleQueue[_Submitted | None] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake = Wake()
         self._stopped = False
         self._later: list[tuple[_Group, int]] = []  # segments to start once curl returns
 
@@ -341,26 +341,20 @@ class CurlLoop:
         ``signed``: a cloud object's GET, asked instead of the task's link;
         ``route``: how to fetch a link whose answers its source reads (hf://)."""
         self._inbox.put((task, ctx, signed, route))
-        self._wake()
+        self._wake.poke()
 
     def stop(self) -> None:
         self._inbox.put(None)
-        self._wake()
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # already awake
-        except OSError:
-            pass  # the loop has ended (its pipe is closed)
+        self._wake.poke()
 
     def run(self) -> None:
         """Until ``stop``: start submitted transfers, drive them, report."""
         next_scan = 0.0
         try:
-            while not self._stopped:
+            while True:
                 self._take_inbox()
+                if self._stopped:  # at once: not after one more wait
+                    break
                 self._perform()
                 now = time.monotonic()
                 if now >= next_scan:
@@ -378,8 +372,7 @@ class CurlLoop:
                     self._release(handle)
                     self._finish(t)
             self._multi.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._wake.close()
 
     def _take_inbox(self) -> None:
         while True:
@@ -441,12 +434,9 @@ class CurlLoop:
         if timeout <= 0:
             return
         readers, writers, errs = self._multi.fdset()
-        ready, _, _ = select.select([*readers, self._wake_r], writers, errs, timeout)
-        if self._wake_r in ready:
-            try:
-                os.read(self._wake_r, 4096)
-            except BlockingIOError:
-                pass
+        ready, _, _ = select.select([*readers, self._wake.r], writers, errs, timeout)
+        if self._wake.r in ready:
+            self._wake.drain()
 
     def _scan(self, now: float) -> None:
         """End transfers aborted while nothing arrives (the write callback

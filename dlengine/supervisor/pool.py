@@ -47,8 +47,11 @@ def settings_from_arg(text: str) -> Settings:
 class MountpathPool:
     """Keeps ``size`` worker processes alive for one mountpath."""
 
-    def __init__(self, settings: Settings, mountpath_id: int, mountpath: Path, size: int) -> None:
+    def __init__(self, settings: Settings, mountpath_id: int, mountpath: Path, size: int, wake_fd: int = -1) -> None:
+        """``wake_fd``: the write end of the supervisor's wake pipe, which a
+        worker pokes when a job it reported has ended."""
         self.settings = settings
+        self.wake_fd = wake_fd
         self.mountpath_id = mountpath_id
         self.mountpath = mountpath
         self.size = size
@@ -60,7 +63,12 @@ class MountpathPool:
             owner = f"{os.uname().nodename}:{self.mountpath_id}:{secrets.token_hex(4)}"
             level = str(logging.getLogger().getEffectiveLevel())
             args = [level, config, str(self.mountpath_id), str(self.mountpath), owner, str(os.getpid())]
-            self.workers[owner] = subprocess.Popen([sys.executable, "-c", _ENTRY, *args], stdin=subprocess.DEVNULL)
+            args.append(str(self.wake_fd))
+            self.workers[owner] = subprocess.Popen(
+                [sys.executable, "-c", _ENTRY, *args],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(self.wake_fd,) if self.wake_fd >= 0 else (),
+            )
 
     def reap(self) -> list[str]:
         """Forget dead workers; returns their owner ids."""

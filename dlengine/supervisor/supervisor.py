@@ -24,6 +24,7 @@ from dlengine.supervisor.dispatch import Dispatcher
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.pool import MountpathPool
 from dlengine.supervisor.retry import StepFailures
+from dlengine.supervisor.wake import Wake
 
 if TYPE_CHECKING:  # imported when used: it imports every source (urllib3, the SDKs' modules)
     from dlengine.supervisor import dask_executor
@@ -43,6 +44,9 @@ class Supervisor:
         self.settings = settings
         self.linger = linger
         self.stop = threading.Event()
+        # poked by a worker whose report ended a job, and by a stop signal:
+        # a tick comes at once, not at the end of TICK
+        self._wake = Wake()
         self.lock = HomeLock(settings.lock_path)
         self.pools: list[MountpathPool] = []
         self.executor: dask_executor.DaskExecutor | None = None  # --executor dask://
@@ -77,6 +81,7 @@ class Supervisor:
             self.stop.set()
             self._stop_executor()
             self._stop_pools()
+            self._wake.close()
             self.lock.release()
             if self._idle_exit:
                 self._hand_over()
@@ -172,7 +177,9 @@ class Supervisor:
             self._start_pool(ids[str(path)], path)
 
     def _start_pool(self, mountpath_id: int, path: Path) -> None:
-        pool = MountpathPool(self.settings, mountpath_id, path, self.settings.workers_for_each_mountpath())
+        pool = MountpathPool(
+            self.settings, mountpath_id, path, self.settings.workers_for_each_mountpath(), wake_fd=self._wake.w
+        )
         pool.fill()
         self.pools.append(pool)
 
@@ -183,7 +190,10 @@ class Supervisor:
         self._next_sweep = time.monotonic() + EXPIRY_SWEEP
         self._next_placed = time.monotonic() + PLACED_CHECK
         failures = StepFailures("the supervisor")
-        while not self.stop.wait(TICK):
+        while True:
+            self._wake.wait(TICK)
+            if self.stop.is_set():
+                return
             if failures.attempt(lambda: self._tick(ledger), self.stop):
                 self._idle_exit = True
                 return
@@ -292,7 +302,11 @@ class Supervisor:
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop.set())
+            signal.signal(sig, lambda *_: self._stop_now())
+
+    def _stop_now(self) -> None:
+        self.stop.set()
+        self._wake.poke()
 
 
 def start_background(settings: Settings) -> bool:
