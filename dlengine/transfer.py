@@ -445,7 +445,7 @@ class _Meta:
 def _read_meta(meta: Path, key: str) -> _Meta | None:
     """Without a validator, kept bytes cannot be trusted: start over."""
     try:
-        data = json.loads(meta.read_text())
+        data = json.loads(_read_small(meta))
         check = data.get("checksum")
         info = ObjectInfo(key, data.get("size"), data.get("etag"), data.get("version"), data.get("last_modified"))
         pair = (str(check[0]), str(check[1])) if check else None
@@ -458,6 +458,19 @@ def _read_meta(meta: Path, key: str) -> _Meta | None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return kept if data["validator"] else None
+
+
+def _read_small(path: Path) -> bytes:
+    """A small file's bytes (a .meta: no text wrapper, no buffering; most
+    objects have none, and FileNotFoundError is their common case)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _kept_bytes(part: Path) -> int:
@@ -556,24 +569,14 @@ def _verify(
 
 
 def _install(part: Path, dest: Path, bucket_root: Path, fsync: bool = False) -> None:
-    created = _missing_dirs(dest.parent)
-    layout.ensure_parent(dest, bucket_root)
-    if fsync:  # a new directory's entry must be durable too, not only the rename
-        durable.fsync_dirs(d.parent for d in created)
     try:
-        os.replace(part, dest)
+        created = layout.install(part, dest, bucket_root)
     except IsADirectoryError:
         raise errors.PermanentError(f"cannot store {dest}: a directory of that name exists") from None
     except NotADirectoryError:
         raise errors.PermanentError(f"cannot store {dest}: a parent is an object, not a directory") from None
-
-
-def _missing_dirs(path: Path) -> list[Path]:
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    return missing
+    if fsync:  # a new directory's entry must be durable too, not only the rename
+        durable.fsync_dirs(d.parent for d in created)
 
 
 def drop_work(mountpath: Path, row_id: int) -> None:

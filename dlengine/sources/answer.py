@@ -175,19 +175,22 @@ def parse_header_lines(lines: Iterable[bytes | str]) -> tuple[int, str, dict[str
     a status line gives status 0."""
     status, reason = 0, ""
     headers: dict[str, str] = {}
-    for raw in lines:
-        line = (raw.decode("latin-1") if isinstance(raw, bytes) else raw).rstrip("\r\n")
-        if line.startswith("HTTP/"):
-            parts = line.split(None, 2)
+    for raw in lines:  # (once per object: kept lean)
+        line = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+        first = line[:1]
+        if first == "H" and line.startswith("HTTP/"):
+            parts = line.rstrip("\r\n").split(None, 2)
             status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
             reason, headers = (parts[2] if len(parts) > 2 else ""), {}
-        elif line[:1] in (" ", "\t") and headers:
-            last = next(reversed(headers))
-            headers[last] = f"{headers[last]} {line.strip()}"
-        elif ":" in line:
-            name, _, value = line.partition(":")
-            name, value = name.strip().lower(), value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        elif first in (" ", "\t"):
+            if headers and (rest := line.strip()):
+                last = next(reversed(headers))
+                headers[last] = f"{headers[last]} {rest}"
+        else:
+            name, colon, value = line.partition(":")
+            if colon:
+                name, value = name.strip().lower(), value.strip()
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return status, reason, headers
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat
@@ -35,7 +36,9 @@ def _directory(bucket: str) -> Path:
     return Path(bucket)
 
 
+@functools.lru_cache(maxsize=1024)
 def bucket_dir(mountpath: Path, provider: str, namespace: str, bucket: str) -> Path:
+    """(Cached: a worker asks for the same few buckets for every object.)"""
     if provider == DIR_PROVIDER:
         # a local directory the user named is its own mountpath: objects
         # at <dir>/<name>, work files in <dir>/.work (the same file system)
@@ -68,7 +71,7 @@ def object_path(mountpath: Path, provider: str, namespace: str, bucket: str, nam
         raise UnsafeNameError(f"object name {name!r} is not allowed")
     if provider == DIR_PROVIDER and parts[0] in RESERVED:
         raise UnsafeNameError(f"object name {name!r} is reserved in a directory destination ({parts[0]})")
-    return root.joinpath(*parts)
+    return root / name if len(parts) == 1 else root.joinpath(*parts)
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -76,52 +79,92 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def ensure_parent(path: Path, root: Path) -> None:
     """Create the directories of ``path`` below ``root`` and refuse any
-    symlink on the way (someone may plant one in the bucket, or swap a
-    directory for one while a worker runs, issue 13).
-
-    Every install walks the components one at a time from ``root``, each
-    opened relative to the one before with ``O_NOFOLLOW`` and created there
-    if missing: a symlink is refused before anything is created through it,
-    and no cache of checked directories can go stale. ``root`` itself (the
-    bucket directory) is trusted.
-    """
-    fd = _open_parent(path, root)
+    symlink on the way (see ``install``)."""
+    fd, _ = _open_parent(path, root)
     try:
-        try:
-            leaf = os.stat(path.name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat.S_ISLNK(leaf.st_mode):
-            raise UnsafeNameError(f"object {path} is a symlink; refusing to replace it")
+        _check_leaf(fd, path)
     finally:
         os.close(fd)
 
 
-def _open_parent(path: Path, root: Path) -> int:
-    """A descriptor of ``path``'s directory, reached from ``root`` without
-    following a symlink; the caller closes it."""
+def install(part: Path, path: Path, root: Path) -> list[Path]:
+    """Rename the work file ``part`` to ``path`` inside the bucket directory
+    ``root``; returns the directories created for it (their entries must be
+    made durable too, in per-file sync mode).
+
+    Someone may plant a symlink in the bucket, or swap a directory for one
+    while a worker runs (issue 13): every install walks the components one
+    at a time from ``root``, each opened relative to the one before with
+    ``O_NOFOLLOW`` and created there if missing, so a symlink is refused
+    before anything is created through it and no cache of checked
+    directories can go stale; the rename then targets the directory so
+    reached (``renameat``), not the path again. ``root`` itself (the
+    bucket directory) is trusted.
+    """
+    fd, created = _open_parent(path, root)
     try:
-        parts = path.parent.relative_to(root).parts
-    except ValueError:
-        raise UnsafeNameError(f"object {path} is not inside its bucket {root}") from None
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        _check_leaf(fd, path)
+        os.rename(part, path.name, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+    return created
+
+
+def _check_leaf(fd: int, path: Path) -> None:
+    try:
+        leaf = os.stat(path.name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(leaf.st_mode):
+        raise UnsafeNameError(f"object {path} is a symlink; refusing to replace it")
+
+
+def _open_parent(path: Path, root: Path) -> tuple[int, list[Path]]:
+    """A descriptor of ``path``'s directory, reached from ``root`` without
+    following a symlink (the caller closes it), and the directories created
+    on the way."""
+    parent, top = str(path.parent), str(root)
+    if parent == top:
+        parts: list[str] = []
+    elif parent.startswith(top.rstrip("/") + "/"):
+        parts = parent[len(top.rstrip("/")) + 1 :].split("/")
+    else:
+        raise UnsafeNameError(f"object {path} is not inside its bucket {root}")
+    created: list[Path] = []
+    try:
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:  # the bucket's first object
+        created += _missing(root)
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    below = root
     for part in parts:
+        below = below / part
         try:
-            child = _open_child(fd, part, path)
+            child = _open_child(fd, part, path, created, below)
         finally:
             os.close(fd)
         fd = child
-    return fd
+    return fd, created
 
 
-def _open_child(fd: int, name: str, path: Path) -> int:
-    """Directory ``name`` inside ``fd``, created if missing, never a symlink."""
+def _missing(path: Path) -> list[Path]:
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _open_child(fd: int, name: str, path: Path, created: list[Path], below: Path) -> int:
+    """Directory ``name`` inside ``fd`` (at ``below``), created if missing
+    (then added to ``created``), never a symlink."""
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=fd)
     except FileNotFoundError:
         try:
             os.mkdir(name, dir_fd=fd)
+            created.append(below)
         except FileExistsError:  # another thread made it meanwhile
             pass
         return _open_existing(fd, name, path)
@@ -150,6 +193,7 @@ def _not_a_directory(fd: int, name: str, path: Path, exc: OSError) -> Exception:
     return exc
 
 
+@functools.lru_cache(maxsize=64)
 def work_dir(mountpath: Path) -> Path:
     return mountpath / WORK_DIR
 
