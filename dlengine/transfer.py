@@ -38,6 +38,9 @@ Progress = Callable[[int, "int | None"], None]
 Throttle = Callable[[int], None]
 
 
+PROGRESS_STEP = 256 << 10  # bytes between progress reports (the ledger hears of it once a second)
+
+
 class Aborted(Exception):
     """The job was aborted while this object was downloading."""
 
@@ -198,6 +201,7 @@ class Receiver:
         self._unsaved = 0  # bytes written at offsets since the segment map was saved
         self._flushed = 0  # bytes handed to early write-back (sequential writes)
         self._segment_flushed: dict[int, int] = {}  # the same, per segment
+        self._reported = 0  # bytes when progress was last handed on
 
     @property
     def validator(self) -> str | None:
@@ -285,7 +289,8 @@ class Receiver:
             self._segment_flushed[index] = seg[1] - seg[0]
         if self._unsaved >= job.chunk_size:  # a kill loses at most one chunk
             self._save_map()
-        if job.progress is not None:
+        if job.progress is not None and self.written - self._reported >= PROGRESS_STEP:
+            self._reported = self.written
             job.progress(sum(b - a for a, b, _ in self.segments), self.info.size)
         return seg[1] >= seg[2]
 
@@ -308,7 +313,8 @@ class Receiver:
             self._out.flush()
             durable.start_writeback(self._out.fileno(), self._flushed, self.written - self._flushed)
             self._flushed = self.written
-        if job.progress is not None:
+        if job.progress is not None and (self.written - self._reported >= PROGRESS_STEP or not self._reported):
+            self._reported = self.written  # (read once a second: not at every callback of 16 KiB)
             job.progress(self.written, self.info.size)
 
     def _spill(self) -> None:
