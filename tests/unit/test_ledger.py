@@ -101,6 +101,24 @@ def test_report_finishes_job_and_fills_catalog(conn: sqlite3.Connection) -> None
     assert names == ["obj-0", "obj-1"]
 
 
+def test_a_claim_carries_the_catalogs_copy_of_each_object(conn: sqlite3.Connection) -> None:
+    _job(conn, 3)
+    tasks = claims.claim(conn, _mp(conn), "o", 10, 30)
+    assert [t.stored for t in tasks] == [None, None, None]  # nothing stored yet
+    done = [Outcome(t.id, ObjectState.DONE, size=10 + i, etag=f'"e{i}"', mountpath="/mp") for i, t in enumerate(tasks)]
+    claims.report(conn, "o", done[:2])  # obj-0 and obj-1 stored, obj-2 not
+    _job(conn, 3)  # the same names again, into the same bucket
+    again = {t.name: t.stored for t in claims.claim(conn, _mp(conn), "o", 10, 30)}
+    assert again["obj-2"] is None
+    for i in (0, 1):
+        stored = again[f"obj-{i}"]
+        assert stored is not None and (stored.size, stored.etag, stored.source) == (
+            10 + i,
+            f'"e{i}"',
+            f"http://h/obj-{i}",
+        )
+
+
 def test_report_ignores_rows_no_longer_leased(conn: sqlite3.Connection) -> None:
     job_id = _job(conn, 1)
     (task,) = claims.claim(conn, _mp(conn), "dead-owner", 1, 30)
