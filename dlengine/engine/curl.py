@@ -46,6 +46,8 @@ BUFFER_SIZE = 256 << 10  # bytes per write callback at most
 SCAN_INTERVAL = 0.25  # seconds between scans for aborted and stalled transfers
 SEGMENTS = 8  # segments (connections) per object at most; none smaller than a quarter of the threshold
 _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
+# curl errors that, on a reused connection, mean leftovers of an earlier answer
+_STALE_REPLY = frozenset({getattr(pycurl, "E_WEIRD_SERVER_REPLY", 8), pycurl.E_GOT_NOTHING})
 _BASE_HEADERS = ["Accept-Encoding: identity", "User-Agent: dlengine"]
 
 Report = Callable[[work.Result, bool], None]
@@ -117,6 +119,7 @@ class _Transfer:
     cut: bool = False  # stopped on purpose at the end of its segment
     url: str = ""  # where this request goes (the link, or a redirect's target)
     hops: int = 0  # redirects followed
+    fresh: bool = False  # asked again on a new connection after garbage on a reused one
     redirect: str | None = None  # the next hop, when the answer was a redirect
     ranged: tuple[int, int] | None = None  # the range of a segment request
     min_rate: int = 0  # bytes/s over a timeout window (DLENGINE_MIN_RATE)
@@ -405,7 +408,11 @@ class CurlLoop:
                 if handle not in self._active:
                     continue
                 refused = code == pycurl.E_COULDNT_CONNECT and handle.getinfo(pycurl.OS_ERRNO) == errno.ECONNREFUSED
+                reused = handle.getinfo(pycurl.NUM_CONNECTS) == 0
                 t = self._release(handle)
+                if code in _STALE_REPLY and reused and not t.fresh and not t.begun and t.error is None:
+                    self._ask_fresh(t, code, message)
+                    continue
                 if t.error is None and t.held is None and t.redirect is None:
                     self._redirect_despite(t, code, message)
                 if t.error is None and t.held is None and t.redirect is None:
@@ -413,6 +420,16 @@ class CurlLoop:
                 self._finish(t)
             if not queued:
                 return
+
+    def _ask_fresh(self, t: _Transfer, code: int, message: str) -> None:
+        """Garbage where an answer should start, on a reused connection:
+        most likely bytes an earlier answer sent past its Content-Length
+        (a misbehaving server), not this object's fault. Asked again at
+        once on a new connection, not counted as an attempt."""
+        log.debug("%s: curl error %s (%s) on a reused connection; asking again on a new one", t.where, code, message)
+        t.fresh = True
+        t.answer, t.lines, t.begun = _Answer(), [], False
+        self._add(t)
 
     @staticmethod
     def _redirect_despite(t: _Transfer, code: int, message: str) -> None:
@@ -568,7 +585,7 @@ class CurlLoop:
         egress policy checks the address when the connection opens)."""
         t.url, t.redirect = t.redirect or t.url, None
         t.hops += 1
-        t.answer, t.lines, t.begun = _Answer(), [], False
+        t.answer, t.lines, t.begun, t.fresh = _Answer(), [], False, False
         self._add(t)
 
     def _finish_segment(self, group: _Group, t: _Transfer) -> None:
@@ -632,6 +649,8 @@ def _configure(handle: Any, t: _Transfer) -> None:
     setopt(pycurl.HEADERFUNCTION, t.on_header)
     setopt(pycurl.WRITEFUNCTION, t.on_body)
     setopt(pycurl.OPENSOCKETFUNCTION, functools.partial(_open_socket, t))
+    if t.fresh:
+        setopt(pycurl.FRESH_CONNECT, 1)
 
 
 def _open_socket(t: _Transfer, purpose: int, address: Any) -> Any:
