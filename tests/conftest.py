@@ -18,7 +18,7 @@ __all__ = [
     "HF_ENV", "ROOT", "Home", "_lock_holder", "counters_match_rows", "new_home", "tmpfs", "wait_for", "worker_pids",
 ]  # fmt: skip
 
-pytest_plugins = ["tests.conftest_httpd", "tests.conftest_cloud", "tests.conftest_seaweedfs"]
+pytest_plugins = ["tests.conftest_httpd", "tests.conftest_cloud", "tests.conftest_seaweedfs", "tests.conftest_hf"]
 
 os.environ.update(HF_ENV)  # this process too, before anything imports huggingface_hub
 

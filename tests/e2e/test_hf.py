@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,25 +43,9 @@ def dataset_files() -> dict[str, bytes]:
     }
 
 
-@pytest.fixture(scope="session")
-def cdn() -> Iterator[TestHTTPServer]:
-    with TestHTTPServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def hub(cdn: TestHTTPServer) -> Iterator[FakeHub]:
-    server = FakeHub(cdn, page_size=4).start()
-    yield server
-    server.stop()
-    assert not server.errors, server.errors
-
-
-@pytest.fixture
-def hhome(home: Home, hub: FakeHub) -> Home:
-    """A home whose processes talk to the fake Hub."""
-    home.env.update(HF_ENDPOINT=hub.url, DLENGINE_ATTEMPTS="2")
-    return home
+@pytest.fixture(scope="module")
+def hub_page_size() -> int:
+    return 4  # this module's Hub lists 4 entries a page
 
 
 def download(home: Home, *args: str) -> list[str]:

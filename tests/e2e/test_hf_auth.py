@@ -10,10 +10,10 @@ import stat
 from harness.fakehub import TOKEN, FakeHub
 from harness.httpd import TestHTTPServer
 from tests.conftest import Home
-from tests.e2e.test_hf import cdn, dataset_files, hhome, hub, stored  # noqa: F401 - fixtures
+from tests.e2e.test_hf import dataset_files, hub_page_size, stored  # noqa: F401 - hub_page_size: test_hf's Hub
 
 
-def test_hf_auth_reaches_a_private_repo_and_stays_secret(hhome: Home, hub: FakeHub, cdn: TestHTTPServer) -> None:  # noqa: F811
+def test_hf_auth_reaches_a_private_repo_and_stays_secret(hhome: Home, hub: FakeHub, cdn: TestHTTPServer) -> None:
     files = dataset_files()
     hub.add_repo("org/authed", files, private=True)
     res = hhome.cli("download", "--hf-dataset", "org/authed", "ais://authed", "--hf-auth", TOKEN, "--wait")

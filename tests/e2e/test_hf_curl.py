@@ -11,33 +11,10 @@ Against the fake Hub (``harness/fakehub.py``) and its CDN (``harness/httpd.py``)
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-
-import pytest
 
 from harness.fakehub import TOKEN, FakeHub, git_blob_id
 from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import Home
-
-
-@pytest.fixture(scope="module")
-def cdn() -> Iterator[TestHTTPServer]:
-    with TestHTTPServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def hub(cdn: TestHTTPServer) -> Iterator[FakeHub]:
-    server = FakeHub(cdn, page_size=3).start()
-    yield server
-    server.stop()
-    assert not server.errors, server.errors
-
-
-@pytest.fixture
-def hhome(home: Home, hub: FakeHub) -> Home:
-    home.env.update(HF_ENDPOINT=hub.url, DLENGINE_ATTEMPTS="2")
-    return home
 
 
 def by_curl(headers: dict[str, str]) -> bool:

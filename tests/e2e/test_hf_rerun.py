@@ -8,7 +8,6 @@ sent to the Hub's origin only. Against the fake Hub (``harness/fakehub.py``)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,26 +21,6 @@ from dlengine.sources.base import Request
 from harness.fakehub import LFS_THRESHOLD, TOKEN, FakeHub
 from harness.httpd import TestHTTPServer
 from tests.conftest import Home
-
-
-@pytest.fixture(scope="session")
-def cdn() -> Iterator[TestHTTPServer]:
-    with TestHTTPServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def hub(cdn: TestHTTPServer) -> Iterator[FakeHub]:
-    server = FakeHub(cdn, page_size=3).start()
-    yield server
-    server.stop()
-    assert not server.errors, server.errors
-
-
-@pytest.fixture
-def hhome(home: Home, hub: FakeHub) -> Home:
-    home.env.update(HF_ENDPOINT=hub.url, DLENGINE_ATTEMPTS="2")
-    return home
 
 
 def repo_files() -> dict[str, bytes]:
