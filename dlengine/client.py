@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from dlengine import jobsecrets
 from dlengine.config import Settings, load_settings
@@ -55,6 +55,34 @@ class JobPlan(TypedDict):
     bucket: str
     destination: list[str]
     description: str
+
+
+class ListedObject(TypedDict):
+    """One object of ``ls``: a cloud bucket's as its provider lists it
+    (``--remote``), or a local bucket's as the catalog holds it, with the
+    keys only the catalog has."""
+
+    name: str
+    size: int | None  # a provider may not say
+    etag: str | None
+    version: str | None
+    path: NotRequired[str]  # the stored file
+    source: NotRequired[str]  # the link it came from
+    checksum: NotRequired[str | None]  # "algo:hex"
+    stored_time: NotRequired[str | None]  # ISO 8601, UTC
+    mountpath: NotRequired[str]
+
+
+class BucketInfo(TypedDict):
+    """One bucket of ``bucket ls``: what this home stores of it."""
+
+    uri: str
+    provider: str
+    namespace: str
+    name: str
+    objects: int
+    size: int  # bytes
+    destination: list[str]  # where its objects are stored
 
 
 class Client:
@@ -280,7 +308,7 @@ class Client:
             )
         return created
 
-    def list_bucket(self, uri: str, prefix: str = "") -> Iterator[dict[str, Any]]:
+    def list_bucket(self, uri: str, prefix: str = "") -> Iterator[ListedObject]:
         """Objects stored in a bucket (from the catalog), by name."""
         bucket, path = parse_bucket_uri(uri)
         if not self.ledger.bucket_exists(bucket.provider, bucket.namespace, bucket.name):
@@ -296,9 +324,9 @@ class Client:
                 "stored_time": iso(entry.stored_time), "mountpath": entry.mountpath,
             }  # fmt: skip
 
-    def buckets(self) -> builtins.list[dict[str, Any]]:
+    def buckets(self) -> builtins.list[BucketInfo]:
         """Every bucket this home knows, with its stored objects and bytes."""
-        out = []
+        out: builtins.list[BucketInfo] = []
         for provider, namespace, name, count, size in self.ledger.buckets():
             ref = BucketRef(name=name, provider=Provider(provider), namespace=namespace)
             out.append({
@@ -324,7 +352,7 @@ class Client:
         self.ledger.remove_bucket(*key)
         return deleted
 
-    def list_remote(self, uri: str, prefix: str = "") -> Iterator[dict[str, Any]]:
+    def list_remote(self, uri: str, prefix: str = "") -> Iterator[ListedObject]:
         """Objects of a cloud bucket (``s3://``, ``gs://``, ``az://``), listed
         by its provider, by name."""
         bucket, path = parse_bucket_uri(uri)

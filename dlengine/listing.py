@@ -14,13 +14,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from dlengine.errors import ErrorCode, SpecError, UnsafeNameError
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import CatalogEntry, NewObject
 from dlengine.ledger.states import ObjectState
-from dlengine.sources.base import ObjectInfo
+from dlengine.sources.base import ObjectInfo, Selection
 from dlengine.spec.names import validate_object_name
 from dlengine.storage import layout
 from dlengine.transfer import pick_checksum
@@ -38,7 +38,7 @@ class Versioned(Protocol):
         """The version now (one request), which the listing is then made at."""
         ...
 
-    def selection(self) -> dict[str, Any]:
+    def selection(self) -> Selection:
         """What it lists, beside prefix and suffix (part of the listing's key)."""
         ...
 

@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import NotRequired, TypedDict
 from urllib.parse import parse_qsl
 
 from dlengine.client import Client
@@ -27,6 +27,15 @@ ADMIN_FIELDS = ("id", "regex", "only_active_tasks")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 
 
+class ErrorBody(TypedDict):
+    """The JSON body of an error answer."""
+
+    message: str
+    error: str  # the same text
+    status: int
+    field: NotRequired[str]  # the request field at fault, when one is
+
+
 class ApiError(Exception):
     """An answer other than success: its status, reason and extra headers."""
 
@@ -37,10 +46,10 @@ class ApiError(Exception):
         self.field = field
         self.headers = headers or {}
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self) -> ErrorBody:
         """AIStore's ``cmn.ErrHTTP`` (``message``, ``status``), which its
         clients print, plus ``error`` (the same text) and ``field``."""
-        body: dict[str, Any] = {"message": self.message, "error": self.message, "status": self.status}
+        body: ErrorBody = {"message": self.message, "error": self.message, "status": self.status}
         if self.field:
             body["field"] = self.field
         return body

@@ -42,7 +42,7 @@ from dlengine.progress import human_bytes
 from dlengine.providers import Provider
 from dlengine.sources.base import ObjectInfo
 from dlengine.spec import JobSpec, hflink, parse_job, parse_size, validate_object_name
-from dlengine.spec.model import BucketRef
+from dlengine.spec.model import BucketRef, HubOptions
 from dlengine.spec.names import validate_bucket_name
 from dlengine.spec.uri import parse_bucket_uri
 
@@ -311,7 +311,7 @@ def _repo(args: argparse.Namespace) -> tuple[str, str, str]:
     return repo_type, repo_id, flag
 
 
-def _options(repo_type: str, revision: str, args: argparse.Namespace) -> dict[str, Any]:
+def _options(repo_type: str, revision: str, args: argparse.Namespace) -> HubOptions:
     if args.hf_file and (args.hf_include or args.hf_exclude):
         raise SpecError("--hf-file", "names the files itself: --hf-include/--hf-exclude do not apply")
     return {"repo_type": repo_type, "revision": revision, "include": args.hf_include, "exclude": args.hf_exclude}

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +237,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     entries = client.list_remote(args.bucket) if args.remote else client.list_bucket(args.bucket)
     if args.json:
         keys = ("name", "size", "path", "stored_time", "source", "etag", "version")
-        output.print_json([{k: e[k] for k in keys if k in e} for e in entries])
+        shown: Iterable[Mapping[str, object]] = entries
+        output.print_json([{k: e[k] for k in keys if k in e} for e in shown])
     else:
         output.bucket_listing(entries, long=args.long)
     return EXIT_OK

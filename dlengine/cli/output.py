@@ -15,7 +15,7 @@ from dlengine.spec.names import escape_unprintable
 from dlengine.supervisor.lock import HomeLock
 
 if TYPE_CHECKING:
-    from dlengine.client import Client, JobPlan, NamedLink
+    from dlengine.client import BucketInfo, Client, JobPlan, ListedObject, NamedLink
     from dlengine.status import JobSummary, ShownStatus
 
 
@@ -99,17 +99,21 @@ def _tasks(status: ShownStatus) -> None:
         table(("NAME", "KIND", "ERROR"), errors)
 
 
-def bucket_listing(entries: Iterable[dict[str, Any]], long: bool = False) -> int:
+def bucket_listing(entries: Iterable[ListedObject], long: bool = False) -> int:
     if long:
-        wide = [(e["name"], human_bytes(e["size"]), e.get("stored_time") or "-", e.get("path") or "-") for e in entries]
+        wide = [(e["name"], _size(e), e.get("stored_time") or "-", e.get("path") or "-") for e in entries]
         table(("NAME", "SIZE", "STORED", "PATH"), wide)
         return len(wide)
-    rows = [(e["name"], human_bytes(e["size"])) for e in entries]
+    rows = [(e["name"], _size(e)) for e in entries]
     table(("NAME", "SIZE"), rows)
     return len(rows)
 
 
-def bucket_table(buckets: list[dict[str, Any]]) -> None:
+def _size(entry: ListedObject) -> str:
+    return "-" if entry["size"] is None else human_bytes(entry["size"])  # a provider may list no size
+
+
+def bucket_table(buckets: list[BucketInfo]) -> None:
     if not buckets:
         print("no buckets", file=sys.stderr)
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from dlengine.errors import DlengineError
 
@@ -33,6 +33,15 @@ class ObjectInfo:
         if self.etag and not self.etag.startswith("W/"):
             return self.etag
         return self.last_modified
+
+
+class Selection(TypedDict):
+    """What a lister whose listing has one version (a Hub repository at a
+    commit) selects beside prefix and suffix: part of a listing's key."""
+
+    source: str  # the link of the listed root
+    include: list[str]
+    exclude: list[str]
 
 
 @dataclass(frozen=True)

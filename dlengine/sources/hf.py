@@ -50,7 +50,7 @@ from urllib.parse import quote, urljoin
 import urllib3
 
 from dlengine import errors
-from dlengine.sources.base import ObjectInfo, Request, Stream
+from dlengine.sources.base import ObjectInfo, Request, Selection, Stream
 from dlengine.sources.hfroute import (  # the Hub's protocol, shared with the libcurl route
     DEFAULT_ENDPOINT,
     DENIED,
@@ -72,6 +72,7 @@ from dlengine.sources.hfroute import (  # the Hub's protocol, shared with the li
 )
 from dlengine.sources.http import HTTPSource, HTTPStream, conditional_headers, guarded_pool_manager, translate
 from dlengine.spec import hflink
+from dlengine.spec.model import HubOptions
 from dlengine.spec.names import is_secret_header
 
 __all__ = [
@@ -356,7 +357,7 @@ def _matches(path: str, patterns: tuple[str, ...]) -> bool:
 class HubLister:
     """A Hub repository as a backend job lists it (``registry.lister``)."""
 
-    def __init__(self, repo_id: str, options: Mapping[str, Any]) -> None:
+    def __init__(self, repo_id: str, options: HubOptions) -> None:
         self.repo_id = repo_id
         self.repo_type = str(options.get("repo_type") or "model")
         self.revision = str(options.get("revision") or hflink.DEFAULT_REVISION)
@@ -379,7 +380,7 @@ class HubLister:
         kind = "dataset" if self.repo_type == "dataset" else "model"
         return f"hf {kind} {self.repo_id}@{self.revision}"
 
-    def selection(self) -> dict[str, Any]:
+    def selection(self) -> Selection:
         """What this lister selects, beside prefix and suffix (a listing's key)."""
         return {"source": self.link(""), "include": list(self.include), "exclude": list(self.exclude)}
 

@@ -4,7 +4,7 @@ lister lists a remote bucket (provider -> factory, pluggable)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -12,6 +12,7 @@ from dlengine import errors, providers
 from dlengine.sources import azure, gcs, hf, s3
 from dlengine.sources.base import ObjectInfo, Source
 from dlengine.sources.http import HTTPSource
+from dlengine.spec.model import HubOptions
 
 _lock = threading.Lock()
 _instances: dict[str, Source] = {}
@@ -40,7 +41,7 @@ _CLOUD: dict[str, tuple[Any, Callable[..., Any]]] = {
 }
 PROVIDER_SCHEMES = {p.value: p.scheme or "" for p in providers.WRITE_THROUGH}
 
-ListerFactory = Callable[[str, Mapping[str, Any]], Lister]
+ListerFactory = Callable[[str, HubOptions], Lister]  # (bucket, a Hub repository's selection)
 _LISTERS: dict[str, ListerFactory] = {}
 
 
@@ -105,10 +106,10 @@ def register_lister(provider: str, factory: ListerFactory) -> None:
     _LISTERS[provider] = factory
 
 
-def lister(provider: str, bucket: str, options: Mapping[str, Any] | None = None) -> Lister:
+def lister(provider: str, bucket: str, options: HubOptions | None = None) -> Lister:
     """The lister of a backend job's remote bucket."""
     if provider in _LISTERS:
-        return _LISTERS[provider](bucket, options or {})
+        return _LISTERS[provider](bucket, options or HubOptions())
     if provider in PROVIDER_SCHEMES:
         source: Lister = cloud_source(PROVIDER_SCHEMES[provider], bucket)
         return source

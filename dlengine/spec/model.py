@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TypedDict
 
 from dlengine.providers import Provider
 
@@ -35,6 +35,17 @@ class BucketRef:
         ns = f"#{self.namespace}/" if self.namespace else ""
         text = f"{self.provider.scheme or self.provider.value}://{ns}{self.name}"
         return f"{text}/{object_name}" if object_name else text
+
+
+class HubOptions(TypedDict, total=False):
+    """What a backend job of a Hub repository (provider ``hf``) selects
+    beside prefix and suffix; ``spec.parse`` gives all four, a lister
+    takes the defaults for what is left out."""
+
+    repo_type: str  # "model" or "dataset"
+    revision: str  # a branch, tag or commit; "main" by default
+    include: list[str]  # globs as huggingface_hub's allow_patterns
+    exclude: list[str]  # and ignore_patterns
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,8 @@ class JobSpec:
     suffix: str = ""
     sync: bool = False
     source: BucketRef | None = None  # backend_bck: the remote bucket, when not ``bucket`` itself
-    # provider-specific options (e.g. HF repo_type, revision, include, exclude)
-    options: dict[str, Any] = field(default_factory=dict)
+    # a Hub repository's selection; empty for every other provider
+    options: HubOptions = field(default_factory=HubOptions)
 
     @property
     def origin(self) -> BucketRef:

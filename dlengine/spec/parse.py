@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypedDict
 from urllib.parse import unquote, urlsplit
 
 from dlengine import providers
@@ -20,7 +20,7 @@ from dlengine.errors import SpecError
 from dlengine.providers import Provider, parse_provider
 from dlengine.redact import redact
 from dlengine.spec.durations import duration_field, format_duration, size_field
-from dlengine.spec.model import BucketRef, JobSpec, JobType, Limits, ObjectRef
+from dlengine.spec.model import BucketRef, HubOptions, JobSpec, JobType, Limits, ObjectRef
 from dlengine.spec.names import (
     derive_name,
     escape_object_name,
@@ -352,7 +352,23 @@ def _header_value(raw: object, field: str) -> str:
 
 # ---------------------------------------------------------- per type
 
-_Parsed = tuple[dict[str, Any], str]  # JobSpec fields, default description
+
+class _TypeFields(TypedDict, total=False):
+    """The fields of ``JobSpec`` that one job type sets."""
+
+    link: str
+    object_name: str
+    objects: tuple[ObjectRef, ...]
+    template: str
+    subdir: str
+    prefix: str
+    suffix: str
+    sync: bool
+    source: BucketRef | None
+    options: HubOptions
+
+
+_Parsed = tuple[_TypeFields, str]  # JobSpec fields, default description
 
 
 def _parse_single(body: Body, bucket: BucketRef) -> _Parsed:
@@ -442,8 +458,7 @@ def _parse_range(body: Body, bucket: BucketRef) -> _Parsed:
         normalize_link(link, "template")
         validate_object_name(join_subdir(subdir, derive_name(link, "template")), "template")
     _check_distinct_names(template, subdir)
-    fields = {"template": text, "subdir": subdir}
-    return fields, f"{text} -> {bucket.cname()}"
+    return {"template": text, "subdir": subdir}, f"{text} -> {bucket.cname()}"
 
 
 def _check_distinct_names(template: Template, subdir: str) -> None:
@@ -528,17 +543,12 @@ def _parse_backend(body: Body, bucket: BucketRef) -> _Parsed:
     prefix = _optional_str(body, "prefix")
     suffix = _optional_str(body, "suffix")
     sync = _parse_sync(body)
-    options = _parse_hf_options(body) if bucket.provider is Provider.HF else {}
+    options = _parse_hf_options(body) if bucket.provider is Provider.HF else HubOptions()
     if sync and (options.get("include") or options.get("exclude")):
         # sync deletes the local copies the listing does not show: with
         # globs, that would be every file they leave out
         raise SpecError("sync", "cannot be combined with include/exclude globs; select with prefix/suffix")
-    fields = {
-        "prefix": prefix,
-        "suffix": suffix,
-        "sync": sync,
-        "options": options,
-    }
+    fields: _TypeFields = {"prefix": prefix, "suffix": suffix, "sync": sync, "options": options}
     return fields, ""  # AIStore's description, from the destination: see parse_job
 
 
@@ -551,7 +561,7 @@ def _parse_sync(body: Body) -> bool:
     return given["sync"] or given["synchronize"]
 
 
-def _parse_hf_options(body: Body) -> dict[str, Any]:
+def _parse_hf_options(body: Body) -> HubOptions:
     repo_type = _optional_str(body, "repo_type") or "model"
     if repo_type not in _HF_REPO_TYPES:
         raise SpecError(
@@ -753,9 +763,10 @@ def _backend_dict(spec: JobSpec) -> dict[str, Any]:
     }
     if spec.source is not None:
         out["backend_bck"] = _bucket_dict(spec.source)
+    options: Mapping[str, object] = spec.options  # a Hub repository's selection, else empty
     for key in _HF_FIELDS:
-        if key in spec.options:
-            value = spec.options[key]
+        if key in options:
+            value = options[key]
             out[key] = list(value) if isinstance(value, (list, tuple)) else value
     return out
 
