@@ -112,6 +112,9 @@ class Fault:
     """Throttle the body to this many bytes per second."""
     delay: float = 0.0
     """Sleep this long before answering at all."""
+    hold: threading.Event | None = None
+    """Answer only once this event is set (after ``delay``): requests held
+    in flight together, for as long as the test needs, however slow the box."""
     methods: frozenset[str] | None = None
     """Only requests with these methods match (and count for ``times``)."""
 
@@ -463,6 +466,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _respond(self, path: str, head: bool) -> None:
         fault = self.server._take_fault(path, self.command) or _NO_FAULT
         if fault.delay and not self.server._sleep(fault.delay):
+            self.close_connection = True
+            return
+        if fault.hold is not None and not self.server._held(fault.hold):
             self.close_connection = True
             return
         if fault.status is not None:
@@ -1007,6 +1013,11 @@ class TestHTTPServer(http.server.ThreadingHTTPServer):
         with self._lock:
             return self._lock.wait_for(lambda: self._in_flight == 0, timeout)
 
+    def wait_in_flight(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until ``count`` requests are in flight at once; False on timeout."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._in_flight >= count, timeout)
+
     def wait_for_bytes(self, count: int, path: str | None = None, timeout: float = 10.0) -> bool:
         """Block until ``count`` content bytes were sent (for ``path``)."""
 
@@ -1023,6 +1034,7 @@ class TestHTTPServer(http.server.ThreadingHTTPServer):
             self._in_flight += 1
             self._peak = max(self._peak, self._in_flight)
             self._exchanges.append(exchange)
+            self._lock.notify_all()  # wait_in_flight
         return exchange
 
     def _end(self, ex: _Exchange) -> None:
@@ -1051,6 +1063,13 @@ class TestHTTPServer(http.server.ThreadingHTTPServer):
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless the server stops meanwhile; False if it did."""
         return not self._stopping.wait(seconds)
+
+    def _held(self, gate: threading.Event) -> bool:
+        """Wait until ``gate`` is set; False if the server stops first."""
+        while not gate.wait(0.05):
+            if self._stopping.is_set():
+                return False
+        return True
 
 
 # -- command line --------------------------------------------------------------

@@ -77,16 +77,6 @@ def object_path(mountpath: Path, provider: str, namespace: str, bucket: str, nam
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def ensure_parent(path: Path, root: Path) -> None:
-    """Create the directories of ``path`` below ``root`` and refuse any
-    symlink on the way (see ``install``)."""
-    fd, _ = _open_parent(path, root)
-    try:
-        _check_leaf(fd, path)
-    finally:
-        os.close(fd)
-
-
 def install(part: Path, path: Path, root: Path) -> list[Path]:
     """Rename the work file ``part`` to ``path`` inside the bucket directory
     ``root``; returns the directories created for it (their entries must be

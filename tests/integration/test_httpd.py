@@ -398,9 +398,14 @@ def test_bytes_sent_is_exact_over_mixed_requests(
 
 
 def test_peak_concurrency(httpd: TestHTTPServer, data_url: str) -> None:
-    httpd.set_fault("/abc/shard-001.tar", Fault(delay=0.3))
+    gate = threading.Event()
+    httpd.set_fault("/abc/shard-001.tar", Fault(hold=gate))
     with ThreadPoolExecutor(5) as pool:
-        statuses = list(pool.map(lambda _: requests.get(data_url, timeout=5).status_code, range(5)))
+        answers = [pool.submit(lambda: requests.get(data_url, timeout=60).status_code) for _ in range(5)]
+        held = httpd.wait_in_flight(5, timeout=30)  # all five inside the server together, however loaded the box
+        gate.set()
+        statuses = [answer.result() for answer in answers]
+    assert held, httpd.peak_concurrency
     assert statuses == [200] * 5
     assert httpd.peak_concurrency == 5
     assert httpd.wait_idle(timeout=5)
