@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 
+from dlengine.ledger.counters import Counts, count_moves
 from dlengine.ledger.db import write
 from dlengine.ledger.jobs import ABORTED_TIME, abort_queued, finish_jobs
 from dlengine.ledger.models import Outcome, StoredInfo, Task
@@ -37,6 +38,14 @@ WHERE provider = ? AND namespace = ? AND bucket = ? AND name IN ({})
 """
 CHUNK = 500  # names or ids per IN list (well below SQLite's variable limit)
 
+# a claim's counters and the job's start, one statement per claimed job
+_CLAIMED_SQL = """
+UPDATE jobs SET pending_cnt = pending_cnt - ?1, running_cnt = running_cnt + ?1,
+       started_time = CASE WHEN state = 'pending' THEN ?2 ELSE started_time END,
+       state = CASE WHEN state = 'pending' THEN 'running' ELSE state END
+WHERE seq = ?3
+"""
+
 
 def claim(conn: sqlite3.Connection, mountpath_id: int, owner: str, limit: int, lease_seconds: float) -> list[Task]:
     """Claim up to ``limit`` pending objects of this mountpath, the job with
@@ -53,8 +62,8 @@ def claim(conn: sqlite3.Connection, mountpath_id: int, owner: str, limit: int, l
                 continue
             params = (owner, now + lease_seconds, now, job["seq"], mountpath_id, now, room)
             rows = conn.execute(_CLAIM_SQL, params).fetchall()
-            if rows and job["state"] == "pending":
-                conn.execute("UPDATE jobs SET state = 'running', started_time = ? WHERE seq = ?", (now, job["seq"]))
+            if rows:
+                conn.execute(_CLAIMED_SQL, (len(rows), now, job["seq"]))
             stored = _stored(conn, job, [row["name"] for row in rows])
             tasks += [_task(job, row, mountpath_id, stored.get(row["name"])) for row in rows]
             if len(tasks) >= limit:
@@ -103,7 +112,6 @@ UPDATE objects SET state = ?, size = coalesce(?, size), bytes_done = coalesce(?,
        etag = ?, version = ?, checksum = ?, last_modified = ?, error = ?, error_code = ?,
        owner = NULL, lease_expiry = NULL, end_time = ?
 WHERE id = ? AND owner = ? AND state = 'running'
-RETURNING job
 """
 
 # "Give a running row back": the one transition for a retry, a release, a
@@ -117,12 +125,12 @@ owner = NULL, lease_expiry = NULL
 _RETRY_SQL = f"""
 UPDATE objects SET error = ?, error_code = ?, next_try = ?, attempts = attempts - ?, {_GIVE_BACK}
 WHERE id = ? AND owner = ? AND state = 'running'
-RETURNING job
+RETURNING job, state
 """
 
-_RECOVER_SQL = f"UPDATE objects SET {_GIVE_BACK} WHERE state = 'running' AND {{owners}} RETURNING id, job"
+_RECOVER_SQL = f"UPDATE objects SET {_GIVE_BACK} WHERE state = 'running' AND {{owners}} RETURNING id, job, state"
 _RECOVER_EXPIRED_SQL = (
-    f"UPDATE objects SET {_GIVE_BACK} WHERE state = 'running' AND lease_expiry < ?{{alive}} RETURNING id, job"
+    f"UPDATE objects SET {_GIVE_BACK} WHERE state = 'running' AND lease_expiry < ?{{alive}} RETURNING id, job, state"
 )
 
 _CATALOG_SQL = """
@@ -133,60 +141,77 @@ SELECT j.provider, j.namespace, j.bucket, o.name, o.size, ?, o.link, o.etag, o.v
 FROM objects o JOIN jobs j ON j.seq = o.job WHERE o.id = ?
 """
 
-# done outcomes of a report, set-based: the rows this owner still leases
-# (one SELECT), their updates (one executemany), their catalog entries (one
-# INSERT ... SELECT per mountpath)
-_LEASED_SQL = "SELECT id, job FROM objects WHERE id IN ({}) AND owner = ? AND state = 'running'"
-_DONE_SQL = _FINAL_SQL.replace("RETURNING job\n", "")
+# the rows of a report this owner still leases, with what the counters need
+# (one SELECT per CHUNK); done outcomes are then recorded set-based: their
+# updates (one executemany), their catalog entries (one INSERT ... SELECT
+# per mountpath)
+_LEASED_SQL = "SELECT id, job, size FROM objects WHERE id IN ({}) AND owner = ? AND state = 'running'"
 _CATALOG_MANY_SQL = _CATALOG_SQL.replace("WHERE o.id = ?", "WHERE o.id IN ({})")
+
+_RUNNING = ObjectState.RUNNING.value
+
+Leased = dict[int, tuple[int, int | None]]  # row id -> (job, size) of rows still leased
 
 
 def report(conn: sqlite3.Connection, owner: str, outcomes: Sequence[Outcome]) -> list[str]:
     """Record a batch of outcomes in one transaction (group commit).
 
     Rows no longer leased by ``owner`` (recovered meanwhile) are left alone.
+    The counters of each job move once, by the sum of its rows' moves.
     Returns the ids of jobs that this batch finished.
     """
     now = time.time()
-    touched: set[int] = set()
+    counts = Counts()
     fatal: dict[int, str] = {}
     done = [o for o in outcomes if o.state is ObjectState.DONE and not o.fatal]
     with write(conn):
-        touched |= _apply_done(conn, owner, done, now)
+        leased = _leased(conn, owner, [o.task_id for o in outcomes])
+        _apply_done(conn, owner, done, now, leased, counts)
         for out in outcomes:
             if out.state is ObjectState.DONE and not out.fatal:
                 continue
-            job = _apply(conn, owner, out, now)
-            if job is None:
-                continue
-            touched.add(job)
-            if out.fatal:
+            job = _apply(conn, owner, out, now, leased, counts)
+            if job is not None and out.fatal:
                 fatal[job] = out.error or "fatal error"
+        touched = counts.flush(conn)  # before a stop: an aborted job's finished_time reads running_cnt
         for job, reason in fatal.items():
             _stop_job(conn, job, reason, now)
         return finish_jobs(conn, touched)
 
 
-def _apply_done(conn: sqlite3.Connection, owner: str, outcomes: list[Outcome], now: float) -> set[int]:
+def _leased(conn: sqlite3.Connection, owner: str, ids: list[int]) -> Leased:
+    """(job, size) of the rows among ``ids`` that ``owner`` still leases."""
+    leased: Leased = {}
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        for row_id, job, size in conn.execute(_LEASED_SQL.format(",".join("?" * len(chunk))), (*chunk, owner)):
+            leased[row_id] = (job, size)
+    return leased
+
+
+def _apply_done(
+    conn: sqlite3.Connection, owner: str, outcomes: list[Outcome], now: float, leased: Leased, counts: Counts
+) -> None:
     """Done outcomes in a few statements per ``CHUNK`` instead of two per
     row (the supervisor of a Dask cluster reports hundreds at once); rows
-    no longer leased by ``owner`` are left alone. Returns their jobs."""
-    jobs: set[int] = set()
+    no longer leased by ``owner`` are left alone, and a row reported twice
+    is recorded once (the first, as the executemany does)."""
     for start in range(0, len(outcomes), CHUNK):
-        chunk = outcomes[start : start + CHUNK]
-        ids = [o.task_id for o in chunk]
-        leased = dict(conn.execute(_LEASED_SQL.format(",".join("?" * len(ids))), (*ids, owner)).fetchall())
-        mine = [o for o in chunk if o.task_id in leased]
+        mine = []
+        for out in outcomes[start : start + CHUNK]:
+            row = leased.pop(out.task_id, None)
+            if row is not None:
+                mine.append(out)
+                size = out.size if out.size is not None else row[1]
+                counts.move(row[0], _RUNNING, ObjectState.DONE.value, row[1], size)
         if not mine:
             continue
-        conn.executemany(_DONE_SQL, [_final_params(o, now, owner) for o in mine])
+        conn.executemany(_FINAL_SQL, [_final_params(o, now, owner) for o in mine])
         by_mountpath: dict[str, list[int]] = {}
         for out in mine:
             by_mountpath.setdefault(out.mountpath, []).append(out.task_id)
         for mountpath, rows in by_mountpath.items():
             conn.execute(_CATALOG_MANY_SQL.format(",".join("?" * len(rows))), (mountpath, now, *rows))
-        jobs.update(leased[o.task_id] for o in mine)
-    return jobs
 
 
 def _final_params(out: Outcome, now: float, owner: str) -> tuple[object, ...]:
@@ -197,17 +222,24 @@ def _final_params(out: Outcome, now: float, owner: str) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-def _apply(conn: sqlite3.Connection, owner: str, out: Outcome, now: float) -> int | None:
-    if out.state is ObjectState.PENDING:
-        back = (_error(out), _code(out), out.next_try, int(out.release), out.task_id, owner)
-        row = conn.execute(_RETRY_SQL, back).fetchone()
-        return None if row is None else int(row[0])
-    row = conn.execute(_FINAL_SQL, _final_params(out, now, owner)).fetchone()
+def _apply(
+    conn: sqlite3.Connection, owner: str, out: Outcome, now: float, leased: Leased, counts: Counts
+) -> int | None:
+    """One outcome other than a plain done; the row's job if it was leased."""
+    row = leased.pop(out.task_id, None)
     if row is None:
         return None
+    job, old_size = row
+    if out.state is ObjectState.PENDING:
+        back = (_error(out), _code(out), out.next_try, int(out.release), out.task_id, owner)
+        state = conn.execute(_RETRY_SQL, back).fetchone()[1]
+        counts.move(job, _RUNNING, state, old_size, old_size)
+        return job
+    conn.execute(_FINAL_SQL, _final_params(out, now, owner))
+    counts.move(job, _RUNNING, out.state.value, old_size, out.size if out.size is not None else old_size)
     if out.state is ObjectState.DONE:
         conn.execute(_CATALOG_SQL, (out.mountpath, now, out.task_id))
-    return int(row[0])
+    return job
 
 
 def _error(out: Outcome) -> str | None:
@@ -239,11 +271,28 @@ def renew(
             "UPDATE objects SET lease_expiry = ? WHERE owner = ? AND state = 'running'",
             (time.time() + lease_seconds, owner),
         )
+        _count_sizes(conn, owner, {oid: size for oid, (_done, size) in progress.items() if size is not None})
         conn.executemany(
             "UPDATE objects SET bytes_done = ?, size = coalesce(?, size) WHERE id = ? AND owner = ?",
             [(done, size, oid, owner) for oid, (done, size) in progress.items()],
         )
         return aborted_rows(conn, owner)
+
+
+_SIZES_SQL = "SELECT id, job, state, size FROM objects WHERE id IN ({}) AND owner = ?"
+
+
+def _count_sizes(conn: sqlite3.Connection, owner: str, sizes: dict[int, int]) -> None:
+    """bytes_total of the jobs whose rows learn a size (a renewal's progress
+    names an object's size once its answer gave it)."""
+    counts = Counts()
+    ids = list(sizes)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        for row_id, job, state, size in conn.execute(_SIZES_SQL.format(",".join("?" * len(chunk))), (*chunk, owner)):
+            if size != sizes[row_id]:
+                counts.move(job, state, state, size, sizes[row_id])
+    counts.flush(conn)
 
 
 def aborted_rows(conn: sqlite3.Connection, owner: str) -> set[int]:
@@ -264,7 +313,7 @@ def recover(conn: sqlite3.Connection, keep_owners: Iterable[str] = ()) -> list[i
     cond = f"owner NOT IN ({','.join('?' * len(keep))})" if keep else "1"
     with write(conn):
         rows = conn.execute(_RECOVER_SQL.format(owners=cond), keep).fetchall()
-        finish_jobs(conn, {r[1] for r in rows})
+        _given_back(conn, rows)
     return [r[0] for r in rows]
 
 
@@ -279,5 +328,13 @@ def recover_expired(conn: sqlite3.Connection, alive_owners: Iterable[str] = ()) 
     keep = f" AND owner NOT IN ({','.join('?' * len(alive))})" if alive else ""
     with write(conn):
         rows = conn.execute(_RECOVER_EXPIRED_SQL.format(alive=keep), (time.time(), *alive)).fetchall()
-        finish_jobs(conn, {r[1] for r in rows})
+        _given_back(conn, rows)
     return [r[0] for r in rows]
+
+
+def _given_back(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> None:
+    """Counters of rows given back ((id, job, new state), all were
+    running), then the jobs they leave with nothing to do are finished."""
+    counts = Counts()
+    count_moves(counts, ((r[1], r[2]) for r in rows), _RUNNING)
+    finish_jobs(conn, counts.flush(conn))

@@ -12,6 +12,7 @@ from itertools import islice
 from typing import Any
 
 from dlengine.errors import ErrorCode, NotFoundError, SpecError, StateError
+from dlengine.ledger.counters import Counts
 from dlengine.ledger.db import write
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES, JobState, ObjectState
@@ -342,9 +343,13 @@ _ABORT_SQL = f"UPDATE jobs SET state = ?, error = coalesce(?, error), finished_t
 
 
 def abort_queued(conn: sqlite3.Connection, seq: int, now: float) -> None:
-    """The pending objects of an aborted job end aborted (in a transaction)."""
+    """The pending objects of an aborted job end aborted (in a transaction),
+    its counters with them."""
     sql = "UPDATE objects SET state = 'aborted', error_code = ?, end_time = ? WHERE job = ? AND state = 'pending'"
-    conn.execute(sql, (ErrorCode.ABORTED.value, now, seq))
+    moved = conn.execute(sql, (ErrorCode.ABORTED.value, now, seq)).rowcount
+    counts = Counts()
+    counts.move_many(seq, ObjectState.PENDING.value, ObjectState.ABORTED.value, moved)
+    counts.flush(conn)
 
 
 def remove_job(conn: sqlite3.Connection, job_id: str) -> None:
@@ -366,7 +371,13 @@ def retry_job(conn: sqlite3.Connection, job_id: str) -> int:
         row = job_row(conn, job_id)
         if row["state"] in ACTIVE_JOB_STATES:
             raise StateError(f"job {job_id} is still running")
-        count = conn.execute(_REQUEUE_SQL, (row["seq"],)).rowcount
+        counts, count = Counts(), 0
+        for state in (ObjectState.FAILED.value, ObjectState.ABORTED.value):
+            # one statement per state, a literal (a partial index may serve it): the counters know what moved
+            moved = conn.execute(_REQUEUE_SQL.format(repr(state)), (row["seq"],)).rowcount
+            counts.move_many(row["seq"], state, ObjectState.PENDING.value, moved)
+            count += moved
+        counts.flush(conn)
         if count or not row["all_dispatched"]:
             conn.execute(_REOPEN_JOB_SQL, (row["seq"],))
         return count
@@ -374,7 +385,7 @@ def retry_job(conn: sqlite3.Connection, job_id: str) -> int:
 
 _REQUEUE_SQL = (
     "UPDATE objects SET state = 'pending', attempts = 0, next_try = 0, error = NULL, error_code = NULL,"
-    " end_time = NULL WHERE job = ? AND state IN ('failed', 'aborted')"
+    " end_time = NULL WHERE job = ? AND state = {}"
 )
 _REOPEN_JOB_SQL = "UPDATE jobs SET state = 'pending', error = NULL, finished_time = NULL WHERE seq = ?"
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from dlengine.errors import ErrorCode, StateError
 from dlengine.ledger import claims, db, jobs
+from dlengine.ledger.counters import Counts, count_moves
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject, ObjectRow, Outcome, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
 
@@ -80,6 +81,7 @@ _DELETE_BUCKET_SQL = "DELETE FROM buckets WHERE provider = ? AND namespace = ? A
 _FAIL_PLACED_SQL = (
     "UPDATE objects SET state = 'failed', error = ?, error_code = ?, end_time = ?"
     f" WHERE mountpath = ? AND state = 'pending' AND job IN (SELECT seq FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r})"
+    " RETURNING job, state"
 )
 
 
@@ -140,8 +142,11 @@ class Ledger:
         """Fail the pending objects of active jobs placed on a mountpath that
         cannot be served; returns how many."""
         with db.write(self._conn):
-            cur = self._conn.execute(_FAIL_PLACED_SQL, (reason, code.value, time.time(), mountpath_id))
-            return cur.rowcount
+            rows = self._conn.execute(_FAIL_PLACED_SQL, (reason, code.value, time.time(), mountpath_id)).fetchall()
+            counts = Counts()
+            count_moves(counts, ((r[0], r[1]) for r in rows), ObjectState.PENDING.value)
+            counts.flush(self._conn)
+            return len(rows)
 
     # -- submission and the user's transitions
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dlengine.errors import StateError
+from dlengine.errors import ErrorCode, StateError
 from dlengine.ledger import jobs
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject, Outcome, Task
@@ -39,6 +39,7 @@ class Driver:
         actions = [
             self.submit, self.dispatch, self.claim, self.claim, self.report, self.report, self.renew,
             self.give_back, self.expire, self.abort, self.retry, self.remove, self.finish, self.sync_delete,
+            self.fail_placed,
         ]  # fmt: skip
         self.rng.choice(actions)()
 
@@ -146,6 +147,10 @@ class Driver:
 
     def finish(self) -> None:
         self.ledger.finish()
+
+    def fail_placed(self) -> None:
+        if self.rng.random() < 0.3:  # rarely: it fails every pending row of a mountpath
+            self.ledger.fail_placed(self.rng.choice(list(self.mps.values())), "gone", ErrorCode.NOT_FOUND)
 
     def sync_delete(self) -> None:
         job = self._some_job()
