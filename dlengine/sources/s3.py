@@ -3,7 +3,10 @@
 Credentials and endpoint come only from boto3's own chain: ``AWS_ENDPOINT_URL``
 (or ``AWS_ENDPOINT_URL_S3``), ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
 ``AWS_PROFILE`` and the shared config files, instance roles. Nothing of it
-is ever written to the ledger. Clients are cached per process, timeout and
+is ever written to the ledger. A worker's signed GETs (``signed_get``) read
+the common case of that chain without botocore (``awsenv``: static keys and
+a custom endpoint), so a worker that only downloads never imports boto3;
+anything else is asked of botocore. Clients are cached per process, timeout and
 *that chain's variables* (endpoint, keys, profile, region): a process whose
 environment changes gets a client for the new store, never the old one.
 
@@ -15,20 +18,20 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from dlengine import errors
-from dlengine.sources import checksums, sigv4
+from dlengine.sources import awsenv, checksums, sigv4
 from dlengine.sources.base import ObjectInfo, ReadableStream, Request, SignedGet, translating
 
 EXTRA = "pip install 'dlengine[s3]'"
@@ -48,7 +51,8 @@ _BUSY = {
 # boto3's own chain: a client is bound to what these said when it was made
 _CHAIN_VARIABLES = (
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
 )  # fmt: skip
 
 # one PutObject (with Content-MD5) up to this size; multipart above it
@@ -65,11 +69,17 @@ PRESIGN_EXPIRES = 3600  # seconds; a transfer starts at once (retries sign again
 
 
 def available() -> bool:
-    try:
-        import boto3  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """boto3 is installed (found, not imported: a worker that signs its
+    GETs itself never imports it)."""
+    global _available
+    if _available is None:
+        import importlib.util
+
+        _available = importlib.util.find_spec("boto3") is not None
+    return _available
+
+
+_available: bool | None = None
 
 
 def client(timeout: float = 60.0) -> Any:
@@ -172,24 +182,27 @@ def _status(exc: BaseException) -> int:
     return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
-@dataclass(frozen=True)
+Keys = tuple[str, str, str | None]
+
+
+@dataclass(frozen=True, repr=False)
 class _Presigner:
     """Where one bucket's objects are and who signs for them: the origin
     and path prefix the SDK's addressing rules give (endpoint_url, region,
-    virtual-host or path style), its region and its credential chain."""
+    virtual-host or path style), its region, and ``keys``: the current
+    (access key, secret, token) of its credential chain, or None."""
 
     origin: str
     host: str
     prefix: str
     region: str
-    credentials: Any
+    keys: Callable[[], Keys | None]
 
     def url(self, key: str) -> str | None:
-        frozen = self.credentials.get_frozen_credentials()
-        if not frozen.access_key or not frozen.secret_key:
+        keys = self.keys()
+        if keys is None:
             return None
         path = self.prefix + quote(key, safe="/~")
-        keys = (frozen.access_key, frozen.secret_key, frozen.token)
         return sigv4.presign_get(self.origin, self.host, path, keys, self.region, _SIGNED_HEADERS, PRESIGN_EXPIRES)
 
 
@@ -197,17 +210,69 @@ def _presigner(bucket: str) -> _Presigner | None:
     chain = _chain()
     with _lock:
         if (bucket, chain) not in _presigners:
-            made = _new_presigner(_client_locked(60.0, chain), bucket)
+            made = _static_presigner(bucket) or _sdk_presigner(_client_locked(60.0, chain), bucket)
             if made is None:
                 return None
             _presigners[(bucket, chain)] = made
         return _presigners[(bucket, chain)]
 
 
+def _static_presigner(bucket: str) -> _Presigner | None:
+    """Static keys and a custom endpoint (an S3-compatible store), read
+    without botocore (``awsenv``): its URL is the endpoint's path plus the
+    bucket (botocore's presigned URLs for a custom endpoint are path-style),
+    signed for the bucket's region (a HEAD asks the store), else the
+    configured one (us-east-1 when none). None for AWS itself (the bucket's region takes botocore and a
+    HEAD) and anything ``awsenv`` leaves to botocore."""
+    resolved = awsenv.resolve()
+    if resolved is None or resolved.endpoint is None:
+        return None
+    endpoint = urlsplit(resolved.endpoint)
+    if endpoint.scheme not in ("http", "https") or not endpoint.netloc or endpoint.query or endpoint.fragment:
+        return None
+    default = ":443" if endpoint.scheme == "https" else ":80"
+    origin, host = f"{endpoint.scheme}://{endpoint.netloc}", endpoint.netloc.removesuffix(default)
+    prefix = f"{endpoint.path.rstrip('/')}/{quote(bucket, safe='')}/"
+    keys = resolved.credentials
+    configured = resolved.region or "us-east-1"
+    head = sigv4.presign_get(origin, host, prefix, keys, configured, {}, 60, method="HEAD")
+    return _Presigner(origin, host, prefix, _head_region(head) or configured, lambda: keys)
+
+
+def _head_region(url: str) -> str | None:
+    """The bucket's region as a store names it (``x-amz-bucket-region``,
+    also on a refusal) to a HEAD of the bucket: one per bucket and
+    process, what ``_bucket_region`` asks botocore. Through a plain pycurl
+    handle (the worker has it loaded; http.client would cost an import);
+    None when the store says nothing."""
+    import pycurl
+
+    found: list[str] = []
+
+    def header(line: bytes) -> None:
+        name, sep, value = line.decode("latin-1").partition(":")
+        if sep and name.strip().lower() == "x-amz-bucket-region":
+            found.append(value.strip())
+
+    handle = pycurl.Curl()
+    try:
+        handle.setopt(pycurl.URL, url)
+        handle.setopt(pycurl.NOBODY, True)
+        handle.setopt(pycurl.HEADERFUNCTION, header)
+        handle.setopt(pycurl.TIMEOUT, 10)
+        handle.setopt(pycurl.NOSIGNAL, True)
+        handle.perform()
+    except pycurl.error:
+        return None
+    finally:
+        handle.close()
+    return found[-1] if found else None
+
+
 _PROBE = "dlengine-probe"
 
 
-def _new_presigner(sdk: Any, bucket: str) -> _Presigner | None:
+def _sdk_presigner(sdk: Any, bucket: str) -> _Presigner | None:
     """The SDK's own URL of a probe key tells where the bucket's keys are
     (no request is sent); None without credentials (the SDK path then says why)."""
     import boto3
@@ -224,7 +289,15 @@ def _new_presigner(sdk: Any, bucket: str) -> _Presigner | None:
     default = ":443" if probe.scheme == "https" else ":80"
     host = probe.netloc.removesuffix(default)
     origin = f"{probe.scheme}://{probe.netloc}"
-    return _Presigner(origin, host, probe.path[: -len(_PROBE)], region, credentials)
+    return _Presigner(origin, host, probe.path[: -len(_PROBE)], region, functools.partial(_frozen, credentials))
+
+
+def _frozen(credentials: Any) -> Keys | None:
+    """The chain's current keys (a refreshing chain refreshes here)."""
+    frozen = credentials.get_frozen_credentials()
+    if not frozen.access_key or not frozen.secret_key:
+        return None
+    return (frozen.access_key, frozen.secret_key, frozen.token)
 
 
 def _bucket_region(sdk: Any, bucket: str) -> str:
@@ -356,6 +429,8 @@ def _get_args(bucket: str, request: Request) -> dict[str, Any]:
             args["IfMatch"] = request.if_range
         return args
     args["ChecksumMode"] = "ENABLED"  # whole-object checksums come with whole bodies only
+    from email.utils import parsedate_to_datetime  # here: a worker that only signs GETs never needs it
+
     if request.if_none_match:
         args["IfNoneMatch"] = request.if_none_match
     elif request.if_modified_since:
@@ -413,4 +488,6 @@ def _size(response: dict[str, Any]) -> int | None:
 def _http_date(value: datetime | None) -> str | None:
     if not isinstance(value, datetime):
         return None
+    from email.utils import format_datetime
+
     return format_datetime(value.astimezone(timezone.utc), usegmt=True)

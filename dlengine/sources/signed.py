@@ -17,7 +17,10 @@ it ever reach a message).
 
 from __future__ import annotations
 
+import importlib
 import logging
+import threading
+from typing import Any
 
 from dlengine import errors
 from dlengine.sources.base import ObjectInfo, SignedGet
@@ -26,27 +29,40 @@ __all__ = ["signed_get"]
 
 log = logging.getLogger("dlengine.signed")
 
-_SCHEMES = ("s3", "gs", "az")
+# scheme -> (module, source class): imported when a link needs it, not
+# through ``registry`` (which imports every source, urllib3 and the spec
+# parser: ~150 ms of a worker that only signs S3 GETs)
+_SOURCES = {"s3": ("dlengine.sources.s3", "S3Source"), "gs": ("dlengine.sources.gcs", "GCSSource"),
+            "az": ("dlengine.sources.azure", "AzureSource")}  # fmt: skip
+_lock = threading.Lock()
+_instances: dict[tuple[str, str], Any] = {}
 
 
 def signed_get(link: str, listed: ObjectInfo | None = None) -> SignedGet | None:
     """The signed GET of a cloud link, or None to use the SDK's path.
     ``listed``: what a listing said of the object (backend jobs), for
     sources whose answer lacks some of it."""
-    scheme, sep, _ = link.partition("://")
-    if not sep or scheme.lower() not in _SCHEMES:
+    scheme, sep, rest = link.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _SOURCES:
         return None
-    from dlengine.sources import registry  # here: it imports every source module
-
-    scheme, bucket, key = registry.split_cloud_link(link)
-    module = registry.cloud_module(scheme)
+    bucket, _, key = rest.partition("/")  # registry.split_cloud_link's reading: keys literal
+    module = importlib.import_module(_SOURCES[scheme][0])
     if not module.available():
         return None  # the registry's answer (public HTTPS, or the missing extra) stands
     try:
-        sign = getattr(registry.cloud_source(scheme, bucket), "signed_get", None)
-        get: SignedGet | None = sign(key, listed) if sign is not None else None
+        get: SignedGet | None = _source(scheme, bucket, module).signed_get(key, listed)
     except errors.DlengineError as exc:
         # the SDK path meets the same problem and reports it as the outcome
         log.debug("%s: no signed GET (%s); the SDK fetches it", link, exc)
         return None
     return get
+
+
+def _source(scheme: str, bucket: str, module: Any) -> Any:
+    """One source per bucket and process, as ``registry.cloud_source`` keeps."""
+    with _lock:
+        source = _instances.get((scheme, bucket))
+        if source is None:
+            source = _instances[(scheme, bucket)] = getattr(module, _SOURCES[scheme][1])(bucket)
+        return source

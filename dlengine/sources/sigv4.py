@@ -79,6 +79,7 @@ def presign_get(
     expires: int = 3600,
     now: float | None = None,
     service: str = "s3",
+    method: str = "GET",
 ) -> str:
     """A presigned GET of ``origin + path`` (``path`` already percent-encoded
     as S3 wants it: ``/`` kept), valid ``expires`` seconds from ``now``.
@@ -92,7 +93,7 @@ def presign_get(
     names = ";".join(sorted(headers))
     canonical_query = _canonical_query(access, scope, stamp, expires, names, token)
     canonical_headers = "".join(f"{k}:{' '.join(headers[k].split())}\n" for k in sorted(headers))
-    canonical = f"GET\n{path}\n{canonical_query}\n{canonical_headers}\n{names}\n{_UNSIGNED}"
+    canonical = f"{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{names}\n{_UNSIGNED}"
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{digest}"
     signature = hmac.new(signing_key(secret, stamp[:8], region, service), to_sign.encode(), hashlib.sha256)
