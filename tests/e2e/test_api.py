@@ -531,12 +531,6 @@ def test_listen_addresses(text: str, address: ListenAddress, loopback: bool) -> 
     assert address.is_loopback() is loopback
 
 
-@pytest.mark.parametrize("text", ["", "host", "host:http", "1.2.3.4:70000", "::1:80", "host:\u00b2", "\u00b2"])
-def test_bad_listen_addresses(text: str) -> None:
-    with pytest.raises(SpecError, match="--listen"):
-        parse_listen(text)
-
-
 def test_non_loopback_needs_a_token(home: Home) -> None:
     res = home.cli("serve", "--listen", "0.0.0.0:0", timeout=30)
     assert res.returncode == 2, res.stderr

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from dlengine.api import openapi
 from tests.conftest import Home
 from tests.e2e.test_api import DOWNLOAD, Api, check_schema, ledger_consistent, start_api
 
@@ -156,13 +155,6 @@ def _check_error(method: str, path: str, status: int, payload: Any) -> None:
     assert 400 <= status < 500, (method, path, status, payload)
     assert isinstance(payload, dict) and isinstance(payload.get("error"), str) and payload["status"] == status
     check_schema(method, path, status, payload)
-
-
-def test_openapi_document_is_valid() -> None:
-    validator = pytest.importorskip("openapi_spec_validator")
-    document = openapi()
-    validator.validate(document)
-    assert set(document["paths"]) == {DOWNLOAD, DOWNLOAD + "/abort", DOWNLOAD + "/remove"}
 
 
 def test_malformed_jobs_are_refused_whole(fuzz_api: Api, home: Home) -> None:

@@ -5,7 +5,6 @@ that says the job goes on, --dry-run, run --quiet, stop/wait verbs,
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import sys
 import threading
 from pathlib import Path
 
-from dlengine.progress import Follower
 from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import ROOT, Home, wait_for
 
@@ -192,18 +190,6 @@ def test_bucket_rm_refused_while_a_job_is_active(home: Home) -> None:
     assert home.cli("download", "http://127.0.0.1:9/a", "ais://abc", "--no-start").returncode == 0
     res = home.cli("bucket", "rm", "ais://abc")
     assert res.returncode == 2 and "active job" in res.stderr
-
-
-def test_progress_bar_counts_bytes_in_flight() -> None:
-    stream = io.StringIO()
-    follower = Follower(stream=stream, bar=True, interval=0.1)
-    base = {"id": "dnl-x", "state": "running", "total": 10, "finished_cnt": 2, "error_cnt": 1, "running_cnt": 3}
-    follower({**base, "bytes_done": 5 << 20, "bytes_total": 50 << 20})
-    follower({**base, "bytes_done": 20 << 20, "bytes_total": 50 << 20})
-    follower.close()
-    text = stream.getvalue()
-    assert "20.0M/50.0M" in text  # bytes, not objects
-    assert "2/10 obj, 3 running, 1 failed" in text
 
 
 def test_progress_counts_running_bytes(home: Home, httpd: TestHTTPServer) -> None:

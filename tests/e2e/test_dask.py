@@ -279,12 +279,3 @@ def test_batch_deadline_follows_size_timeout_and_attempts() -> None:
     assert batch_deadline([replace(one, size=100 << 20)], 4, 60.0) == base + 2 * 100  # 100 MiB at 1 MiB/s
     assert batch_deadline([replace(one, attempts=3)], 4, 60.0) == 4 * base  # doubled per attempt
     assert profiler_deadlocks((3, 11, 7)) and not profiler_deadlocks((3, 11, 9)) and not profiler_deadlocks((3, 13, 0))
-
-
-def test_batches_are_large_but_spread_over_the_cluster() -> None:
-    from dlengine.supervisor.dask_executor import batch_size, full_batch
-
-    assert full_batch(16) == 512 and full_batch(4) == 512 and full_batch(48) == 528
-    assert batch_size(2048, threads=16, slots=2) == 512  # plenty: full batches
-    assert batch_size(40, threads=4, slots=2) == 20  # few: one batch per Dask thread
-    assert batch_size(3, threads=16, slots=8) == 16  # never below one round of threads

@@ -5,15 +5,10 @@ ignores ranges fetched whole."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 
 import pytest
 
-from dlengine.engine.curl import RangesIgnored, _Answer, _Group, _Transfer, segment_bounds
-from dlengine.errors import SourceChangedError
-from dlengine.ledger.models import Task
-from dlengine.sources.base import ObjectInfo
 from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import Home, counters_match_rows, wait_for
 
@@ -123,54 +118,3 @@ def test_a_kill_resumes_every_segment_where_it_stopped(segmented: Home, httpd: T
 
 # -- the checks on each segment's answer (no server can be made to send
 # -- these at the right moment, so they are checked on crafted answers)
-
-
-def _task(connections: int = 0) -> Task:
-    return Task(1, "j", 1, "o", "http://h/o", 1, 1, "ais", "", "b", 0.0, 0, connections=connections)
-
-
-def _answer(status: int, **headers: str) -> _Answer:
-    answer = _Answer()
-    answer.status = status
-    for name, value in headers.items():
-        answer.headers[name.replace("_", "-").lower()] = value
-    return answer
-
-
-def test_segment_bounds_need_size_ranges_and_a_strong_etag() -> None:
-    info = ObjectInfo("k", size=SIZE, etag='"v1"')
-    ok = _answer(200, accept_ranges="bytes")
-    bounds = segment_bounds(_task(), info, ok, THRESHOLD)
-    assert bounds is not None and len(bounds) == 8 and bounds[0][0] == 0 and bounds[-1][1] == SIZE
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
-    assert segment_bounds(_task(), ObjectInfo("k", size=THRESHOLD - 1, etag='"v1"'), ok, THRESHOLD) is None
-    assert segment_bounds(_task(), ObjectInfo("k", size=SIZE, etag='W/"v1"'), ok, THRESHOLD) is None
-    assert segment_bounds(_task(), ObjectInfo("k", size=SIZE), ok, THRESHOLD) is None
-    assert segment_bounds(_task(), info, _answer(200), THRESHOLD) is None
-    assert segment_bounds(_task(connections=4), info, ok, THRESHOLD) is None
-
-
-class _Receiver:
-    segments = [[0, 100, 100], [100, 150, 200]]
-
-
-def _group() -> _Group:
-    first = _Transfer.__new__(_Transfer)
-    first.receiver = _Receiver()  # type: ignore[assignment]
-    first.task = _task()
-    return _Group(first, '"v1"', 200)
-
-
-def test_each_segment_answer_must_be_its_range_of_the_same_version() -> None:
-    group = _group()
-    group.check(1, _answer(206, content_range="bytes 150-199/200", etag='"v1"'))  # accepted
-    with pytest.raises(SourceChangedError, match="ETag"):
-        group.check(1, _answer(206, content_range="bytes 150-199/200", etag='"v2"'))
-    with pytest.raises(SourceChangedError, match="range"):
-        group.check(1, _answer(206, content_range="bytes 0-199/200", etag='"v1"'))
-    with pytest.raises(SourceChangedError, match="range"):
-        group.check(1, _answer(206, content_range="bytes 150-199/300", etag='"v1"'))
-    with pytest.raises(SourceChangedError, match="changed"):
-        group.check(1, _answer(200, etag='"v2"'))
-    with pytest.raises(RangesIgnored):
-        group.check(1, _answer(200, etag='"v1"'))

@@ -19,7 +19,7 @@ import pytest
 import requests
 import urllib3
 
-from harness.httpd import BLOCK_SIZE, Fault, TestHTTPServer, expand_braces, parse_size
+from harness.httpd import BLOCK_SIZE, Fault, TestHTTPServer
 from tests import conftest_httpd
 
 httpd = conftest_httpd.httpd
@@ -366,13 +366,6 @@ def test_delay_before_headers(httpd: TestHTTPServer, http: urllib3.PoolManager, 
     assert time.monotonic() - began >= 0.2
 
 
-def test_fault_validation() -> None:
-    with pytest.raises(ValueError, match="rate"):
-        Fault(rate=0)
-    with pytest.raises(ValueError, match="reset_after"):
-        Fault(reset_after=-1)
-
-
 # -- accounting and connections
 
 
@@ -513,14 +506,6 @@ def test_serve_directory(httpd: TestHTTPServer, http: urllib3.PoolManager, tmp_p
 
 
 # -- command line
-
-
-def test_parse_size_and_braces() -> None:
-    assert parse_size("10KiB") == 10240
-    assert parse_size("2MB") == 2_000_000
-    assert parse_size("7") == 7
-    assert list(expand_braces("/s-{08..10}.tar")) == ["/s-08.tar", "/s-09.tar", "/s-10.tar"]
-    assert list(expand_braces("/{1..2}/{a}")) == ["/1/{a}", "/2/{a}"]
 
 
 def test_standalone(tmp_path: Path) -> None:

@@ -11,12 +11,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def test_every_package_directory_is_a_package() -> None:
-    for directory in (ROOT / "dlengine").rglob("*"):
-        if directory.is_dir() and directory.name != "__pycache__" and any(directory.glob("*.py")):
-            assert (directory / "__init__.py").exists(), f"{directory} has no __init__.py"
-
-
 def test_wheel_holds_migrations_openapi_and_license(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],

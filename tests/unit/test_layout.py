@@ -76,3 +76,9 @@ def test_the_check_sees_every_form_of_import() -> None:
     source += "def f():\n    import harness\n"
     assert imported_roots(source) == {"bench", "tests", "harness"}
     assert _exists("harness.httpd") and _exists("tests") and not _exists("tests.httpd")
+
+
+def test_every_package_directory_is_a_package() -> None:
+    for directory in (ROOT / "dlengine").rglob("*"):
+        if directory.is_dir() and directory.name != "__pycache__" and any(directory.glob("*.py")):
+            assert (directory / "__init__.py").exists(), f"{directory} has no __init__.py"

@@ -1,0 +1,30 @@
+"""One provider list: aliases, and what each provider may be used for is
+decided at submission, never at dispatch (the CLI's exit 2:
+tests/e2e/test_providers.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dlengine.errors import SpecError
+from dlengine.providers import LISTABLE, WRITE_THROUGH, parse_provider
+from dlengine.sources import registry
+from dlengine.spec import parse_job
+
+
+def test_unknown_provider_names_the_field() -> None:
+    with pytest.raises(SpecError) as err:
+        parse_provider("s4", "DST")
+    assert err.value.field == "DST" and "s4" in err.value.reason
+
+
+def test_every_write_through_provider_has_a_link_scheme_the_registry_serves() -> None:
+    assert {p.value for p in WRITE_THROUGH} == set(registry.PROVIDER_SCHEMES)
+    assert all(p.scheme for p in LISTABLE)
+
+
+@pytest.mark.parametrize("provider", ["ht", "ais", "dir"])
+def test_backend_job_of_an_unlistable_provider_is_refused(provider: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_job({"type": "backend", "bucket": {"name": "b", "provider": provider}})
+    assert err.value.field == "bucket.provider"
