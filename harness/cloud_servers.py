@@ -52,6 +52,17 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 # ----------------------------------------------------------------- S3
 
 
+def s3_env(endpoint: str, access_key: str = "testing", secret_key: str = "testing") -> dict[str, str]:
+    """The AWS SDK's variables that point a client (boto3 here, dlengine's
+    signed GETs in a worker) at an S3-compatible store on 127.0.0.1."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
 @dataclass
 class S3Server:
     """moto's S3 on a free port, counting requests."""
@@ -67,12 +78,7 @@ class S3Server:
 
     @property
     def env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
+        return s3_env(self.endpoint)
 
     def start(self) -> S3Server:
         from moto.server import DomainDispatcherApplication, create_backend_app

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
-from harness.httpd import TestHTTPServer
+from harness.httpd import QuietHandler, TestHTTPServer
 
 TOKEN = "hf_fakeTOKENdoNotLeak0123456789"
 LFS_THRESHOLD = 1000  # files at least this big are stored in LFS
@@ -241,18 +241,8 @@ class FakeHub(http.server.ThreadingHTTPServer):
             return self._repos.get((repo_type, repo_id))
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: FakeHub
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._serve(head=False)
-
-    def do_HEAD(self) -> None:
-        self._serve(head=True)
 
     # -- routing
 

@@ -412,8 +412,27 @@ class _FaultSlot:
 # -- request handler ---------------------------------------------------------
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive), GET and HEAD answered by one ``_serve``, and
+    no line per request on stderr: each server keeps its own record of what
+    it saw (``RequestRecord``, the fake Hub's ``Seen``), which tests read."""
+
     protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def _serve(self, *, head: bool) -> None:
+        raise NotImplementedError
+
+
+class _Handler(QuietHandler):
     server_version = "dlengine-testhttpd/1"
     disable_nagle_algorithm = True  # small header writes must not wait for ACKs
     server: TestHTTPServer
@@ -432,15 +451,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._serve(head=False)
-
-    def do_HEAD(self) -> None:
-        self._serve(head=True)
 
     # -- one request
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cloud_servers import s3_env
+
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 
@@ -64,12 +66,7 @@ class SeaweedFS:
 
     @property
     def env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
+        return s3_env(self.endpoint, ACCESS_KEY, SECRET_KEY)
 
     def command(self, weed: str) -> list[str]:
         p = self.ports

@@ -28,7 +28,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from dlengine.api import openapi
-from dlengine.api.listen import ListenAddress, parse_listen, read_token, require_token_off_loopback
+from dlengine.api.listen import parse_listen, read_token, require_token_off_loopback
 from dlengine.api.server import MAX_BODY_BYTES
 from dlengine.errors import SpecError
 from dlengine.ledger import jobs
@@ -511,24 +511,6 @@ def _submit_and_poll(
 
 
 # ----------------------------------------------------------- security
-
-
-@pytest.mark.parametrize(
-    ("text", "address", "loopback"),
-    [
-        ("127.0.0.1:8080", ListenAddress("127.0.0.1", 8080), True),
-        ("8080", ListenAddress("127.0.0.1", 8080), True),
-        ("localhost:0", ListenAddress("localhost", 0), True),
-        ("[::1]:9000", ListenAddress("::1", 9000), True),
-        (":8080", ListenAddress("0.0.0.0", 8080), False),
-        ("0.0.0.0:8080", ListenAddress("0.0.0.0", 8080), False),
-        ("10.1.2.3:8080", ListenAddress("10.1.2.3", 8080), False),
-        ("[::]:8080", ListenAddress("::", 8080), False),
-    ],
-)
-def test_listen_addresses(text: str, address: ListenAddress, loopback: bool) -> None:
-    assert parse_listen(text) == address
-    assert address.is_loopback() is loopback
 
 
 def test_non_loopback_needs_a_token(home: Home) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dlengine.errors import SpecError
-from dlengine.providers import LISTABLE, WRITE_THROUGH, parse_provider
+from dlengine.providers import LISTABLE, WRITE_THROUGH, Provider, parse_provider
 from dlengine.sources import registry
 from dlengine.spec import parse_job
 
@@ -28,3 +28,12 @@ def test_backend_job_of_an_unlistable_provider_is_refused(provider: str) -> None
     with pytest.raises(SpecError) as err:
         parse_job({"type": "backend", "bucket": {"name": "b", "provider": provider}})
     assert err.value.field == "bucket.provider"
+
+
+@pytest.mark.parametrize(
+    ("alias", "provider"),
+    [("s3", Provider.AWS), ("GS", Provider.GCP), ("gcs", Provider.GCP), ("az", Provider.AZURE), ("ht", Provider.HT)],
+)
+def test_aliases(alias: str, provider: Provider) -> None:
+    assert parse_provider(alias) is provider
+    assert str(provider) == provider.value and f"{provider}" == provider.value
