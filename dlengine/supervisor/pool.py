@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from dlengine.config import Settings
+from dlengine.supervisor import prespawn
 
 WORKER_LOG_FORMAT = "%(asctime)s worker[%(process)d] %(message)s"
 # logging first, at the supervisor's level (run --quiet: the workers too); the
@@ -64,7 +65,9 @@ class MountpathPool:
             level = str(logging.getLogger().getEffectiveLevel())
             args = [level, config, str(self.mountpath_id), str(self.mountpath), owner, str(os.getpid())]
             args.append(str(self.wake_fd))
-            self.workers[owner] = subprocess.Popen(
+            spare = prespawn.wake()
+            proc = prespawn.take(args) if spare is not None and spare.w == self.wake_fd >= 0 else None
+            self.workers[owner] = proc or subprocess.Popen(
                 [sys.executable, "-c", _ENTRY, *args],
                 stdin=subprocess.DEVNULL,
                 pass_fds=(self.wake_fd,) if self.wake_fd >= 0 else (),

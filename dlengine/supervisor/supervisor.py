@@ -20,6 +20,7 @@ from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
 from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.storage import identity, layout
+from dlengine.supervisor import prespawn
 from dlengine.supervisor.dispatch import Dispatcher
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.pool import MountpathPool
@@ -46,7 +47,7 @@ class Supervisor:
         self.stop = threading.Event()
         # poked by a worker whose report ended a job, and by a stop signal:
         # a tick comes at once, not at the end of TICK
-        self._wake = Wake()
+        self._wake = prespawn.adopt_wake() or Wake()  # (the spare workers hold its write end)
         self.lock = HomeLock(settings.lock_path)
         self.pools: list[MountpathPool] = []
         self.executor: dask_executor.DaskExecutor | None = None  # --executor dask://
