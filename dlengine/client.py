@@ -121,11 +121,14 @@ class Client:
         self._check(spec)
         place = self._placer(spec)
         # range and backend jobs are filled in later, page by page, by the
-        # supervisor's dispatcher: submitting stays O(1)
-        later = spec.type in (JobType.RANGE, JobType.BACKEND)
+        # supervisor's dispatcher: submitting stays O(1); a range of a few
+        # objects is inserted now, so that a command may run it itself
+        # (supervisor.inline)
+        count = object_count(spec)
+        small_range = spec.type is JobType.RANGE and count is not None and count <= self.settings.inline_objects
+        later = spec.type is JobType.BACKEND or (spec.type is JobType.RANGE and not small_range)
         objects = iter(()) if later else ((o.name, o.link) for o in iter_objects(spec))
         record = _new_job(spec)
-        count = object_count(spec)
         total = -1 if count is None else count  # a backend job's: unknown until listed (AIStore's -1)
         job_id = self._with_secrets(
             spec, record, lambda: self.ledger.create_job(record, objects, place, dispatched=not later, total=total)
@@ -272,10 +275,13 @@ class Client:
         poll: float = 0.5,
         timeout: float | None = None,
         on_progress: Callable[[JobSummary], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> JobSummary:
         """Block until the job ends; returns its final summary. Asked at
         ``poll`` seconds, the first times sooner (from 10 ms, doubling): a
-        job of a few small files ends well before half a second."""
+        job of a few small files ends well before half a second. ``sleep``:
+        the pause between looks (a job run in this process wakes it when it
+        ends)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = min(poll, 0.01)
         while True:
@@ -286,7 +292,7 @@ class Client:
                 return current
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {current['state']} after {timeout}s")
-            time.sleep(pause)
+            sleep(pause)
             pause = min(poll, pause * 2)
 
     def _remove_work_files(self, job_id: str) -> None:

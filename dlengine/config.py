@@ -41,6 +41,10 @@ _KNOBS: dict[str, tuple[str, Any]] = {
     # libcurl loop (sources/signed.py), "sdk" = the SDK's download call
     "cloud_get": ("DLENGINE_CLOUD_GET", "curl"),
     "executor": ("DLENGINE_EXECUTOR", "local"),  # or dask://HOST:PORT (supervisor/dask_executor.py)
+    # a job of at most this many objects followed by its command (--wait,
+    # --progress) is downloaded inside the command, without a supervisor
+    # (supervisor/inline.py); 0 = always through a supervisor
+    "inline_objects": ("DLENGINE_INLINE", 16),
 }
 
 
@@ -62,6 +66,7 @@ class Settings:
     sync: str = "batch"
     segment_threshold: int = 64 << 20
     cloud_get: str = "curl"
+    inline_objects: int = 16
 
     @property
     def remote_executor(self) -> bool:
@@ -103,6 +108,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "max_object_size": (1, 1 << 60),
     "min_rate": (0, 1 << 40),
     "segment_threshold": (1 << 20, 1 << 50),
+    "inline_objects": (0, 1 << 20),
 }
 
 

@@ -27,7 +27,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -139,11 +140,17 @@ def download(args: argparse.Namespace, client: Client) -> int:
         if not job.dispatched:
             _sync_here(client, job_id)
     active = any(j.state in ACTIVE_JOB_STATES for j in client.ledger.jobs_by_id(ids))
-    if active and not args.no_start:
+    if not active or args.no_start:
+        return _report(client, ids, args)
+    if not (args.wait or args.progress):
         from dlengine.supervisor.supervisor import start_background  # only when there is work
 
         start_background(client.settings)
-    return _report(client, ids, args)
+        return _report(client, ids, args)
+    from dlengine.cli.main import start_jobs
+
+    with start_jobs(client, ids) as sleep:  # a few files: downloaded in this command
+        return _report(client, ids, args, sleep)
 
 
 def _dry_run(client: Client, planned: Plan, args: argparse.Namespace) -> int:
@@ -182,7 +189,9 @@ def _sync_here(client: Client, job_id: str) -> None:
         pass
 
 
-def _report(client: Client, ids: list[str], args: argparse.Namespace) -> int:
+def _report(
+    client: Client, ids: list[str], args: argparse.Namespace, sleep: Callable[[float], None] = time.sleep
+) -> int:
     if not (args.wait or args.progress):
         print(json.dumps({"id": ids[-1], "ids": ids}) if args.json else "\n".join(ids))
         return 0
@@ -190,7 +199,7 @@ def _report(client: Client, ids: list[str], args: argparse.Namespace) -> int:
     for job_id in ids:
         print(job_id, file=sys.stderr)
         try:
-            failed = output.follow(client, job_id, args.progress, args.interval) or failed
+            failed = output.follow(client, job_id, args.progress, args.interval, sleep) or failed
         except KeyboardInterrupt:
             output.interrupted(job_id, others=[i for i in ids if i != job_id])
             return 130

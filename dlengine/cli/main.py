@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,23 +71,52 @@ def _submit_and_report(client: Client, job: Any, args: argparse.Namespace) -> in
         plan = client.plan(job)
         output.print_json(plan) if args.json else output.dry_run(plan)
         return EXIT_OK
-    job_id = client.submit(job, start=not args.no_start)
-    if not (args.wait or args.progress):
+    following = bool(args.wait or args.progress)
+    job_id = client.submit(job, start=not (args.no_start or following))
+    if not following:
         print(json.dumps({"id": job_id}) if args.json else job_id)
         if not args.json and sys.stderr.isatty():
             output.submitted(client.status(job_id, only_active=True))
         return EXIT_OK
     if not args.json:
         print(job_id, file=sys.stderr)
-    return follow_and_report(client, job_id, args, print_id=True)
+    if args.no_start:
+        return follow_and_report(client, job_id, args, print_id=True)
+    with start_jobs(client, [job_id]) as sleep:
+        return follow_and_report(client, job_id, args, print_id=True, sleep=sleep)
 
 
-def follow_and_report(client: Client, job_id: str, args: argparse.Namespace, *, print_id: bool) -> int:
+@contextlib.contextmanager
+def start_jobs(client: Client, job_ids: list[str]) -> Iterator[Callable[[float], None]]:
+    """Jobs that the command follows: a few objects downloaded here
+    (``supervisor.inline``: no supervisor, no worker processes), others by
+    a background supervisor. Yields the pause between looks at a job."""
+    from dlengine.supervisor import inline  # the data path: only when there is work
+
+    run = inline.start(client.settings, client.ledger, job_ids)
+    if run is None:
+        from dlengine.supervisor.supervisor import start_background
+
+        start_background(client.settings)
+        yield time.sleep
+        return
+    with run:
+        yield run.sleep
+
+
+def follow_and_report(
+    client: Client,
+    job_id: str,
+    args: argparse.Namespace,
+    *,
+    print_id: bool,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Follow a job until it ends, then say where its objects are and which
     failed (stderr); the id (or, with --json, the status) on stdout. Ctrl-C
     stops following only: the job goes on, and the message says so."""
     try:
-        failed = output.follow(client, job_id, args.progress, args.interval)
+        failed = output.follow(client, job_id, args.progress, args.interval, sleep)
     except KeyboardInterrupt:
         output.interrupted(job_id)
         return EXIT_INTERRUPTED

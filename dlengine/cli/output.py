@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -121,9 +121,16 @@ def bucket_table(buckets: list[BucketInfo]) -> None:
     table(("BUCKET", "OBJECTS", "SIZE", "STORED IN"), rows)
 
 
-def follow(client: Client, job_id: str, progress: bool, interval: float | None = None) -> bool:
+def follow(
+    client: Client,
+    job_id: str,
+    progress: bool,
+    interval: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
     """Follow a job until it ends (a bar on a terminal with ``progress``,
-    plain lines otherwise); True if it failed objects or was aborted."""
+    plain lines otherwise); True if it failed objects or was aborted.
+    ``sleep``: the pause between looks (``Client.wait``)."""
     follower = Follower(bar=None if progress else False, interval=interval or 2.0)
     poll = min(0.5, interval) if interval else 0.5
     watch = _SupervisorWatch(client.settings.lock_path)
@@ -133,7 +140,7 @@ def follow(client: Client, job_id: str, progress: bool, interval: float | None =
         watch(status)
 
     try:
-        final = client.wait(job_id, on_progress=on_progress, poll=poll)
+        final = client.wait(job_id, on_progress=on_progress, poll=poll, sleep=sleep)
     finally:
         follower.close()
     return final["state"] == "aborted" or bool(final["error_cnt"])

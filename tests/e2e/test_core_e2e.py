@@ -181,6 +181,7 @@ def test_second_supervisor_refuses(home: Home, httpd: TestHTTPServer) -> None:
 
 def test_background_supervisor_starts_and_exits(home: Home, httpd: TestHTTPServer) -> None:
     httpd.put("/b/x.bin", b"background")
+    home.env["DLENGINE_INLINE"] = "0"  # one object would be downloaded in the command (test_inline)
     res = home.cli("download", f"{httpd.url}/b/x.bin", "ais://bg/dir/", "--wait")
     assert res.returncode == 0, res.stderr
     assert home.ls("ais://bg") == {"dir/x.bin": 10}

@@ -26,6 +26,7 @@ from tests.conftest import Home
         ("DLENGINE_CHUNK", "1"),
         ("DLENGINE_SYNC", "sometimes"),
         ("DLENGINE_SEGMENT_THRESHOLD", "1000"),
+        ("DLENGINE_INLINE", "-1"),
     ],
 )
 def test_bad_environment_variable_is_exit_2_naming_it(home: Home, variable: str, value: str) -> None:

@@ -1,0 +1,125 @@
+"""A small job followed by its command (``download --wait``) is downloaded
+inside the command (``supervisor.inline``): no supervisor, no worker
+processes; the same leases, so a ``kill -9`` of the command leaves rows
+that the next ``run`` gives back and resumes. Bigger jobs, and any job
+while a supervisor holds the home, go to the supervisor as before."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+
+from harness.httpd import Fault, TestHTTPServer
+from tests.conftest import ROOT, Home, counters_match_rows, wait_for
+
+CHUNK = 1 << 20
+
+
+def _lock_pid(home: Home) -> int:
+    """The pid the last holder of the home's lock wrote (a supervisor's, or
+    the command's that ran its job inside)."""
+    return int((home.path / "supervisor.lock").read_text().strip())
+
+
+def _wait_cli(home: Home, *args: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``dlengine ARGS`` to completion, and its pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlengine", *args],
+        env=home.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
+
+
+def test_a_few_objects_are_downloaded_in_the_command(home: Home, httpd: TestHTTPServer) -> None:
+    httpd.put("/i/a.bin", b"alpha" * 1000)
+    httpd.put("/i/b.bin", b"beta")
+    res, pid = _wait_cli(home, "download", f"{httpd.url}/i/a.bin", "ais://abc", "--wait")
+    assert res.returncode == 0, res.stderr
+    assert "1/1 objects stored" in res.stderr
+    assert _lock_pid(home) == pid  # the command held the home: no supervisor was started
+    assert home.find("ais", "abc", "a.bin").read_bytes() == b"alpha" * 1000  # type: ignore[union-attr]
+    log = (home.path / "supervisor.log").read_text()
+    assert "objects stored" in log  # logged where a supervisor logs it
+    assert (home.path / "supervisor.log").stat().st_mode & 0o077 == 0
+    # a failure is reported and logged as with a supervisor; nothing left running
+    res, pid = _wait_cli(home, "download", f"{httpd.url}/i/none.bin", "ais://abc", "--wait")
+    assert res.returncode == 1 and "none.bin" in res.stderr and "404" in res.stderr
+    assert _lock_pid(home) == pid
+    job_id = res.stdout.strip().splitlines()[-1]
+    assert f"job {job_id}: none.bin failed" in (home.path / "supervisor.log").read_text()
+    counters_match_rows(home.ledger(), job_id)
+    # the same link again: the stored copy confirmed (a 304), in the command too
+    res, pid = _wait_cli(home, "download", f"{httpd.url}/i/a.bin", "ais://abc", "--wait")
+    assert res.returncode == 0 and _lock_pid(home) == pid, res.stderr
+    assert home.status(res.stdout.strip().splitlines()[-1])["skipped_cnt"] == 1
+
+
+def test_bigger_jobs_and_inline_off_go_to_a_supervisor(home: Home, httpd: TestHTTPServer) -> None:
+    for name in ("a", "b", "c"):
+        httpd.put(f"/s/{name}.bin", name.encode() * 100)
+    listing = home.path / "list.txt"
+    home.path.mkdir(parents=True, exist_ok=True)
+    listing.write_text("a.bin\nb.bin\nc.bin\n")
+    home.env["DLENGINE_INLINE"] = "2"
+    res, pid = _wait_cli(home, "download", f"{httpd.url}/s", "ais://abc", "--from", str(listing), "--wait")
+    assert res.returncode == 0, res.stderr
+    assert _lock_pid(home) != pid  # 3 objects > 2: a background supervisor
+    wait_for(lambda: not _held(home), timeout=30)
+    home.env["DLENGINE_INLINE"] = "0"
+    res, pid = _wait_cli(home, "download", f"{httpd.url}/s/a.bin", "ais://def", "--wait")
+    assert res.returncode == 0 and _lock_pid(home) != pid, res.stderr
+
+
+def test_a_running_supervisor_gets_the_job(home: Home, httpd: TestHTTPServer) -> None:
+    httpd.put("/r/a.bin", b"x" * 100)
+    runner = home.spawn("run", "--linger", "60")
+    wait_for(lambda: _held(home), timeout=60)
+    res, pid = _wait_cli(home, "download", f"{httpd.url}/r/a.bin", "ais://abc", "--wait")
+    assert res.returncode == 0, res.stderr
+    assert _lock_pid(home) == runner.pid != pid
+    assert home.find("ais", "abc", "a.bin") is not None
+
+
+def test_kill_9_of_the_command_leaves_rows_the_next_run_resumes(home: Home, httpd: TestHTTPServer) -> None:
+    home.env["DLENGINE_CHUNK"] = str(CHUNK)
+    size = 6 << 20
+    httpd.put_generated("/k/big.bin", size, seed=3)
+    httpd.set_fault("/k/big.bin", Fault(rate=1 << 20))
+    cli = home.spawn("download", f"{httpd.url}/k/big.bin", "ais://abc", "--wait")
+    wait_for(lambda: httpd.bytes_sent_for("/k/big.bin") > 2 * CHUNK, timeout=60)
+    conn = home.ledger()
+    state, owner = conn.execute("SELECT state, owner FROM objects").fetchone()
+    assert state == "running" and f":cli{cli.pid}-" in owner  # leased by the command itself
+    home.kill(cli)
+    time.sleep(0.2)
+    assert conn.execute("SELECT state FROM objects").fetchone()[0] == "running"  # nobody took it over
+    assert not _held(home)  # the kernel dropped the lock with the command
+    httpd.clear_faults()
+    res = home.run()
+    assert res.returncode == 0, res.stderr
+    stored = home.find("ais", "abc", "big.bin")
+    assert stored is not None
+    expected = httpd.expected_bytes("/k/big.bin")
+    assert hashlib.sha256(stored.read_bytes()).digest() == hashlib.sha256(expected).digest()
+    assert httpd.bytes_sent_for("/k/big.bin") - size <= CHUNK  # resumed, not fetched again
+    job_id = conn.execute("SELECT id FROM jobs").fetchone()[0]
+    assert home.status(job_id)["state"] == "finished"
+    counters_match_rows(conn, job_id)
+    assert home.work_files() == []
+
+
+def _held(home: Home) -> bool:
+    import fcntl
+
+    path = home.path / "supervisor.lock"
+    if not path.exists():
+        return False
+    with open(path, "r+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
