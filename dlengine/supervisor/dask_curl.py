@@ -39,6 +39,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from dlengine import errors, transfer
 from dlengine.engine import curl
@@ -48,7 +49,7 @@ from dlengine.sources.base import ObjectInfo
 from dlengine.storage import layout, remote
 from dlengine.supervisor import work
 
-__all__ = ["LoopOptions", "run", "transfers"]
+__all__ = ["Heartbeat", "LoopOptions", "run", "transfers"]
 
 log = logging.getLogger("dlengine.dask")
 
@@ -62,6 +63,33 @@ class LoopOptions:
     segment_threshold: int = 64 << 20
     min_rate: int = 1024
     max_object_size: int | None = None
+
+
+class Heartbeat(Protocol):
+    """How a batch shows the supervisor it is alive (``dask_executor.Pulse``):
+    ``beat`` when something moved (bytes arrived, an object ended; from any
+    thread), ``carrying`` while an upload of ``size`` bytes runs (a long
+    upload moves nothing the batch sees), ``publish`` regularly from the
+    batch's own thread."""
+
+    def beat(self) -> None: ...
+
+    def carrying(self, key: int, size: int | None) -> None: ...
+
+    def publish(self) -> None: ...
+
+
+class _Quiet:
+    """No supervisor to tell (a batch run directly)."""
+
+    def beat(self) -> None:
+        pass
+
+    def carrying(self, key: int, size: int | None) -> None:
+        pass
+
+    def publish(self) -> None:
+        pass
 
 
 class LoopGone(errors.TransientError):
@@ -160,20 +188,28 @@ def by_loop(task: Task) -> bool:
 
 
 def run(
-    tasks: list[Task], ctx: work.Context, options: LoopOptions, context_of: Callable[[Task], work.Context]
+    tasks: list[Task],
+    ctx: work.Context,
+    options: LoopOptions,
+    context_of: Callable[[Task], work.Context],
+    heartbeat: Heartbeat | None = None,
 ) -> list[Outcome]:
     """Every task of one batch (one job), ``ctx.pool_size`` at a time;
-    ``context_of`` gives the context of a task the loop does not fetch."""
+    ``context_of`` gives the context of a task the loop does not fetch
+    (both contexts' progress should reach ``heartbeat``)."""
     if not tasks:
         return []
-    return _Batch(_process(options), ctx, context_of).run(tasks)
+    return _Batch(_process(options), ctx, context_of, heartbeat or _Quiet()).run(tasks)
 
 
 class _Batch:
-    def __init__(self, proc: _Process, ctx: work.Context, context_of: Callable[[Task], work.Context]) -> None:
+    def __init__(
+        self, proc: _Process, ctx: work.Context, context_of: Callable[[Task], work.Context], heartbeat: Heartbeat
+    ) -> None:
         self.proc = proc
         self.ctx = ctx
         self.context_of = context_of
+        self.heartbeat = heartbeat
         self.inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self.local: dict[int, int] = {}  # index -> the id the loop knows it by
 
@@ -204,12 +240,14 @@ class _Batch:
         """Wait for one message: True if an object is final, False if its
         fetch is done and its upload queued."""
         while True:
+            self.heartbeat.publish()
             try:
                 index, outcome, fetched = self.inbox.get(timeout=WAIT)
                 break
             except queue.Empty:
                 if not self.proc.thread.is_alive():
                     raise LoopGone() from None
+        self.heartbeat.beat()
         task = self.tasks[index]
         if fetched and outcome.state is ObjectState.DONE and self.target is not None:
             self.proc.soon(lambda: self._upload(index, task, outcome))
@@ -256,6 +294,7 @@ class _Batch:
         assert self.target is not None
         local = self.local[index]
         path = layout.object_path(self.ctx.workdir, task.provider, task.namespace, task.bucket, str(local))
+        self.heartbeat.carrying(local, fetched.size or 0)
         try:
             info = ObjectInfo(task.link, fetched.size, fetched.etag, fetched.version, fetched.last_modified)
             check = _checksum(fetched.checksum)
@@ -264,6 +303,7 @@ class _Batch:
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
             outcome = work.failure(task, exc, self.ctx)
         finally:
+            self.heartbeat.carrying(local, None)
             path.unlink(missing_ok=True)
             transfer.drop_work(self.ctx.workdir, local)
         self.inbox.put((index, outcome, False))

@@ -18,11 +18,16 @@ and renews the leases of everything on the cluster every second.
   anyway (``KilledWorker``, lost) returns its rows to pending as a
   transient error (an object that keeps killing workers fails after
   ``max_attempts``).
-- Every batch has a deadline (``batch_deadline``: its objects, the job's
-  timeout, doubled per attempt). Past it the future is cancelled and its
-  rows go back to pending with the attempt counted: a worker that hangs
-  (a deadlock, a stopped process, a store that never answers) cannot hold
-  a job for ever.
+- Every batch must show signs of life (``Pulse``: bytes arriving, an
+  object ending, a token of a limited job; published on the scheduler as
+  the batch's start mark, read for all batches in one round trip a
+  second). A batch without one for ``idle_limit`` (a few job timeouts,
+  plus what its largest upload in progress may take) is cancelled and its
+  rows go back to pending with the attempt counted: a worker that hangs (a
+  deadlock, a stopped process) cannot hold a job for ever, and the limit
+  does not grow with the batch (a batch of 512 rows got ~2 h before). A
+  batch not started yet (queued behind another on its Dask thread) is
+  alive while the cluster moves.
 - A supervisor that dies: its rows go back to pending on restart; what its
   orphaned tasks uploaded meanwhile is recognised by the object's metadata
   (``work.already_stored``) and not fetched again.
@@ -71,10 +76,11 @@ SCHEME = "dask://"
 RENEW_INTERVAL = 1.0
 BATCHES_PER_SLOT = 2  # one running, one waiting on each Dask thread
 BATCH_OBJECTS = 512  # rows per batch at least: the scheduler's and supervisor's cost is per batch
-DEADLINE_BASE = 2.0  # seconds a batch may take beyond its rounds of downloads (start-up, the scheduler)
-TIMEOUTS_PER_OBJECT = 2  # a round of downloads may take this many job timeouts (connect, stall)
-MIN_RATE = 1 << 20  # bytes/s a known size is allowed to go at, at the slowest
-STARTED = "dlengine-started"  # task metadata on the scheduler: batches that began running
+DEADLINE_BASE = 2.0  # seconds a batch may go quiet beyond its timeouts (start-up, the scheduler)
+IDLE_TIMEOUTS = 3  # job timeouts a batch may go without a sign of life (connect, stall, a retried request)
+MIN_RATE = 1 << 20  # bytes/s an upload in progress is allowed to go at, at the slowest
+STARTED = "dlengine-started"  # task metadata on the scheduler: batches that began running, and their pulse
+PULSE_INTERVAL = 1.0  # seconds between a batch's publications of its pulse (when it changed)
 PRUNE_INTERVAL = 30.0
 POLL = 0.02
 SLICE_SECONDS = 0.25  # a token is this much of a job's rate
@@ -136,13 +142,66 @@ def run_batch(tasks: list[Task], ctx: work.Context, options: LoopOptions | None 
     _warn_profiler()
     if worker is not None and _started_before(worker):
         tasks = [replace(t, attempts=t.attempts + 1) for t in tasks]
+    pulse = Pulse(worker)
     local_dir = str(worker.local_directory) if worker is not None else None
     scratch = Path(tempfile.mkdtemp(prefix="dlengine-", dir=local_dir))
     try:
-        ctx = replace(ctx, workdir=scratch, fsync=False)
-        return dask_curl.run(tasks, ctx, options or LoopOptions(), lambda t: _throttled(t, ctx, worker))
+        ctx = replace(ctx, workdir=scratch, fsync=False, progress=pulse.progress)
+        return dask_curl.run(tasks, ctx, options or LoopOptions(), lambda t: _throttled(t, ctx, worker, pulse), pulse)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class Pulse:
+    """A batch's signs of life for the supervisor (``dask_curl.Heartbeat``):
+    a count of beats (bytes arrived, an object ended, a token taken) and
+    the seconds its largest upload in progress may take at ``MIN_RATE``,
+    published as the batch's start mark on the scheduler at most every
+    ``PULSE_INTERVAL``, only when it changed (one round trip then)."""
+
+    def __init__(self, worker: Any) -> None:
+        self._worker = worker
+        self._key = worker.get_current_task() if worker is not None else None
+        self._beats = 0  # bumped from several threads: a lost bump still leaves a change
+        self._uploads: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._sent: list[float] | None = None
+        self._next = 0.0
+
+    def beat(self) -> None:
+        self._beats += 1
+
+    def progress(self, _done: int, _size: int | None) -> None:
+        """A transfer's progress (``transfer.Progress``): bytes arrived."""
+        self._beats += 1
+
+    def carrying(self, key: int, size: int | None) -> None:
+        with self._lock:
+            if size is None:
+                self._uploads.pop(key, None)
+            else:
+                self._uploads[key] = size
+        self._beats += 1
+
+    def mark(self) -> list[float]:
+        with self._lock:
+            largest = max(self._uploads.values(), default=0)
+        return [self._beats, largest / MIN_RATE]
+
+    def publish(self) -> None:
+        if self._key is None:
+            return
+        now = time.monotonic()
+        if now < self._next:
+            return
+        mark = self.mark()
+        if mark == self._sent:
+            return
+        self._next, self._sent = now + PULSE_INTERVAL, mark
+        try:
+            self._worker.client.set_metadata([STARTED, self._key], mark)
+        except Exception:  # the supervisor's limit covers a missed pulse
+            log.debug("could not publish the pulse of %s", self._key, exc_info=True)
 
 
 _warned: list[bool] = []
@@ -192,10 +251,16 @@ def _worker() -> Any:
         return None
 
 
-def _throttled(task: Task, ctx: work.Context, worker: Any) -> work.Context:
+def _throttled(task: Task, ctx: work.Context, worker: Any, pulse: Pulse) -> work.Context:
     if task.bytes_per_hour <= 0 or worker is None:
         return ctx
-    return replace(ctx, throttle=QueueThrottle.of(task.job_id, worker.client).take)
+    take = QueueThrottle.of(task.job_id, worker.client).take
+
+    def taken(nbytes: int) -> None:  # a slow limit's tokens are signs of life too
+        take(nbytes)
+        pulse.beat()
+
+    return replace(ctx, throttle=taken)
 
 
 class QueueThrottle:
@@ -282,10 +347,12 @@ class Meter:
 
 @dataclass
 class Batch:
-    """Rows on the cluster as one Dask task, and when to give up on it."""
+    """Rows on the cluster as one Dask task, and its last sign of life."""
 
     tasks: list[Task]
-    deadline: float  # time.monotonic()
+    timeout: float  # the job's, seconds
+    moved: float  # time.monotonic() of its last sign of life (its submission at first)
+    mark: Any = None  # its start mark (``Pulse``) as last seen; None: not started yet
 
 
 def full_batch(threads: int) -> int:
@@ -305,18 +372,15 @@ def batch_size(claimed: int, threads: int, slots: int) -> int:
     return max(threads, min(full_batch(threads), even))
 
 
-def batch_deadline(tasks: list[Task], threads: int, default_timeout: float) -> float:
-    """Seconds a batch may take from submission: its rounds of ``threads``
-    downloads, each allowed ``TIMEOUTS_PER_OBJECT`` job timeouts plus its
-    known bytes at ``MIN_RATE``; times ``BATCHES_PER_SLOT`` (it may wait
-    behind another batch), doubled per attempt (an object that is merely
-    slow gets through; a hang does not hold the job)."""
-    timeout = max(t.timeout or default_timeout for t in tasks)
-    rounds = math.ceil(len(tasks) / max(1, threads))
-    largest = max((t.size or 0) for t in tasks) / MIN_RATE
-    per_round = TIMEOUTS_PER_OBJECT * timeout + largest
-    attempts = max(t.attempts for t in tasks)
-    return float(BATCHES_PER_SLOT * (DEADLINE_BASE + rounds * per_round) * 2 ** min(max(0, attempts - 1), 6))
+def idle_limit(timeout: float, mark: Any) -> float:
+    """Seconds a batch may go without a sign of life: ``IDLE_TIMEOUTS``
+    job timeouts (a healthy download moves bytes or fails within about
+    two: connect, stall) and ``DEADLINE_BASE``, plus what its largest
+    upload in progress may take at ``MIN_RATE`` (the pulse says). Not its
+    size: a batch of 512 small objects got ~2 h under the size-based
+    deadline."""
+    uploading = float(mark[1]) if isinstance(mark, (list, tuple)) and len(mark) == 2 else 0.0
+    return DEADLINE_BASE + IDLE_TIMEOUTS * timeout + uploading
 
 
 class DaskExecutor(threading.Thread):
@@ -331,6 +395,7 @@ class DaskExecutor(threading.Thread):
         self.owner = f"{os.uname().nodename}:dask:{secrets.token_hex(4)}"
         self.error: str | None = None
         self._inflight: dict[Any, Batch] = {}  # future -> its rows
+        self._moved = time.monotonic()  # the cluster's last sign of life (any batch)
         self._tag = secrets.token_hex(4)  # in every task key of this supervisor
         self._next_prune = time.monotonic() + PRUNE_INTERVAL
         self._headers: dict[str, dict[str, str]] = {}
@@ -357,6 +422,7 @@ class DaskExecutor(threading.Thread):
             self._expire(ledger)
             if time.monotonic() >= next_renew:
                 self._renew(ledger)
+                self._watch()
                 next_renew = time.monotonic() + RENEW_INTERVAL
             self._meter.feed(self._limited())
             handed = self._hand_out(ledger)
@@ -367,6 +433,7 @@ class DaskExecutor(threading.Thread):
         if not done:
             return
         results = self._gather([f for f in done if f.status == "finished"])
+        self._moved = time.monotonic()
         outcomes: list[Outcome] = []
         for future in done:
             tasks = self._inflight.pop(future).tasks
@@ -404,19 +471,40 @@ class DaskExecutor(threading.Thread):
         ctx = self._context(tasks[0].job_id)
         return [work.failure(t, DaskTaskLost(f"Dask task lost: {reason}"), ctx) for t in tasks]
 
-    def _expire(self, ledger: Ledger) -> None:
-        """Batches past their deadline: cancelled, their rows back to
-        pending with the attempt counted (a late upload of theirs is
-        recognised by the next attempt)."""
+    def _watch(self) -> None:
+        """Every batch's pulse, in one round trip: a changed mark is a sign
+        of life (of the batch and of the cluster)."""
+        marks = self.client.get_metadata([STARTED], {})
         now = time.monotonic()
-        late = [f for f, batch in self._inflight.items() if batch.deadline <= now]
+        for future, batch in self._inflight.items():
+            mark = marks.get(future.key)
+            if mark is not None and mark != batch.mark:
+                batch.mark, batch.moved = mark, now
+                self._moved = now
+
+    def _quiet_for(self, batch: Batch, now: float) -> float | None:
+        """How long a batch has shown no sign of life, if past its limit.
+        One not started yet waits behind others: alive while the cluster
+        moves (a hung worker's queued batch goes once the cluster is idle)."""
+        since = batch.moved if batch.mark is not None else max(batch.moved, self._moved)
+        quiet = now - since
+        return quiet if quiet > idle_limit(batch.timeout, batch.mark) else None
+
+    def _expire(self, ledger: Ledger) -> None:
+        """Batches quiet for longer than their limit: cancelled, their rows
+        back to pending with the attempt counted (a late upload of theirs
+        is recognised by the next attempt)."""
+        now = time.monotonic()
+        late = [(f, q) for f, batch in self._inflight.items() if (q := self._quiet_for(batch, now)) is not None]
         outcomes: list[Outcome] = []
-        for future in late:
+        for future, quiet in late:
             tasks = self._inflight.pop(future).tasks
             future.cancel()
-            log.warning("Dask task %s of %d object(s) passed its deadline: cancelled", future.key, len(tasks))
+            log.warning(
+                "Dask task %s of %d object(s) made no progress for %.0f s: cancelled", future.key, len(tasks), quiet
+            )
             ctx = self._context(tasks[0].job_id)
-            lost = DaskTaskLost("the Dask batch passed its deadline (a worker hung or died): cancelled")
+            lost = DaskTaskLost(f"the Dask batch made no progress for {quiet:.0f} s (a worker hung or died): cancelled")
             outcomes += [work.failure(t, lost, ctx) for t in tasks]
         if outcomes:
             ledger.report(self.owner, outcomes)
@@ -488,8 +576,8 @@ class DaskExecutor(threading.Thread):
         ctx = self._context(batch[0].job_id, ledger)
         key = f"dlengine-{self._tag}-{batch[0].job_id}-{batch[0].id}-{secrets.token_hex(3)}"
         future = self.client.submit(run_batch, batch, ctx, self._options, key=key, pure=False, retries=0)
-        seconds = batch_deadline(batch, self.settings.threads_per_worker, self.settings.default_timeout)
-        self._inflight[future] = Batch(batch, time.monotonic() + seconds)
+        timeout = max(t.timeout or self.settings.default_timeout for t in batch)
+        self._inflight[future] = Batch(batch, timeout, time.monotonic())
 
     def _context(self, job_id: str, ledger: Ledger | None = None) -> work.Context:
         if ledger is not None and job_id not in self._headers:

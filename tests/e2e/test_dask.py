@@ -2,7 +2,7 @@
 processes on 127.0.0.1) and SeaweedFS as the S3 store: the conformance test
 shared with the local pools, a Dask worker killed mid-job (what it uploaded
 is not fetched again), the supervisor killed and restarted, hung workers
-(their batches pass the deadline and run again), limits across the
+(their batches, quiet for a few timeouts, are cancelled and run again), limits across the
 cluster, and local-disk jobs refused."""
 
 from __future__ import annotations
@@ -97,6 +97,17 @@ def _pending_errors(home: Home, job_id: str) -> list[str]:
     return [row.error or "" for row in rows]
 
 
+def _errors(home: Home, job_id: str) -> list[str]:
+    """The errors recorded on the job's rows still to do (a row given back
+    keeps its error when it is claimed again)."""
+    ledger = Ledger.open(home.path / "ledger.db")
+    try:
+        rows = ledger.objects(ledger.job(job_id).seq, ["pending", "running"], 1000)
+    finally:
+        ledger.close()
+    return [row.error or "" for row in rows]
+
+
 def _finish(home: Home, job_id: str, count: int, *run: str) -> dict[str, Any]:
     res = home.run(*run, timeout=90)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -170,13 +181,13 @@ def test_supervisor_killed_then_resumed(
         assert httpd.request_count(f"/{bucket}/obj-{i:03d}.bin", method="GET") == 1, i
 
 
-def test_hung_workers_batches_pass_their_deadline_and_run_again(
+def test_hung_workers_batches_are_cancelled_and_run_again(
     home: Home, bucket: str, httpd: TestHTTPServer, seaweedfs: SeaweedFS, dask_cluster: Any, dask_client: Any
 ) -> None:
     """Both workers stopped (SIGSTOP: alive to the scheduler, doing
-    nothing): the batch is cancelled at its deadline (one round of a 1 s
-    timeout: 2 x (2 + 2 x 1) s) and its rows go back to pending with the
-    attempt counted; once the workers run again, the job finishes."""
+    nothing): the batch, quiet for its limit (2 s + 3 x the 1 s timeout),
+    is cancelled and its rows go back to pending with the attempt counted;
+    once the workers run again, the job finishes."""
     count = 4
     job_id = home.submit(_range_job(httpd, bucket, count, timeout="1s"))
     pids = list(dask_client.run(os.getpid).values())
@@ -184,13 +195,13 @@ def test_hung_workers_batches_pass_their_deadline_and_run_again(
         os.kill(pid, signal.SIGSTOP)
     try:
         supervisor = home.spawn("run", "--executor", _executor(dask_cluster))
-        wait_for(lambda: any("deadline" in e for e in _pending_errors(home, job_id)), timeout=60, interval=0.2)
+        wait_for(lambda: any("no progress" in e for e in _pending_errors(home, job_id)), timeout=60, interval=0.2)
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
     _, err = supervisor.communicate(timeout=90)
     assert supervisor.returncode == 0, err[-3000:]
-    assert "passed its deadline" in err
+    assert "made no progress" in err
     status = home.status(job_id)
     assert (status["state"], status["done_cnt"], status["error_cnt"]) == ("finished", count, 0), status
     _assert_stored(seaweedfs, httpd, bucket, count)
@@ -265,17 +276,42 @@ def test_local_disk_jobs_are_refused(home: Home, httpd: TestHTTPServer, dask_clu
     assert status["state"] == "aborted" and "cloud buckets" in status["error"], status
 
 
-def test_batch_deadline_follows_size_timeout_and_attempts() -> None:
-    from dataclasses import replace
+def test_a_hung_workers_large_batch_goes_after_a_few_timeouts_not_its_size(
+    home: Home, bucket: str, httpd: TestHTTPServer, seaweedfs: SeaweedFS, dask_cluster: Any, dask_client: Any
+) -> None:
+    """One worker stopped (SIGSTOP) while it runs a batch of 30 rows, one
+    download at a time: the batch is cancelled once quiet for 2 s + 3 x
+    the 1 s timeout, its rows back to pending with the attempt counted;
+    the size-based deadline it replaced gave this batch
+    2 x (2 + 30 x 2 x 1) = 124 s, past this test's wait. Once the worker
+    runs again the job finishes, every object stored."""
+    count = 60
+    httpd.set_default_fault(Fault(delay=0.2, methods=frozenset({"GET"})))
+    home.env["DLENGINE_THREADS"] = "1"  # 60 rows over 2 Dask threads: batches of 30, one download at a time
+    job_id = home.submit(_range_job(httpd, bucket, count, size=2000, timeout="1s"))
+    supervisor = home.spawn("run", "--executor", _executor(dask_cluster))
+    # a batch's download under way (outcomes reach the ledger only when a whole batch ends)
+    wait_for(lambda: httpd.in_flight > 0 and any(dask_client.processing().values()), timeout=60, interval=0.05)
+    busy = next(w for w, keys in dask_client.processing().items() if keys)
+    pid = dask_client.run(os.getpid, workers=[busy])[busy]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: any("no progress" in e for e in _errors(home, job_id)), timeout=60, interval=0.2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _, err = supervisor.communicate(timeout=90)
+    assert supervisor.returncode == 0, err[-3000:]
+    assert "made no progress" in err, err[-3000:]
+    status = home.status(job_id)
+    assert (status["state"], status["done_cnt"], status["error_cnt"]) == ("finished", count, 0), status
+    _assert_stored(seaweedfs, httpd, bucket, count)
 
-    from dlengine.ledger.models import Task
-    from dlengine.supervisor.dask_executor import batch_deadline, profiler_deadlocks
 
-    one = Task(1, "dnl-x", 1, "a", "http://127.0.0.1:9/a", 1, 1, "aws", "", "b", 10.0, 0)
-    base = batch_deadline([one], threads=4, default_timeout=60.0)
-    assert base == 2 * (2.0 + 2 * 10.0)  # waits behind one batch; one round of two timeouts
-    assert batch_deadline([one] * 8, 4, 60.0) > base  # two rounds
-    assert batch_deadline([replace(one, timeout=0.0)], 4, 60.0) > base  # the default timeout, 60 s
-    assert batch_deadline([replace(one, size=100 << 20)], 4, 60.0) == base + 2 * 100  # 100 MiB at 1 MiB/s
-    assert batch_deadline([replace(one, attempts=3)], 4, 60.0) == 4 * base  # doubled per attempt
+def test_idle_limit_follows_the_timeout_and_uploads_not_the_batch_size() -> None:
+    from dlengine.supervisor.dask_executor import idle_limit, profiler_deadlocks
+
+    assert idle_limit(10.0, None) == 2.0 + 3 * 10.0  # not started: a few timeouts
+    assert idle_limit(10.0, [7, 0.0]) == idle_limit(10.0, 1) == idle_limit(10.0, None)  # 1: just started
+    assert idle_limit(10.0, [7, 100.0]) == 2.0 + 3 * 10.0 + 100.0  # an upload of 100 MiB at 1 MiB/s
+    assert idle_limit(60.0, None) == 182.0  # the default timeout, whatever the batch's size
     assert profiler_deadlocks((3, 11, 7)) and not profiler_deadlocks((3, 11, 9)) and not profiler_deadlocks((3, 13, 0))
