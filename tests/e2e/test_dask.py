@@ -305,13 +305,3 @@ def test_a_hung_workers_large_batch_goes_after_a_few_timeouts_not_its_size(
     status = home.status(job_id)
     assert (status["state"], status["done_cnt"], status["error_cnt"]) == ("finished", count, 0), status
     _assert_stored(seaweedfs, httpd, bucket, count)
-
-
-def test_idle_limit_follows_the_timeout_and_uploads_not_the_batch_size() -> None:
-    from dlengine.supervisor.dask_executor import idle_limit, profiler_deadlocks
-
-    assert idle_limit(10.0, None) == 2.0 + 3 * 10.0  # not started: a few timeouts
-    assert idle_limit(10.0, [7, 0.0]) == idle_limit(10.0, 1) == idle_limit(10.0, None)  # 1: just started
-    assert idle_limit(10.0, [7, 100.0]) == 2.0 + 3 * 10.0 + 100.0  # an upload of 100 MiB at 1 MiB/s
-    assert idle_limit(60.0, None) == 182.0  # the default timeout, whatever the batch's size
-    assert profiler_deadlocks((3, 11, 7)) and not profiler_deadlocks((3, 11, 9)) and not profiler_deadlocks((3, 13, 0))
