@@ -26,6 +26,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -88,12 +89,8 @@ class _Crc32c:
         return bytes(self._sum.digest()).hex()
 
 
-try:
-    import google_crc32c  # noqa: F401
-
+if find_spec("google_crc32c") is not None:  # imported at its first use: not by every worker and command
     _HASHERS["crc32c"] = _Crc32c
-except ImportError:
-    pass
 
 
 def pick_checksum(info: ObjectInfo) -> tuple[str, str] | None:

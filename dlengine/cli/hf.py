@@ -29,7 +29,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -51,54 +50,6 @@ if TYPE_CHECKING:  # imported where used: `dlengine run` and every other command
     from dlengine.sources import hf
 
 HEAD_THREADS = 16
-_HF_ONLY = ("hf_file", "hf_revision", "hf_include", "hf_exclude", "max_job_bytes", "hf_auth")
-
-USAGE_EXAMPLES = """
-  dlengine download --hf-dataset org/name ais://dst                 # a whole dataset repo
-  dlengine download --hf-model org/model ais://models/m1/ --hf-include '*.json' --hf-include '*.safetensors'
-  dlengine download --hf-model org/model --hf-file config.json --hf-revision v1.0 ais://dst
-  dlengine download --hf-dataset org/name ais://dst --max-job-bytes 50GiB   # one job id per line
-  dlengine download --hf-dataset org/name hf://org/name --sync      # backend job: the repo's local copy"""
-
-
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    """The ``--hf-*`` flags of ``download``."""
-    group = parser.add_argument_group("HuggingFace Hub (SRC is omitted; token from HF_TOKEN or `hf auth login`)")
-    repo = group.add_mutually_exclusive_group()
-    repo.add_argument("--hf-dataset", metavar="REPO", help="download the dataset repository REPO (org/name)")
-    repo.add_argument("--hf-model", metavar="REPO", help="download the model repository REPO (org/name)")
-    group.add_argument(
-        "--hf-file", action="append", default=[], metavar="PATH", help="only this file of the repo (repeatable)"
-    )
-    group.add_argument("--hf-revision", metavar="REV", help="branch, tag or commit (default: main)")
-    group.add_argument("--hf-include", action="append", default=[], metavar="GLOB", help="only matching files")
-    group.add_argument("--hf-exclude", action="append", default=[], metavar="GLOB", help="leave matching files out")
-    group.add_argument(
-        "--hf-auth",
-        metavar="TOKEN",
-        help="a Hub token for this download (instead of HF_TOKEN); kept out of the ledger, sent to the Hub only",
-    )
-    group.add_argument(
-        "--max-job-bytes",
-        metavar="SIZE",
-        help="split into jobs of at most SIZE (e.g. 50GiB); bigger files get a job each; prints every job id",
-    )
-
-
-def requested(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "hf_dataset", None) or getattr(args, "hf_model", None))
-
-
-def check_plain(args: argparse.Namespace) -> None:
-    """A ``download`` without a repo: SRC is required, ``--hf-*`` flags are not."""
-    for name in _HF_ONLY:
-        if getattr(args, name, None):
-            flag = "--" + name.replace("_", "-")
-            raise SpecError(flag, "needs --hf-dataset REPO or --hf-model REPO")
-    if not args.src:
-        raise SpecError("SRC", "is required (or give --hf-dataset REPO / --hf-model REPO)")
-
-
 # ------------------------------------------------------------- the command
 
 
@@ -149,8 +100,8 @@ def download(args: argparse.Namespace, client: Client) -> int:
         return _report(client, ids, args)
     from dlengine.cli.main import start_jobs
 
-    with start_jobs(client, ids) as sleep:  # a few files: downloaded in this command
-        return _report(client, ids, args, sleep)
+    with start_jobs(client, ids) as following:  # a few files: downloaded in this command
+        return _report(client, ids, args, following.sleep)
 
 
 def _dry_run(client: Client, planned: Plan, args: argparse.Namespace) -> int:
@@ -381,6 +332,8 @@ def _with_sizes(files: Sequence[ObjectInfo], lister: hf.HubLister, field: str) -
             return replace(info, size=source.stat(url).size)
         except PermanentError as exc:
             raise SpecError(field, f"{info.key}: {exc}") from None
+
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(min(HEAD_THREADS, len(missing))) as pool:
         sized = dict(zip([f.key for f in missing], pool.map(head, missing), strict=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dlengine.cli import hf
+from dlengine.cli import hfflags
 from dlengine.config import BOUNDS, check_number
 from dlengine.errors import ConfigError
 
@@ -73,7 +73,7 @@ def _download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
   dlengine download http://host/data ais://abc --object-list names.txt      # multi
   dlengine download s3://bkt/train/ s3://bkt --sync     # backend job: local copy of s3://bkt/train/*
   dlengine download http://host/data/file.tar s3://bkt/dir/                  # write-through into S3"""
-        + hf.USAGE_EXAMPLES,
+        + hfflags.USAGE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("src", nargs="?", help="a link, or a link template with {a..b} ranges (omitted with --hf-*)")
@@ -107,7 +107,7 @@ def _download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra request header (repeatable)"
     )
     p.add_argument("--sync", action="store_true", help="bucket SRC: also delete local copies of objects gone from SRC")
-    hf.add_flags(p)
+    hfflags.add_flags(p)
     _follow_flags(p)
 
 

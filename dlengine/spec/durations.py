@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal, InvalidOperation
 
 from dlengine.errors import SpecError
 
-# Decimal factors so "500ms" is exactly 0.5 and "1.1s" exactly float("1.1").
-_DURATION_UNITS: dict[str, Decimal] = {
-    "ns": Decimal("1e-9"),
-    "us": Decimal("1e-6"),
-    "µs": Decimal("1e-6"),  # U+00B5 MICRO SIGN, what Go prints
-    "μs": Decimal("1e-6"),  # U+03BC GREEK SMALL LETTER MU, what people type
-    "ms": Decimal("1e-3"),
-    "s": Decimal(1),
-    "m": Decimal(60),
-    "h": Decimal(3600),
+# Decimal factors so "500ms" is exactly 0.5 and "1.1s" exactly float("1.1")
+# (decimal imported when a unit is parsed: not by every command)
+_DURATION_UNITS: dict[str, str] = {
+    "ns": "1e-9",
+    "us": "1e-6",
+    "µs": "1e-6",  # U+00B5 MICRO SIGN, what Go prints
+    "μs": "1e-6",  # U+03BC GREEK SMALL LETTER MU, what people type
+    "ms": "1e-3",
+    "s": "1",
+    "m": "60",
+    "h": "3600",
 }
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _DURATION_PART = re.compile(rf"({_NUMBER})(ns|us|µs|μs|ms|s|m|h)")
@@ -57,8 +57,10 @@ def parse_duration(text: str, field: str = "timeout") -> float:
             field,
             f"invalid duration {text!r}: expected e.g. '30s', '5m', '1h30m', '500ms' (units ns, us, ms, s, m, h)",
         )
+    from decimal import Decimal
+
     total = sum(
-        (Decimal(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(value)),
+        (Decimal(number) * Decimal(_DURATION_UNITS[unit]) for number, unit in _DURATION_PART.findall(value)),
         Decimal(0),
     )
     return float(total)
@@ -102,6 +104,8 @@ def format_duration(seconds: float) -> str | float:
     exactly (binary floats), so a spec written out reads back unchanged.
     """
     text = _duration_text(seconds)
+    if float(seconds).is_integer():  # whole h/m/s: exact by construction (no Decimal parse)
+        return text
     try:
         if parse_duration(text) == seconds:
             return text
@@ -137,6 +141,8 @@ def parse_size(text: str, field: str) -> int:
             field,
             f"invalid size {text!r}: expected e.g. '1024', '500MB', '1GiB'",
         )
+    from decimal import Decimal, InvalidOperation
+
     number, prefix, binary, _ = match.groups()
     base = 1024 if binary else 1000
     try:

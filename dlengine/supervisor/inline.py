@@ -26,6 +26,7 @@ as a supervisor that stops hands over.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -38,6 +39,7 @@ from types import TracebackType
 from dlengine.config import Settings
 from dlengine.ledger.ledger import Ledger
 from dlengine.redact import RedactingFormatter
+from dlengine.supervisor.joblog import log_ended
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.wake import Wake
 from dlengine.supervisor.worker import Worker
@@ -52,8 +54,11 @@ def start(settings: Settings, ledger: Ledger, job_ids: Sequence[str]) -> InlineR
     if settings.inline_objects <= 0 or settings.remote_executor:
         return None
     records = ledger.jobs_by_id(job_ids)
-    if any(not j.all_dispatched for j in records) or sum(max(j.total, 0) for j in records) > settings.inline_objects:
+    total = sum(max(j.total, 0) for j in records)
+    if any(not j.all_dispatched for j in records) or total > settings.inline_objects:
         return None
+    # as many threads (claimed rows at once) as objects: no idle download threads to start
+    settings = dataclasses.replace(settings, threads_per_worker=max(1, min(settings.threads_per_worker, total)))
     lock = HomeLock(settings.lock_path)
     if not lock.acquire():
         return None
@@ -62,7 +67,7 @@ def start(settings: Settings, ledger: Ledger, job_ids: Sequence[str]) -> InlineR
         if not set(ledger.busy_job_ids()) <= set(job_ids) or not all(_usable(Path(p)) for _, p in places):
             lock.release()  # the supervisor serves them (or fails them naming the mountpath)
             return None
-        return InlineRun(settings, lock, places, job_ids).start()
+        return InlineRun(settings, lock, places, job_ids, ledger).start()
     except BaseException:
         lock.release()
         raise
@@ -78,9 +83,17 @@ class InlineRun:
     a background supervisor."""
 
     def __init__(
-        self, settings: Settings, lock: HomeLock, places: Sequence[tuple[int, str]], job_ids: Sequence[str]
+        self,
+        settings: Settings,
+        lock: HomeLock,
+        places: Sequence[tuple[int, str]],
+        job_ids: Sequence[str],
+        ledger: Ledger,
     ) -> None:
+        """``ledger``: the command's connection (its thread's), for what it
+        reads when leaving."""
         self.settings = settings
+        self._ledger = ledger
         self.job_ids = list(job_ids)
         self._lock = lock
         self._wake = Wake()  # poked by a worker whose report ended a job
@@ -110,9 +123,12 @@ class InlineRun:
         self.close()
 
     def close(self) -> None:
+        """Idempotent: once the followed jobs ended, and on leaving."""
+        if self._closing:
+            return
         self._closing = True
         self._stop_workers()
-        self._hand_over()
+        self._hand_over(self._ledger)
         self._wake.close()
         logging.getLogger("dlengine").removeHandler(self._handler)
         self._handler.close()
@@ -135,7 +151,7 @@ class InlineRun:
             if worker is not but and thread.ident is not None and thread is not threading.current_thread():
                 thread.join()
 
-    def _hand_over(self) -> None:
+    def _hand_over(self, ledger: Ledger | None = None) -> None:
         """Once: release the lock; jobs still busy (ours after an
         interruption, others submitted meanwhile, which found the lock held)
         get a background supervisor."""
@@ -145,15 +161,16 @@ class InlineRun:
             self._released = True
             self._lock.release()
         try:
-            from dlengine.supervisor.supervisor import log_ended, start_background
-
-            ledger = Ledger.open(self.settings.ledger_path)
+            own = ledger or Ledger.open(self.settings.ledger_path)  # (a worker's thread: a connection of its own)
             try:
-                log_ended(ledger, ledger.jobs_by_id(self.job_ids), set())  # in the log as a supervisor would
-                busy = ledger.busy_job_ids()
+                log_ended(own, own.jobs_by_id(self.job_ids), set())  # in the log as a supervisor would
+                busy = own.busy_job_ids()
             finally:
-                ledger.close()
+                if own is not ledger:
+                    own.close()
             if busy:
+                from dlengine.supervisor.supervisor import start_background
+
                 start_background(self.settings)
         except Exception:  # the next submit or run serves them
             log.exception("could not hand over to a supervisor")
