@@ -94,8 +94,8 @@ def _check(root: Path, count: int, size: int) -> None:
 
 
 class Tools:
-    def __init__(self, store: SeaweedFS, tmp: Path) -> None:
-        self.store, self.tmp = store, tmp
+    def __init__(self, store: SeaweedFS, tmp: Path, only: list[str] | None = None) -> None:
+        self.store, self.tmp, self.only = store, tmp, only or []
         base = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("DLENGINE_")}
         base["DLENGINE_FSYNC"] = os.environ.get("DLENGINE_FSYNC", "1")
         base.pop("AWS_CA_BUNDLE", None)  # plain http on 127.0.0.1; rclone refuses the setting for it
@@ -103,7 +103,8 @@ class Tools:
         self.s5cmd = shutil.which("s5cmd")
 
     def names(self) -> list[str]:
-        return ["dlengine (curl)", "dlengine (sdk)", "rclone", *(["s5cmd"] if self.s5cmd else [])]
+        names = ["dlengine (curl)", "dlengine (sdk)", "rclone", *(["s5cmd"] if self.s5cmd else [])]
+        return [n for n in names if not self.only or n.strip(")").split("(")[-1].split()[0] in self.only]
 
     def run(self, tool: str, prefix: str, out: Path) -> tuple[float, float, Path]:
         if tool.startswith("dlengine"):
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--sets", default="5000x10240,200x1048576,8x67108864")
     parser.add_argument("--fsync", choices=("0", "1"), default="1", help="DLENGINE_FSYNC of dlengine's runs")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS-cloud.md alone")
+    parser.add_argument("--tools", default="", help="a subset, comma-separated: curl,sdk,rclone,s5cmd (default all)")
     args = parser.parse_args()
     os.environ["DLENGINE_FSYNC"] = args.fsync
     weed = weed_binary()
@@ -141,7 +143,7 @@ def main() -> None:
         store = SeaweedFS(tmp / "weed").start(weed)
         try:
             store.client().create_bucket(Bucket=BUCKET)
-            tools = Tools(store, tmp)
+            tools = Tools(store, tmp, [t for t in args.tools.split(",") if t])
             rows = [_measure(tools, count, size, args.reps, tmp) for count, size in sets]
         finally:
             store.stop()
@@ -191,7 +193,7 @@ def _write(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespac
     ]
     for row in rows:
         count, size, runs = row["count"], row["size"], row["runs"]
-        peer = statistics.median(w for w, _ in runs["rclone"])
+        peer = statistics.median(w for w, _ in runs["rclone"]) if "rclone" in runs else None
         label = f"{count:,} x {size >> 10} KiB" if size < (1 << 20) else f"{count:,} x {size >> 20} MiB"
         cells = [_cell(count, size, runs[n], peer if n != "rclone" else None) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from dlengine import errors
-from dlengine.sources import awsenv, checksums, sigv4
+from dlengine.sources import awsenv, checksums, s3plain, sigv4
 from dlengine.sources.base import ObjectInfo, ReadableStream, Request, SignedGet, translating
 
 EXTRA = "pip install 'dlengine[s3]'"
@@ -165,6 +165,10 @@ def translate(exc: BaseException, what: str) -> errors.DlengineError | None:
 def _client_error(exc: Any, what: str) -> errors.DlengineError:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return _classify(code, status, what)
+
+
+def _classify(code: str, status: int, what: str) -> errors.DlengineError:
     reason = f"{what}: {code or 'HTTP ' + str(status)} ({status})"
     if code in _NOT_FOUND or status == 404:
         return errors.SourceNotFoundError(reason)
@@ -175,6 +179,11 @@ def _client_error(exc: Any, what: str) -> errors.DlengineError:
     if code in _BUSY or status in (408, 429) or status >= 500:
         return errors.ServerBusyError(reason)
     return errors.SourceHTTPError(reason)
+
+
+def _plain_error(what: str, reply: s3plain.Reply) -> errors.DlengineError:
+    """A refused plain request, classified as botocore's are."""
+    return _classify(s3plain.error_code(reply.body), reply.status, what)
 
 
 def _status(exc: BaseException) -> int:
@@ -197,6 +206,7 @@ class _Presigner:
     prefix: str
     region: str
     keys: Callable[[], Keys | None]
+    static: bool = False  # read without botocore (``awsenv``): path-style, static keys
 
     def url(self, key: str) -> str | None:
         keys = self.keys()
@@ -205,12 +215,25 @@ class _Presigner:
         path = self.prefix + quote(key, safe="/~")
         return sigv4.presign_get(self.origin, self.host, path, keys, self.region, _SIGNED_HEADERS, PRESIGN_EXPIRES)
 
+    def bucket_url(self, params: Mapping[str, str]) -> str:
+        """A presigned GET of the bucket itself with ``params`` (a listing
+        page); only for a static presigner (its keys are always there)."""
+        keys = self.keys()
+        assert keys is not None and self.static
+        path = self.prefix.rstrip("/")
+        return sigv4.presign_get(self.origin, self.host, path, keys, self.region, {}, 900, params=params)
 
-def _presigner(bucket: str) -> _Presigner | None:
+
+def _presigner(bucket: str, static_only: bool = False) -> _Presigner | None:
+    """The bucket's presigner (cached per process and chain): a static one
+    when ``awsenv`` reads the chain, else botocore's (None with
+    ``static_only``: the caller then uses botocore itself)."""
     chain = _chain()
     with _lock:
         if (bucket, chain) not in _presigners:
-            made = _static_presigner(bucket) or _sdk_presigner(_client_locked(60.0, chain), bucket)
+            made = _static_presigner(bucket)
+            if made is None and not static_only:
+                made = _sdk_presigner(_client_locked(60.0, chain), bucket)
             if made is None:
                 return None
             _presigners[(bucket, chain)] = made
@@ -236,37 +259,18 @@ def _static_presigner(bucket: str) -> _Presigner | None:
     keys = resolved.credentials
     configured = resolved.region or "us-east-1"
     head = sigv4.presign_get(origin, host, prefix, keys, configured, {}, 60, method="HEAD")
-    return _Presigner(origin, host, prefix, _head_region(head) or configured, lambda: keys)
+    return _Presigner(origin, host, prefix, _head_region(head) or configured, lambda: keys, static=True)
 
 
 def _head_region(url: str) -> str | None:
     """The bucket's region as a store names it (``x-amz-bucket-region``,
     also on a refusal) to a HEAD of the bucket: one per bucket and
-    process, what ``_bucket_region`` asks botocore. Through a plain pycurl
-    handle (the worker has it loaded; http.client would cost an import);
-    None when the store says nothing."""
-    import pycurl
-
-    found: list[str] = []
-
-    def header(line: bytes) -> None:
-        name, sep, value = line.decode("latin-1").partition(":")
-        if sep and name.strip().lower() == "x-amz-bucket-region":
-            found.append(value.strip())
-
-    handle = pycurl.Curl()
+    process, what ``_bucket_region`` asks botocore; None when the store
+    says nothing (or cannot be reached: the GETs then say why)."""
     try:
-        handle.setopt(pycurl.URL, url)
-        handle.setopt(pycurl.NOBODY, True)
-        handle.setopt(pycurl.HEADERFUNCTION, header)
-        handle.setopt(pycurl.TIMEOUT, 10)
-        handle.setopt(pycurl.NOSIGNAL, True)
-        handle.perform()
-    except pycurl.error:
+        return s3plain.get(url, "HEAD", timeout=10).headers.get("x-amz-bucket-region") or None
+    except errors.DlengineError:
         return None
-    finally:
-        handle.close()
-    return found[-1] if found else None
 
 
 _PROBE = "dlengine-probe"
@@ -355,6 +359,11 @@ class S3Source:
     def list(self, prefix: str = "", suffix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         """Paged ListObjectsV2: the prefix and StartAfter go to the server,
         the suffix is filtered here."""
+        with translated(f"{SCHEME}://{self.bucket}/{prefix}"):
+            presigner = _presigner(self.bucket, static_only=True)
+        if presigner is not None and presigner.static:
+            yield from self._plain_list(presigner, prefix, suffix, start_after)
+            return
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         args["PaginationConfig"] = {"PageSize": self.page_size}
         if start_after:
@@ -362,6 +371,17 @@ class S3Source:
         with translated(f"{SCHEME}://{self.bucket}/{prefix}"):
             for page in client().get_paginator("list_objects_v2").paginate(**args):
                 yield from _listed(page.get("Contents", ()), suffix)
+
+    def _plain_list(self, presigner: _Presigner, prefix: str, suffix: str, start_after: str) -> Iterator[ObjectInfo]:
+        """The listing without botocore (``s3plain``): what ``_listed``
+        makes of botocore's pages, from the same requests."""
+        what = f"{SCHEME}://{self.bucket}/{prefix}"
+        fail = functools.partial(_plain_error, what)
+        for page in s3plain.list_pages(presigner.bucket_url, self.page_size, prefix, start_after, fail):
+            for key, size, etag, modified in page.objects:
+                if key.endswith(suffix):
+                    yield ObjectInfo(key=key, size=size, etag=etag, last_modified=modified,
+                                     checksums=_etag_md5(etag, None))  # fmt: skip
 
     def open(self, request: Request) -> ReadableStream:
         args = _get_args(self.bucket, request)

@@ -80,6 +80,7 @@ def presign_get(
     now: float | None = None,
     service: str = "s3",
     method: str = "GET",
+    params: Mapping[str, str] | None = None,
 ) -> str:
     """A presigned GET of ``origin + path`` (``path`` already percent-encoded
     as S3 wants it: ``/`` kept), valid ``expires`` seconds from ``now``.
@@ -92,6 +93,10 @@ def presign_get(
     headers = {"host": host, **signed_headers}
     names = ";".join(sorted(headers))
     canonical_query = _canonical_query(access, scope, stamp, expires, names, token)
+    if params:
+        pairs = [tuple(pair.split("=", 1)) for pair in canonical_query.split("&")]
+        pairs += [(_enc(k), _enc(v)) for k, v in params.items()]
+        canonical_query = "&".join(f"{k}={v}" for k, v in sorted(pairs))  # by name, then value
     canonical_headers = "".join(f"{k}:{' '.join(headers[k].split())}\n" for k in sorted(headers))
     canonical = f"{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{names}\n{_UNSIGNED}"
     digest = hashlib.sha256(canonical.encode()).hexdigest()
