@@ -44,10 +44,8 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin
-
-import urllib3
 
 from dlengine import errors
 from dlengine.sources.base import ObjectInfo, Request, Selection, Stream
@@ -70,10 +68,14 @@ from dlengine.sources.hfroute import (  # the Hub's protocol, shared with the li
     token,
     token_path,
 )
-from dlengine.sources.http import HTTPSource, HTTPStream, conditional_headers, guarded_pool_manager, translate
 from dlengine.spec import hflink
 from dlengine.spec.model import HubOptions
 from dlengine.spec.names import is_secret_header
+
+if TYPE_CHECKING:  # urllib3 (and sources.http) imported by HFSource only: a listing goes through sources.hubapi
+    import urllib3
+
+    from dlengine.sources.hubapi import HubAPI
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -143,8 +145,10 @@ class HFSource:
     process: the urllib3 pools are thread-safe."""
 
     def __init__(self, pool_size: int = 16) -> None:
-        self._pool = guarded_pool_manager(num_pools=16, maxsize=pool_size)
-        self._cdn = HTTPSource(pool_size=pool_size)
+        from dlengine.sources import http
+
+        self._pool = http.guarded_pool_manager(num_pools=16, maxsize=pool_size)
+        self._cdn = http.HTTPSource(pool_size=pool_size)
 
     def stat(self, key: str, headers: Mapping[str, str] | None = None, timeout: float = 60.0) -> ObjectInfo:
         """Size, etag, commit and sha256 of a file (one HEAD to the Hub)."""
@@ -195,6 +199,8 @@ class HFSource:
 
     def _hub_headers(self, request: Request) -> tuple[dict[str, str], str | None]:
         """Headers for the Hub (conditions, the token) and the token sent."""
+        from dlengine.sources.http import conditional_headers
+
         headers = {**_BASE_HEADERS, **request.headers, **conditional_headers(request)}
         secret = token()
         if secret and not any(name.lower() == "authorization" for name in headers):
@@ -206,6 +212,10 @@ class HFSource:
     ) -> urllib3.BaseHTTPResponse:
         """A request to the Hub that follows its own redirects (a renamed
         repo) on its origin, and returns a file's redirect to a CDN."""
+        import urllib3
+
+        from dlengine.sources.http import translate
+
         for _ in range(_MAX_HUB_REDIRECTS):
             try:
                 response = self._pool.request(
@@ -264,14 +274,20 @@ def _from_hub(request: Request, response: urllib3.BaseHTTPResponse, *, authorize
     if status == 416 and request.offset > 0:
         if _kept_whole(response, request):
             info = _hub_info(request.key, response, partial=True)
-            return HTTPStream(response, info, request.offset, False, body=False)
+            return _http_stream(response, info, request.offset, body=False)
         raise errors.SourceChangedError(f"{request.key}: range not satisfiable; the file changed")
     _raise_for_hub_status(response, request.key, authorized=authorized)
     if status not in (200, 206):
         raise errors.SourceHTTPError(f"{request.key}: unexpected HTTP {status} from the Hub")
     partial = status == 206
     info = _hub_info(request.key, response, partial=partial)
-    return HTTPStream(response, info, request.offset if partial else 0, False)
+    return _http_stream(response, info, request.offset if partial else 0)
+
+
+def _http_stream(response: urllib3.BaseHTTPResponse, info: ObjectInfo, offset: int, body: bool = True) -> Stream:
+    from dlengine.sources.http import HTTPStream
+
+    return HTTPStream(response, info, offset, False, body=body)
 
 
 def _raise_for_hub_status(response: urllib3.BaseHTTPResponse, url: str, *, authorized: bool) -> None:
@@ -364,7 +380,7 @@ class HubLister:
         self.include = tuple(str(p) for p in options.get("include") or ())
         self.exclude = tuple(str(p) for p in options.get("exclude") or ())
         self.commit: str | None = None  # what the revision pointed to when listed
-        self._source: HFSource | None = None
+        self._api_client: HubAPI | None = None
 
     def list(self, prefix: str = "", suffix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         """Selected files in name order (the Hub's order is its own), after
@@ -433,11 +449,14 @@ class HubLister:
         """One page of the Hub's API; a busy Hub (429, 5xx) is asked again
         after its Retry-After (at most ``API_TRIES`` times, as
         huggingface_hub's own backoff does)."""
-        if self._source is None:
-            self._source = HFSource(pool_size=2)
+        if self._api_client is None:
+            from dlengine.sources.hubapi import HubAPI
+
+            self._api_client = HubAPI()
         for attempt in range(1, API_TRIES + 1):
             try:
-                return self._source.api_page(url, self.describe())
+                body, link = self._api_client.page(url, self.describe())
+                return body, _next_page(url, link, self.describe())
             except errors.ServerBusyError as exc:
                 if attempt == API_TRIES:
                     raise

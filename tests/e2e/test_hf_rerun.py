@@ -87,6 +87,12 @@ def test_an_unchanged_rerun_is_one_request_and_no_supervisor(
     assert "not listed again" in stderr
     assert counts(hhome, job) == ("finished", len(files), len(files), 0)  # ended in the command
     assert no_supervisor_started(hhome)
+    # that one request without urllib3 (sources.hubapi: one pycurl handle), the command's largest import
+    hhome.env["PYTHONPROFILEIMPORTTIME"] = "1"
+    res = hhome.cli("download", "--hf-dataset", repo, dst)
+    del hhome.env["PYTHONPROFILEIMPORTTIME"]
+    assert res.returncode == 0, res.stderr
+    assert "import time:" in res.stderr and "urllib3" not in res.stderr and "http.client" not in res.stderr
 
 
 def test_a_commit_fetches_only_the_files_it_changed(hhome: Home, hub: FakeHub, cdn: TestHTTPServer) -> None:
