@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,9 @@ def check_number(value: float, low: float, high: float, where: str) -> float:
     return value
 
 
-def home_dir() -> Path:
-    return Path(os.environ.get(ENV_HOME) or Path.home() / ".dlengine").expanduser().absolute()
+def home_dir(environ: Mapping[str, str] | None = None) -> Path:
+    given = (os.environ if environ is None else environ).get(ENV_HOME)
+    return Path(given or Path.home() / ".dlengine").expanduser().absolute()
 
 
 def _read_config_file(home: Path) -> dict[str, Any]:
@@ -158,8 +160,8 @@ def _read_config_file(home: Path) -> dict[str, Any]:
     return data
 
 
-def _mountpaths(home: Path, file_cfg: dict[str, Any]) -> tuple[Path, ...]:
-    raw = os.environ.get(ENV_MOUNTPATHS)
+def _mountpaths(home: Path, file_cfg: dict[str, Any], environ: Mapping[str, str]) -> tuple[Path, ...]:
+    raw = environ.get(ENV_MOUNTPATHS)
     if raw:
         items: list[str] = [p for p in raw.split(os.pathsep) if p]
     else:
@@ -172,17 +174,20 @@ def _mountpaths(home: Path, file_cfg: dict[str, Any]) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(paths))  # keep order, drop repeats
 
 
-def load_settings() -> Settings:
-    """Read the settings for the current environment (cheap; call freely)."""
-    home = home_dir()
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings for the current environment, or for ``environ``
+    (another home's, as a test reads it without a process of its own);
+    cheap: call freely."""
+    environ = os.environ if environ is None else environ
+    home = home_dir(environ)
     file_cfg = _read_config_file(home)
     values: dict[str, Any] = {}
     for name, (env, default) in _KNOBS.items():
-        where = env if env in os.environ else f"{home / 'config.json'}: {name}" if name in file_cfg else name
-        value = _convert(os.environ.get(env, file_cfg.get(name, default)), default, where)
+        where = env if env in environ else f"{home / 'config.json'}: {name}" if name in file_cfg else name
+        value = _convert(environ.get(env, file_cfg.get(name, default)), default, where)
         if name in BOUNDS and not isinstance(value, bool):
             check_number(value, *BOUNDS[name], where)
         if name in CHOICES and value not in CHOICES[name]:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(CHOICES[name])}")
         values[name] = value
-    return Settings(home=home, mountpaths=_mountpaths(home, file_cfg), **values)
+    return Settings(home=home, mountpaths=_mountpaths(home, file_cfg, environ), **values)

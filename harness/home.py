@@ -58,6 +58,24 @@ class Home:
         return self.cli("run", *extra, timeout=timeout)
 
     def status(self, job_id: str) -> dict[str, Any]:
+        """What ``dlengine show ID --json`` prints, read by the same code
+        (``Client.status``) in this process: tests ask for it often, in
+        loops, and a CLI process each time cost ~0.5 s; ``show_json`` is
+        the CLI's own answer."""
+        from dlengine.client import Client
+        from dlengine.config import load_settings
+
+        client = Client(load_settings(self.env))
+        try:
+            shown = dict(client.status(job_id))
+        finally:
+            client.close()
+        shown.pop("spec", None)  # as show --json leaves it out
+        data: dict[str, Any] = json.loads(json.dumps(shown))  # JSON's types, as the CLI prints them
+        return data
+
+    def show_json(self, job_id: str) -> dict[str, Any]:
+        """``dlengine show ID --json``, run as a process."""
         res = self.cli("show", job_id, "--json")
         assert res.returncode == 0, res.stderr
         data: dict[str, Any] = json.loads(res.stdout)

@@ -309,7 +309,7 @@ def _check_status_sample(run: Runner, home: Home, job_id: str) -> None:
     status, payload = run("status", job_id)
     assert status == 200
     assert (payload["id"], payload["total"], payload["finished_cnt"]) == (job_id, 100, 100)
-    assert payload == home.status(job_id)  # the same object as `dlengine show ID --json`
+    assert payload == home.show_json(job_id)  # the same object as `dlengine show ID --json`
 
 
 def _check_regex_sample(run: Runner, api: Api, httpd: TestHTTPServer, ids: dict[str, str]) -> None:
