@@ -42,6 +42,7 @@ Throttle = Callable[[int], None]
 
 MAP_EVERY_SECONDS = 0.5  # a segment map is saved at most this often ...
 MAP_EVERY_BYTES = 64 << 20  # ... unless this many bytes came since the last save
+_IOV_MAX = 1024  # pieces one writev takes (Linux)
 PROGRESS_STEP = 256 << 10  # bytes between progress reports (the ledger hears of it once a second)
 
 
@@ -193,7 +194,7 @@ class Receiver:
         self.written = 0
         self.sidecar = kept is not None  # a .meta exists (to remove once recorded)
         self._out: Any = None
-        self._buffer: bytearray | None = None
+        self._buffer: list[bytes] | None = None  # the pieces of a small object (no copy until written)
         self._hasher: Hasher | None = None
         self._check: tuple[str, str] | None = None
         self.segments: list[list[int]] | None = None
@@ -203,6 +204,16 @@ class Receiver:
         self._flushed = 0  # bytes handed to early write-back (sequential writes)
         self._segment_flushed: dict[int, int] = {}  # the same, per segment
         self._reported = 0  # bytes when progress was last handed on
+        # bytes the data go straight to ``_sink`` (write and hash, in C)
+        # until: progress, cancel, write-back, spill and size checks are due
+        # then, not at each of libcurl's 16 KiB callbacks (~64,000 a GiB)
+        self._sink: Callable[[bytes], object] | None = None
+        self._slow_at = 0
+        self.limit: int | None = None  # the largest object accepted (DLENGINE_MAX_OBJECT_SIZE), checked as bytes come
+        # set by a loop that gets bytes in small pieces and ends aborted
+        # transfers itself (engine.curl's scan): then cancel is looked at
+        # only every PROGRESS_STEP here; a pulled stream looks at every chunk
+        self.looked_after = False
 
     @property
     def validator(self) -> str | None:
@@ -227,7 +238,8 @@ class Receiver:
         self._hasher = _HASHERS[check[0]]() if check else None
         self.written = offset
         if offset == 0 and info.size is not None and info.size <= self.job.chunk_size and self.job.remote is None:
-            self._buffer = bytearray()
+            self._buffer = []
+            self._set_sink(self._buffer.append)
             return None
         space.check_free_space(self.job.mountpath, None if info.size is None else info.size - offset)
         out = _open_part(self.part, "r+b" if offset > 0 else "wb")
@@ -238,7 +250,35 @@ class Receiver:
             out.seek(offset)
         _write_meta(self.meta, info, check, os.fstat(out.fileno()).st_ino)
         self.sidecar = True
+        self._set_sink(out.write)
         return None
+
+    def _set_sink(self, write: Callable[[bytes], object]) -> None:
+        update = self._hasher.update if self._hasher is not None else None
+        if update is None:
+            self._sink = write
+        else:
+
+            def sink(data: bytes) -> None:
+                write(data)
+                update(data)
+
+            self._sink = sink
+        self._slow_at = self._next_slow()
+
+    def _next_slow(self) -> int:
+        """Where ``write`` must next do more than write and hash."""
+        job = self.job
+        if job.throttle is not None or self._sink is None or not self.looked_after:
+            return 0
+        at = self._reported + PROGRESS_STEP  # (cancel is looked at there too)
+        if self._out is not None:
+            at = min(at, self._flushed + durable.WRITEBACK_EVERY)
+        if self._buffer is not None:
+            at = min(at, job.chunk_size + 1)
+        if self.limit is not None:
+            at = min(at, self.limit + 1)
+        return at
 
     def begin_segments(self, info: ObjectInfo, bounds: list[tuple[int, int]]) -> None:
         """Receive the object as ranged segments (start, end) written at
@@ -298,14 +338,23 @@ class Receiver:
         return seg[1] >= seg[2]
 
     def write(self, data: bytes) -> None:
+        written = self.written + len(data)
+        if written < self._slow_at:
+            self._sink(data)  # type: ignore[misc]  # (set whenever _slow_at > 0)
+            self.written = written
+            return
+        self._write_checked(data)
+        self._slow_at = self._next_slow()
+
+    def _write_checked(self, data: bytes) -> None:
         job = self.job
         if job.cancel is not None and job.cancel.is_set():
             raise Aborted()
         if job.throttle is not None:
             job.throttle(len(data))
         if self._buffer is not None:
-            self._buffer += data
-            if len(self._buffer) > job.chunk_size:  # more than announced: stream to the file instead
+            self._buffer.append(data)
+            if self.written + len(data) > job.chunk_size:  # more than announced: stream to the file instead
                 self._spill()
         else:
             self._out.write(data)
@@ -316,15 +365,23 @@ class Receiver:
             self._out.flush()
             durable.start_writeback(self._out.fileno(), self._flushed, self.written - self._flushed)
             self._flushed = self.written
-        if job.progress is not None and (self.written - self._reported >= PROGRESS_STEP or not self._reported):
+        if self.written - self._reported >= PROGRESS_STEP or not self._reported:
             self._reported = self.written  # (read once a second: not at every callback of 16 KiB)
-            job.progress(self.written, self.info.size)
+            if job.progress is not None:
+                job.progress(self.written, self.info.size)
+        if self.limit is not None and self.written > self.limit:
+            raise errors.ObjectTooLargeError(
+                f"{self.task.link}: more than the maximum object size of {self.limit} bytes"
+                " (DLENGINE_MAX_OBJECT_SIZE); cut"
+            )
 
     def _spill(self) -> None:
         assert self._buffer is not None
         self._out = _open_part(self.part, "wb")
-        self._out.write(self._buffer)
+        for piece in self._buffer:
+            self._out.write(piece)
         self._buffer = None
+        self._set_sink(self._out.write)
 
     def end(self) -> tuple[Outcome, Path | None]:
         """All bytes received: verify, then install (or upload)."""
@@ -393,13 +450,15 @@ def _hash_fd(fd: int, length: int, hasher: Hasher) -> None:
         offset += len(data)
 
 
-def _write_whole(part: Path, data: bytearray, fsync: bool) -> None:
+def _write_whole(part: Path, pieces: list[bytes], fsync: bool) -> None:
     """A small object in one write (its directory is created on first use)."""
     fd = _open_fd(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        done = os.writev(fd, pieces) if 0 < len(pieces) <= _IOV_MAX else 0
+        if done < sum(map(len, pieces)):  # (a short write: the rest, as one piece)
+            view = memoryview(b"".join(pieces))[done:]
+            while view:
+                view = view[os.write(fd, view) :]
         if fsync:
             os.fsync(fd)
     finally:

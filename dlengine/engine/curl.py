@@ -167,12 +167,7 @@ class _Transfer:
                     self.cut = True
                     return 0  # the whole-object answer reached its segment's end: stop it
             else:
-                self.receiver.write(data)
-            if self.max_size is not None and self.receiver.written > self.max_size:
-                raise errors.ObjectTooLargeError(
-                    f"{self.task.link}: more than the maximum object size of {self.max_size} bytes"
-                    " (DLENGINE_MAX_OBJECT_SIZE); cut"
-                )
+                self.receiver.write(data)  # (which cuts a body past max_size)
         except BaseException as exc:  # noqa: BLE001 - reported when curl returns
             self.error = exc
             return 0  # aborts the transfer with CURLE_WRITE_ERROR
@@ -476,6 +471,7 @@ class CurlLoop:
         try:
             job = work.transfer_job(task, ctx, None, route.url if route else task.link, None)
             receiver = transfer.Receiver(task, job)
+            receiver.limit, receiver.looked_after = self.max_size, True  # (aborts: ``_scan``)
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
             self._report((work.failure(task, exc, ctx), None), True)
             return
