@@ -110,7 +110,7 @@ class _Transfer:
     begun: bool = False
     held: work.Result | None = None  # nothing to receive (not modified)
     timeout: float = 60.0
-    received: int = 0  # bytes of headers and body so far
+    received: int = 0  # bytes of the body so far (``stalled`` adds the header lines')
     mark_bytes: int = 0  # ``received`` when the current timeout window opened
     mark_at: float = field(default_factory=time.monotonic)
     loop: CurlLoop | None = None
@@ -144,14 +144,11 @@ class _Transfer:
         stall (a trickle of a byte now and then too), checked once per window."""
         if now - self.mark_at < self.timeout:
             return False
-        if self.received - self.mark_bytes < max(1.0, self.min_rate * self.timeout):
+        received = self.received + sum(map(len, self.lines))  # (header lines go straight to the list)
+        if received - self.mark_bytes < max(1.0, self.min_rate * self.timeout):
             return True
-        self.mark_at, self.mark_bytes = now, self.received
+        self.mark_at, self.mark_bytes = now, received
         return False
-
-    def on_header(self, line: bytes) -> None:
-        self.received += len(line)
-        self.lines.append(line)
 
     def parse(self) -> None:
         """The last answer of the header lines received (after a 100)."""
@@ -642,7 +639,7 @@ def _configure(handle: Any, t: _Transfer) -> None:
     setopt(pycurl.PROTOCOLS, _PROTOCOLS)
     setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(t.timeout * 1000)))
     setopt(pycurl.BUFFERSIZE, BUFFER_SIZE)
-    setopt(pycurl.HEADERFUNCTION, t.on_header)
+    setopt(pycurl.HEADERFUNCTION, t.lines.append)  # (a C call per line, not a Python one)
     setopt(pycurl.WRITEFUNCTION, t.on_body)
     setopt(pycurl.OPENSOCKETFUNCTION, functools.partial(_open_socket, t))
     if t.fresh:
