@@ -313,11 +313,23 @@ class Receiver:
     def write_at(self, index: int, data: bytes) -> bool:
         """Bytes of segment ``index`` (past its end they are dropped); True
         once the segment is complete."""
+        seg = self.segments[index]  # type: ignore[index]  # (segments are set before any write_at)
+        pos, n = seg[1], len(data)
+        if pos + n < seg[2] and self.written + n < self._slow_at:  # the common case: one pwrite
+            done = os.pwrite(self._fd, data, pos)
+            seg[1] = pos + done
+            self.written += done
+            self._unsaved += done
+            if done == n:
+                return False
+            data = data[done:]  # (a short write: the rest the careful way)
+        return self._write_at_checked(seg, data)
+
+    def _write_at_checked(self, seg: list[int], data: bytes) -> bool:
         job = self.job
         if job.cancel is not None and job.cancel.is_set():
             raise Aborted()
         assert self.segments is not None
-        seg = self.segments[index]
         view = memoryview(data)[: seg[2] - seg[1]]
         while view:
             n = os.pwrite(self._fd, view, seg[1])
@@ -325,16 +337,23 @@ class Receiver:
             self.written += n
             self._unsaved += n
             view = view[n:]
-        if seg[1] - seg[0] - (seg_flushed := self._segment_flushed.get(index, 0)) >= durable.WRITEBACK_EVERY:
-            durable.start_writeback(self._fd, seg[0] + seg_flushed, seg[1] - seg[0] - seg_flushed)
-            self._segment_flushed[index] = seg[1] - seg[0]
+        for index, (start, pos, _) in enumerate(self.segments):
+            flushed = self._segment_flushed.get(index, 0)
+            if pos - start - flushed >= durable.WRITEBACK_EVERY:
+                durable.start_writeback(self._fd, start + flushed, pos - start - flushed)
+                self._segment_flushed[index] = pos - start
         if self._unsaved >= job.chunk_size and (
             self._unsaved >= MAP_EVERY_BYTES or time.monotonic() - self._saved_at >= MAP_EVERY_SECONDS
         ):  # a kill loses at most half a second's bytes (each save is a metadata write)
             self._save_map()
-        if job.progress is not None and self.written - self._reported >= PROGRESS_STEP:
+        if self.written - self._reported >= PROGRESS_STEP:
             self._reported = self.written
-            job.progress(sum(b - a for a, b, _ in self.segments), self.info.size)
+            if job.progress is not None:
+                job.progress(sum(b - a for a, b, _ in self.segments), self.info.size)
+        # the next look: at the next progress step, or when a chunk is unsaved
+        unsaved_left = job.chunk_size - self._unsaved if self._unsaved < job.chunk_size else PROGRESS_STEP
+        next_look = min(self._reported + PROGRESS_STEP, self.written + unsaved_left)
+        self._slow_at = next_look if self.looked_after and job.throttle is None else 0
         return seg[1] >= seg[2]
 
     def write(self, data: bytes) -> None:
