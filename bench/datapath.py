@@ -165,9 +165,9 @@ def log(msg: str) -> None:
     print(f"[datapath {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run(cmd: Sequence[str], check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+def run(cmd: Sequence[str], check: bool = True, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
     """A short setup command; its output is kept for the error message."""
-    out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60, **kw)
+    out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, **kw)
     if check and out.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)}: exit {out.returncode}: {out.stderr.strip()[-400:]}")
     return out
@@ -486,6 +486,15 @@ def timed(tool: str, rep: int, cmd: Sequence[str], env: dict[str, str], logfile:
     other = max(0.0, machine_busy() - m0 - cpu)
     note = "" if rc == 0 else f"exit {rc}; see {logfile}"
     return Sample(tool, rep, wall, cpu, other, busy, rc == 0, note, started=epoch)
+
+
+def fresh_venv(path: Path) -> Path:
+    """A new venv with this checkout installed as a user installs it (not
+    editable); its ``dlengine`` command."""
+    log(f"installing this checkout into a fresh venv at {path} (pip install .)")
+    run([sys.executable, "-m", "venv", "--clear", str(path)])
+    run([str(path / "bin" / "pip"), "install", "-q", str(REPO)], timeout=600)
+    return path / "bin" / "dlengine"
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -912,6 +921,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-results", action="store_true", help="do not write the results file")
     p.add_argument("--json", type=Path, help="write every sample here")
     p.add_argument("--dlengine", default="", help="dlengine command (default: python3 -m dlengine in this checkout)")
+    p.add_argument(
+        "--venv",
+        action="store_true",
+        help="measure as a user would: a fresh venv in the work directory with a plain `pip install .` of this"
+        " checkout, and its `dlengine` command (the interpreter's own site-packages, e.g. .pth files of this"
+        " machine, stay out of the figures)",
+    )
     return p
 
 
@@ -975,6 +991,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             wait_http(f"{wan.base_url}/", wan.on_client())
         dlengine = shlex.split(args.dlengine) if args.dlengine else [sys.executable, "-m", "dlengine"]
+        if args.venv:
+            dlengine = [str(fresh_venv(workdir / "venv"))]
         bench = Bench(args, workdir, data, lo_url, wan, dlengine)
         bench.warm_up()
         reps = args.reps or (1 if args.quick else 3)
