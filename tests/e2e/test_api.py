@@ -34,7 +34,7 @@ from dlengine.errors import SpecError
 from dlengine.ledger import jobs
 from dlengine.ledger.states import ObjectState
 from harness.httpd import Fault, TestHTTPServer
-from tests.conftest import ROOT, Home, wait_for
+from tests.conftest import ROOT, Home, new_home, wait_for
 
 DOWNLOAD = "/v1/download"
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
@@ -368,44 +368,68 @@ def _length(data: bytes) -> int:
     return int(found.group(1)) if found else 0
 
 
-def test_error_codes_and_bodies(api: Api, home: Home) -> None:
-    unknown = {"id": "dnl-nosuchjob"}
-    cases: list[tuple[str, str, object, int, str]] = [
-        ("GET", DOWNLOAD, unknown, 404, "not found"),
-        ("DELETE", DOWNLOAD + "/abort", unknown, 404, "not found"),
-        ("DELETE", DOWNLOAD + "/remove", unknown, 404, "not found"),
-        ("GET", DOWNLOAD, {"id": "dnl-x", "regex": "a"}, 400, "together"),
-        ("GET", DOWNLOAD, {"regex": "("}, 400, "regex"),
-        ("GET", DOWNLOAD, {"uuid": "x"}, 400, "unknown field"),
-        ("GET", DOWNLOAD, [1], 400, "JSON object"),
-        ("GET", DOWNLOAD, {"id": 5}, 400, "string"),
-        ("DELETE", DOWNLOAD + "/abort", {}, 400, "id: is required"),
-        ("DELETE", DOWNLOAD + "/remove", None, 400, "id: is required"),
-        ("POST", DOWNLOAD, {"type": "single", "bucket": {"name": "b"}}, 400, "link: is required"),
-        ("POST", DOWNLOAD, {"type": "teleport", "bucket": {"name": "b"}}, 400, "unknown job type"),
-        ("POST", DOWNLOAD, None, 400, "malformed JSON"),
-        ("GET", "/v1/objects", None, 404, "no such endpoint"),
-        ("GET", "/", None, 404, "no such endpoint"),
-        ("PUT", DOWNLOAD, None, 405, "not allowed"),
-        ("PATCH", DOWNLOAD, None, 405, "not allowed"),
-        ("DELETE", DOWNLOAD, unknown, 405, "not allowed"),
-        ("GET", DOWNLOAD + "/abort", unknown, 405, "not allowed"),
-        ("BREW", DOWNLOAD, None, 405, "not allowed"),
-    ]
-    for method, path, body, code, reason in cases:
-        res = api.call(method, path, body)
-        assert res.status_code == code, (method, path, body, res.text)
-        assert res.headers["Content-Type"] == "application/json"
-        assert reason in res.json()["error"], (method, path, body, res.text)
-        check_schema(method, path, code, res.json())
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Home]]:
+    """One server for the requests it must refuse (each test checks that
+    nothing was created, so they can share it)."""
+    home = new_home(tmp_path_factory.mktemp("refusals") / "home")
+    server = start_api(home)
+    yield server, home
+    server.session.close()
+    home.stop_all()
+
+
+_UNKNOWN = {"id": "dnl-nosuchjob"}
+ERROR_CASES: list[tuple[str, str, object, int, str]] = [
+    ("GET", DOWNLOAD, _UNKNOWN, 404, "not found"),
+    ("DELETE", DOWNLOAD + "/abort", _UNKNOWN, 404, "not found"),
+    ("DELETE", DOWNLOAD + "/remove", _UNKNOWN, 404, "not found"),
+    ("GET", DOWNLOAD, {"id": "dnl-x", "regex": "a"}, 400, "together"),
+    ("GET", DOWNLOAD, {"regex": "("}, 400, "regex"),
+    ("GET", DOWNLOAD, {"uuid": "x"}, 400, "unknown field"),
+    ("GET", DOWNLOAD, [1], 400, "JSON object"),
+    ("GET", DOWNLOAD, {"id": 5}, 400, "string"),
+    ("DELETE", DOWNLOAD + "/abort", {}, 400, "id: is required"),
+    ("DELETE", DOWNLOAD + "/remove", None, 400, "id: is required"),
+    ("POST", DOWNLOAD, {"type": "single", "bucket": {"name": "b"}}, 400, "link: is required"),
+    ("POST", DOWNLOAD, {"type": "teleport", "bucket": {"name": "b"}}, 400, "unknown job type"),
+    ("POST", DOWNLOAD, None, 400, "malformed JSON"),
+    ("GET", "/v1/objects", None, 404, "no such endpoint"),
+    ("GET", "/", None, 404, "no such endpoint"),
+    ("PUT", DOWNLOAD, None, 405, "not allowed"),
+    ("PATCH", DOWNLOAD, None, 405, "not allowed"),
+    ("DELETE", DOWNLOAD, _UNKNOWN, 405, "not allowed"),
+    ("GET", DOWNLOAD + "/abort", _UNKNOWN, 405, "not allowed"),
+    ("BREW", DOWNLOAD, None, 405, "not allowed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "code", "reason"), ERROR_CASES, ids=[f"{c[0]} {c[1]} {c[3]} {c[4]}" for c in ERROR_CASES]
+)
+def test_error_codes_and_bodies(
+    refusing: tuple[Api, Home], method: str, path: str, body: object, code: int, reason: str
+) -> None:
+    api, home = refusing
+    res = api.call(method, path, body)
+    assert res.status_code == code, (method, path, body, res.text)
+    assert res.headers["Content-Type"] == "application/json"
+    assert reason in res.json()["error"], (method, path, body, res.text)
+    check_schema(method, path, code, res.json())
+    assert ledger_consistent(home) == []  # nothing was created
+
+
+def test_error_body_names_the_field(refusing: tuple[Api, Home]) -> None:
+    api, home = refusing
     assert api.call("PUT", DOWNLOAD).headers["Allow"] == "GET, POST"
     bad = api.call("POST", data=b'{"type": "single", "bucket": {"name": "b"}, "link": 7}')
     reason = "link: must be a string, got the number 7"  # AIStore's ErrHTTP has message and status
     assert bad.json() == {"message": reason, "error": reason, "status": 400, "field": "link"}
-    assert ledger_consistent(home) == []  # nothing was created
+    assert ledger_consistent(home) == []
 
 
-def test_framing_limits(api: Api) -> None:
+def test_framing_limits(refusing: tuple[Api, Home]) -> None:
+    api, _ = refusing
     too_big = f"POST {DOWNLOAD} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
     status, headers, body = _raw(api, too_big)
     assert (status, headers["Connection"]) == (413, "close") and "larger than" in body["error"]

@@ -5,46 +5,78 @@ themselves, through the parser: tests/unit/test_bad_input_cases.py."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from dlengine.cli import output
-from tests.conftest import Home
-from tests.e2e.test_api import ledger_consistent, start_api
+from tests.conftest import Home, new_home
+from tests.e2e.test_api import Api, ledger_consistent, start_api
 from tests.unit.test_bad_input_cases import CASES, LINK, single
 
 
-def test_cli_refuses_with_exit_2_and_changes_nothing(home: Home) -> None:
-    for label, job, field, reason in CASES[::3]:
-        res = home.cli("submit", "-", "--no-start", input=json.dumps(job))
-        assert res.returncode == 2, (label, res.stderr)
-        assert field in res.stderr and reason in res.stderr and "Traceback" not in res.stderr, (label, res.stderr)
-    for args, named in [
-        (["download", "file:/etc/passwd", "ais://b"], "scheme 'file'"),
-        (["download", LINK, "ais://b", "--max-conns", str(10**30)], "limits.connections"),
-        (["download", LINK, "ais://b", "--limit-bph", "999999999PiB"], "--limit-bph"),
-        (["download", LINK, "ais://b", "--limit-bph", "0.5"], "--limit-bph"),
-        (["download", LINK, "ais://b", "--timeout", "1ns"], "timeout"),
-        (["download", LINK, "ais://b", "--timeout", "99999999999999h"], "timeout"),
-        (["download", LINK, "ais://b", "--header", "Host: evil.example"], "headers.Host"),
-        (["download", "http://169.254.169.254\\@127.0.0.1/x", "ais://b"], "host part"),
-    ]:
-        res = home.cli(*args, "--no-start")
-        assert res.returncode == 2, (args, res.stderr)
-        assert named in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
-    assert json.loads(home.cli("show", "--all", "--json").stdout) == []
+@pytest.fixture(scope="module")
+def untouched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    """One home for every refused command: each test checks that it holds
+    no job and no file, so they can share it."""
+    home = new_home(tmp_path_factory.mktemp("refused") / "home")
+    yield home
+    home.stop_all()
+
+
+@pytest.fixture(scope="module")
+def refusing(untouched: Home) -> Iterator[Api]:
+    api = start_api(untouched)
+    assert api.ok("GET") == []
+    yield api
+    api.session.close()
+
+
+def _nothing_created(home: Home) -> None:
+    assert not (home.path / "ledger.db").exists() or ledger_consistent(home) == []
     assert home.visible_files() == []
 
 
-def test_api_refuses_with_400_and_changes_nothing(home: Home) -> None:
-    api = start_api(home)
-    assert api.ok("GET") == []
-    for label, job, field, _ in CASES:
-        res = api.call("POST", body=job)
-        assert res.status_code == 400, (label, res.text)
-        assert res.json()["field"] == field, (label, res.text)
-    assert ledger_consistent(home) == []
-    api.session.close()
+CLI_CASES = CASES[::3]
+DOWNLOAD_CASES = [
+    (["download", "file:/etc/passwd", "ais://b"], "scheme 'file'"),
+    (["download", LINK, "ais://b", "--max-conns", str(10**30)], "limits.connections"),
+    (["download", LINK, "ais://b", "--limit-bph", "999999999PiB"], "--limit-bph"),
+    (["download", LINK, "ais://b", "--limit-bph", "0.5"], "--limit-bph"),
+    (["download", LINK, "ais://b", "--timeout", "1ns"], "timeout"),
+    (["download", LINK, "ais://b", "--timeout", "99999999999999h"], "timeout"),
+    (["download", LINK, "ais://b", "--header", "Host: evil.example"], "headers.Host"),
+    (["download", "http://169.254.169.254\\@127.0.0.1/x", "ais://b"], "host part"),
+]
+
+
+@pytest.mark.parametrize(("label", "job", "field", "reason"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_refuses_with_exit_2_and_changes_nothing(
+    untouched: Home, label: str, job: dict[str, Any], field: str, reason: str
+) -> None:
+    res = untouched.cli("submit", "-", "--no-start", input=json.dumps(job))
+    assert res.returncode == 2, (label, res.stderr)
+    assert field in res.stderr and reason in res.stderr and "Traceback" not in res.stderr, (label, res.stderr)
+    _nothing_created(untouched)
+
+
+@pytest.mark.parametrize(("args", "named"), DOWNLOAD_CASES, ids=[" ".join(c[0][1:]) for c in DOWNLOAD_CASES])
+def test_cli_download_refuses_with_exit_2_and_changes_nothing(untouched: Home, args: list[str], named: str) -> None:
+    res = untouched.cli(*args, "--no-start")
+    assert res.returncode == 2, (args, res.stderr)
+    assert named in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+    _nothing_created(untouched)
+
+
+@pytest.mark.parametrize(("label", "job", "field", "reason"), CASES, ids=[c[0] for c in CASES])
+def test_api_refuses_with_400_and_changes_nothing(
+    refusing: Api, untouched: Home, label: str, job: dict[str, Any], field: str, reason: str
+) -> None:
+    res = refusing.call("POST", body=job)
+    assert res.status_code == 400, (label, res.text)
+    assert res.json()["field"] == field, (label, res.text)
+    _nothing_created(untouched)
 
 
 def test_descriptions_and_names_are_printed_escaped(home: Home, capsys: pytest.CaptureFixture[str]) -> None:
