@@ -199,10 +199,11 @@ class AzuriteServer:
     def env(self) -> dict[str, str]:
         return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string()}
 
-    def start(self, workdir: Path) -> AzuriteServer:
+    def start(self, workdir: Path, extra: tuple[str, ...] = ()) -> AzuriteServer:
+        """``extra``: more options (``--oauth basic --cert C --key K``: HTTPS and bearer tokens)."""
         self.port = free_port()
         cmd = [str(self.binary), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--inMemoryPersistence"]
-        cmd += ["--disableTelemetry", "--silent", "--skipApiVersionCheck"]
+        cmd += ["--disableTelemetry", "--silent", "--skipApiVersionCheck", *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
         wait_port(self.port)
         return self

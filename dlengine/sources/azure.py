@@ -194,8 +194,8 @@ class AzureSource:
     def signed_get(self, key: str, listed: ObjectInfo | None = None) -> SignedGet | None:
         """The blob's GET for the libcurl loop: its URL with a read-only
         SAS for this one blob, signed with the account key of the
-        connection string; the bare URL for an anonymous client (public
-        containers). None for token credentials (the SDK path stays)."""
+        connection string or a user delegation key (token credentials);
+        the bare URL for an anonymous client (public containers)."""
         with translated(self.link(key)):
             sdk = client()
             url = str(sdk.get_blob_client(self.container, key).url)
@@ -235,22 +235,57 @@ class AzureSource:
 
 
 def _blob_sas(sdk: Any, container: str, key: str) -> str | None:
-    """A read SAS of one blob ("" without credentials); None when the
-    credential holds no account key."""
+    """A read SAS of one blob ("" without credentials): signed with the
+    account key of a shared-key credential, or with a user delegation key
+    the SDK obtains with a token credential (``DefaultAzureCredential``
+    and the like); None when neither is to be had (the SDK path stays)."""
     credential = sdk.credential
     if credential is None:
         return ""
-    account_key = getattr(credential, "account_key", None)
-    if not account_key:
-        return None
     from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
     expiry = datetime.now(timezone.utc) + timedelta(hours=SAS_HOURS)
+    signer: dict[str, Any]
+    account_key = getattr(credential, "account_key", None)
+    if account_key:
+        signer = {"account_key": account_key}
+    elif hasattr(credential, "get_token"):
+        delegation = _delegation_key(sdk)
+        if delegation is None:
+            return None
+        signer = {"user_delegation_key": delegation}
+    else:
+        return None
     sas: str = generate_blob_sas(
-        sdk.account_name, container, key, account_key=account_key,
-        permission=BlobSasPermissions(read=True), expiry=expiry,
-    )  # fmt: skip
+        sdk.account_name, container, key, permission=BlobSasPermissions(read=True), expiry=expiry, **signer
+    )
     return sas
+
+
+DELEGATION_HOURS = 6  # a user delegation key's life (Azure allows 7 days); renewed with SAS_HOURS + 5 min left
+_delegation: list[tuple[datetime, Any]] = []  # (valid until, key), or (retry after, None) after a refusal
+_delegation_lock = threading.Lock()
+DELEGATION_RETRY = timedelta(minutes=5)
+
+
+def _delegation_key(sdk: Any) -> Any:
+    """The process's user delegation key (one request per DELEGATION_HOURS,
+    under the token credential's own caching); None for a while after the
+    service refused one (no permission to ask: the SDK path with the token
+    then serves each blob, and says why if that fails too)."""
+    now = datetime.now(timezone.utc)
+    with _delegation_lock:
+        if _delegation and now < _delegation[0][0]:
+            return _delegation[0][1]
+        start, until = now - timedelta(minutes=5), now + timedelta(hours=DELEGATION_HOURS)
+        try:
+            with translated("az:// user delegation key"):
+                key = sdk.get_user_delegation_key(start, until)
+        except errors.DlengineError:
+            _delegation[:] = [(now + DELEGATION_RETRY, None)]
+            raise
+        _delegation[:] = [(until - timedelta(hours=SAS_HOURS, minutes=5), key)]
+        return key
 
 
 def refine_answer(info: ObjectInfo, headers: Mapping[str, str]) -> ObjectInfo:
