@@ -12,9 +12,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dlengine.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,17 +67,23 @@ class Home:
         (``Client.status``) in this process: tests ask for it often, in
         loops, and a CLI process each time cost ~0.5 s; ``show_json`` is
         the CLI's own answer."""
+        with self._client() as client:
+            shown = dict(client.status(job_id))
+        shown.pop("spec", None)  # as show --json leaves it out
+        data: dict[str, Any] = json.loads(json.dumps(shown))  # JSON's types, as the CLI prints them
+        return data
+
+    @contextmanager
+    def _client(self) -> Iterator[Client]:
+        """dlengine's ``Client`` over this home's environment, in this process."""
         from dlengine.client import Client
         from dlengine.config import load_settings
 
         client = Client(load_settings(self.env))
         try:
-            shown = dict(client.status(job_id))
+            yield client
         finally:
             client.close()
-        shown.pop("spec", None)  # as show --json leaves it out
-        data: dict[str, Any] = json.loads(json.dumps(shown))  # JSON's types, as the CLI prints them
-        return data
 
     def show_json(self, job_id: str) -> dict[str, Any]:
         """``dlengine show ID --json``, run as a process."""
@@ -81,10 +92,11 @@ class Home:
         data: dict[str, Any] = json.loads(res.stdout)
         return data
 
-    def ls(self, bucket: str) -> dict[str, int]:
-        res = self.cli("ls", bucket, "--json")
-        assert res.returncode == 0, res.stderr
-        return {e["name"]: e["size"] for e in json.loads(res.stdout)}
+    def ls(self, bucket: str) -> dict[str, int | None]:
+        """Name -> size of what ``dlengine ls BUCKET --json`` lists, read in
+        this process (as ``status``)."""
+        with self._client() as client:
+            return {e["name"]: e["size"] for e in client.list_bucket(bucket)}
 
     def find(self, provider: str, bucket: str, name: str) -> Path | None:
         """The stored file of an object, on whichever mountpath holds it."""
