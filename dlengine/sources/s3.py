@@ -66,6 +66,8 @@ _presigners: dict[tuple[str, bytes], _Presigner] = {}
 # signed with the GET and sent with it: whole-object checksums come back
 _SIGNED_HEADERS = {"x-amz-checksum-mode": "ENABLED"}
 PRESIGN_EXPIRES = 3600  # seconds; a transfer starts at once (retries sign again)
+PUT_EXPIRES = 900  # seconds a presigned PUT is valid: it is sent as soon as it is signed
+UPLOAD_TIMEOUT = 60.0  # connect, and no byte moving for this long (the SDK client's default)
 
 
 def available() -> bool:
@@ -169,6 +171,8 @@ def _client_error(exc: Any, what: str) -> errors.DlengineError:
 
 
 def _classify(code: str, status: int, what: str) -> errors.DlengineError:
+    """A store's refusal by its S3 error code and HTTP status (the SDK's
+    ``ClientError``, a plain request's and the presigned PUT's answers)."""
     reason = f"{what}: {code or 'HTTP ' + str(status)} ({status})"
     if code in _NOT_FOUND or status == 404:
         return errors.SourceNotFoundError(reason)
@@ -222,6 +226,15 @@ class _Presigner:
         assert keys is not None and self.static
         path = self.prefix.rstrip("/")
         return sigv4.presign_get(self.origin, self.host, path, keys, self.region, {}, 900, params=params)
+
+    def put_url(self, key: str, headers: Mapping[str, str]) -> str | None:
+        """A presigned PUT of ``key`` that must carry ``headers`` (lower-case
+        names, values as sent), valid a short while: it is sent at once."""
+        keys = self.keys()
+        if keys is None:
+            return None
+        path = self.prefix + quote(key, safe="/~")
+        return sigv4.presign_get(self.origin, self.host, path, keys, self.region, headers, PUT_EXPIRES, method="PUT")
 
 
 def _presigner(bucket: str, static_only: bool = False) -> _Presigner | None:
@@ -320,6 +333,12 @@ def _bucket_region(sdk: Any, bucket: str) -> str:
     return str((metadata.get("HTTPHeaders") or {}).get("x-amz-bucket-region") or region)
 
 
+def _header_safe(text: str) -> bool:
+    """Printable ASCII without spaces at its ends: what a header carries
+    as it is and signs as sent (the SDK handles anything else)."""
+    return text.isascii() and text.isprintable() and text == text.strip()
+
+
 def _plain_key(key: str) -> bool:
     """A key a URL path carries as it is (libcurl would resolve ``.``/``..``
     segments: those keys stay on the SDK path)."""
@@ -414,18 +433,45 @@ class S3Source:
 
     def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
         """Store a verified local file as ``key``, with ``metadata``
-        (x-amz-meta-*) when given: one PutObject carrying Content-MD5 (the
-        store checks the bytes) up to ``SMALL_UPLOAD``, multipart through
-        the process's one transfer manager above it."""
+        (x-amz-meta-*) when given: one PUT carrying Content-MD5 (the store
+        checks the bytes) up to ``SMALL_UPLOAD`` (presigned, through
+        libcurl: ``s3_put``; through the SDK's PutObject when no presigner
+        covers the bucket or the key), multipart through the process's one
+        transfer manager above it."""
         extra: dict[str, Any] = {"Metadata": metadata} if metadata else {}
+        size = path.stat().st_size
         with translated(self.link(key)):
-            if path.stat().st_size <= SMALL_UPLOAD:
+            if size <= SMALL_UPLOAD:
                 if md5_hex:
                     extra["ContentMD5"] = base64.b64encode(bytes.fromhex(md5_hex)).decode("ascii")
+                if self._put_signed(key, path, size, extra.get("ContentMD5"), metadata):
+                    return
                 with path.open("rb") as body:
                     client().put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
             else:
                 transfer_manager().upload(str(path), self.bucket, key, extra_args=extra or None).result()
+
+    def _put_signed(
+        self, key: str, path: Path, size: int, md5_b64: str | None, metadata: dict[str, str] | None
+    ) -> bool:
+        """The small upload as a presigned PUT through libcurl; False when
+        the SDK must do it (no presigner, a key a URL cannot carry as it is,
+        metadata a header cannot carry)."""
+        if not _plain_key(key) or not all(_header_safe(k) and _header_safe(v) for k, v in (metadata or {}).items()):
+            return False
+        presigner = _presigner(self.bucket)
+        if presigner is None:
+            return False
+        headers = {f"x-amz-meta-{k.lower()}": " ".join(v.split()) for k, v in (metadata or {}).items()}
+        if md5_b64:
+            headers["content-md5"] = md5_b64
+        url = presigner.put_url(key, headers)
+        if url is None:
+            return False
+        from dlengine.sources import s3_put  # pycurl: loaded in workers anyway
+
+        s3_put.put(url, headers, path, size, UPLOAD_TIMEOUT, self.link(key), _classify)
+        return True
 
     def metadata(self, key: str) -> dict[str, str] | None:
         """The user metadata of a stored object; None if there is no such key."""

@@ -123,15 +123,21 @@ def test_clients_follow_the_chain_they_were_made_for(failing_store: Any, monkeyp
     assert s3.client() is second
 
 
-def test_small_upload_is_one_put_with_content_md5(bucket: str, seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+def test_small_upload_is_one_put_with_content_md5(
+    bucket: str, seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A presigned PUT through libcurl (static keys and an endpoint: no
+    SDK client at all), its metadata and Content-MD5 signed headers."""
     path, md5 = _file(tmp_path, 10_240)
+    monkeypatch.setattr(s3, "client", lambda *_a, **_k: pytest.fail("a small upload asked the SDK"))
     s3.S3Source(bucket).upload("small", path, md5, metadata={"dlengine-size": "10240"})
     head = seaweedfs.client().head_object(Bucket=bucket, Key="small")
     assert head["ETag"].strip('"') == md5
     assert head["Metadata"] == {"dlengine-size": "10240"}
     # the store checks Content-MD5: a wrong one is refused, nothing stored
-    with pytest.raises(errors.DlengineError):
+    with pytest.raises(errors.DlengineError) as refused:
         s3.S3Source(bucket).upload("bad", path, "0" * 32)
+    assert not isinstance(refused.value, errors.TransientError), refused.value  # a wrong digest is not retried
     assert "Contents" not in seaweedfs.client().list_objects_v2(Bucket=bucket, Prefix="bad")
 
 
