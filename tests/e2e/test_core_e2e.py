@@ -26,6 +26,8 @@ def test_seed_flow_range_into_local_bucket(home: Home, httpd: TestHTTPServer) ->
     job_id = res.stdout.strip().splitlines()[-1]
     assert job_id.startswith("dnl-")
     assert home.ls("ais://abc") == {name: len(body) for name, body in data.items()}
+    listed = json.loads(home.cli("ls", "ais://abc", "--json").stdout)
+    assert home.ls("ais://abc") == {e["name"]: e["size"] for e in listed}  # Home.ls reads what the CLI lists
     for name, body in data.items():
         stored = home.find("ais", "abc", name)
         assert stored is not None and stored.read_bytes() == body
@@ -48,6 +50,7 @@ def test_status_has_every_spec_field(home: Home, httpd: TestHTTPServer) -> None:
         " all_dispatched aborted current_tasks finished_tasks download_errors state pending_cnt bytes_done bytes_total"
     ).split(" ")
     assert not [f for f in fields if f not in status]
+    assert status == home.show_json(job_id)  # Home.status reads what the CLI prints
     assert status["aborted"] is False and status["all_dispatched"] is True
     assert {t["name"] for t in status["finished_tasks"]} == {"shard-001.tar", "shard-002.tar"}
 
