@@ -49,12 +49,13 @@ log = logging.getLogger("dlengine.inline")
 
 def start(settings: Settings, ledger: Ledger, job_ids: Sequence[str]) -> InlineRun | None:
     """Run these jobs in this process, or None when they must go to a
-    supervisor (too many objects, objects still to be listed, the lock
+    supervisor (too many objects left to download, objects still to be listed, the lock
     taken, another job busy, a remote executor)."""
     if settings.inline_objects <= 0 or settings.remote_executor:
         return None
     records = ledger.jobs_by_id(job_ids)
-    total = sum(max(j.total, 0) for j in records)
+    # what is left to download (a re-run's job holds its skipped rows too)
+    total = sum(j.pending_cnt + j.running_cnt for j in records)
     if any(not j.all_dispatched for j in records) or total > settings.inline_objects:
         return None
     # as many threads (claimed rows at once) as objects: no idle download threads to start

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from harness.fakehub import FakeHub
 from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import ROOT, Home, counters_match_rows, wait_for
 
@@ -123,3 +124,20 @@ def _held(home: Home) -> bool:
         except BlockingIOError:
             return True
         return False
+
+
+def test_a_rerun_with_one_changed_file_runs_in_the_command(hhome: Home, hub: FakeHub, cdn: TestHTTPServer) -> None:
+    """A job of many rows of which few are left to download (the rest
+    skipped at submission) counts only those: one changed file of 20."""
+    files = {f"f{i:02}.txt": f"file {i}\n".encode() for i in range(20)}
+    hub.add_repo("org/many", files)
+    res = hhome.cli("download", "--hf-dataset", "org/many", "ais://many", "--no-start")
+    assert res.returncode == 0, res.stderr
+    assert hhome.run().returncode == 0
+    hub.commit("org/many", {"f07.txt": b"changed\n"})
+    res, pid = _wait_cli(hhome, "download", "--hf-dataset", "org/many", "ais://many", "--wait")
+    assert res.returncode == 0, res.stderr
+    assert _lock_pid(hhome) == pid  # 1 file left of 20 rows: downloaded in the command
+    status = hhome.status(res.stdout.split()[-1])
+    assert (status["finished_cnt"], status["skipped_cnt"]) == (20, 19)
+    assert hhome.find("ais", "many", "f07.txt").read_bytes() == b"changed\n"  # type: ignore[union-attr]
