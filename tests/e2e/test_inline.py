@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import threading
 import time
 
 from harness.fakehub import FakeHub
@@ -141,3 +142,32 @@ def test_a_rerun_with_one_changed_file_runs_in_the_command(hhome: Home, hub: Fak
     status = hhome.status(res.stdout.split()[-1])
     assert (status["finished_cnt"], status["skipped_cnt"]) == (20, 19)
     assert hhome.find("ais", "many", "f07.txt").read_bytes() == b"changed\n"  # type: ignore[union-attr]
+
+
+def test_the_connection_limit_holds_in_the_command(home: Home, httpd: TestHTTPServer) -> None:
+    gate = threading.Event()
+    names = [f"o{i}.bin" for i in range(4)]
+    for name in names:
+        httpd.put(f"/c/{name}", name.encode() * 100)
+        httpd.set_fault(f"/c/{name}", Fault(hold=gate))
+    listing = home.path / "list.txt"
+    home.path.mkdir(parents=True, exist_ok=True)
+    listing.write_text("\n".join(names))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlengine", "download", f"{httpd.url}/c", "ais://lim", "--from", str(listing),
+         "--max-conns", "2", "--wait"],
+        env=home.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert httpd.wait_in_flight(2, timeout=60)  # two requests held in the server
+        time.sleep(0.5)  # room for a third, if the limit let one through
+        gate.set()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        gate.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert _lock_pid(home) == proc.pid
+    assert httpd.peak_concurrency == 2
+    assert sorted(home.ls("ais://lim")) == names
