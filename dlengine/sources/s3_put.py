@@ -11,14 +11,13 @@ SDK stays for multipart and for what the presigner does not cover.
 
 Errors: libcurl's through ``engine.curl.curl_error`` (connect, timeout,
 reset: transient), the store's answer by its S3 error code and status
-through ``s3.classify`` (5xx, SlowDown, throttling: transient; a wrong
+through ``s3._classify`` (5xx, SlowDown, throttling: transient; a wrong
 digest, denied, no such bucket: permanent).
 """
 
 from __future__ import annotations
 
 import io
-import re
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,11 +26,11 @@ from typing import Any
 import pycurl
 
 from dlengine import errors
+from dlengine.sources.s3plain import error_code
 
 __all__ = ["put"]
 
 _local = threading.local()
-_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 ERROR_BODY_LIMIT = 64 << 10  # bytes of an error answer kept (its code is near the start)
 
 
@@ -88,5 +87,4 @@ def put(
     status = int(handle.getinfo(pycurl.RESPONSE_CODE))
     if 200 <= status < 300:
         return
-    found = _CODE.search(answer.getvalue())
-    raise classify(found.group(1).decode("ascii", "replace") if found else "", status, what)
+    raise classify(error_code(answer.getvalue()), status, what)
