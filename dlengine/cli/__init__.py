@@ -20,4 +20,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         prespawn.discard()
 
 
-__all__ = ["main"]
+def entry() -> None:
+    """The program (console script, ``python -m dlengine``, ``bin/dlengine``):
+    the command, then its exit without the interpreter's teardown when
+    nothing else runs (``cli.main.exit_now``). ``main`` stays a plain
+    function for callers in-process."""
+    code = main()
+    from dlengine.cli.main import exit_now  # imported by main() by now
+
+    exit_now(code)
+    sys.exit(code)
+
+
+__all__ = ["entry", "main"]
