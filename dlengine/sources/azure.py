@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dlengine import errors
-from dlengine.sources import checksums
+from dlengine.sources import azsas, checksums
 from dlengine.sources.base import ObjectInfo, Request, SignedGet, translating
 
 EXTRA = "pip install 'dlengine[azure]'"
@@ -40,11 +40,32 @@ _client: list[Any] = []
 
 
 def available() -> bool:
-    try:
-        from azure.storage import blob  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """azure-storage-blob is installed (found, not imported: a worker
+    signing with a connection string's key never imports it)."""
+    if not _available:
+        import importlib.util
+
+        try:
+            _available.append(importlib.util.find_spec("azure.storage.blob") is not None)
+        except ImportError:  # no azure namespace at all
+            _available.append(False)
+    return _available[0]
+
+
+_available: list[bool] = []
+_accounts: dict[str, azsas.Account | None] = {}  # connection string -> its account key, if it has one
+
+
+def _keyed_account() -> azsas.Account | None:
+    """The connection string's account key and endpoint, read without the SDK."""
+    text = os.environ.get(ENV_CONNECTION_STRING) or ""
+    if not text:
+        return None
+    with _lock:
+        if text not in _accounts:
+            _accounts.clear()
+            _accounts[text] = azsas.parse(text)
+        return _accounts[text]
 
 
 def client() -> Any:
@@ -196,6 +217,9 @@ class AzureSource:
         SAS for this one blob, signed with the account key of the
         connection string or a user delegation key (token credentials);
         the bare URL for an anonymous client (public containers)."""
+        account = _keyed_account()
+        if account is not None:  # the SDK's SAS without the SDK (``azsas``)
+            return SignedGet(azsas.blob_url(account, self.container, key, SAS_HOURS), {}, refine_answer)
         with translated(self.link(key)):
             sdk = client()
             url = str(sdk.get_blob_client(self.container, key).url)

@@ -96,6 +96,7 @@ def token_client(https_azurite: tuple[AzuriteServer, Path], monkeypatch: pytest.
     keyed.get_blob_client(container, "dir/a b.bin").upload_blob(b"delegated" * 1000)
     credential = FakeToken()
     client = BlobServiceClient(_url(server), credential=credential, connection_verify=str(cert))
+    monkeypatch.delenv(azure.ENV_CONNECTION_STRING, raising=False)  # the azurite_server fixture's, if it ran
     monkeypatch.setattr(azure, "_client", [client])
     monkeypatch.setattr(azure, "_delegation", [])
     monkeypatch.setattr(signed, "_instances", {})
