@@ -10,7 +10,7 @@ import pytest
 
 from dlengine.errors import SpecError
 from dlengine.ledger import claims, db, jobs
-from dlengine.ledger.models import NewJob, Outcome
+from dlengine.ledger.models import NewJob, NewObject, Outcome, Task
 from dlengine.ledger.states import ObjectState
 from tests.conftest import counters_match_rows as _counters_match_rows
 
@@ -117,6 +117,21 @@ def test_a_claim_carries_the_catalogs_copy_of_each_object(conn: sqlite3.Connecti
             f'"e{i}"',
             f"http://h/obj-{i}",
         )
+
+
+def test_a_claimed_task_carries_its_row_and_its_job(conn: sqlite3.Connection) -> None:
+    """Every field of a Task, from the row and from its job (a claim builds
+    them by position)."""
+    record = NewJob(jobs.new_job_id(), "backend", "d", "aws", "ns", "bkt", "{}", conns=4, timeout=7.5)
+    listed = [NewObject("a", "s3://src/a", size=5, etag='"e"', version="v1", checksum="md5:00")]
+    jobs.create_listed_job(conn, record, listed, lambda _name: "/mp")
+    (task,) = claims.claim(conn, _mp(conn), "o", 10, 30)
+    expected = Task(
+        id=task.id, job_id=record.id, job_seq=task.job_seq, name="a", link="s3://src/a", mountpath_id=_mp(conn),
+        attempts=1, provider="aws", namespace="ns", bucket="bkt", timeout=7.5, bytes_per_hour=0, stored=None,
+        job_type="backend", size=5, etag='"e"', version="v1", checksum="md5:00", connections=4,
+    )  # fmt: skip
+    assert task == expected
 
 
 def test_report_ignores_rows_no_longer_leased(conn: sqlite3.Connection) -> None:
