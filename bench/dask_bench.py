@@ -246,7 +246,8 @@ def ledger_floor(count: int, batch: int, workdir: Path) -> str:
     settings = load_settings()
     ledger, conn = Ledger.open(settings.ledger_path), db.connect(settings.ledger_path)
     start = time.process_time()
-    while Dispatcher(settings, threading.Event()).dispatch_round(ledger):
+    dispatcher = Dispatcher(settings, threading.Event())  # one, as the supervisor's: a new one re-expands to its cursor
+    while dispatcher.dispatch_round(ledger):
         pass
     dispatched = time.process_time()
     mountpath = ledger.mountpath_ids([str(settings.mountpaths[0])])[str(settings.mountpaths[0])]
