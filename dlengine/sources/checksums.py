@@ -26,14 +26,14 @@ def md5_from_etag(etag: str | None) -> str | None:
     return match.group(1).lower() if match else None
 
 
-def from_headers(headers: Mapping[str, str], *, partial: bool) -> dict[str, str]:
-    """Whole-object checksums from response headers.
+def from_headers(lower: Mapping[str, str], *, partial: bool) -> dict[str, str]:
+    """Whole-object checksums from response headers (lowercase names, as
+    ``sources.answer`` holds them).
 
     ``partial``: the body is a range, so Content-MD5 (which describes the
     body sent, not the object) does not apply.
     """
     found: dict[str, str] = {}
-    lower = {k.lower(): v for k, v in headers.items()}
     md5 = md5_from_etag(lower.get("etag"))
     if md5:
         found["md5"] = md5
