@@ -182,9 +182,16 @@ def worker_pids(supervisor_pid: int) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"dlengine.supervisor.worker" in cmdline:
+        if b"dlengine.supervisor.worker" in cmdline or _comm(entry) == "dlengine-worker":  # spawned, or forked
             pids.append(int(entry))
     return pids
+
+
+def _comm(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def counters_match_rows(conn: sqlite3.Connection, job_id: str) -> None:

@@ -56,7 +56,7 @@ class MountpathPool:
         self.mountpath_id = mountpath_id
         self.mountpath = mountpath
         self.size = size
-        self.workers: dict[str, subprocess.Popen[bytes]] = {}  # owner -> process
+        self.workers: dict[str, subprocess.Popen[bytes] | prespawn.Spare] = {}  # owner -> process
 
     def fill(self) -> None:
         config = settings_arg(self.settings)

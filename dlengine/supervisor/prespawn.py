@@ -1,42 +1,97 @@
-"""Worker processes started before the command line is even parsed.
+"""Worker processes made before the command line is even parsed.
 
-A worker is a fresh interpreter whose imports (pycurl, sqlite3, the data
-path) take about as long as the command line's own: started one after the
-other, they were the two halves of ``run``'s fixed cost. ``run`` (and the
-background supervisor, which is ``run --linger``) therefore starts its
-workers first thing, as *spares*: each imports the worker's modules and
-then waits for one line on its stdin, the arguments a pool would have put
-on its command line. The pool takes a spare when it needs a worker
-(``take``) and sends that line; a spare nobody takes reads end-of-file when
-this process ends or ``discard`` runs, and exits without a word.
+A worker's imports (pycurl, sqlite3, the data path) cost about as much as
+the command line's own, and a fresh interpreter per worker paid them once
+more each: on two busy cores that was most of ``run``'s start-up. So
+``run`` (and the background supervisor, which is ``run --linger``) first
+imports the worker's modules, then forks its workers as *spares*, while the
+process is still a single thread with no ledger open and nothing else
+imported: each spare waits on a pipe for one line, the arguments a pool
+would have put on a worker's command line. The pool takes a spare when it
+needs a worker (``take``) and sends that line; a spare nobody takes reads
+end-of-file (this process ended, or ``discard``) and exits without a word.
+Workers the pool starts later (one died) are fresh interpreters as before.
 
-Only what must be known before spawning is read here (the settings, and
-whether another supervisor holds the home), with modules that cost
-nothing; any doubt means no spares, and the pool spawns as before.
+Only what must be known before forking is read here (the settings, and
+whether another supervisor holds the home); any doubt means no spares.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
+import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 
 from dlengine.supervisor.wake import Wake
 
-SPARE_ENTRY = "from dlengine.supervisor.worker import main_spare; main_spare()"
+SPARE_NAME = b"dlengine-worker"  # its name in /proc (comm): a fork keeps the command line
 
-_spares: list[subprocess.Popen[bytes]] = []
+_spares: list[Spare] = []
 _wake: Wake | None = None
 _adopted = False  # the supervisor owns (and closes) the wake pipe
 
 
+class Spare:
+    """A forked worker, as much of ``subprocess.Popen`` as the pool uses."""
+
+    def __init__(self, pid: int, pipe: int) -> None:
+        self.pid = pid
+        self.pipe = pipe  # write end: the arguments, then closed
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 0
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                import subprocess
+
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0)
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def close_pipe(self) -> None:
+        if self.pipe >= 0:
+            os.close(self.pipe)
+            self.pipe = -1
+
+
 def early(argv: Sequence[str]) -> None:
-    """Start the spares if ``argv`` is a local ``run``; never raises (the
-    command itself reports bad settings and a busy home)."""
+    """Fork the spares if ``argv`` is a local ``run`` in a single-threaded
+    process; never raises (the command itself reports bad settings and a
+    busy home)."""
     global _wake
     if not argv or argv[0] != "run" or any(a.startswith("--executor") for a in argv) or _spares:
+        return
+    if threading.active_count() > 1:  # (a test calling main in-process): no fork of threads
         return
     try:
         from dlengine.config import load_settings
@@ -46,14 +101,60 @@ def early(argv: Sequence[str]) -> None:
         if settings.remote_executor or HomeLock(settings.lock_path).is_held():
             return
         count = settings.workers_for_each_mountpath() * len(settings.mountpaths)
+        import dlengine.supervisor.worker  # noqa: F401 - imported once, for every spare
+
         _wake = Wake()
         for _ in range(count):
-            _spares.append(
-                subprocess.Popen([sys.executable, "-c", SPARE_ENTRY], stdin=subprocess.PIPE, pass_fds=(_wake.w,))
-            )
+            _spares.append(_fork())
     except Exception:
         logging.getLogger("dlengine.supervisor").debug("no spare workers", exc_info=True)
         discard()
+
+
+def _fork() -> Spare:
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        os.close(r)
+        return Spare(pid, w)
+    code = 1
+    try:  # the child: never returns into the command line
+        os.close(w)
+        for spare in _spares:  # the others' pipes: their end-of-file is not ours to hold
+            spare.close_pipe()
+        code = _spare_main(r)
+    finally:
+        os._exit(code)
+
+
+def _spare_main(pipe: int) -> int:
+    """A spare: wait for the arguments, then be the worker."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).prctl(15, SPARE_NAME, 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    line = b""
+    while not line.endswith(b"\n"):
+        got = os.read(pipe, 65536)
+        if not got:
+            return 0  # nobody took it
+        line += got
+    os.close(pipe)
+    from dlengine.supervisor.pool import WORKER_LOG_FORMAT
+    from dlengine.supervisor.worker import main
+
+    args = json.loads(line)
+    logging.basicConfig(level=int(args[0]), format=WORKER_LOG_FORMAT, force=True)
+    sys.argv = ["dlengine-worker", *args[1:]]
+    main()  # ends the process itself
+    return 0
 
 
 def wake() -> Wake | None:
@@ -70,31 +171,33 @@ def adopt_wake() -> Wake | None:
     return _wake
 
 
-def take(args: Sequence[str]) -> subprocess.Popen[bytes] | None:
+def take(args: Sequence[str]) -> Spare | None:
     """A spare that goes on as a worker with ``args`` (a worker's command
     line; its wake descriptor must be ``wake().w``), or None if none is
     left or it died meanwhile."""
     while _spares:
-        proc = _spares.pop()
+        spare = _spares.pop()
         try:
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(list(args)).encode() + b"\n")
-            proc.stdin.close()
+            os.write(spare.pipe, json.dumps(list(args)).encode() + b"\n")
         except OSError:  # it died (killed, or out of memory): the next one, or a spawn
-            proc.wait()
+            spare.close_pipe()
+            spare.wait()
             continue
-        return proc
+        spare.close_pipe()
+        return spare
     return None
 
 
 def discard() -> None:
-    """Spares nobody took read end-of-file and exit (not waited for: one
-    may still be importing)."""
+    """Spares nobody took read end-of-file and exit (reaped when they have)."""
     global _wake, _adopted
     while _spares:
-        proc = _spares.pop()
-        if proc.stdin is not None:
-            proc.stdin.close()
+        spare = _spares.pop()
+        spare.close_pipe()
+        try:
+            spare.wait(5)
+        except Exception:  # noqa: BLE001 - it still goes; the kernel reaps it with us
+            spare.kill()
     if _wake is not None and not _adopted:
         _wake.close()
     _wake, _adopted = None, False

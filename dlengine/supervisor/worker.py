@@ -372,24 +372,6 @@ def main() -> None:
     _leave()
 
 
-def main_spare() -> None:
-    """A spare worker (``prespawn``): its modules are imported by now; it
-    waits for its command line as one JSON line on stdin, and exits
-    quietly at end-of-file (nobody took it)."""
-    import json
-    import sys
-
-    from dlengine.supervisor.pool import WORKER_LOG_FORMAT
-
-    line = sys.stdin.buffer.readline()
-    if not line:
-        os._exit(0)
-    args = json.loads(line)
-    logging.basicConfig(level=int(args[0]), format=WORKER_LOG_FORMAT)
-    sys.argv = [sys.argv[0], *args[1:]]
-    main()
-
-
 def _leave() -> None:
     """End the process without the interpreter's teardown (freeing every
     module and curl handle took ~0.1 s of each run's shutdown): what

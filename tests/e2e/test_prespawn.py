@@ -1,23 +1,41 @@
-"""``run`` starts its workers before it imports the rest of itself
+"""``run`` forks its workers before it imports the rest of itself
 (``supervisor.prespawn``): the workers it runs are those spares, a spare
-nobody takes exits without a word, and a ``run`` that finds another
-supervisor starts none."""
+nobody takes exits without a word, and only a local ``run`` of a free home
+makes spares."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from dlengine.supervisor import prespawn
 from harness.httpd import Fault, TestHTTPServer
-from tests.conftest import Home, _lock_holder, wait_for, worker_pids
+from tests.conftest import ROOT, Home, _lock_holder, wait_for, worker_pids
+
+# early() in a fresh single-threaded process, as the command line calls it;
+# prints how many spares it made and how each one that nobody took ended
+_PROBE = """
+import json, sys
+from dlengine.supervisor import prespawn
+prespawn.early(sys.argv[1:])
+spares = list(prespawn._spares)
+prespawn.discard()
+print(json.dumps({"spares": len(spares), "codes": [s.returncode for s in spares]}))
+"""
 
 
-def _cmdline(pid: int) -> bytes:
-    return Path(f"/proc/{pid}/cmdline").read_bytes()
+def _probe(home: Home, *argv: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv], env=home.env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
 
 
 def test_the_workers_of_run_are_its_spares(home: Home, httpd: TestHTTPServer) -> None:
@@ -27,38 +45,25 @@ def test_the_workers_of_run_are_its_spares(home: Home, httpd: TestHTTPServer) ->
     job_id = home.submit({"type": "single", "bucket": {"name": "b"}, "link": httpd.url + "/slow.bin"})
     runner = home.spawn("run", "--quiet")
     pids = wait_for(lambda: len(worker_pids(runner.pid)) == 2 and worker_pids(runner.pid), timeout=60)
-    assert all(b"main_spare" in _cmdline(pid) for pid in pids)
+    assert [_comm(pid) for pid in pids] == ["dlengine-worker"] * 2  # forked, not started as interpreters
     assert runner.wait(60) == 0, runner.stderr.read() if runner.stderr else ""
     assert home.status(job_id)["finished_cnt"] == 1
 
 
-def test_a_spare_nobody_takes_exits_quietly() -> None:
-    spare = subprocess.run(
-        [sys.executable, "-c", prespawn.SPARE_ENTRY], input=b"", capture_output=True, timeout=60, cwd=Path.cwd()
-    )
-    assert (spare.returncode, spare.stdout, spare.stderr) == (0, b"", b"")
+def test_spares_nobody_takes_exit_quietly(home: Home) -> None:
+    home.env["DLENGINE_WORKERS"] = "2"
+    assert _probe(home, "run", "--quiet") == {"spares": 2, "codes": [0, 0]}
 
 
-def test_spares_only_for_a_local_run_of_a_free_home(
-    home: Home, httpd: TestHTTPServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in home.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DLENGINE_WORKERS", "1")
-    try:
-        for argv in (["submit", "job.json"], ["run", "--executor", "dask://127.0.0.1:1"], []):
-            prespawn.early(argv)
-            assert prespawn.wake() is None, argv
-        prespawn.early(["run", "--quiet"])
-        assert prespawn.wake() is not None  # the control: a free home gets its spare
-        prespawn.discard()
-        httpd.put_generated("/slow2.bin", 400_000, seed=2)
-        httpd.set_fault("/slow2.bin", Fault(rate=100_000))
-        home.submit({"type": "single", "bucket": {"name": "b"}, "link": httpd.url + "/slow2.bin"})
-        first = home.spawn("run", "--quiet")
-        wait_for(lambda: _lock_holder(home.path) == first.pid, timeout=60)
-        prespawn.early(["run", "--quiet"])  # another supervisor holds the home
-        assert prespawn.take(["unused"]) is None
-        assert first.wait(60) == 0
-    finally:
-        prespawn.discard()
+def test_spares_only_for_a_local_run_of_a_free_home(home: Home, httpd: TestHTTPServer) -> None:
+    home.env["DLENGINE_WORKERS"] = "1"
+    for argv in (["submit", "job.json"], ["run", "--executor", "dask://127.0.0.1:1"], []):
+        assert _probe(home, *argv)["spares"] == 0, argv
+    httpd.put_generated("/slow2.bin", 400_000, seed=2)
+    httpd.set_fault("/slow2.bin", Fault(rate=100_000))
+    home.submit({"type": "single", "bucket": {"name": "b"}, "link": httpd.url + "/slow2.bin"})
+    first = home.spawn("run", "--quiet")
+    wait_for(lambda: _lock_holder(home.path) == first.pid, timeout=60)
+    assert _probe(home, "run", "--quiet")["spares"] == 0  # another supervisor holds the home
+    assert first.wait(60) == 0
+    assert _probe(home, "run", "--quiet")["spares"] == 1  # the control: free again
