@@ -1,10 +1,11 @@
 """The worker processes of one mountpath.
 
-A worker is a fresh interpreter (``subprocess``, not ``fork``: the
-supervisor holds threads and an SQLite connection) that imports only the
-worker's modules: not multiprocessing's ``spawn``, which re-imports the
-parent's ``__main__`` (the whole CLI) in every worker and starts a
-resource-tracker process besides.
+The first workers of ``run`` are the spares it forked before it had a
+thread or a ledger (``prespawn``). Any other worker is a fresh interpreter
+(``subprocess``, not ``fork``: by then the supervisor holds threads and an
+SQLite connection) that imports only the worker's modules: not
+multiprocessing's ``spawn``, which re-imports the parent's ``__main__`` (the
+whole CLI) in every worker and starts a resource-tracker process besides.
 """
 
 from __future__ import annotations
