@@ -29,9 +29,9 @@ __all__ = ["signed_get"]
 
 log = logging.getLogger("dlengine.signed")
 
-# scheme -> (module, source class): imported when a link needs it, not
-# through ``registry`` (which imports every source, urllib3 and the spec
-# parser: ~150 ms of a worker that only signs S3 GETs)
+# scheme -> (module, source class): imported when a link needs it (the
+# registry's instances are not shared: a source object holds no state of
+# its own, its module keeps the clients and presigners)
 _SOURCES = {"s3": ("dlengine.sources.s3", "S3Source"), "gs": ("dlengine.sources.gcs", "GCSSource"),
             "az": ("dlengine.sources.azure", "AzureSource")}  # fmt: skip
 _lock = threading.Lock()

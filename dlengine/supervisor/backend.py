@@ -32,7 +32,7 @@ def backend_pages(spec: JobSpec, job: JobRecord, ledger: Ledger) -> Iterator[tup
     after it. A lister with one version for its whole listing (a Hub
     commit) is asked for it first: if the ledger recorded the listing at
     that version, its rows are the pages and nothing else is asked."""
-    from dlengine.sources import registry  # here: it imports every source module
+    from dlengine.sources import registry
 
     lister = registry.lister(spec.origin.provider, spec.origin.name, spec.options)
     cursor = job.cursor or ""
@@ -74,7 +74,7 @@ def sync_step(ledger: Ledger, job: JobRecord) -> bool:
     spec = load_spec(job.spec)
     if not spec.sync:
         return False
-    from dlengine.sources import registry  # here: it imports every source module
+    from dlengine.sources import registry
 
     lister = registry.lister(spec.origin.provider, spec.origin.name, spec.options)
     entries = ledger.vanished(job, spec.prefix, spec.suffix, lister.link(""), SYNC_BATCH)
