@@ -10,6 +10,8 @@ import pytest
 
 from dlengine.ledger import db
 from dlengine.ledger.ledger import Ledger
+from dlengine.ledger.models import Outcome
+from dlengine.ledger.states import ObjectState
 from tests.ledger_checks import check_counters
 
 
@@ -65,3 +67,10 @@ def test_a_ledger_with_data_migrates_to_the_fresh_schema(tmp_path: Path, version
     check_counters(ledger)
     assert [e.name for e in ledger.catalog("ais", "", "b")] == ["o2"]
     assert len(ledger.home_id()) == 32  # a home id was given to the old home
+    # the transitions of the migrated ledger keep its counters (per-row triggers before 0008, theirs after)
+    (task,) = ledger.claim(1, "w", 10, 30.0)
+    check_counters(ledger)
+    ledger.report("w", [Outcome(task.id, ObjectState.DONE, size=7, mountpath="/mp")])
+    assert ledger.give_back() != []  # the old running row
+    check_counters(ledger)
+    assert ledger.job("dnl-old").done_cnt == 2
