@@ -227,7 +227,7 @@ class Receiver:
         if not_modified and self._placed:
             placed = self._placed
             outcome = _done(self.task, placed.info, placed.info.size or 0, placed.check, self.job.mountpath)
-            return outcome, self.dest.parent
+            return outcome, self.dest
         if not_modified:
             return _skipped(self.task, info), None
         kept = self._kept
@@ -427,7 +427,7 @@ class Receiver:
         bucket_root = layout.bucket_dir(job.mountpath, task.provider, task.namespace, task.bucket)
         _install(self.part, self.dest, bucket_root, job.fsync)
         # the .meta stays until the ledger has recorded the outcome: see _in_place
-        return _done(task, self.info, self.written, self._check, job.mountpath), self.dest.parent
+        return _done(task, self.info, self.written, self._check, job.mountpath), self.dest
 
     def _end_segments(self) -> None:
         """Every segment complete: the checksum, in order, from the file."""

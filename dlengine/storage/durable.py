@@ -20,6 +20,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_files(paths: Iterable[Path]) -> None:
+    """fsync each file (data and size); one gone meanwhile is not ours to keep."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def fsync_dirs(paths: Iterable[Path]) -> None:
     """fsync each distinct directory once (a batch of renames)."""
     for path in set(paths):

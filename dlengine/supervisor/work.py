@@ -32,7 +32,8 @@ __all__ = ["Context", "Result", "run_task"]
 log = logging.getLogger("dlengine.work")
 
 Result = tuple[Outcome, "Path | None"]
-"""An outcome and the directory whose entry changed (fsync it before reporting)."""
+"""An outcome and the file it installed, if any (made durable, with its
+directory entry, before the outcome is reported)."""
 
 
 def _never() -> bool:

@@ -41,6 +41,7 @@ log = logging.getLogger("dlengine.worker")
 RENEW_INTERVAL = 1.0  # also how fast an abort reaches running downloads
 REPORT_INTERVAL = 0.05
 MAX_BATCH = 256
+FEW_FILES = 8  # a batch of at most this many installed files: fsyncs, not a syncfs
 
 
 @dataclass
@@ -179,14 +180,7 @@ class Worker:
                 return
 
     def _make_durable(self, batch: list[tuple[Outcome, Path | None]]) -> None:
-        """The files and renames of a batch, durable: one syncfs(2) of the
-        mountpath for all of them, or (per-file mode) an fsync of each
-        directory whose entries changed (the files were fsynced already)."""
-        if self._batch_sync:
-            if any(o.state is ObjectState.DONE for o, _ in batch):
-                durable.syncfs(self.mountpath)
-        else:
-            durable.fsync_dirs(d for _, d in batch if d is not None)
+        make_durable(batch, self.mountpath, self._batch_sync)
 
     def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, Path | None]]) -> float | None:
         """Record a batch; the soonest ``next_try`` (wall clock) of the rows
@@ -324,6 +318,34 @@ def _drain(source: queue.Queue[Any], timeout: float) -> list[Any]:
     except queue.Empty:
         pass
     return batch
+
+
+def make_durable(batch: list[tuple[Outcome, Path | None]], mountpath: Path, batch_sync: bool) -> None:
+    """The files and renames of a batch, durable: one syncfs(2) of the
+    mountpath for all of them, or (per-file mode, ``batch_sync`` off) an
+    fsync of each directory whose entries changed (the files were fsynced
+    already). A batch of a few files (large ones, or a trickle) has them
+    and their directories up to the mountpath fsynced instead of a syncfs,
+    which would wait for whatever else anyone wrote on the file system
+    meanwhile."""
+    installed = [f for o, f in batch if f is not None and o.state is ObjectState.DONE]
+    if not batch_sync:
+        durable.fsync_dirs(f.parent for f in installed)
+    elif len(installed) > FEW_FILES:
+        durable.syncfs(mountpath)
+    elif installed:
+        durable.fsync_files(installed)
+        durable.fsync_dirs(d for f in installed for d in _up_to(f.parent, mountpath))
+
+
+def _up_to(directory: Path, top: Path) -> list[Path]:
+    """``directory`` and its parents up to ``top`` (whose entries a new
+    object's directories may have changed)."""
+    chain = [directory]
+    while directory != top and directory != directory.parent:
+        directory = directory.parent
+        chain.append(directory)
+    return chain
 
 
 def _retry(outcome: Outcome) -> Outcome:

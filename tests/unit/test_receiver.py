@@ -92,7 +92,7 @@ def test_a_small_object_is_one_file_without_a_sidecar(tmp_path: Path) -> None:
     source.on_chunk = lambda: (part.exists(), meta.exists())
     outcome, changed = transfer.fetch(_task(), _job(tmp_path, source))
     assert outcome.state is ObjectState.DONE and outcome.size == len(data)
-    assert dest.read_bytes() == data and changed == dest.parent
+    assert dest.read_bytes() == data and changed == dest
     assert set(source.seen) == {(False, False)}  # received in memory: nothing on disk meanwhile
     assert not meta.exists() and not part.exists()
 
