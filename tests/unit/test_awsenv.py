@@ -66,14 +66,21 @@ STATIC = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("variables", "config", "credentials"), STATIC)
-def test_static_configurations_read_as_botocore_reads_them(
+def _configure(
     env: pytest.MonkeyPatch, tmp_path: Path, variables: dict[str, str], config: str, credentials: str
 ) -> None:
+    """The environment variables, and the config and credentials files (the fixture points AWS at them)."""
     for name, value in variables.items():
         env.setenv(name, value)
     _write(tmp_path / "config", config)
     _write(tmp_path / "credentials", credentials)
+
+
+@pytest.mark.parametrize(("variables", "config", "credentials"), STATIC)
+def test_static_configurations_read_as_botocore_reads_them(
+    env: pytest.MonkeyPatch, tmp_path: Path, variables: dict[str, str], config: str, credentials: str
+) -> None:
+    _configure(env, tmp_path, variables, config, credentials)
     got = awsenv.resolve()
     assert got is not None
     keys, region = _botocore()
@@ -99,10 +106,7 @@ DEFERRED = [
 def test_what_it_does_not_read_is_left_to_botocore(
     env: pytest.MonkeyPatch, tmp_path: Path, variables: dict[str, str], config: str, credentials: str
 ) -> None:
-    for name, value in variables.items():
-        env.setenv(name, value)
-    _write(tmp_path / "config", config)
-    _write(tmp_path / "credentials", credentials)
+    _configure(env, tmp_path, variables, config, credentials)
     assert awsenv.resolve() is None
 
 
