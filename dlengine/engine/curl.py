@@ -42,7 +42,7 @@ from dlengine.supervisor.wake import Wake
 
 log = logging.getLogger("dlengine.curl")
 
-BUFFER_SIZE = 256 << 10  # bytes per write callback at most
+BUFFER_SIZE = 256 << 10  # libcurl's receive buffer (its write callbacks still get at most 16 KiB each)
 SCAN_INTERVAL = 0.25  # seconds between scans for aborted and stalled transfers
 SEGMENTS = 8  # segments (connections) per object at most; none smaller than a quarter of the threshold
 _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
@@ -110,7 +110,7 @@ class _Transfer:
     begun: bool = False
     held: work.Result | None = None  # nothing to receive (not modified)
     timeout: float = 60.0
-    received: int = 0  # bytes of the body so far (``stalled`` adds the header lines')
+    received: int = 0  # bytes of the body so far (``stalled`` adds those of the header lines)
     mark_bytes: int = 0  # ``received`` when the current timeout window opened
     mark_at: float = field(default_factory=time.monotonic)
     loop: CurlLoop | None = None

@@ -66,8 +66,8 @@ class MountpathPool:
             level = str(logging.getLogger().getEffectiveLevel())
             args = [level, config, str(self.mountpath_id), str(self.mountpath), owner, str(os.getpid())]
             args.append(str(self.wake_fd))
-            spare = prespawn.wake()
-            proc = prespawn.take(args) if spare is not None and spare.w == self.wake_fd >= 0 else None
+            spares_wake = prespawn.wake()  # (the spares hold its write end: only then can one be ours)
+            proc = prespawn.take(args) if spares_wake is not None and spares_wake.w == self.wake_fd >= 0 else None
             self.workers[owner] = proc or subprocess.Popen(
                 [sys.executable, "-c", _ENTRY, *args],
                 stdin=subprocess.DEVNULL,
