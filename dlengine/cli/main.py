@@ -77,18 +77,9 @@ def exit_now(code: int) -> None:
 
     if threading.active_count() > 1:
         return
-    logging.shutdown()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (BrokenPipeError, ValueError):  # the reader went away: nothing to say to it
-        pass
-    coverage = sys.modules.get("coverage")
-    current = getattr(getattr(coverage, "Coverage", None), "current", lambda: None)()
-    if current is not None:
-        current.stop()
-        current.save()
-    os._exit(code)
+    from dlengine.process import exit_at_once
+
+    exit_at_once(code)
 
 
 def _submit_and_report(client: Client, job: Any, args: argparse.Namespace) -> int:
