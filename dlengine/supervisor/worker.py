@@ -42,6 +42,9 @@ RENEW_INTERVAL = 1.0  # also how fast an abort reaches running downloads
 REPORT_INTERVAL = 0.05
 MAX_BATCH = 256
 FEW_FILES = 8  # a batch of at most this many installed files: fsyncs, not a syncfs
+# a sync batch that starts with few outcomes waits this long for more: one
+# syncfs for the objects of 20 ms, not an fsync per file for each of them
+SYNC_GATHER = 0.02
 
 
 @dataclass
@@ -73,6 +76,10 @@ class Worker:
         # objects finish quickly: a row queued behind long downloads would
         # wait there instead of going to another worker's free thread.
         self._finished = 0  # outcomes since the last renewal (~1 s)
+        # outcomes produced (by the loop, the threads) and not recorded yet:
+        # their rows wait for a sync and a report, not for a connection
+        self._produced = 0
+        self._produced_lock = threading.Lock()
         self._rate = 0
         self._throttles = throttle.Throttles(settings.ledger_path, settings.chunk_size)
         self._batch_sync = settings.fsync and settings.sync == "batch" and durable.syncfs_reports_errors()
@@ -131,7 +138,7 @@ class Worker:
         idle = 0.02
         while not self.stop.is_set():
             now = time.monotonic()
-            free = self._threads + min(self._threads, self._rate // 4) - len(self._running)
+            free = self._threads + min(self._threads, self._rate // 4) - len(self._running) + self._produced
             # claim before reporting, in batches of at least half the threads
             # unless some threads would otherwise have nothing to do
             if free > 0 and now >= next_claim and (free >= self._threads // 2 or len(self._running) < self._threads):
@@ -157,7 +164,7 @@ class Worker:
         for item in _drain(self._synced, timeout):
             if isinstance(item, list):  # a synced batch
                 batch += item
-            else:
+            elif item is not _FREED:
                 batch.append(item)
         return batch
 
@@ -167,6 +174,9 @@ class Worker:
         before the ledger says "done", so a batch goes on only after it."""
         while True:
             batch = _drain(self._results, REPORT_INTERVAL)
+            if batch and len(batch) <= FEW_FILES and _STOP not in batch:
+                time.sleep(SYNC_GATHER)  # more are likely on the way (not for a trickle: it waits 20 ms)
+                batch += _drain(self._results, 0)
             stop = _STOP in batch
             batch = [b for b in batch if b is not _STOP]
             if batch:
@@ -188,6 +198,8 @@ class Worker:
         if not batch:
             return None
         self._finished += len(batch)
+        with self._produced_lock:
+            self._produced -= len(batch)
         ended = claims.report(conn, self.owner, [o for o, _ in batch])
         for job_id in ended:
             log.info("job %s finished", job_id)
@@ -235,7 +247,7 @@ class Worker:
         try:
             route = hfroute.route(task.link, ctx.headers)
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
-            self._results.put((work.failure(task, exc, ctx), None))
+            self._put((work.failure(task, exc, ctx), None))
             return
         self._curl.submit(task, ctx, route=route)
 
@@ -243,7 +255,18 @@ class Worker:
         """From the curl thread: an outcome (``sidecar``: a .meta may exist)."""
         if not sidecar:
             self._bare.add(result[0].task_id)
+        self._put(result)
+
+    def _put(self, result: tuple[Outcome, Path | None]) -> None:
+        """An outcome to make durable and record (from any thread)."""
+        with self._produced_lock:
+            self._produced += 1
+            produced = self._produced
         self._results.put(result)
+        if self._synced is not self._results and produced % max(1, self._threads // 2) == 0:
+            # connections freed while their outcomes wait for the sync:
+            # the ledger thread claims more now, not when the sync is over
+            self._synced.put(_FREED)
 
     def _headers(self, conn: sqlite3.Connection, job_id: str) -> dict[str, str]:
         if job_id not in self._job_headers:
@@ -280,9 +303,9 @@ class Worker:
     def _download(self, running: _Running, ctx: work.Context) -> None:
         task = running.task
         if running.cancel.is_set():  # aborted (or the worker stops) while queued
-            self._results.put((work.failure(task, transfer.Aborted(), ctx), None))
+            self._put((work.failure(task, transfer.Aborted(), ctx), None))
             return
-        self._results.put(work.run_task(task, ctx))
+        self._put(work.run_task(task, ctx))
 
     def _shutdown(self, conn: sqlite3.Connection) -> None:
         """Stop downloads, keep their work files, give their rows back."""
@@ -304,6 +327,7 @@ def _listed(task: Task) -> ObjectInfo | None:
 
 
 _STOP: object = object()
+_FREED: object = object()  # to the ledger thread: outcomes are waiting for the sync, claim more
 _Pool = queue.SimpleQueue[tuple[_Running, work.Context] | None]
 
 
