@@ -26,7 +26,7 @@ from typing import Any
 
 from dlengine import errors
 from dlengine.sources import azsas, checksums
-from dlengine.sources.base import ObjectInfo, Request, SignedGet, translating
+from dlengine.sources.base import ObjectInfo, Request, SignedGet, installed, translating
 
 EXTRA = "pip install 'dlengine[azure]'"
 SCHEME = "az"
@@ -43,12 +43,7 @@ def available() -> bool:
     """azure-storage-blob is installed (found, not imported: a worker
     signing with a connection string's key never imports it)."""
     if not _available:
-        import importlib.util
-
-        try:
-            _available.append(importlib.util.find_spec("azure.storage.blob") is not None)
-        except ImportError:  # no azure namespace at all
-            _available.append(False)
+        _available.append(installed("azure.storage.blob"))
     return _available[0]
 
 

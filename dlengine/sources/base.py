@@ -145,3 +145,24 @@ class Source(Protocol):
     def list(self, prefix: str = "", suffix: str = "") -> Iterator[ObjectInfo]: ...
 
     def open(self, request: Request) -> Stream: ...
+
+
+def installed(package: str) -> bool:
+    """Whether a package (``google.cloud.storage``) can be imported, found
+    without importing it or its parents: ``find_spec`` of a dotted name
+    imports the namespace packages above it (``google``, ``azure``), which
+    would then show in every worker. A package directory on ``sys.path``
+    answers; else (zip imports, other finders) ``find_spec`` decides."""
+    import os
+    import sys
+
+    parts = package.split(".")
+    for entry in sys.path:
+        if os.path.isfile(os.path.join(entry or ".", *parts, "__init__.py")):
+            return True
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ImportError:  # no parent package at all
+        return False

@@ -6,7 +6,11 @@ or the other application-default credentials; without any, the anonymous
 client reads public buckets. Nothing of it is written to the ledger.
 
 The SDK is imported lazily: without it ``gs://`` links go over public HTTPS
-(see ``registry``) and listing a bucket raises ``MissingExtraError``.
+(see ``registry``) and listing a bucket raises ``MissingExtraError``. A
+worker's signed GETs and a backend job's listing do not import it at all
+where ``gcsplain`` can read the endpoint and credentials (the emulator,
+google-auth's default credentials, none): stat, open, uploads and the
+rest stay here.
 """
 
 from __future__ import annotations
@@ -19,11 +23,10 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from dlengine import errors
-from dlengine.sources import checksums
-from dlengine.sources.base import ObjectInfo, ReadableStream, Request, SignedGet, translating
+from dlengine.sources import checksums, gcsplain
+from dlengine.sources.base import ObjectInfo, ReadableStream, Request, SignedGet, installed, translating
 
 EXTRA = "pip install 'dlengine[gcs]'"
 SCHEME = "gs"
@@ -34,11 +37,14 @@ _client: list[Any] = []
 
 
 def available() -> bool:
-    try:
-        from google.cloud import storage  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """google-cloud-storage is installed (found, not imported: a worker's
+    GETs and a supervisor's listing go without it, ``gcsplain``)."""
+    if not _available:
+        _available.append(installed("google.cloud.storage"))
+    return _available[0]
+
+
+_available: list[bool] = []
 
 
 def client() -> Any:
@@ -116,6 +122,14 @@ class GCSSource:
         """Paged objects.list: prefix and start offset go to the server, the
         suffix is filtered here (and keys up to ``start_after``, in case a
         server ignores the offset)."""
+        where = gcsplain.access()
+        if where is not None:  # the JSON API through pycurl: no SDK in the supervisor
+            for items in gcsplain.list_pages(where, self.bucket, prefix, start_after, self.page_size):
+                for item in items:
+                    info = gcsplain.object_info(item)
+                    if info.key > start_after and info.key.endswith(suffix):
+                        yield info
+            return
         args: dict[str, Any] = {"prefix": prefix or None, "page_size": self.page_size}
         if start_after:
             args["start_offset"] = start_after
@@ -146,7 +160,12 @@ class GCSSource:
     def signed_get(self, key: str, listed: ObjectInfo | None = None) -> SignedGet | None:
         """The JSON API's media download of ``key`` for the libcurl loop,
         with the client's credentials as a bearer token (refreshed here
-        when expired; none for the anonymous client or the emulator)."""
+        when expired; none for the anonymous client or the emulator):
+        ``gcsplain``'s, without the SDK, else the SDK client's."""
+        where = gcsplain.access()
+        if where is not None:
+            url = gcsplain.media_url(where.endpoint, self.bucket, key)
+            return SignedGet(url, where.headers(url), _Refine(listed))
         with translated(self.link(key)):
             sdk = client()
             headers = _bearer(sdk)
@@ -155,8 +174,7 @@ class GCSSource:
         base = str(sdk.api_endpoint or "").rstrip("/")
         if not base.startswith(("http://", "https://")):
             return None
-        url = f"{base}/download/storage/v1/b/{quote(self.bucket, safe='')}/o/{quote(key, safe='')}?alt=media"
-        return SignedGet(url, headers, _Refine(listed))
+        return SignedGet(gcsplain.media_url(base, self.bucket, key), headers, _Refine(listed))
 
     def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
         """Store a verified local file as ``key``, with ``metadata`` (the

@@ -23,7 +23,7 @@ from urllib.parse import unquote_plus
 
 from dlengine import errors
 
-__all__ = ["Page", "Reply", "get", "list_pages", "parse_page"]
+__all__ = ["Page", "Reply", "get", "http_date", "list_pages", "parse_page"]
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 MAX_REPLY = 64 << 20  # a listing page of 1,000 keys is ~300 KiB
@@ -36,27 +36,34 @@ class Reply:
     body: bytes
 
 
-def get(url: str, method: str = "GET", timeout: float = 60.0) -> Reply:
-    """One request through a plain pycurl handle (headers lower-cased;
-    the last of a repeated header wins); network failures raise
-    ``SourceConnectionError`` / ``SourceTimeoutError``, never naming the URL
-    (it carries a signature)."""
+def get(
+    url: str,
+    method: str = "GET",
+    timeout: float = 60.0,
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+) -> Reply:
+    """One request through a plain pycurl handle (answer headers
+    lower-cased; the last of a repeated header wins); ``headers`` and
+    ``body`` are sent as given (a POST to a token endpoint, a bearer
+    token). Network failures raise ``SourceConnectionError`` /
+    ``SourceTimeoutError``, never naming the URL (it carries a signature)."""
     import pycurl
 
-    headers: dict[str, str] = {}
-    body = BytesIO()
+    answer: dict[str, str] = {}
+    received = BytesIO()
 
     def header(line: bytes) -> None:
         name, sep, value = line.decode("latin-1").partition(":")
         if sep:
-            headers[name.strip().lower()] = value.strip()
+            answer[name.strip().lower()] = value.strip()
         elif name.startswith("HTTP/"):
-            headers.clear()  # a new answer (after 100 Continue): its headers only
+            answer.clear()  # a new answer (after 100 Continue): its headers only
 
     def write(chunk: bytes) -> int | None:
-        if body.tell() + len(chunk) > MAX_REPLY:
+        if received.tell() + len(chunk) > MAX_REPLY:
             return 0  # abort: no S3 answer of ours is that large
-        body.write(chunk)
+        received.write(chunk)
         return None
 
     handle = pycurl.Curl()
@@ -64,6 +71,12 @@ def get(url: str, method: str = "GET", timeout: float = 60.0) -> Reply:
         handle.setopt(pycurl.URL, url)
         if method == "HEAD":
             handle.setopt(pycurl.NOBODY, True)
+        elif body is not None:
+            handle.setopt(pycurl.POSTFIELDS, body)
+        if method not in ("GET", "HEAD") and not (method == "POST" and body is not None):
+            handle.setopt(pycurl.CUSTOMREQUEST, method)
+        if headers:
+            handle.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()])
         handle.setopt(pycurl.HEADERFUNCTION, header)
         handle.setopt(pycurl.WRITEFUNCTION, write)
         handle.setopt(pycurl.TIMEOUT, max(1, int(timeout)))
@@ -79,7 +92,7 @@ def get(url: str, method: str = "GET", timeout: float = 60.0) -> Reply:
         raise errors.SourceConnectionError(str(reason).split(" for ")[0] or f"curl error {code}") from None
     finally:
         handle.close()
-    return Reply(status, headers, body.getvalue())
+    return Reply(status, answer, received.getvalue())
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,7 @@ def parse_page(body: bytes) -> Page:
                 unquote_plus(key) if encoded else key,
                 int(item.findtext(f"{ns}Size") or 0),
                 item.findtext(f"{ns}ETag"),
-                _http_date(item.findtext(f"{ns}LastModified")),
+                http_date(item.findtext(f"{ns}LastModified")),
             )
         )
     truncated = (root.findtext(f"{ns}IsTruncated") or "").lower() == "true"
@@ -144,7 +157,7 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _http_date(value: str | None) -> str | None:
+def http_date(value: str | None) -> str | None:
     """``2026-12-01T21:55:30.000Z`` -> ``Tue, 01 Dec 2026 21:55:30 GMT``
     (botocore's datetime as ``sources.s3`` formats it: seconds, UTC; the
     names not from the locale)."""
