@@ -1,7 +1,9 @@
 """A blob's read SAS from a connection string's account key, without the
 Azure SDK: what ``azure.generate_blob_sas`` makes, for the one case a
 worker needs most (``AZURE_STORAGE_CONNECTION_STRING`` with an
-``AccountKey``).
+``AccountKey``), and a SAS the user gave (a connection string's
+``SharedAccessSignature``, an ``AZURE_STORAGE_ACCOUNT_URL`` with one in its
+query), which the blob's URL carries as it is.
 
 azure-storage-blob costs a fresh worker ~0.4 s to import before its first
 signed GET; a service SAS is one HMAC-SHA256 over a few lines. The URL is
@@ -9,8 +11,8 @@ the SDK's blob URL (the blob endpoint, the container, the name quoted with
 ``/`` and ``~`` kept), the SAS the SDK's fields in its order; both are
 checked against the SDK in ``tests/integration/test_azure_sas.py``, and
 Azurite verifies the signature. Anything else in the connection string
-(a SAS of its own, development storage shorthand, no key) is the SDK's:
-``parse`` answers None. The key never leaves this process's memory.
+(development storage shorthand, no key and no SAS) is the SDK's: ``parse``
+answers None. The key and the SAS never leave this process's memory.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-__all__ = ["Account", "blob_url", "parse"]
+__all__ = ["Account", "blob_url", "from_url", "parse"]
 
 SAS_VERSION = "2025-05-05"  # a fixed version: its string-to-sign is the one below
 
@@ -31,11 +33,13 @@ SAS_VERSION = "2025-05-05"  # a fixed version: its string-to-sign is the one bel
 @dataclass(frozen=True, repr=False)
 class Account:
     """The account of a connection string: its name, decoded key and blob
-    endpoint (no trailing slash). The repr names no key."""
+    endpoint (no trailing slash); or, with ``sas``, a SAS to append as it
+    is (no key). The repr names neither."""
 
     name: str
     key: bytes
     endpoint: str
+    sas: str = ""
 
     def __repr__(self) -> str:
         return f"Account(name={self.name!r}, endpoint={self.endpoint!r})"
@@ -49,8 +53,10 @@ def parse(connection_string: str) -> Account | None:
         name, sep, value = part.partition("=")
         if sep:
             fields[name.strip().lower()] = value.strip()
-    if "sharedaccesssignature" in fields or "usedevelopmentstorage" in fields:
+    if "usedevelopmentstorage" in fields:
         return None
+    if "sharedaccesssignature" in fields:
+        return _with_sas(fields, fields["sharedaccesssignature"].lstrip("?"))
     account, encoded = fields.get("accountname"), fields.get("accountkey")
     if not account or not encoded:
         return None
@@ -58,17 +64,46 @@ def parse(connection_string: str) -> Account | None:
         key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         return None  # the SDK says what is wrong with it
+    endpoint = _endpoint(fields, account)
+    return Account(account, key, endpoint) if endpoint else None
+
+
+def _endpoint(fields: dict[str, str], account: str | None) -> str | None:
+    """The blob endpoint a connection string names, or derives from the account."""
     endpoint = fields.get("blobendpoint")
-    if not endpoint:
+    if not endpoint and account:
         scheme = fields.get("defaultendpointsprotocol", "https")
         endpoint = f"{scheme}://{account}.blob.{fields.get('endpointsuffix', 'core.windows.net')}"
-    if not endpoint.startswith(("http://", "https://")):
+    if not endpoint or not endpoint.startswith(("http://", "https://")):
         return None
-    return Account(account, key, endpoint.rstrip("/"))
+    return endpoint.rstrip("/")
+
+
+def _with_sas(fields: dict[str, str], sas: str) -> Account | None:
+    endpoint = _endpoint(fields, fields.get("accountname"))
+    if endpoint is None or "sig=" not in sas:
+        return None
+    return Account(fields.get("accountname") or urlsplit(endpoint).hostname or "", b"", endpoint, sas)
+
+
+def from_url(account_url: str) -> Account | None:
+    """An account URL that carries a SAS in its query (the SDK's
+    ``BlobServiceClient(url)`` with no credential uses it for every
+    request); None for a bare URL (a token credential, or anonymous: the
+    SDK's)."""
+    parts = urlsplit(account_url)
+    if parts.scheme not in ("http", "https") or "sig=" not in parts.query:
+        return None
+    endpoint = f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
+    return Account((parts.hostname or "").split(".")[0], b"", endpoint, parts.query)
 
 
 def blob_url(account: Account, container: str, blob: str, hours: float, now: float | None = None) -> str:
-    """The blob's URL with a read-only SAS valid ``hours`` from ``now``."""
+    """The blob's URL with a read-only SAS valid ``hours`` from ``now``
+    (the account's own SAS, when it has one)."""
+    path = f"{account.endpoint}/{quote(container, safe='')}/{quote(blob, safe='/~')}"
+    if account.sas:
+        return f"{path}?{account.sas}"
     expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((time.time() if now is None else now) + hours * 3600))
     resource = f"/blob/{account.name}/{container}/{blob}"
     # sp, st, se, resource, si, sip, spr, sv, sr, snapshot time, ses, rscc, rscd, rsce, rscl, rsct
@@ -77,4 +112,4 @@ def blob_url(account: Account, container: str, blob: str, hours: float, now: flo
     sas = (
         f"se={quote(expiry, safe='/')}&sp=r&sv={SAS_VERSION}&sr=b&sig={quote(signature, safe='/')}"  # as the SDK quotes
     )
-    return f"{account.endpoint}/{quote(container, safe='')}/{quote(blob, safe='/~')}?{sas}"
+    return f"{path}?{sas}"

@@ -48,19 +48,21 @@ def available() -> bool:
 
 
 _available: list[bool] = []
-_accounts: dict[str, azsas.Account | None] = {}  # connection string -> its account key, if it has one
+_accounts: dict[tuple[str, str], azsas.Account | None] = {}  # (connection string, account URL) -> what signs
 
 
 def _keyed_account() -> azsas.Account | None:
-    """The connection string's account key and endpoint, read without the SDK."""
+    """The connection string's account key and endpoint, or a SAS given
+    in it or in the account URL, read without the SDK."""
     text = os.environ.get(ENV_CONNECTION_STRING) or ""
-    if not text:
+    url = "" if text else os.environ.get(ENV_ACCOUNT_URL) or ""
+    if not (text or url):
         return None
     with _lock:
-        if text not in _accounts:
+        if (text, url) not in _accounts:
             _accounts.clear()
-            _accounts[text] = azsas.parse(text)
-        return _accounts[text]
+            _accounts[(text, url)] = azsas.parse(text) if text else azsas.from_url(url)
+        return _accounts[(text, url)]
 
 
 def client() -> Any:
@@ -211,9 +213,11 @@ class AzureSource:
         """The blob's GET for the libcurl loop: its URL with a read-only
         SAS for this one blob, signed with the account key of the
         connection string or a user delegation key (token credentials);
-        the bare URL for an anonymous client (public containers)."""
+        with the SAS the connection string or the account URL gives; the
+        bare URL for an anonymous client (public containers). The key and
+        given-SAS cases import nothing of azure.*."""
         account = _keyed_account()
-        if account is not None:  # the SDK's SAS without the SDK (``azsas``)
+        if account is not None:  # the SDK's SAS (or the one given) without the SDK (``azsas``)
             return SignedGet(azsas.blob_url(account, self.container, key, SAS_HOURS), {}, refine_answer)
         with translated(self.link(key)):
             sdk = client()

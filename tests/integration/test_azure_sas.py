@@ -1,7 +1,8 @@
 """A blob's read SAS from a connection string's key without the SDK
 (``sources.azsas``, issue 17): the SDK's URL and the SDK's SAS for the same
-version and expiry, Azurite accepts it (a wrong key is refused), and the
-worker's signing path never imports azure-storage-blob."""
+version and expiry, Azurite accepts it (a wrong key is refused); a SAS
+the user gave (connection string, account URL) is carried as the SDK
+carries it; and the worker's signing path imports nothing of azure.*."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+from io import BytesIO
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -34,8 +36,33 @@ def test_parse_reads_what_the_sdk_reads() -> None:
         sdk = BlobServiceClient.from_connection_string(text)
         assert account is not None and (account.name, account.endpoint) == (sdk.account_name, sdk.url.rstrip("/"))
         assert AZURITE_KEY not in repr(account)
-    assert azsas.parse("BlobEndpoint=https://a.example;SharedAccessSignature=sv=x&sig=y") is None
     assert azsas.parse("UseDevelopmentStorage=true") is None
+    assert azsas.parse("BlobEndpoint=https://a.example;SharedAccessSignature=sv=x") is None  # no signature
+    assert azsas.from_url("https://acc.blob.core.windows.net") is None  # a token credential's, or anonymous
+
+
+SAS = "sv=2025-05-05&ss=b&srt=co&sp=rl&se=2030-01-01T00%3A00%3A00Z&sig=abc%2Bdef%3D"
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "given",
+    [
+        f"BlobEndpoint=http://127.0.0.1:1000/devstoreaccount1;SharedAccessSignature={SAS}",
+        f"BlobEndpoint=https://acc.blob.core.windows.net/;SharedAccessSignature=?{SAS}",
+        f"AccountName=acc;SharedAccessSignature={SAS}",
+        f"http://127.0.0.1:1000/devstoreaccount1?{SAS}",
+        f"https://acc.blob.core.windows.net/?{SAS}",
+    ],
+)
+def test_a_given_sas_is_carried_as_the_sdk_carries_it(given: str, name: str) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    url = given.startswith(("http://", "https://"))
+    account = azsas.from_url(given) if url else azsas.parse(given)
+    sdk = BlobServiceClient(given) if url else BlobServiceClient.from_connection_string(given)
+    assert account is not None and "abc" not in repr(account)
+    assert azsas.blob_url(account, "cont", name, 1) == sdk.get_blob_client("cont", name).url
     assert azsas.parse("AccountName=acc;AccountKey=not base64!") is None
 
 
@@ -87,12 +114,55 @@ def test_azurite_accepts_it(azurite_server: AzuriteServer, name: str) -> None:
     assert dict(parse_qsl(urlsplit(url).query))["sp"] == "r"
 
 
-def test_signing_imports_no_sdk(azurite_server: AzuriteServer) -> None:
+def _given_sas(azurite_server: AzuriteServer, container: str) -> str:
+    """A read SAS of ``container`` made by the SDK (what a user would paste)."""
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    perms = ContainerSasPermissions(read=True)
+    return str(generate_container_sas("devstoreaccount1", container, AZURITE_KEY, permission=perms, expiry=expiry))
+
+
+def _signed_in_a_fresh_process(env: dict[str, str], link: str) -> tuple[str, list[str]]:
+    """(the signed URL, the azure.* modules imported) of a worker's signing."""
     code = (
         "import sys; from dlengine.sources.signed import signed_get;"
-        " got = signed_get('az://cont/k.bin'); assert got is not None and 'sig=' in got.url;"
-        " print('azure.storage.blob' in sys.modules, 'azure.core' in sys.modules)"
+        f" got = signed_get({link!r}); assert got is not None and 'sig=' in got.url and not got.headers;"
+        " print(got.url); print(' '.join(m for m in sys.modules if m == 'azure' or m.startswith('azure.')))"
     )
-    env = {**os.environ, **azurite_server.env}
-    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
-    assert res.stdout.split() == ["False", "False"]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    res = subprocess.run([sys.executable, "-c", code], env={**base, **env}, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    url, _, modules = res.stdout.partition("\n")
+    return url, modules.split()
+
+
+def test_signing_imports_nothing_of_azure(azurite_server: AzuriteServer) -> None:
+    """Account key, a SAS connection string, a SAS account URL: Azurite
+    accepts each signed GET, and no azure.* module (not even the namespace)
+    is imported."""
+    import pycurl
+
+    container = f"s{uuid.uuid4().hex[:10]}"
+    client = azurite_server.client()
+    client.create_container(container)
+    client.get_blob_client(container, "k.bin").upload_blob(b"given" * 100)
+    sas = _given_sas(azurite_server, container)
+    endpoint = f"http://127.0.0.1:{azurite_server.port}/devstoreaccount1"
+    cases = [
+        azurite_server.env,
+        {"AZURE_STORAGE_CONNECTION_STRING": f"BlobEndpoint={endpoint};SharedAccessSignature={sas}"},
+        {"AZURE_STORAGE_ACCOUNT_URL": f"{endpoint}?{sas}"},
+    ]
+    for env in cases:
+        url, modules = _signed_in_a_fresh_process(env, f"az://{container}/k.bin")
+        assert modules == [], (env, modules)
+        body = BytesIO()
+        handle = pycurl.Curl()
+        try:
+            handle.setopt(pycurl.URL, url)
+            handle.setopt(pycurl.WRITEDATA, body)
+            handle.perform()
+            assert (handle.getinfo(pycurl.RESPONSE_CODE), body.getvalue()) == (200, b"given" * 100), env
+        finally:
+            handle.close()
