@@ -57,18 +57,17 @@ from harness.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 
 # The supervisor with the batch function replaced by one that does no I/O
-# (defined in __main__, so Dask pickles it by value for the workers).
+# (bench/dask_noio.py: importable by the workers, so sent by reference).
 NOIO_SUPERVISOR = """
 import sys
+from bench import dask_noio
 from dlengine.cli.main import main
-from dlengine.ledger.models import Outcome
-from dlengine.ledger.states import ObjectState
 from dlengine.supervisor import dask_executor
 
-def noio_batch(tasks, ctx, options=None):
-    return [Outcome(t.id, ObjectState.DONE, size=0, mountpath="s3://" + t.bucket) for t in tasks]
-
-dask_executor.run_batch = noio_batch
+if hasattr(dask_executor, "run_packed"):
+    dask_executor.run_packed = dask_noio.noio_packed
+else:
+    dask_executor.run_batch = dask_noio.noio_batch
 sys.exit(main(sys.argv[1:]))
 """
 

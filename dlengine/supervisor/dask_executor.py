@@ -64,10 +64,10 @@ from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.storage import remote
-from dlengine.supervisor import dask_curl, work
+from dlengine.supervisor import dask_curl, dask_wire, work
 from dlengine.supervisor.dask_curl import LoopOptions
 
-__all__ = ["DaskExecutor", "connect", "refusal", "run_batch", "scheduler_address"]
+__all__ = ["DaskExecutor", "connect", "refusal", "run_batch", "run_packed", "scheduler_address"]
 
 log = logging.getLogger("dlengine.dask")
 
@@ -129,6 +129,14 @@ def connect(executor: str, timeout: float = 10.0) -> Any:
 
 
 # ------------------------------------------------------------------ on a Dask worker
+
+
+def run_packed(payload: bytes, ctx: work.Context, options: LoopOptions | None = None) -> bytes:
+    """What the supervisor submits: ``run_batch`` with the tasks and the
+    outcomes as ``dask_wire`` bytes (Dask pickles a task's arguments and
+    result several times on the way, the scheduler twice: a ``bytes`` is
+    a copy where 512 dataclasses are thousands of objects)."""
+    return dask_wire.pack_outcomes(run_batch(dask_wire.unpack_tasks(payload), ctx, options))
 
 
 def run_batch(tasks: list[Task], ctx: work.Context, options: LoopOptions | None = None) -> list[Outcome]:
@@ -450,13 +458,13 @@ class DaskExecutor(threading.Thread):
             return {}
         try:
             results = self.client.sync(self.client._gather, futures, callback_timeout=RESULT_TIMEOUT)
-            return {f.key: r for f, r in zip(futures, results, strict=True)}
+            return {f.key: dask_wire.unpack_outcomes(r) for f, r in zip(futures, results, strict=True)}
         except Exception:  # one of them failed or timed out: each on its own
             log.debug("gathering %d batches failed; one by one", len(futures), exc_info=True)
         gathered: dict[Any, list[Outcome]] = {}
         for future in futures:
             try:
-                gathered[future.key] = future.result(timeout=RESULT_TIMEOUT)
+                gathered[future.key] = dask_wire.unpack_outcomes(future.result(timeout=RESULT_TIMEOUT))
             except Exception:  # noqa: BLE001 - _lost says why
                 continue
         return gathered
@@ -575,7 +583,8 @@ class DaskExecutor(threading.Thread):
     def _submit(self, ledger: Ledger, batch: list[Task]) -> None:
         ctx = self._context(batch[0].job_id, ledger)
         key = f"dlengine-{self._tag}-{batch[0].job_id}-{batch[0].id}-{secrets.token_hex(3)}"
-        future = self.client.submit(run_batch, batch, ctx, self._options, key=key, pure=False, retries=0)
+        payload = dask_wire.pack_tasks(batch)
+        future = self.client.submit(run_packed, payload, ctx, self._options, key=key, pure=False, retries=0)
         timeout = max(t.timeout or self.settings.default_timeout for t in batch)
         self._inflight[future] = Batch(batch, timeout, time.monotonic())
 
