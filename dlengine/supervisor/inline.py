@@ -38,6 +38,7 @@ from types import TracebackType
 
 from dlengine.config import Settings
 from dlengine.ledger.ledger import Ledger
+from dlengine.ledger.models import JobRecord
 from dlengine.redact import RedactingFormatter
 from dlengine.supervisor.joblog import log_ended
 from dlengine.supervisor.lock import HomeLock
@@ -49,29 +50,69 @@ log = logging.getLogger("dlengine.inline")
 
 def start(settings: Settings, ledger: Ledger, job_ids: Sequence[str]) -> InlineRun | None:
     """Run these jobs in this process, or None when they must go to a
-    supervisor (too many objects left to download, objects still to be listed, the lock
-    taken, another job busy, a remote executor)."""
+    supervisor (too many objects left to download, a range still to be
+    inserted, the lock taken, another job busy, a remote executor).
+
+    A backend job still to be listed is listed here first, under the lock,
+    by the supervisor's own dispatcher (one round: a few pages, cursor and
+    skips as there): a small bucket, or a re-run with nothing to do, then
+    needs no supervisor at all; a large one is handed over with its first
+    pages inserted, and the supervisor lists on from the cursor."""
     if settings.inline_objects <= 0 or settings.remote_executor:
         return None
     records = ledger.jobs_by_id(job_ids)
-    # what is left to download (a re-run's job holds its skipped rows too)
-    total = sum(j.pending_cnt + j.running_cnt for j in records)
-    if any(not j.all_dispatched for j in records) or total > settings.inline_objects:
+    listing = [j for j in records if not j.all_dispatched]
+    if any(j.type != _BACKEND for j in listing) or not _few(settings, records):
         return None
-    # as many threads (claimed rows at once) as objects: no idle download threads to start
-    settings = dataclasses.replace(settings, threads_per_worker=max(1, min(settings.threads_per_worker, total)))
     lock = HomeLock(settings.lock_path)
     if not lock.acquire():
         return None
     try:
-        places = ledger.placed_mountpaths()
-        if not set(ledger.busy_job_ids()) <= set(job_ids) or not all(_usable(Path(p)) for _, p in places):
-            lock.release()  # the supervisor serves them (or fails them naming the mountpath)
+        if not set(ledger.busy_job_ids()) <= set(job_ids):
+            lock.release()  # the supervisor serves them
             return None
+        if listing:
+            records = _list_here(settings, ledger, job_ids)
+            if any(not j.all_dispatched for j in records) or not _few(settings, records):
+                lock.release()  # a large listing: the supervisor lists on from the cursor
+                return None
+        places = ledger.placed_mountpaths()
+        if not all(_usable(Path(p)) for _, p in places):
+            lock.release()  # the supervisor fails them naming the mountpath
+            return None
+        total = _left(records)
+        # as many threads (claimed rows at once) as objects: no idle download threads to start
+        settings = dataclasses.replace(settings, threads_per_worker=max(1, min(settings.threads_per_worker, total)))
         return InlineRun(settings, lock, places, job_ids, ledger).start()
     except BaseException:
         lock.release()
         raise
+
+
+_BACKEND = "backend"  # JobType.BACKEND's value (spec's enum not imported for one string)
+
+
+def _left(records: Sequence[JobRecord]) -> int:
+    """What is left to download (a re-run's job holds its skipped rows too)."""
+    return sum(j.pending_cnt + j.running_cnt for j in records)
+
+
+def _few(settings: Settings, records: Sequence[JobRecord]) -> bool:
+    return _left(records) <= settings.inline_objects
+
+
+def _list_here(settings: Settings, ledger: Ledger, job_ids: Sequence[str]) -> list[JobRecord]:
+    """One round of the dispatcher in this process (the lock is held and no
+    other job is busy: only these jobs are undispatched); the jobs after it."""
+    from dlengine.supervisor.dispatch import Dispatcher
+
+    handler = _log_to_file(settings.log_path)  # its warnings where a supervisor's go, not to stderr
+    try:
+        Dispatcher(settings, threading.Event()).dispatch_round(ledger)
+    finally:
+        logging.getLogger("dlengine").removeHandler(handler)
+        handler.close()
+    return ledger.jobs_by_id(job_ids)
 
 
 def _usable(path: Path) -> bool:

@@ -11,7 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
+from harness.cloud_servers import S3Server
 from harness.fakehub import FakeHub
 from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import ROOT, Home, counters_match_rows, wait_for
@@ -171,3 +173,36 @@ def test_the_connection_limit_holds_in_the_command(home: Home, httpd: TestHTTPSe
     assert _lock_pid(home) == proc.pid
     assert httpd.peak_concurrency == 2
     assert sorted(home.ls("ais://lim")) == names
+
+
+def test_a_small_bucket_is_listed_and_downloaded_in_the_command(home: Home, s3_server: S3Server) -> None:
+    """A backend job of a few objects is listed by the command itself (the
+    dispatcher's round, under the home's lock), downloaded there, and its
+    re-run with nothing changed lists once and fetches nothing; a listing
+    bigger than the inline limit is handed to a supervisor with its rows."""
+    client, bucket = s3_server.client(), f"in-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    data = {f"p/{i}.bin": bytes([i]) * (1000 + i) for i in range(5)}
+    for key, body in data.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    home.env.update(s3_server.env)
+    s3_server.reset()
+    res, pid = _wait_cli(home, "download", f"s3://{bucket}/p/", "ais://got", "--wait")
+    assert res.returncode == 0, res.stderr
+    assert _lock_pid(home) == pid and "5/5 objects stored" in res.stderr  # no supervisor
+    assert {k: home.find("ais", "got", k).read_bytes() for k in data} == data  # type: ignore[union-attr]
+    assert s3_server.count("GET", f"/{bucket}/p/0.bin") == 1
+    s3_server.reset()
+    res, pid = _wait_cli(home, "download", f"s3://{bucket}/p/", "ais://got", "--wait")
+    assert res.returncode == 0 and _lock_pid(home) == pid, res.stderr
+    job_id = res.stdout.strip().splitlines()[-1]
+    assert home.status(job_id)["skipped_cnt"] == 5
+    assert [p for m, p, _ in s3_server.requests if m == "GET" and p.startswith(f"/{bucket}/p/")] == []
+    counters_match_rows(home.ledger(), job_id)
+    home.env["DLENGINE_INLINE"] = "3"
+    res, pid = _wait_cli(home, "download", f"s3://{bucket}/p/", "ais://other", "--wait")
+    assert res.returncode == 0 and "5/5 objects stored" in res.stderr, res.stderr
+    assert _lock_pid(home) != pid  # listed here, then 5 > 3: a supervisor downloaded them
+    job_id = res.stdout.strip().splitlines()[-1]
+    counters_match_rows(home.ledger(), job_id)
+    assert home.status(job_id)["total"] == 5
