@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dlengine.ledger.counters import Counts, count_moves
 from dlengine.ledger.db import write
 from dlengine.ledger.jobs import ABORTED_TIME, abort_queued, finish_jobs
-from dlengine.ledger.models import Outcome, StoredInfo, Task
+from dlengine.ledger.models import Outcome, StoredInfo, Task, build_rows
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
 from dlengine.redact import redact
 
@@ -90,12 +90,11 @@ def _tasks(job: sqlite3.Row, rows: list[sqlite3.Row], mountpath_id: int, stored:
     timeout, rate = job["timeout"], job["bytes_per_hour"]
     # Task(id, job_id, job_seq, name, link, mountpath_id, attempts, provider, namespace, bucket, timeout,
     #      bytes_per_hour, stored, job_type, size, etag, version, checksum, connections)
-    tasks = [
-        Task(r[0], job_id, seq, r[1], r[2], mountpath_id, r[3], provider, namespace, bucket, timeout, rate,
-             stored.get(r[1]), kind, r[4], r[5], r[6], r[7], conns)
+    return build_rows(Task, (
+        (r[0], job_id, seq, r[1], r[2], mountpath_id, r[3], provider, namespace, bucket, timeout, rate,
+         stored.get(r[1]), kind, r[4], r[5], r[6], r[7], conns)
         for r in rows
-    ]  # fmt: skip
-    return tasks
+    ))  # fmt: skip
 
 
 _FINAL_SQL = """
@@ -187,14 +186,19 @@ def _apply_done(
     row (the supervisor of a Dask cluster reports hundreds at once); rows
     no longer leased by ``owner`` are left alone, and a row reported twice
     is recorded once (the first, as the executemany does)."""
+    moved: dict[int, list[int]] = {}  # job -> [rows, their old sizes, their new sizes]
     for start in range(0, len(outcomes), CHUNK):
         mine = []
         for out in outcomes[start : start + CHUNK]:
             row = leased.pop(out.task_id, None)
             if row is not None:
                 mine.append(out)
-                size = out.size if out.size is not None else row[1]
-                counts.move(row[0], _RUNNING, ObjectState.DONE.value, row[1], size)
+                job, old_size = row
+                size = out.size if out.size is not None else old_size
+                sums = moved.get(job) or moved.setdefault(job, [0, 0, 0])
+                sums[0] += 1
+                sums[1] += old_size or 0
+                sums[2] += size or 0
         if not mine:
             continue
         conn.executemany(_FINAL_SQL, [_final_params(o, now, owner) for o in mine])
@@ -203,6 +207,8 @@ def _apply_done(
             by_mountpath.setdefault(out.mountpath, []).append(out.task_id)
         for mountpath, rows in by_mountpath.items():
             conn.execute(_CATALOG_MANY_SQL.format(",".join("?" * len(rows))), (mountpath, now, *rows))
+    for job, (count, old_bytes, new_bytes) in moved.items():
+        counts.move_sized(job, _RUNNING, ObjectState.DONE.value, count, old_bytes, new_bytes)
 
 
 def _final_params(out: Outcome, now: float, owner: str) -> tuple[object, ...]:

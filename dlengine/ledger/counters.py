@@ -48,15 +48,21 @@ class Counts:
     def move(self, job: int, old: str, new: str, old_size: int | None = None, new_size: int | None = None) -> None:
         """One row of ``job`` went from state ``old`` (size ``old_size``) to
         ``new`` (``new_size``); sizes are the column's values (None = unknown)."""
+        self.move_sized(job, old, new, 1, old_size or 0, new_size or 0)
+
+    def move_sized(self, job: int, old: str, new: str, count: int, old_bytes: int, new_bytes: int) -> None:
+        """``count`` rows of ``job`` went from ``old`` to ``new``, their
+        sizes summing to ``old_bytes`` before and ``new_bytes`` after (the
+        done rows of a report, one call per job instead of one per row)."""
         delta = self._delta(job)
         if old != new:
-            delta[_INDEX[old]] -= 1
-            delta[_INDEX[new]] += 1
+            delta[_INDEX[old]] -= count
+            delta[_INDEX[new]] += count
         if old in _FINISHED:
-            delta[_BYTES_DONE] -= old_size or 0
+            delta[_BYTES_DONE] -= old_bytes
         if new in _FINISHED:
-            delta[_BYTES_DONE] += new_size or 0
-        delta[_BYTES_TOTAL] += (new_size or 0) - (old_size or 0)
+            delta[_BYTES_DONE] += new_bytes
+        delta[_BYTES_TOTAL] += new_bytes - old_bytes
 
     def move_many(self, job: int, old: str, new: str, count: int) -> None:
         """``count`` rows of ``job`` changed state, none of them a finished

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
 from itertools import repeat
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
 from dlengine.errors import ErrorCode
-from dlengine.ledger.models import Outcome, StoredInfo, Task
+from dlengine.ledger.models import Outcome, StoredInfo, Task, build_rows
 from dlengine.ledger.states import ObjectState
 
 __all__ = ["WireError", "pack_outcomes", "pack_tasks", "unpack_outcomes", "unpack_tasks"]
@@ -39,7 +39,6 @@ _STATES = {s.value: s for s in ObjectState}
 _CODES: dict[str | None, ErrorCode | None] = {None: None, **{c.value: c for c in ErrorCode}}
 
 _Convert = Callable[[Any], Any]
-_Row = TypeVar("_Row")
 _Column = tuple[bool, Any]  # (one value per row, the values) or (same in every row, the value)
 
 
@@ -96,25 +95,12 @@ def _unpack(payload: bytes, names: tuple[str, ...], convert: dict[str, _Convert]
     return zip(*lists, strict=True)
 
 
-def _build(cls: type[_Row], names: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> list[_Row]:
-    """Frozen dataclasses from their field values, without ``__init__``
-    (what ``pickle`` does too: a frozen ``__init__`` sets each field with
-    ``object.__setattr__``, twice as slow for a Task)."""
-    new, setattr_ = object.__new__, object.__setattr__
-    built = []
-    for row in rows:
-        obj = new(cls)
-        setattr_(obj, "__dict__", dict(zip(names, row, strict=True)))
-        built.append(obj)
-    return built
-
-
 def pack_tasks(tasks: Sequence[Task]) -> bytes:
     return _pack(tasks, _TASK_FIELDS, _TASK_OUT)
 
 
 def unpack_tasks(payload: bytes) -> list[Task]:
-    return _build(Task, _TASK_FIELDS, _unpack(payload, _TASK_FIELDS, _TASK_IN))
+    return build_rows(Task, _unpack(payload, _TASK_FIELDS, _TASK_IN))
 
 
 def pack_outcomes(outcomes: Sequence[Outcome]) -> bytes:
@@ -122,4 +108,4 @@ def pack_outcomes(outcomes: Sequence[Outcome]) -> bytes:
 
 
 def unpack_outcomes(payload: bytes) -> list[Outcome]:
-    return _build(Outcome, _OUTCOME_FIELDS, _unpack(payload, _OUTCOME_FIELDS, _OUTCOME_IN))
+    return build_rows(Outcome, _unpack(payload, _OUTCOME_FIELDS, _OUTCOME_IN))
