@@ -25,7 +25,7 @@ Runs, each a range job of ``--count`` x ``--size`` objects into a fresh
 Also the store's own PUT rate (boto3 ``put_object`` from 16 threads).
 
     python bench/dask_bench.py [--count 5000] [--size 10240] [--workers 1,2,4] [--noio-count 100000]
-        [--noio-base 2048] [--no-local] [--noio-only] [--ledger-count 50000] [--warmup 0]
+        [--noio-base 2048] [--no-local] [--noio-only] [--ledger-count 50000] [--ledger-batch 128] [--warmup 0]
 
 Writes a Markdown table to stdout (bench/RESULTS-dask.md holds a run).
 Everything listens on 127.0.0.1.
@@ -321,6 +321,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--noio-count", type=int, default=100_000, help="objects of the no-I/O run (0: none)")
     parser.add_argument("--ledger-count", type=int, default=50_000, help="rows of the ledger-floor run (0: none)")
+    parser.add_argument("--ledger-batch", type=int, default=128, help="rows per claim of the ledger-floor run")
     parser.add_argument("--noio-only", action="store_true", help="only the no-I/O run (on the last --workers)")
     parser.add_argument("--noio-base", type=int, default=2048, help="objects of the no-I/O base run (0: none)")
     parser.add_argument("--no-local", action="store_true", help="no run on the local pools")
@@ -342,7 +343,7 @@ def main() -> None:
         source.start("/small/obj-000000.bin")
         try:
             bench = Bench(args, store, source, workdir)
-            floor = ledger_floor(args.ledger_count, 128, workdir) if args.ledger_count else ""
+            floor = ledger_floor(args.ledger_count, args.ledger_batch, workdir) if args.ledger_count else ""
             print(floor, file=sys.stderr, flush=True)
             ceiling = bench.put_ceiling()
             results = measure(args, bench)
