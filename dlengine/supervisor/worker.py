@@ -76,10 +76,12 @@ class Worker:
         # objects finish quickly: a row queued behind long downloads would
         # wait there instead of going to another worker's free thread.
         self._finished = 0  # outcomes since the last renewal (~1 s)
-        # outcomes produced (by the loop, the threads) and not recorded yet:
-        # their rows wait for a sync and a report, not for a connection
-        self._produced = 0
-        self._produced_lock = threading.Lock()
+        # rows stored (by the loop, the threads) and not recorded yet: they
+        # wait for a sync and a report, not for a connection (a failure keeps
+        # its place until recorded: a fatal one stops its job before more
+        # of it are claimed)
+        self._stored: set[int] = set()
+        self._stored_lock = threading.Lock()
         self._rate = 0
         self._throttles = throttle.Throttles(settings.ledger_path, settings.chunk_size)
         self._batch_sync = settings.fsync and settings.sync == "batch" and durable.syncfs_reports_errors()
@@ -109,6 +111,18 @@ class Worker:
             thread.start()
         try:
             self._loop(conn, pool)
+            if os.environ.get("DLPROF"):  # PROFILING HACK (not to commit)
+                tck = os.sysconf("SC_CLK_TCK")
+                with open(f"{os.environ['DLPROF']}/{os.getpid()}.thr", "w") as out:
+                    ids = [(th.name, th.native_id) for th in [*threads, *([syncer] if syncer else [])]]
+                    for name, tid in [*ids, ("main", threading.get_native_id())]:
+                        try:
+                            st = open(f"/proc/self/task/{tid}/stat").read()
+                        except OSError:
+                            continue
+                        f = st[st.rindex(")") + 2 :].split()
+                        if int(f[11]) + int(f[12]):
+                            out.write(f"{name} {int(f[11]) / tck:.2f} {int(f[12]) / tck:.2f}\n")
         finally:
             try:
                 self._shutdown(conn)
@@ -138,7 +152,7 @@ class Worker:
         idle = 0.02
         while not self.stop.is_set():
             now = time.monotonic()
-            free = self._threads + min(self._threads, self._rate // 4) - len(self._running) + self._produced
+            free = self._threads + min(self._threads, self._rate // 4) - len(self._running) + len(self._stored)
             # claim before reporting, in batches of at least half the threads
             # unless some threads would otherwise have nothing to do
             if free > 0 and now >= next_claim and (free >= self._threads // 2 or len(self._running) < self._threads):
@@ -198,8 +212,8 @@ class Worker:
         if not batch:
             return None
         self._finished += len(batch)
-        with self._produced_lock:
-            self._produced -= len(batch)
+        with self._stored_lock:
+            self._stored.difference_update(o.task_id for o, _ in batch)
         ended = claims.report(conn, self.owner, [o for o, _ in batch])
         for job_id in ended:
             log.info("job %s finished", job_id)
@@ -259,11 +273,13 @@ class Worker:
 
     def _put(self, result: tuple[Outcome, Path | None]) -> None:
         """An outcome to make durable and record (from any thread)."""
-        with self._produced_lock:
-            self._produced += 1
-            produced = self._produced
+        stored = 0
+        if result[0].state in _STORED:
+            with self._stored_lock:
+                self._stored.add(result[0].task_id)
+                stored = len(self._stored)
         self._results.put(result)
-        if self._synced is not self._results and produced % max(1, self._threads // 2) == 0:
+        if stored and self._synced is not self._results and stored % max(1, self._threads // 2) == 0:
             # connections freed while their outcomes wait for the sync:
             # the ledger thread claims more now, not when the sync is over
             self._synced.put(_FREED)
@@ -327,6 +343,7 @@ def _listed(task: Task) -> ObjectInfo | None:
 
 
 _STOP: object = object()
+_STORED = (ObjectState.DONE, ObjectState.SKIPPED)
 _FREED: object = object()  # to the ledger thread: outcomes are waiting for the sync, claim more
 _Pool = queue.SimpleQueue[tuple[_Running, work.Context] | None]
 
