@@ -111,18 +111,6 @@ class Worker:
             thread.start()
         try:
             self._loop(conn, pool)
-            if os.environ.get("DLPROF"):  # PROFILING HACK (not to commit)
-                tck = os.sysconf("SC_CLK_TCK")
-                with open(f"{os.environ['DLPROF']}/{os.getpid()}.thr", "w") as out:
-                    ids = [(th.name, th.native_id) for th in [*threads, *([syncer] if syncer else [])]]
-                    for name, tid in [*ids, ("main", threading.get_native_id())]:
-                        try:
-                            st = open(f"/proc/self/task/{tid}/stat").read()
-                        except OSError:
-                            continue
-                        f = st[st.rindex(")") + 2 :].split()
-                        if int(f[11]) + int(f[12]):
-                            out.write(f"{name} {int(f[11]) / tck:.2f} {int(f[12]) / tck:.2f}\n")
         finally:
             try:
                 self._shutdown(conn)
