@@ -73,7 +73,8 @@ def start(settings: Settings, ledger: Ledger, job_ids: Sequence[str]) -> InlineR
             return None
         if listing:
             records = _list_here(settings, ledger, job_ids)
-            if any(not j.all_dispatched for j in records) or not _few(settings, records):
+            # (a job the listing aborted, e.g. a missing SDK, has ended: nothing for a supervisor)
+            if any(not (j.all_dispatched or j.ended) for j in records) or not _few(settings, records):
                 lock.release()  # a large listing: the supervisor lists on from the cursor
                 return None
         places = ledger.placed_mountpaths()

@@ -206,3 +206,8 @@ def test_a_small_bucket_is_listed_and_downloaded_in_the_command(home: Home, s3_s
     job_id = res.stdout.strip().splitlines()[-1]
     counters_match_rows(home.ledger(), job_id)
     assert home.status(job_id)["total"] == 5
+    # a listing that fails for good aborts the job in the command: no supervisor is started for it
+    wait_for(lambda: not _held(home), timeout=30)  # (once the previous download's supervisor left)
+    res, pid = _wait_cli(home, "download", f"s3://gone-{uuid.uuid4().hex[:8]}/p/", "ais://other", "--wait")
+    assert res.returncode == 1 and "NoSuchBucket" in res.stderr, res.stderr
+    assert _lock_pid(home) == pid and not _held(home)
