@@ -3,7 +3,9 @@ Azure SDK: what ``azure.generate_blob_sas`` makes, for the one case a
 worker needs most (``AZURE_STORAGE_CONNECTION_STRING`` with an
 ``AccountKey``), and a SAS the user gave (a connection string's
 ``SharedAccessSignature``, an ``AZURE_STORAGE_ACCOUNT_URL`` with one in its
-query), which the blob's URL carries as it is.
+query), which the blob's URL carries as it is; and a backend job's
+listing (List Blobs pages with a list-only container SAS, or the given
+one), read as the SDK reads them.
 
 azure-storage-blob costs a fresh worker ~0.4 s to import before its first
 signed GET; a service SAS is one HMAC-SHA256 over a few lines. The URL is
@@ -22,10 +24,11 @@ import binascii
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
-__all__ = ["Account", "blob_url", "from_url", "parse"]
+__all__ = ["Account", "ListedBlob", "blob_url", "from_url", "list_url", "parse", "parse_list"]
 
 SAS_VERSION = "2025-05-05"  # a fixed version: its string-to-sign is the one below
 
@@ -102,14 +105,59 @@ def blob_url(account: Account, container: str, blob: str, hours: float, now: flo
     """The blob's URL with a read-only SAS valid ``hours`` from ``now``
     (the account's own SAS, when it has one)."""
     path = f"{account.endpoint}/{quote(container, safe='')}/{quote(blob, safe='/~')}"
-    if account.sas:
-        return f"{path}?{account.sas}"
-    expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((time.time() if now is None else now) + hours * 3600))
-    resource = f"/blob/{account.name}/{container}/{blob}"
-    # sp, st, se, resource, si, sip, spr, sv, sr, snapshot time, ses, rscc, rscd, rsce, rscl, rsct
-    to_sign = "\n".join(["r", "", expiry, resource, "", "", "", SAS_VERSION, "b", "", "", "", "", "", "", ""])
-    signature = base64.b64encode(hmac.new(account.key, to_sign.encode(), hashlib.sha256).digest()).decode()
-    sas = (
-        f"se={quote(expiry, safe='/')}&sp=r&sv={SAS_VERSION}&sr=b&sig={quote(signature, safe='/')}"  # as the SDK quotes
-    )
+    sas = account.sas or _service_sas(account, f"/blob/{account.name}/{container}/{blob}", "r", "b", hours, now)
     return f"{path}?{sas}"
+
+
+def list_url(account: Account, container: str, params: Mapping[str, str], hours: float = 1.0) -> str:
+    """A List Blobs page of the container (``params``: prefix, marker,
+    maxresults) with a list-only container SAS (or the account's own)."""
+    query = urlencode({"restype": "container", "comp": "list", **params}, quote_via=quote)
+    sas = account.sas or _service_sas(account, f"/blob/{account.name}/{container}", "l", "c", hours, None)
+    return f"{account.endpoint}/{quote(container, safe='')}?{query}&{sas}"
+
+
+def _service_sas(account: Account, resource: str, permission: str, kind: str, hours: float, now: float | None) -> str:
+    """A service SAS of ``resource`` (the SDK's fields, in its order)."""
+    expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((time.time() if now is None else now) + hours * 3600))
+    # sp, st, se, resource, si, sip, spr, sv, sr, snapshot time, ses, rscc, rscd, rsce, rscl, rsct
+    to_sign = "\n".join([permission, "", expiry, resource, "", "", "", SAS_VERSION, kind, "", "", "", "", "", "", ""])
+    signature = base64.b64encode(hmac.new(account.key, to_sign.encode(), hashlib.sha256).digest()).decode()
+    # as the SDK quotes
+    return f"se={quote(expiry, safe='/')}&sp={permission}&sv={SAS_VERSION}&sr={kind}&sig={quote(signature, safe='/')}"
+
+
+@dataclass(frozen=True)
+class ListedBlob:
+    """One blob of a List Blobs answer, as the SDK's ``BlobProperties``
+    carry it: the ETag bare, the MD5 in base64."""
+
+    name: str
+    size: int | None
+    etag: str | None
+    last_modified: str | None
+    content_md5: str | None
+    version_id: str | None
+
+
+def parse_list(body: bytes) -> tuple[list[ListedBlob], str]:
+    """The blobs of a List Blobs answer and its next marker ('' at the end);
+    names the service had to encode (``Encoded="true"``) decoded."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(body)
+    blobs = []
+    for item in root.iter("Blob"):
+        name_el = item.find("Name")
+        name = (name_el.text or "") if name_el is not None else ""
+        if name_el is not None and name_el.get("Encoded", "").lower() == "true":
+            name = unquote(name)
+        props = item.find("Properties")
+
+        def prop(field: str, props: ET.Element | None = props) -> str | None:
+            return props.findtext(field) if props is not None else None
+
+        size = prop("Content-Length")
+        blobs.append(ListedBlob(name, int(size) if size else None, prop("Etag"), prop("Last-Modified"),
+                                prop("Content-MD5") or None, item.findtext("VersionId")))  # fmt: skip
+    return blobs, root.findtext("NextMarker") or ""

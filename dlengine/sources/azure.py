@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dlengine import errors
-from dlengine.sources import azsas, checksums
+from dlengine.sources import azsas, checksums, s3plain
 from dlengine.sources.base import ObjectInfo, Request, SignedGet, installed, translating
 
 EXTRA = "pip install 'dlengine[azure]'"
@@ -185,12 +185,42 @@ class AzureSource:
     def list(self, prefix: str = "", suffix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         """Paged List Blobs: the prefix goes to the server; the suffix and
         keys up to ``start_after`` (no server-side equivalent) are filtered here."""
+        account = _keyed_account()
+        if account is not None:  # List Blobs through pycurl: no SDK in the supervisor
+            yield from self._plain_list(account, prefix, suffix, start_after)
+            return
         container = client().get_container_client(self.container)
         with translated(f"{SCHEME}://{self.container}/{prefix}"):
             pages = container.list_blobs(name_starts_with=prefix or None, results_per_page=self.page_size)
             for blob in pages:
                 if blob.name > start_after and blob.name.endswith(suffix):
                     yield _info(blob.name, blob)
+
+    def _plain_list(self, account: azsas.Account, prefix: str, suffix: str, start_after: str) -> Iterator[ObjectInfo]:
+        """The listing as ``list`` reads the SDK's, page after page (``azsas``)."""
+        import xml.etree.ElementTree as ET
+
+        params = {"maxresults": str(self.page_size)}
+        if prefix:
+            params["prefix"] = prefix
+        what = f"{SCHEME}://{self.container}/{prefix}"
+        while True:
+            reply = s3plain.get(azsas.list_url(account, self.container, params))
+            if reply.status != 200:
+                code = reply.headers.get("x-ms-error-code", "")
+                if reply.status == 404:
+                    raise errors.SourceNotFoundError(f"{what}: not found ({code})")
+                raise _status_error(reply.status, f"{what}: HTTP {reply.status} ({code})")
+            try:
+                blobs, marker = azsas.parse_list(reply.body)
+            except ET.ParseError:
+                raise errors.ServerBusyError(f"{what}: a listing page that is not XML") from None
+            for blob in blobs:
+                if blob.name > start_after and blob.name.endswith(suffix):
+                    yield _listed_info(blob)
+            if not marker:
+                return
+            params["marker"] = marker
 
     def open(self, request: Request) -> AzureStream:
         from azure.core import MatchConditions
@@ -342,6 +372,19 @@ def _info(key: str, props: Any) -> ObjectInfo:
         version=getattr(props, "version_id", None),
         last_modified=_http_date(props.last_modified),
         checksums={"md5": bytes(md5).hex()} if md5 else {},
+    )
+
+
+def _listed_info(blob: azsas.ListedBlob) -> ObjectInfo:
+    """A blob of a plain listing as ``_info`` reads the SDK's ``BlobProperties``."""
+    md5 = checksums.b64_to_hex(blob.content_md5) if blob.content_md5 else None
+    return ObjectInfo(
+        key=blob.name,
+        size=blob.size,
+        etag=_quoted(blob.etag),
+        version=blob.version_id,
+        last_modified=blob.last_modified,
+        checksums={"md5": md5} if md5 else {},
     )
 
 

@@ -7,15 +7,18 @@ carries it; and the worker's signing path imports nothing of azure.*."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import subprocess
 import sys
 import uuid
 from io import BytesIO
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from dlengine import errors
 from dlengine.sources import azsas
 from harness.cloud_servers import AZURITE_KEY, AzuriteServer
 from harness.home import ROOT
@@ -114,20 +117,23 @@ def test_azurite_accepts_it(azurite_server: AzuriteServer, name: str) -> None:
     assert dict(parse_qsl(urlsplit(url).query))["sp"] == "r"
 
 
-def _given_sas(azurite_server: AzuriteServer, container: str) -> str:
+def _given_sas(azurite_server: AzuriteServer, container: str, list_too: bool = False) -> str:
     """A read SAS of ``container`` made by the SDK (what a user would paste)."""
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
-    perms = ContainerSasPermissions(read=True)
+    perms = ContainerSasPermissions(read=True, list=list_too)
     return str(generate_container_sas("devstoreaccount1", container, AZURITE_KEY, permission=perms, expiry=expiry))
 
 
 def _signed_in_a_fresh_process(env: dict[str, str], link: str) -> tuple[str, list[str]]:
-    """(the signed URL, the azure.* modules imported) of a worker's signing."""
+    """(the signed URL, the azure.* modules imported) of a worker's signing
+    and a supervisor's listing of the link's container."""
     code = (
         "import sys; from dlengine.sources.signed import signed_get;"
         f" got = signed_get({link!r}); assert got is not None and 'sig=' in got.url and not got.headers;"
+        " from dlengine.sources import registry;"
+        f" keys = [i.key for i in registry.lister('azure', {link.split('/')[2]!r}).list()]; assert keys, keys;"
         " print(got.url); print(' '.join(m for m in sys.modules if m == 'azure' or m.startswith('azure.')))"
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
@@ -147,7 +153,7 @@ def test_signing_imports_nothing_of_azure(azurite_server: AzuriteServer) -> None
     client = azurite_server.client()
     client.create_container(container)
     client.get_blob_client(container, "k.bin").upload_blob(b"given" * 100)
-    sas = _given_sas(azurite_server, container)
+    sas = _given_sas(azurite_server, container, list_too=True)
     endpoint = f"http://127.0.0.1:{azurite_server.port}/devstoreaccount1"
     cases = [
         azurite_server.env,
@@ -166,3 +172,49 @@ def test_signing_imports_nothing_of_azure(azurite_server: AzuriteServer) -> None
             assert (handle.getinfo(pycurl.RESPONSE_CODE), body.getvalue()) == (200, b"given" * 100), env
         finally:
             handle.close()
+
+
+LISTED = ["a/1.bin", "a/2 two.txt", "a/3+plus.bin", "a/ü~*.bin", "a/sub/4.bin", "b/5.bin", "c"]
+
+
+def _listing(container: str, plain: bool, **selection: str) -> list[Any]:
+    """The container's listing through azsas (``plain``) or the SDK, 2 blobs a page."""
+    from dlengine.sources import azure
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(azure, "_accounts", {})
+        if not plain:
+            mp.setattr(azure, "_keyed_account", lambda: None)
+        return list(azure.AzureSource(container, page_size=2).list(**selection))
+
+
+@pytest.mark.parametrize("selection", [{}, {"prefix": "a/"}, {"suffix": ".bin"}, {"start_after": "a/3+plus.bin"}])
+def test_plain_listing_is_the_sdks(azurite_server: AzuriteServer, selection: dict[str, str]) -> None:
+    """List Blobs through pycurl with a list-only container SAS: what the
+    SDK's ``list_blobs`` gives, page after page; a given SAS lists too."""
+    from azure.storage.blob import ContentSettings
+
+    container = f"l{uuid.uuid4().hex[:10]}"
+    client = azurite_server.client()
+    client.create_container(container)
+    for name in LISTED:
+        body = name.encode() * 3
+        md5 = bytearray(hashlib.md5(body).digest())
+        client.get_blob_client(container, name).upload_blob(body, content_settings=ContentSettings(content_md5=md5))
+    plain, sdk = _listing(container, True, **selection), _listing(container, False, **selection)
+    assert plain == sdk and plain
+    if not selection:
+        assert [o.key for o in plain] == sorted(LISTED)
+        assert all(o.etag and o.etag.startswith('"') and o.last_modified for o in plain)
+        assert all(o.checksums.keys() == {"md5"} for o in plain)  # (Azurite stores one for every single-shot upload)
+        sas = _given_sas(azurite_server, container, list_too=True)
+        endpoint = f"http://127.0.0.1:{azurite_server.port}/devstoreaccount1"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delenv("AZURE_STORAGE_CONNECTION_STRING")
+            mp.setenv("AZURE_STORAGE_ACCOUNT_URL", f"{endpoint}?{sas}")
+            assert _listing(container, True) == plain
+
+
+def test_plain_listing_of_a_missing_container_is_not_found(azurite_server: AzuriteServer) -> None:
+    with pytest.raises(errors.SourceNotFoundError, match="ContainerNotFound"):
+        _listing(f"gone{uuid.uuid4().hex[:8]}", True)
