@@ -18,7 +18,8 @@ Usage (from the repository root)::
 
 ``--small`` measures instead the fixed cost of a small job (issue 17):
 ``dlengine download s3://bkt/k/ ais://dst --wait`` of 8 x 10 KiB objects
-on SeaweedFS (and ``gs://`` on the GCS emulator), first and re-run with
+on SeaweedFS (and ``gs://`` on the GCS emulator, ``az://`` on Azurite when
+it is installed), first and re-run with
 nothing to do, for each checkout of ``--roots`` in turn (interleaved,
 ``--reps`` rounds), beside ``python -c pass``. Wall time is the command's;
 CPU is every process it started, a background supervisor and its workers
@@ -158,7 +159,29 @@ def _small_fill(tmp: Path) -> tuple[dict[str, str], list[Any]]:
     for i in range(8):
         s3c.put_object(Bucket="small", Key=f"k/{i}.bin", Body=os.urandom(10240))
         gbucket.blob(f"k/{i}.bin").upload_from_string(os.urandom(10240))
-    return {**store.env, **gcs.env}, [store, gcs]
+    env, servers = {**store.env, **gcs.env}, [store, gcs]
+    azurite = _small_azurite(tmp)
+    if azurite is not None:
+        env.update(azurite.env)
+        servers.append(azurite)
+    return env, servers
+
+
+def _small_azurite(tmp: Path) -> Any:
+    """Azurite with 8 x 10 KiB blobs in ``asmall`` (None without Azurite)."""
+    from harness.cloud_servers import AzuriteServer, azurite_binary
+
+    binary = azurite_binary()
+    if binary is None:
+        return None
+    (tmp / "azurite").mkdir()
+    server = AzuriteServer(binary).start(tmp / "azurite")
+    if server.proc is not None:
+        _SERVERS.add(server.proc.pid)
+    container = server.client().create_container("asmall")
+    for i in range(8):
+        container.upload_blob(f"k/{i}.bin", os.urandom(10240))
+    return server
 
 
 def small(reps: int, roots: list[Path]) -> None:
@@ -169,7 +192,8 @@ def small(reps: int, roots: list[Path]) -> None:
 
     ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: detached supervisors stay ours
     cases = {"s3 first": ("s3://small/k/", False), "s3 re-run": ("s3://small/k/", True),
-             "gs first": ("gs://gsmall/k/", False), "gs re-run": ("gs://gsmall/k/", True)}  # fmt: skip
+             "gs first": ("gs://gsmall/k/", False), "gs re-run": ("gs://gsmall/k/", True),
+             "az first": ("az://asmall/k/", False), "az re-run": ("az://asmall/k/", True)}  # fmt: skip
     figures: dict[tuple[str, str], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="dlengine-small-") as tmpdir:
         tmp = Path(tmpdir)
@@ -185,6 +209,8 @@ def small(reps: int, roots: list[Path]) -> None:
                         _timed([sys.executable, "-c", "pass"], env, root)
                     )
                     for name, (src, rerun) in cases.items():
+                        if src.startswith("az:") and "AZURE_STORAGE_CONNECTION_STRING" not in base:
+                            continue  # no Azurite here
                         home = tmp / "home"
                         shutil.rmtree(home, ignore_errors=True)
                         env["DLENGINE_HOME"] = str(home)
