@@ -23,10 +23,13 @@ else the profile's ``endpoint_url``.
 
 from __future__ import annotations
 
-import configparser
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import configparser
 
 __all__ = ["Resolved", "resolve"]
 
@@ -70,8 +73,8 @@ def resolve(environ: Mapping[str, str] | None = None) -> Resolved | None:
     if any(env.get(name) for name in _DEFER_VARIABLES):
         return None
     profile_name = env.get("AWS_DEFAULT_PROFILE") or env.get("AWS_PROFILE") or "default"
-    config = _section(_read(env.get("AWS_CONFIG_FILE") or "~/.aws/config"), _config_section(profile_name))
-    shared = _section(_read(env.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"), profile_name)
+    config = _section(env.get("AWS_CONFIG_FILE") or "~/.aws/config", _config_section(profile_name))
+    shared = _section(env.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials", profile_name)
     if config is None or shared is None or not _harmless(config) or not _harmless(shared):
         return None  # unreadable files, nested sections, roles, SSO, processes: botocore's
     if profile_name != "default" and not config and not shared:
@@ -105,24 +108,36 @@ def _config_section(profile: str) -> str:
     return "default" if profile == "default" else f"profile {profile}"
 
 
-def _read(path: str) -> configparser.RawConfigParser | None:
-    """The file as botocore parses it (a missing file is empty); None if
-    it cannot be read or parsed (botocore then says why)."""
+def _read(path: str) -> configparser.RawConfigParser | Literal[False] | None:
+    """The file as botocore parses it; None if it is missing (configparser
+    is then not even imported: a few ms of every small job's start); False
+    if it cannot be read or parsed (``_section`` then hands over to
+    botocore, which says why)."""
+    try:
+        file = open(os.path.expanduser(path), encoding="utf-8")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False
+    import configparser
+
     parser = configparser.RawConfigParser()
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as file:
+        with file:
             parser.read_file(file)
-    except FileNotFoundError:
-        return parser
     except (OSError, UnicodeDecodeError, configparser.Error):
-        return None
+        return False
     return parser
 
 
-def _section(parser: configparser.RawConfigParser | None, name: str) -> dict[str, str] | None:
-    """The section's keys; {} when absent; None when a value is nested
+def _section(path: str, name: str) -> dict[str, str] | None:
+    """The keys of the file's section; {} when the file or the section is
+    absent; None when the file cannot be read or a value is nested
     (``s3 =`` followed by indented lines: botocore's sub-sections)."""
+    parser = _read(path)
     if parser is None:
+        return {}
+    if parser is False:
         return None
     if not parser.has_section(name):
         if name == "default" and parser.has_section("profile default"):
