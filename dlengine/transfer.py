@@ -180,12 +180,13 @@ class Receiver:
     def __init__(self, task: Task, job: Job) -> None:
         self.task = task
         self.job = job
-        self.dest = layout.object_path(job.mountpath, task.provider, task.namespace, task.bucket, task.name)
-        self.part, self.meta = layout.work_paths(job.mountpath, task.id)
+        # (strings, not pathlib: this is once per object, the hot path)
+        self.dest = layout.object_file(job.mountpath, task.provider, task.namespace, task.bucket, task.name)
+        self.part, self.meta = layout.work_files(job.mountpath, task.id)
         kept = _read_meta(self.meta, job.key)
         # kept ranged segments resume each where it stopped, not at the
         # .part's size (which is the whole object's: it is preallocated)
-        self.kept_segments = kept.segments if kept and kept.segments and self.part.exists() else None
+        self.kept_segments = kept.segments if kept and kept.segments and os.path.exists(self.part) else None
         offset = _kept_bytes(self.part) if kept and kept.segments is None else 0
         self._kept = kept
         self._placed = kept if kept and offset == 0 and _in_place(self.dest, kept) else None
@@ -227,7 +228,7 @@ class Receiver:
         if not_modified and self._placed:
             placed = self._placed
             outcome = _done(self.task, placed.info, placed.info.size or 0, placed.check, self.job.mountpath)
-            return outcome, self.dest
+            return outcome, Path(self.dest)
         if not_modified:
             return _skipped(self.task, info), None
         kept = self._kept
@@ -420,14 +421,14 @@ class Receiver:
                 out.close()
         _verify(self.info, self.written, self._hasher, self._check, self.part, self.meta)
         if job.remote is not None:  # write-through: upload the verified bytes
-            job.remote.put(task.name, self.part, self._check, origin_of(task.link, self.info, self.written))
+            job.remote.put(task.name, Path(self.part), self._check, origin_of(task.link, self.info, self.written))
             _remove(self.part, self.meta)
             self.sidecar = False
             return _done(task, self.info, self.written, self._check, job.mountpath, job.remote.uri), None
-        bucket_root = layout.bucket_dir(job.mountpath, task.provider, task.namespace, task.bucket)
+        bucket_root = layout.bucket_root(job.mountpath, task.provider, task.namespace, task.bucket)
         _install(self.part, self.dest, bucket_root, job.fsync)
         # the .meta stays until the ledger has recorded the outcome: see _in_place
-        return _done(task, self.info, self.written, self._check, job.mountpath), self.dest
+        return _done(task, self.info, self.written, self._check, job.mountpath), Path(self.dest)
 
     def _end_segments(self) -> None:
         """Every segment complete: the checksum, in order, from the file."""
@@ -469,7 +470,7 @@ def _hash_fd(fd: int, length: int, hasher: Hasher) -> None:
         offset += len(data)
 
 
-def _write_whole(part: Path, pieces: list[bytes], fsync: bool) -> None:
+def _write_whole(part: str, pieces: list[bytes], fsync: bool) -> None:
     """A small object in one write (its directory is created on first use)."""
     fd = _open_fd(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
@@ -484,7 +485,7 @@ def _write_whole(part: Path, pieces: list[bytes], fsync: bool) -> None:
         os.close(fd)
 
 
-def _request(task: Task, job: Job, dest: Path, offset: int, kept: _Meta | None, placed: _Meta | None) -> Request:
+def _request(task: Task, job: Job, dest: str, offset: int, kept: _Meta | None, placed: _Meta | None) -> Request:
     if_none_match, if_modified_since = _conditions(task, dest, offset, placed)
     return Request(
         key=job.key,
@@ -497,7 +498,7 @@ def _request(task: Task, job: Job, dest: Path, offset: int, kept: _Meta | None, 
     )
 
 
-def _conditions(task: Task, dest: Path, offset: int, placed: _Meta | None) -> tuple[str | None, str | None]:
+def _conditions(task: Task, dest: str, offset: int, placed: _Meta | None) -> tuple[str | None, str | None]:
     """(If-None-Match, If-Modified-Since): a copy in place is downloaded
     again only if the source changed."""
     stored = task.stored
@@ -529,8 +530,10 @@ class _Meta:
     segments: list[list[int]] | None = None  # [start, next byte, end] of each ranged segment
 
 
-def _read_meta(meta: Path, key: str) -> _Meta | None:
+def _read_meta(meta: str, key: str) -> _Meta | None:
     """Without a validator, kept bytes cannot be trusted: start over."""
+    if not os.access(meta, os.F_OK):  # most objects have none (cheaper than the open's exception)
+        return None
     try:
         data = json.loads(_read_small(meta))
         check = data.get("checksum")
@@ -547,7 +550,7 @@ def _read_meta(meta: Path, key: str) -> _Meta | None:
     return kept if data["validator"] else None
 
 
-def _read_small(path: Path) -> bytes:
+def _read_small(path: str) -> bytes:
     """A small file's bytes (a .meta: no text wrapper, no buffering; most
     objects have none, and FileNotFoundError is their common case)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -560,40 +563,40 @@ def _read_small(path: Path) -> bytes:
         os.close(fd)
 
 
-def _kept_bytes(part: Path) -> int:
+def _kept_bytes(part: str) -> int:
     try:
-        return part.stat().st_size
+        return os.stat(part).st_size
     except OSError:
         return 0
 
 
-def _in_place(dest: Path, kept: _Meta) -> bool:
+def _in_place(dest: str, kept: _Meta) -> bool:
     """An earlier attempt renamed its work file into place, then died before
     the ledger recorded it. A conditional request confirms it instead of a
     second download."""
     try:
-        st = dest.stat()
+        st = os.stat(dest)
     except OSError:
         return False
     return st.st_ino == kept.inode and st.st_size == kept.info.size and bool(kept.info.size)
 
 
-def _open_fd(part: Path, flags: int) -> int:
+def _open_fd(part: str, flags: int) -> int:
     """A work file's descriptor (``os.open`` flags); its directory is
     created on first use only, as ``_open_part`` does."""
     try:
         return os.open(part, flags | os.O_CLOEXEC, 0o644)
     except FileNotFoundError:
-        part.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(part), exist_ok=True)
         return os.open(part, flags | os.O_CLOEXEC, 0o644)
 
 
-def _open_part(part: Path, mode: str) -> Any:
+def _open_part(part: str, mode: str) -> Any:
     """The work file; its directory is created on first use only."""
     try:
         return open(part, mode)
     except FileNotFoundError:
-        part.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(part), exist_ok=True)
         return open(part, mode)
 
 
@@ -621,7 +624,7 @@ def _rehash(out: Any, length: int, hasher: Hasher | None) -> None:
 
 
 def _write_meta(
-    meta: Path, info: ObjectInfo, check: tuple[str, str] | None, inode: int, segments: list[list[int]] | None = None
+    meta: str, info: ObjectInfo, check: tuple[str, str] | None, inode: int, segments: list[list[int]] | None = None
 ) -> None:
     # Not fsynced: if it is lost, the next attempt simply starts from zero.
     # A segment map is written after the bytes it counts (a kill keeps both;
@@ -631,7 +634,8 @@ def _write_meta(
     fields["version"] = info.version
     fields |= {"last_modified": info.last_modified, "checksum": check, "inode": inode}
     if segments is None:
-        meta.write_text(json.dumps(fields))
+        with open(meta, "w") as out:
+            out.write(json.dumps(fields))
         return
     # A segment map is rewritten about twice a second: in place, with one
     # pwrite padded to the old length (JSON allows trailing spaces), never
@@ -649,7 +653,7 @@ def _write_meta(
 
 
 def _verify(
-    info: ObjectInfo, written: int, hasher: Hasher | None, check: tuple[str, str] | None, part: Path, meta: Path
+    info: ObjectInfo, written: int, hasher: Hasher | None, check: tuple[str, str] | None, part: str, meta: str
 ) -> None:
     if info.size is not None and written != info.size:
         _remove(meta, part)
@@ -661,7 +665,7 @@ def _verify(
         )
 
 
-def _install(part: Path, dest: Path, bucket_root: Path, fsync: bool = False) -> None:
+def _install(part: str, dest: str, bucket_root: str, fsync: bool = False) -> None:
     try:
         created = layout.install(part, dest, bucket_root)
     except IsADirectoryError:
@@ -679,10 +683,10 @@ def drop_work(mountpath: Path, row_id: int) -> None:
     _remove(meta, part, meta.with_suffix(".meta-new"))
 
 
-def _remove(*paths: Path) -> None:
+def _remove(*paths: str | Path) -> None:
     for path in paths:
         try:
-            path.unlink()
+            os.unlink(path)
         except FileNotFoundError:
             pass
 

@@ -59,25 +59,46 @@ def _bucket_parts(bucket: str) -> list[str]:
     return parts
 
 
+@functools.lru_cache(maxsize=1024)
+def bucket_root(mountpath: Path, provider: str, namespace: str, bucket: str) -> str:
+    """``bucket_dir`` as a string (the per-object path works on strings:
+    a ``pathlib`` join costs more than the system call it names)."""
+    return str(bucket_dir(mountpath, provider, namespace, bucket))
+
+
 def object_path(mountpath: Path, provider: str, namespace: str, bucket: str, name: str) -> Path:
-    """The path of ``name`` inside its bucket; never outside it.
+    """The path of ``name`` inside its bucket; never outside it."""
+    return Path(object_file(mountpath, provider, namespace, bucket, name))
+
+
+def object_file(mountpath: Path, provider: str, namespace: str, bucket: str, name: str) -> str:
+    """``object_path`` as a string.
 
     Names were validated at submission; this re-checks, because a name is
     turned into a path here and a bug elsewhere must not write outside.
     """
-    root = bucket_dir(mountpath, provider, namespace, bucket)
-    parts = name.split("/")
-    if not name or name.startswith("/") or "\0" in name or any(p in ("", ".", "..") for p in parts):
+    root = bucket_root(mountpath, provider, namespace, bucket)
+    if not name or name[0] == "/" or "\0" in name or _unsafe(name):
         raise UnsafeNameError(f"object name {name!r} is not allowed")
-    if provider == DIR_PROVIDER and parts[0] in RESERVED:
-        raise UnsafeNameError(f"object name {name!r} is reserved in a directory destination ({parts[0]})")
-    return root / name if len(parts) == 1 else root.joinpath(*parts)
+    if provider == DIR_PROVIDER and name.split("/", 1)[0] in RESERVED:
+        raise UnsafeNameError(f"object name {name!r} is reserved in a directory destination ({name.split('/')[0]})")
+    return f"{root}/{name}"
+
+
+def _unsafe(name: str) -> bool:
+    """An empty, ``.`` or ``..`` component (checked by splitting only
+    when a name could hold one)."""
+    if "//" in name or name[-1] == "/":
+        return True
+    if "." not in name:
+        return False
+    return any(p in (".", "..") for p in name.split("/"))
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def install(part: Path, path: Path, root: Path) -> list[Path]:
+def install(part: str | Path, path: str | Path, root: str | Path) -> list[Path]:
     """Rename the work file ``part`` to ``path`` inside the bucket directory
     ``root``; returns the directories created for it (their entries must be
     made durable too, in per-file sync mode).
@@ -91,44 +112,47 @@ def install(part: Path, path: Path, root: Path) -> list[Path]:
     reached (``renameat``), not the path again. ``root`` itself (the
     bucket directory) is trusted.
     """
-    fd, created = _open_parent(path, root)
+    path = os.fspath(path)
+    parent, _, leaf = path.rpartition("/")
+    fd, created = _open_parent(path, parent, os.fspath(root))
     try:
-        _check_leaf(fd, path)
-        os.rename(part, path.name, dst_dir_fd=fd)
+        _check_leaf(fd, leaf, path)
+        os.rename(part, leaf, dst_dir_fd=fd)
     finally:
         os.close(fd)
     return created
 
 
-def _check_leaf(fd: int, path: Path) -> None:
+def _check_leaf(fd: int, leaf: str, path: str) -> None:
     try:
-        leaf = os.stat(path.name, dir_fd=fd, follow_symlinks=False)
+        found = os.stat(leaf, dir_fd=fd, follow_symlinks=False)
     except FileNotFoundError:
         return
-    if stat.S_ISLNK(leaf.st_mode):
+    if stat.S_ISLNK(found.st_mode):
         raise UnsafeNameError(f"object {path} is a symlink; refusing to replace it")
 
 
-def _open_parent(path: Path, root: Path) -> tuple[int, list[Path]]:
-    """A descriptor of ``path``'s directory, reached from ``root`` without
-    following a symlink (the caller closes it), and the directories created
-    on the way."""
-    parent, top = str(path.parent), str(root)
+def _open_parent(path: str, parent: str, top: str) -> tuple[int, list[Path]]:
+    """A descriptor of ``path``'s directory ``parent``, reached from the
+    bucket directory ``top`` without following a symlink (the caller closes
+    it), and the directories created on the way."""
+    top = top.rstrip("/") or "/"
     if parent == top:
         parts: list[str] = []
     elif parent.startswith(top.rstrip("/") + "/"):
         parts = parent[len(top.rstrip("/")) + 1 :].split("/")
     else:
-        raise UnsafeNameError(f"object {path} is not inside its bucket {root}")
+        raise UnsafeNameError(f"object {path} is not inside its bucket {top}")
     created: list[Path] = []
     try:
         fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:  # the bucket's first object
-        created += _missing(root)
-        root.mkdir(parents=True, exist_ok=True)
+        created += _missing(Path(top))
+        Path(top).mkdir(parents=True, exist_ok=True)
         fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    below = root
+    below = Path(top) if parts else None
     for part in parts:
+        assert below is not None
         below = below / part
         try:
             child = _open_child(fd, part, path, created, below)
@@ -146,7 +170,7 @@ def _missing(path: Path) -> list[Path]:
     return missing
 
 
-def _open_child(fd: int, name: str, path: Path, created: list[Path], below: Path) -> int:
+def _open_child(fd: int, name: str, path: str, created: list[Path], below: Path) -> int:
     """Directory ``name`` inside ``fd`` (at ``below``), created if missing
     (then added to ``created``), never a symlink."""
     try:
@@ -162,14 +186,14 @@ def _open_child(fd: int, name: str, path: Path, created: list[Path], below: Path
         raise _not_a_directory(fd, name, path, exc) from None
 
 
-def _open_existing(fd: int, name: str, path: Path) -> int:
+def _open_existing(fd: int, name: str, path: str) -> int:
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=fd)
     except OSError as exc:
         raise _not_a_directory(fd, name, path, exc) from None
 
 
-def _not_a_directory(fd: int, name: str, path: Path, exc: OSError) -> Exception:
+def _not_a_directory(fd: int, name: str, path: str, exc: OSError) -> Exception:
     """Why ``name`` could not be opened as a directory: a symlink (refused
     whatever it points at), an object, or the system's own error."""
     try:
@@ -190,8 +214,19 @@ def work_dir(mountpath: Path) -> Path:
 
 def work_paths(mountpath: Path, row_id: int) -> tuple[Path, Path]:
     """(part file, meta file) of one object row."""
-    base = work_dir(mountpath)
-    return base / f"{row_id}.part", base / f"{row_id}.meta"
+    part, meta = work_files(mountpath, row_id)
+    return Path(part), Path(meta)
+
+
+@functools.lru_cache(maxsize=64)
+def _work_prefix(mountpath: Path) -> str:
+    return f"{work_dir(mountpath)}/"
+
+
+def work_files(mountpath: Path, row_id: int) -> tuple[str, str]:
+    """``work_paths`` as strings."""
+    base = _work_prefix(mountpath)
+    return f"{base}{row_id}.part", f"{base}{row_id}.meta"
 
 
 def remove_work_files(mountpath: Path, row_id: int) -> None:
@@ -217,14 +252,14 @@ def work_file_ids(mountpath: Path) -> set[int]:
     return ids
 
 
-def copy_intact(path: Path, size: int, stored_time: float | None) -> bool:
+def copy_intact(path: str | Path, size: int, stored_time: float | None) -> bool:
     """Whether the file at ``path`` is still the copy the catalog recorded:
     its size, and no write after it was recorded (a file is renamed into
     place before its catalog row is written, so a later mtime is someone
     else's change). A changed copy must be downloaded again, whatever the
     source says of its own version."""
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return False
     if st.st_size != size:
