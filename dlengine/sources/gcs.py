@@ -93,16 +93,7 @@ def translate(exc: BaseException, what: str) -> errors.DlengineError | None:
 
 def _api_error(exc: Any, what: str) -> errors.DlengineError:
     status = int(exc.code or 0)
-    reason = f"{what}: HTTP {status} {exc.message}"
-    if status == 404:
-        return errors.SourceNotFoundError(reason)
-    if status in (401, 403):
-        return errors.SourceDeniedError(reason)
-    if status in (412, 416):
-        return errors.SourceChangedError(reason)
-    if status in (408, 429) or status >= 500:
-        return errors.ServerBusyError(reason)
-    return errors.SourceHTTPError(reason)
+    return gcsplain.error_of(status, f"{what}: HTTP {status} {exc.message}")
 
 
 class GCSSource:

@@ -41,7 +41,7 @@ from dlengine.sources import s3plain
 from dlengine.sources.base import ObjectInfo
 from dlengine.sources.checksums import b64_to_hex
 
-__all__ = ["Access", "access", "list_pages", "media_url", "object_info", "status_error"]
+__all__ = ["Access", "access", "error_of", "list_pages", "media_url", "object_info", "status_error"]
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 UNIVERSE = "googleapis.com"
@@ -174,8 +174,13 @@ def object_info(item: Mapping[str, Any]) -> ObjectInfo:
 
 
 def status_error(status: int, message: str, what: str) -> errors.DlengineError:
-    """An HTTP status read as ``gcs._api_error`` reads the SDK's exception."""
-    reason = f"{what}: HTTP {status} {message}".rstrip()
+    """An HTTP status of the JSON API as a dlengine error."""
+    return error_of(status, f"{what}: HTTP {status} {message}".rstrip())
+
+
+def error_of(status: int, reason: str) -> errors.DlengineError:
+    """The error class of a GCS status, the one mapping for the plain
+    requests and the SDK's exceptions (``gcs._api_error``)."""
     if status == 404:
         return errors.SourceNotFoundError(reason)
     if status in (401, 403):
