@@ -136,11 +136,11 @@ def _open_parent(path: str, parent: str, top: str) -> tuple[int, list[Path]]:
     """A descriptor of ``path``'s directory ``parent``, reached from the
     bucket directory ``top`` without following a symlink (the caller closes
     it), and the directories created on the way."""
-    top = top.rstrip("/") or "/"
-    if parent == top:
+    base = top.rstrip("/")  # ("" for "/", whose objects' parent is "")
+    if parent.rstrip("/") == base:
         parts: list[str] = []
-    elif parent.startswith(top.rstrip("/") + "/"):
-        parts = parent[len(top.rstrip("/")) + 1 :].split("/")
+    elif parent.startswith(base + "/"):
+        parts = parent[len(base) + 1 :].split("/")
     else:
         raise UnsafeNameError(f"object {path} is not inside its bucket {top}")
     created: list[Path] = []
