@@ -30,6 +30,24 @@ WHERE id IN (SELECT id FROM objects
 RETURNING id, name, link, attempts, size, etag, version, checksum
 """
 
+# The same, where an object of ``threshold`` bytes or more counts as the
+# connections its ranged segments take (as many as ``engine.curl``'s
+# ``segment_bounds`` makes: min(SEGMENTS, size / (threshold / 4))): the rows are taken in
+# id order while the connections before each stay below the room (the first
+# always), so one worker does not take every large object of a job at once
+# while the others on its mountpath have nothing to do.
+_CLAIM_WEIGHED_SQL = """
+UPDATE objects SET state = 'running', owner = ?1, lease_expiry = ?2, attempts = attempts + 1,
+       start_time = ?3, bytes_done = 0
+WHERE id IN (SELECT id FROM (
+               SELECT id, sum(w) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) - w AS before FROM (
+                 SELECT id, CASE WHEN size >= ?8 THEN max(1, min(?9, size / (?8 / 4))) ELSE 1 END AS w
+                 FROM objects
+                 WHERE job = ?4 AND mountpath = ?5 AND state = 'pending' AND next_try <= ?6 LIMIT ?7))
+             WHERE before < ?7)
+RETURNING id, name, link, attempts, size, etag, version, checksum
+"""
+
 # what the catalog holds of a claim's names: one statement per claimed job
 # and chunk of names, not one per row
 _STORED_SQL = """
@@ -47,27 +65,50 @@ WHERE seq = ?3
 """
 
 
-def claim(conn: sqlite3.Connection, mountpath_id: int, owner: str, limit: int, lease_seconds: float) -> list[Task]:
+def claim(
+    conn: sqlite3.Connection,
+    mountpath_id: int,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    threshold: int = 0,
+    segments: int = 8,
+) -> list[Task]:
     """Claim up to ``limit`` pending objects of this mountpath, the job with
     the fewest running objects first, never letting a job exceed its
-    connection limit."""
+    connection limit. ``threshold`` (the segment threshold, 0 = off): the
+    limit is in connections, and an object of that size or more counts as
+    its segments (at most ``segments``) in a job without a connection limit."""
     now = time.time()
     tasks: list[Task] = []
+    used = 0
     with write(conn):
         for job in conn.execute(_ACTIVE_JOBS_SQL).fetchall():
-            room = limit - len(tasks)
+            room = limit - used
             if job["conns"]:
                 room = min(room, job["conns"] - job["running_cnt"])
             if room <= 0:
                 continue
-            params = (owner, now + lease_seconds, now, job["seq"], mountpath_id, now, room)
-            rows = conn.execute(_CLAIM_SQL, params).fetchall()
+            params: tuple[object, ...] = (owner, now + lease_seconds, now, job["seq"], mountpath_id, now, room)
+            weighed = threshold > 0 and not job["conns"]
+            if weighed:
+                params += (threshold, segments)
+            rows = conn.execute(_CLAIM_WEIGHED_SQL if weighed else _CLAIM_SQL, params).fetchall()
             if rows:
                 conn.execute(_CLAIMED_SQL, (len(rows), now, job["seq"]))
             tasks += _tasks(job, rows, mountpath_id, _stored(conn, job, [row[1] for row in rows]))
-            if len(tasks) >= limit:
+            used += sum(connections(row[4], threshold, segments) for row in rows) if weighed else len(rows)
+            if used >= limit:
                 break
     return tasks
+
+
+def connections(size: int | None, threshold: int, segments: int = 8) -> int:
+    """What a weighed claim counts an object as: the connections of its
+    ranged segments (``engine.curl.segment_bounds``), else 1."""
+    if size is None or size < threshold:
+        return 1
+    return max(1, min(segments, size // (threshold // 4)))
 
 
 def _stored(conn: sqlite3.Connection, job: sqlite3.Row, names: list[str]) -> dict[str, StoredInfo]:

@@ -31,7 +31,7 @@ from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.redact import install_log_redaction
-from dlengine.sources.base import ObjectInfo
+from dlengine.sources.base import ObjectInfo, SignedGet
 from dlengine.sources.signed import signed_get
 from dlengine.storage import durable, layout
 from dlengine.supervisor import wake, work
@@ -90,6 +90,9 @@ class Worker:
             self._curl_done, settings.segment_threshold, settings.min_rate, settings.max_object_size
         )
         self._bare: set[int] = set()  # rows whose work file has no .meta to remove
+        # rows in the libcurl loop that take more than one connection (large
+        # objects, in ranged segments): their connections beyond the first
+        self._extra: dict[int, int] = {}
 
     def run(self) -> None:
         conn = db.connect(self.settings.ledger_path)
@@ -141,10 +144,13 @@ class Worker:
         while not self.stop.is_set():
             now = time.monotonic()
             free = self._threads + min(self._threads, self._rate // 4) - len(self._running) + len(self._stored)
+            free -= self._extra_busy()
             # claim before reporting, in batches of at least half the threads
             # unless some threads would otherwise have nothing to do
             if free > 0 and now >= next_claim and (free >= self._threads // 2 or len(self._running) < self._threads):
-                tasks = claims.claim(conn, self.mountpath_id, self.owner, free, self.settings.lease_seconds)
+                tasks = claims.claim(
+                    conn, self.mountpath_id, self.owner, free, self.settings.lease_seconds, self._threshold
+                )
                 for task in tasks:
                     self._start(conn, pool, task)
                 idle = 0.02 if tasks else min(idle * 2, 0.5)
@@ -159,6 +165,19 @@ class Worker:
                 self._rate, self._finished = self._finished, 0
             if not self._running:
                 self.stop.wait(max(0.0, next_claim - time.monotonic()))
+
+    @property
+    def _threshold(self) -> int:
+        """Claims count large objects as their segments' connections (0 =
+        as one): not with a single connection per worker."""
+        return self.settings.segment_threshold if self._threads > 1 else 0
+
+    def _extra_busy(self) -> int:
+        """Connections taken by large objects beyond one each (not those
+        stored and waiting to be recorded)."""
+        if not self._extra:
+            return 0
+        return sum(n for task_id, n in self._extra.items() if task_id not in self._stored)
 
     def _collect(self, timeout: float) -> list[tuple[Outcome, Path | None]]:
         """Outcomes ready to be recorded (their renames durable)."""
@@ -209,6 +228,8 @@ class Worker:
             wake.poke(self.wake_fd)  # the supervisor sees it now, not at its next tick
         for outcome, _ in batch:
             self._running.pop(outcome.task_id, None)
+            if self._extra:
+                self._extra.pop(outcome.task_id, None)
             if outcome.task_id in self._bare:
                 self._bare.discard(outcome.task_id)
             elif outcome.state in (ObjectState.DONE, ObjectState.SKIPPED):
@@ -229,7 +250,7 @@ class Worker:
         ctx = self._context(running, headers)
         if ctx.throttle is None and not providers.writes_through(task):
             if curl.eligible(task.link):
-                self._curl.submit(task, ctx)
+                self._to_curl(task, ctx)
                 return
             if task.link[:5].lower() == "hf://":
                 self._submit_routed(task, ctx)
@@ -237,9 +258,16 @@ class Worker:
             # a cloud object: its signed GET to the loop too (signed here, off the loop thread)
             signed = signed_get(task.link, _listed(task)) if self.settings.cloud_get == "curl" else None
             if signed is not None:
-                self._curl.submit(task, ctx, signed)
+                self._to_curl(task, ctx, signed)
                 return
         pool.put((running, ctx))
+
+    def _to_curl(self, task: Task, ctx: work.Context, signed: SignedGet | None = None) -> None:
+        """To the libcurl loop; a large object counts as the connections of
+        its segments until it is recorded (what the claim counted)."""
+        if self._threshold and not task.connections and (task.size or 0) >= self._threshold:
+            self._extra[task.id] = claims.connections(task.size, self._threshold, curl.SEGMENTS) - 1
+        self._curl.submit(task, ctx, signed)
 
     def _submit_routed(self, task: Task, ctx: work.Context) -> None:
         """An ``hf://`` file: the libcurl loop asks the Hub's resolve URL

@@ -72,6 +72,44 @@ def test_claim_respects_connection_limit_across_owners(conn: sqlite3.Connection)
     _counters_match_rows(conn, job_id)
 
 
+def _listed_job(conn: sqlite3.Connection, sizes: list[int | None], conns: int = 0) -> str:
+    record = NewJob(jobs.new_job_id(), "backend", "d", "aws", "", "bkt", "{}", conns=conns)
+    listed = [NewObject(f"k{i}", f"s3://src/k{i}", size=size, etag=f'"e{i}"') for i, size in enumerate(sizes)]
+    return jobs.create_listed_job(conn, record, listed, lambda _name: "/mp")
+
+
+def test_a_weighed_claim_counts_large_objects_as_their_segments(conn: sqlite3.Connection) -> None:
+    """Eight objects of 64 MiB (four segments each at the default
+    threshold): a worker with 16 connections takes four of them, the next
+    worker the other four (without weighing the first took all eight)."""
+    mib = 1 << 20
+    _listed_job(conn, [64 * mib] * 8)
+    mp = _mp(conn)
+    first = claims.claim(conn, mp, "a", 16, 30, threshold=64 * mib)
+    second = claims.claim(conn, mp, "b", 16, 30, threshold=64 * mib)
+    assert [t.name for t in first] == ["k0", "k1", "k2", "k3"]
+    assert [t.name for t in second] == ["k4", "k5", "k6", "k7"]
+
+
+def test_a_weighed_claim_takes_one_large_object_at_least_and_small_ones_as_one(conn: sqlite3.Connection) -> None:
+    mib = 1 << 20
+    _listed_job(conn, [1024 * mib, 10, 10, 1024 * mib, None, 10])
+    mp = _mp(conn)
+    # eight segments, more than the room of 3: taken alone
+    assert [t.name for t in claims.claim(conn, mp, "a", 3, 30, threshold=64 * mib)] == ["k0"]
+    # two small ones (1 each), then the large one while the room is not used up
+    assert [t.name for t in claims.claim(conn, mp, "b", 3, 30, threshold=64 * mib)] == ["k1", "k2", "k3"]
+    # unknown sizes count as one
+    assert [t.name for t in claims.claim(conn, mp, "c", 3, 30, threshold=64 * mib)] == ["k4", "k5"]
+
+
+def test_a_job_with_a_connection_limit_is_not_weighed(conn: sqlite3.Connection) -> None:
+    """Such a job's objects are never segmented (one connection each)."""
+    mib = 1 << 20
+    _listed_job(conn, [64 * mib] * 6, conns=5)
+    assert len(claims.claim(conn, _mp(conn), "a", 16, 30, threshold=64 * mib)) == 5
+
+
 def test_claim_only_own_mountpath_and_oldest_job_first(conn: sqlite3.Connection) -> None:
     old = _job(conn, 2, mountpath="/mp")
     _job(conn, 2, mountpath="/other")

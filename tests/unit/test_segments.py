@@ -66,3 +66,16 @@ def test_each_segment_answer_must_be_its_range_of_the_same_version() -> None:
         group.check(1, _answer(200, etag='"v2"'))
     with pytest.raises(RangesIgnored):
         group.check(1, _answer(200, etag='"v1"'))
+
+
+@pytest.mark.parametrize("size", [0, THRESHOLD - 1, THRESHOLD, THRESHOLD + 1, 2 * THRESHOLD, SIZE, 5 * SIZE])
+def test_a_weighed_claim_counts_an_object_as_its_segments(size: int) -> None:
+    """``claims.connections`` (what a worker claims a large object as) is
+    the number of segments the loop will open for it."""
+    from dlengine.engine.curl import SEGMENTS
+    from dlengine.ledger.claims import connections
+
+    bounds = segment_bounds(
+        _task(), ObjectInfo("k", size=size, etag='"v1"'), _answer(200, accept_ranges="bytes"), THRESHOLD
+    )
+    assert connections(size, THRESHOLD, SEGMENTS) == (len(bounds) if bounds else 1)
