@@ -15,6 +15,7 @@ characters XML cannot carry). What the answer means is read as
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -157,10 +158,13 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+@functools.lru_cache(maxsize=1024)
 def http_date(value: str | None) -> str | None:
     """``2026-12-01T21:55:30.000Z`` -> ``Tue, 01 Dec 2026 21:55:30 GMT``
     (botocore's datetime as ``sources.s3`` formats it: seconds, UTC; the
-    names not from the locale)."""
+    names not from the locale). Kept: the objects of a listing page were
+    mostly written in the same few seconds, and parsing a date was half
+    of what a listed key cost."""
     if not value:
         return None
     try:

@@ -88,18 +88,31 @@ def presign_get(
     ``credentials`` (access key, secret, session token or None);
     ``signed_headers`` (lower-case names) must then be sent with it."""
     access, secret, token = credentials
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    stamp = _stamp(int(time.time() if now is None else now))
     scope = f"{stamp[:8]}/{region}/{service}/aws4_request"
-    headers = {"host": host, **signed_headers}
-    names = ";".join(sorted(headers))
+    names, canonical_headers = _canonical_headers(host, tuple(signed_headers.items()))
     canonical_query = _canonical_query(access, scope, stamp, expires, names, token)
     if params:
         pairs = [tuple(pair.split("=", 1)) for pair in canonical_query.split("&")]
         pairs += [(_enc(k), _enc(v)) for k, v in params.items()]
         canonical_query = "&".join(f"{k}={v}" for k, v in sorted(pairs))  # by name, then value
-    canonical_headers = "".join(f"{k}:{' '.join(headers[k].split())}\n" for k in sorted(headers))
     canonical = f"{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{names}\n{_UNSIGNED}"
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{digest}"
-    signature = hmac.new(signing_key(secret, stamp[:8], region, service), to_sign.encode(), hashlib.sha256)
-    return f"{origin}{path}?{canonical_query}&X-Amz-Signature={signature.hexdigest()}"
+    signature = hmac.digest(signing_key(secret, stamp[:8], region, service), to_sign.encode(), "sha256")
+    return f"{origin}{path}?{canonical_query}&X-Amz-Signature={signature.hex()}"
+
+
+@functools.lru_cache(maxsize=4)
+def _stamp(second: int) -> str:
+    """X-Amz-Date of a second (kept: formatting it was a tenth of a URL)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+
+
+@functools.lru_cache(maxsize=64)
+def _canonical_headers(host: str, signed: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """(SignedHeaders, the canonical header lines) of ``host`` and the
+    signed headers: the same for every object of a bucket."""
+    headers = {"host": host, **dict(signed)}
+    names = ";".join(sorted(headers))
+    return names, "".join(f"{k}:{' '.join(headers[k].split())}\n" for k in sorted(headers))
