@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dlengine.cancel import Flag
 from dlengine.ledger.models import Task
 from dlengine.ledger.throttle import TokenBuckets
 
@@ -80,7 +81,7 @@ class Throttle:
         self._credit = 0.0  # tokens taken from the ledger, not yet handed out
         self._paid = 0.0  # time.monotonic() when the last of them is paid for
 
-    def take(self, nbytes: int, cancel: threading.Event | None = None) -> None:
+    def take(self, nbytes: int, cancel: Flag | None = None) -> None:
         """Block until ``nbytes`` more may be downloaded, or ``cancel`` is
         set (an abort must not wait for a slow job's next slice)."""
         delay = self._reserve(nbytes) - time.monotonic()
@@ -124,7 +125,7 @@ class Throttles:
         """The read size for a download of a job with this limit."""
         return read_size(bytes_per_hour, self._chunk_size)
 
-    def hook(self, task: Task, cancel: threading.Event | None = None) -> Callable[[int], None] | None:
+    def hook(self, task: Task, cancel: Flag | None = None) -> Callable[[int], None] | None:
         """The per-chunk hook for ``transfer.Job.throttle`` of a download of
         ``task``; None (no cost at all) when its job is unlimited."""
         if task.bytes_per_hour <= 0:

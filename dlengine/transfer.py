@@ -21,7 +21,6 @@ import errno
 import hashlib
 import json
 import os
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dlengine import errors
+from dlengine.cancel import Flag
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.sources.base import ObjectInfo, Request, Source
@@ -113,7 +113,7 @@ class Job:
     timeout: float
     chunk_size: int = 1 << 20
     fsync: bool = True
-    cancel: threading.Event | None = None
+    cancel: Flag | None = None
     progress: Progress | None = None
     throttle: Throttle | None = None
     remote: RemoteTarget | None = None  # a write-through bucket instead of the mountpath

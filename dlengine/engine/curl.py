@@ -276,7 +276,7 @@ def interpret(request: Request, answer: _Answer, max_size: int | None) -> tuple[
     """(info, offset where the body starts, not modified) of a final answer,
     or the error it means (``sources.answer``: the same checks as every
     HTTP answer)."""
-    got = answers.interpret(request, answer.status, answer.headers, answer.reason, max_size=max_size)
+    got = answers.interpret(request, answer.status, answer.headers, answer.reason, max_size=max_size, lowered=True)
     return got.info, got.offset, got.not_modified
 
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from dlengine.errors import ErrorCode
 from dlengine.ledger.states import JobState, ObjectState
+from dlengine.records import quick_init
 
 _Row = TypeVar("_Row")
 
@@ -42,6 +43,7 @@ class StoredInfo:
     stored_time: float | None = None  # when it was recorded: the file's mtime is not later
 
 
+@quick_init
 @dataclass(frozen=True)
 class Task:
     """One claimed object, everything a worker needs to download it."""
@@ -85,6 +87,7 @@ class NewObject:
     code: ErrorCode | None = None  # why it failed, with ``error``
 
 
+@quick_init
 @dataclass(frozen=True)
 class Outcome:
     """What happened to a task; reported to the ledger in batches."""

@@ -89,12 +89,19 @@ def conditional_headers(request: Request) -> dict[str, str]:
 
 
 def interpret(
-    request: Request, status: int, headers: Mapping[str, str], reason: str = "", *, max_size: int | None = None
+    request: Request,
+    status: int,
+    headers: Mapping[str, str],
+    reason: str = "",
+    *,
+    max_size: int | None = None,
+    lowered: bool = False,
 ) -> Answer:
     """The ``Answer`` of an HTTP ``status`` with ``headers`` to ``request``
     (built with ``conditional_headers``), or the dlengine error it means.
-    ``max_size``: the largest object accepted (``DLENGINE_MAX_OBJECT_SIZE``)."""
-    lower = {name.lower(): value for name, value in headers.items()}
+    ``max_size``: the largest object accepted (``DLENGINE_MAX_OBJECT_SIZE``);
+    ``lowered``: the header names are lower-case already (``parse_header_lines``)."""
+    lower = headers if lowered else {name.lower(): value for name, value in headers.items()}
     if status == 304:
         return _not_modified(request, lower)
     if status == 416 and request.offset > 0:

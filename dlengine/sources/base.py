@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
 from dlengine.errors import DlengineError
+from dlengine.records import quick_init
 
 
+@quick_init
 @dataclass(frozen=True)
 class ObjectInfo:
     """Metadata of one source object. ``checksums`` maps an algorithm
@@ -44,6 +46,7 @@ class Selection(TypedDict):
     exclude: list[str]
 
 
+@quick_init
 @dataclass(frozen=True)
 class Request:
     """How to open one object. ``offset`` > 0 asks for the rest from there,

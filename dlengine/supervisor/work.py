@@ -10,7 +10,6 @@ failed, fatal → failed and the job stops). It never touches the ledger.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlengine import errors, throttle, transfer
+from dlengine.cancel import Flag
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
 from dlengine.sources.base import Source
@@ -53,7 +53,7 @@ class Context:
     fsync: bool = True
     max_attempts: int = 5
     pool_size: int = 16
-    cancel: threading.Event | None = None
+    cancel: Flag | None = None
     progress: transfer.Progress | None = None
     throttle: transfer.Throttle | None = None
     stopping: Callable[[], bool] = field(default=_never)  # cancelled to stop, not aborted

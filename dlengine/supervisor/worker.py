@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dlengine import jobsecrets, providers, throttle, transfer
+from dlengine.cancel import Cancel
 from dlengine.config import Settings
 from dlengine.engine import curl
 from dlengine.ledger import claims, db, jobs
@@ -50,7 +51,7 @@ SYNC_GATHER = 0.02
 @dataclass
 class _Running:
     task: Task
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel: Cancel = field(default_factory=Cancel)
     stopping: bool = False  # cancelled because the worker stops, not an abort
     progress: tuple[int, int | None] = (0, None)
 
