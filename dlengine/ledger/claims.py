@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from dlengine.ledger.counters import Counts, count_moves
 from dlengine.ledger.db import write
@@ -32,19 +33,21 @@ RETURNING id, name, link, attempts, size, etag, version, checksum
 
 # The same, where an object of ``threshold`` bytes or more counts as the
 # connections its ranged segments take (as many as ``engine.curl``'s
-# ``segment_bounds`` makes: min(SEGMENTS, size / (threshold / 4))): the rows are taken in
-# id order while the connections before each stay below the room (the first
-# always), so one worker does not take every large object of a job at once
-# while the others on its mountpath have nothing to do.
-_CLAIM_WEIGHED_SQL = """
-UPDATE objects SET state = 'running', owner = ?1, lease_expiry = ?2, attempts = attempts + 1,
-       start_time = ?3, bytes_done = 0
-WHERE id IN (SELECT id FROM (
-               SELECT id, sum(w) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) - w AS before FROM (
-                 SELECT id, CASE WHEN size >= ?8 THEN max(1, min(?9, size / (?8 / 4))) ELSE 1 END AS w
-                 FROM objects
-                 WHERE job = ?4 AND mountpath = ?5 AND state = 'pending' AND next_try <= ?6 LIMIT ?7))
-             WHERE before < ?7)
+# ``segment_bounds`` makes: ``connections``): of the candidates, the rows are
+# taken in id order while the connections before each stay below the room
+# (the first always), so one worker does not take every large object of a
+# job at once while the others on its mountpath have nothing to do. The
+# weighing is done in Python between the two statements (one transaction):
+# the same in one statement, with a window function over the candidates,
+# took 1.8 ms for 16 rows of a 10,000-row job on SQLite 3.40 (its plan
+# reads every pending row), the two statements ~40 us.
+_CANDIDATES_SQL = """
+SELECT id, size FROM objects WHERE job = ? AND mountpath = ? AND state = 'pending' AND next_try <= ? LIMIT ?
+"""
+_CLAIM_IDS_SQL = """
+UPDATE objects SET state = 'running', owner = ?, lease_expiry = ?, attempts = attempts + 1,
+       start_time = ?, bytes_done = 0
+WHERE id IN ({}) AND state = 'pending'
 RETURNING id, name, link, attempts, size, etag, version, checksum
 """
 
@@ -89,11 +92,16 @@ def claim(
                 room = min(room, job["conns"] - job["running_cnt"])
             if room <= 0:
                 continue
-            params: tuple[object, ...] = (owner, now + lease_seconds, now, job["seq"], mountpath_id, now, room)
+            lease = now + lease_seconds
             weighed = threshold > 0 and not job["conns"]
             if weighed:
-                params += (threshold, segments)
-            rows = conn.execute(_CLAIM_WEIGHED_SQL if weighed else _CLAIM_SQL, params).fetchall()
+                candidates = conn.execute(_CANDIDATES_SQL, (job["seq"], mountpath_id, now, room))
+                ids = _weighed(candidates, room, threshold, segments)
+                sql = _CLAIM_IDS_SQL.format(",".join("?" * len(ids)))
+                rows = conn.execute(sql, (owner, lease, now, *ids)).fetchall() if ids else []
+            else:
+                params = (owner, lease, now, job["seq"], mountpath_id, now, room)
+                rows = conn.execute(_CLAIM_SQL, params).fetchall()
             if rows:
                 conn.execute(_CLAIMED_SQL, (len(rows), now, job["seq"]))
             tasks += _tasks(job, rows, mountpath_id, _stored(conn, job, [row[1] for row in rows]))
@@ -101,6 +109,19 @@ def claim(
             if used >= limit:
                 break
     return tasks
+
+
+def _weighed(candidates: Iterable[Sequence[Any]], room: int, threshold: int, segments: int) -> list[int]:
+    """The ids of the candidates (id, size) a weighed claim takes: in id
+    order, while the connections of those before stay below ``room``."""
+    ids: list[int] = []
+    before = 0
+    for oid, size in sorted((c[0], c[1]) for c in candidates):
+        if before >= room:
+            break
+        ids.append(oid)
+        before += connections(size, threshold, segments)
+    return ids
 
 
 def connections(size: int | None, threshold: int, segments: int = 8) -> int:
