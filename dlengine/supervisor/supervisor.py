@@ -190,13 +190,12 @@ class Supervisor:
         self._next_sweep = time.monotonic() + EXPIRY_SWEEP
         self._next_placed = time.monotonic() + PLACED_CHECK
         failures = StepFailures("the supervisor")
-        while True:
-            self._wake.wait(TICK)
-            if self.stop.is_set():
-                return
+        while not self.stop.is_set():
+            # a tick first: a run with nothing to do ends now, not after one TICK
             if failures.attempt(lambda: self._tick(ledger), self.stop):
                 self._idle_exit = True
                 return
+            self._wake.wait(TICK)
 
     def _hand_over(self) -> None:
         """A job submitted while this supervisor was stopping found the lock
