@@ -5,6 +5,7 @@ the bytes and failures come from a source object the test controls."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,24 @@ def test_an_unchanged_copy_in_place_is_confirmed_not_fetched(tmp_path: Path) -> 
     outcome, _ = transfer.fetch(_task(), _job(tmp_path, source))
     assert source.requests[-1].if_none_match == '"v1"'  # conditional: the source said 304
     assert outcome.state is ObjectState.DONE and dest.read_bytes() == data
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_a_work_file_is_hashed_the_same_mapped_or_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mapped: bool
+) -> None:
+    """Segments are hashed from the file at the end: mapped window by window
+    (hashlib, zlib) or read (google-crc32c takes no mapping), the same digest;
+    an empty file too."""
+    monkeypatch.setattr(transfer, "_HASH_WINDOW", 8192)  # (a multiple of the page size, as offsets must be)
+    data = os.urandom(3 * 8192 + 123)
+    path = tmp_path / "part"
+    path.write_bytes(data + b"tail not hashed")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for length in (len(data), 0):
+            hasher = hashlib.md5()
+            transfer._hash_fd(fd, length, hasher, mapped)
+            assert hasher.hexdigest() == hashlib.md5(data[:length]).hexdigest()
+    finally:
+        os.close(fd)
