@@ -118,6 +118,10 @@ class Job:
     progress: Progress | None = None
     throttle: Throttle | None = None
     remote: RemoteTarget | None = None  # a write-through bucket instead of the mountpath
+    # a small object's verified bytes handed here (row id, bytes) instead of
+    # being written and installed: its outcome then names no file (a Dask
+    # batch uploads them from memory, no scratch file written and read back)
+    hold: Callable[[int, bytes], None] | None = None
 
 
 class RemoteTarget(Protocol):
@@ -407,11 +411,13 @@ class Receiver:
     def end(self) -> tuple[Outcome, Path | None]:
         """All bytes received: verify, then install (or upload)."""
         task, job = self.task, self.job
+        held: list[bytes] | None = None
         if self.segments is not None:
             self._end_segments()
         elif self._buffer is not None:
-            _write_whole(self.part, self._buffer, job.fsync)
-            self._buffer = None
+            held, self._buffer = self._buffer, None
+            if job.hold is None:
+                _write_whole(self.part, held, job.fsync)
         elif self._out is not None:
             out, self._out = self._out, None
             try:
@@ -421,6 +427,9 @@ class Receiver:
             finally:
                 out.close()
         _verify(self.info, self.written, self._hasher, self._check, self.part, self.meta)
+        if held is not None and job.hold is not None:
+            job.hold(task.id, b"".join(held))
+            return _done(task, self.info, self.written, self._check, job.mountpath), None
         if job.remote is not None:  # write-through: upload the verified bytes
             job.remote.put(task.name, Path(self.part), self._check, origin_of(task.link, self.info, self.written))
             _remove(self.part, self.meta)

@@ -18,7 +18,7 @@ import dataclasses
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -258,17 +258,19 @@ class AzureSource:
         joined = f"{url}{'&' if '?' in url else '?'}{sas}" if sas else url
         return SignedGet(joined, {}, refine_answer)
 
-    def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
-        """Store a verified local file as ``key``, with its Content-MD5 and
+    def upload(
+        self, key: str, data: Path | bytes, md5_hex: str | None = None, metadata: dict[str, str] | None = None
+    ) -> None:
+        """Store a verified local file (or its bytes, held in memory) as ``key``, with its Content-MD5 and
         ``metadata`` when given (Azure's names are C# identifiers: ``-`` is
         stored as ``_``, and ``metadata()`` turns it back)."""
         from azure.storage.blob import ContentSettings
 
         settings = ContentSettings(content_md5=bytearray.fromhex(md5_hex)) if md5_hex else None
         stored = {k.replace("-", "_"): v for k, v in metadata.items()} if metadata else None
-        with translated(self.link(key)), open(path, "rb") as data:
+        with translated(self.link(key)), nullcontext(data) if isinstance(data, bytes) else open(data, "rb") as body:
             blob = self._blob(key)
-            blob.upload_blob(data, overwrite=True, content_settings=settings, metadata=stored, max_concurrency=4)
+            blob.upload_blob(body, overwrite=True, content_settings=settings, metadata=stored, max_concurrency=4)
 
     def metadata(self, key: str) -> dict[str, str] | None:
         """The metadata of a stored blob (``_`` read as ``-``); None if there is no such blob."""

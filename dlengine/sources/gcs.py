@@ -167,14 +167,19 @@ class GCSSource:
             return None
         return SignedGet(gcsplain.media_url(base, self.bucket, key), headers, _Refine(listed))
 
-    def upload(self, key: str, path: Path, md5_hex: str | None = None, metadata: dict[str, str] | None = None) -> None:
-        """Store a verified local file as ``key``, with ``metadata`` (the
-        blob's custom metadata) when given."""
+    def upload(
+        self, key: str, data: Path | bytes, md5_hex: str | None = None, metadata: dict[str, str] | None = None
+    ) -> None:
+        """Store a verified local file (or its bytes, held in memory) as
+        ``key``, with ``metadata`` (the blob's custom metadata) when given."""
         blob = client().bucket(self.bucket).blob(key)
         if metadata:
             blob.metadata = metadata
         with translated(self.link(key)):
-            blob.upload_from_filename(str(path), checksum="md5")
+            if isinstance(data, bytes):
+                blob.upload_from_string(data, checksum="md5")
+            else:
+                blob.upload_from_filename(str(data), checksum="md5")
 
     def metadata(self, key: str) -> dict[str, str] | None:
         """The custom metadata of a stored blob; None if there is no such blob."""

@@ -48,13 +48,13 @@ def _handle() -> Any:
 def put(
     url: str,
     headers: Mapping[str, str],
-    path: Path,
+    data: Path | bytes,
     size: int,
     timeout: float,
     what: str,
     classify: Callable[[str, int, str], errors.DlengineError],
 ) -> None:
-    """PUT the file at ``path`` (``size`` bytes) to the presigned ``url``
+    """PUT ``data`` (a file, or bytes in memory; ``size`` bytes) to the presigned ``url``
     with ``headers`` (the signed ones, exactly as signed). ``what`` names
     the object in errors (never the URL: it carries the credential);
     ``classify(code, status, what)`` makes the store's refusal an error."""
@@ -65,7 +65,7 @@ def put(
         if answer.tell() < ERROR_BODY_LIMIT:
             answer.write(data)
 
-    with path.open("rb") as body:
+    with io.BytesIO(data) if isinstance(data, bytes) else data.open("rb") as body:
         handle.setopt(pycurl.URL, url)
         handle.setopt(pycurl.UPLOAD, 1)
         handle.setopt(pycurl.READFUNCTION, body.read)

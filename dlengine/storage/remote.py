@@ -36,11 +36,12 @@ class CloudBucket:
         self._source = registry.cloud_source(scheme, bucket)
 
     def put(
-        self, name: str, path: Path, checksum: tuple[str, str] | None, origin: dict[str, str] | None = None
+        self, name: str, data: Path | bytes, checksum: tuple[str, str] | None, origin: dict[str, str] | None = None
     ) -> None:
-        """Upload ``path`` as ``name``, keeping ``origin`` as its metadata."""
+        """Upload ``data`` (a verified file, or its bytes held in memory) as
+        ``name``, keeping ``origin`` as its metadata."""
         md5 = checksum[1] if checksum and checksum[0] == "md5" else None
-        self._source.upload(name, path, md5, metadata=origin)
+        self._source.upload(name, data, md5, metadata=origin)
 
     def origin(self, name: str) -> dict[str, str] | None:
         """What a stored object records of its source (``put``'s ``origin``);

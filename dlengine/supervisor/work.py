@@ -57,6 +57,7 @@ class Context:
     progress: transfer.Progress | None = None
     throttle: transfer.Throttle | None = None
     stopping: Callable[[], bool] = field(default=_never)  # cancelled to stop, not aborted
+    hold: Callable[[int, bytes], None] | None = None  # small objects' bytes kept in memory (``transfer.Job.hold``)
 
 
 def run_task(task: Task, ctx: Context) -> Result:
@@ -95,6 +96,7 @@ def transfer_job(
         progress=ctx.progress,
         throttle=ctx.throttle,
         remote=target,
+        hold=ctx.hold,
     )
 
 

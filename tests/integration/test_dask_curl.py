@@ -122,3 +122,28 @@ def test_batch_keeps_its_threads_worth_in_flight(httpd: TestHTTPServer, bucket: 
     tasks = _tasks(httpd, bucket, 9)
     assert all(o.state is ObjectState.DONE for o in run_batch(tasks, _ctx(tmp_path, threads=3)))
     assert httpd.peak_concurrency == 3
+
+
+def test_small_objects_are_uploaded_from_memory_larger_ones_from_a_file(
+    httpd: TestHTTPServer, seaweedfs: SeaweedFS, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects of at most one chunk go from the loop to the store in
+    memory: no scratch file is written for them (``_write_whole`` and the
+    install would fail the object here); larger ones through the file."""
+    from dlengine import transfer
+
+    installed: list[str] = []
+    real_install = transfer._install
+
+    def install(part: str, dest: str, bucket_root: str, fsync: bool = False) -> None:
+        installed.append(dest)
+        real_install(part, dest, bucket_root, fsync)
+
+    monkeypatch.setattr(transfer, "_write_whole", lambda *_a: pytest.fail("a small object was written to a file"))
+    monkeypatch.setattr(transfer, "_install", install)
+    tasks = _tasks(httpd, bucket, 6)  # 5,000 .. 10,000 bytes
+    ctx = work.Context(workdir=tmp_path, headers={}, timeout=10.0, fsync=False, max_attempts=3, chunk_size=7_500)
+    outcomes = run_batch(tasks, ctx)
+    assert [(o.task_id, o.state) for o in outcomes] == [(t.id, ObjectState.DONE) for t in tasks]
+    assert len(installed) == 3  # 8,000, 9,000 and 10,000 bytes: more than a chunk
+    _stored(seaweedfs, httpd, bucket, tasks)

@@ -6,6 +6,7 @@ per-process clients are cached per chain, so moto's tests keep theirs."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import threading
@@ -170,3 +171,47 @@ def test_uploads_start_no_thread_per_object(
     head = seaweedfs.client().head_object(Bucket=bucket, Key="large-2")
     assert head["ContentLength"] == s3.SMALL_UPLOAD + 4096
     assert head["ETag"].strip('"').endswith("-2")  # multipart, 8 MiB parts
+
+
+class _Recording(BaseHTTPRequestHandler):
+    """Takes every PUT (200), keeping its headers and body."""
+
+    protocol_version = "HTTP/1.1"
+    puts: list[tuple[dict[str, str], bytes]] = []
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).puts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(200)
+        self.send_header("ETag", '"' + hashlib.md5(body).hexdigest() + '"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_bytes_in_memory_go_with_a_content_md5_computed_when_none_is_given(
+    bucket: str, seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Dask batch uploads small objects from memory (``Context.hold``):
+    one presigned PUT of those bytes, with a Content-MD5 even when the
+    source gave no digest (the store checks what it got); stored as sent."""
+    data = os.urandom(10_240)
+    s3.S3Source(bucket).upload("mem", data, None, metadata={"dlengine-size": "10240"})
+    head = seaweedfs.client().head_object(Bucket=bucket, Key="mem")
+    assert head["Metadata"] == {"dlengine-size": "10240"}
+    assert seaweedfs.client().get_object(Bucket=bucket, Key="mem")["Body"].read() == data
+    # what went on the wire: a recording server in the store's place
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_port}")
+        _Recording.puts = []
+        s3.S3Source(bucket).upload("mem", data, None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    ((headers, body),) = _Recording.puts
+    assert body == data
+    assert base64.b64decode(headers["content-md5"]) == hashlib.md5(data).digest()

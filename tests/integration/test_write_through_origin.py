@@ -19,6 +19,7 @@ from dlengine import transfer
 from dlengine.ledger.models import Task
 from dlengine.ledger.states import ObjectState
 from dlengine.sources import registry
+from dlengine.sources.base import Request
 from dlengine.storage import remote
 from dlengine.supervisor import work
 from harness.httpd import TestHTTPServer
@@ -58,16 +59,18 @@ def _task(provider: str, bucket: str, link: str, attempts: int) -> Task:
     )  # fmt: skip
 
 
-def _upload(task: Task, httpd: TestHTTPServer, data: bytes, tmp_path: Path) -> Any:
+def _upload(task: Task, httpd: TestHTTPServer, data: bytes, tmp_path: Path, in_memory: bool = False) -> Any:
     """What ``transfer.fetch`` does for a write-through object: put the
-    verified file with ``origin_of`` the source's answer."""
+    verified file (or, as a Dask batch does for a small object, its bytes
+    held in memory) with ``origin_of`` the source's answer."""
     source, key = registry.resolve(task.link)
     info = source.stat(key, {}, 10.0)
     path = tmp_path / "part"
     path.write_bytes(data)
     target = remote.target_for(task)
     assert target is not None
-    target.put(task.name, path, ("md5", hashlib.md5(data).hexdigest()), transfer.origin_of(task.link, info, len(data)))
+    origin = transfer.origin_of(task.link, info, len(data))
+    target.put(task.name, data if in_memory else path, ("md5", hashlib.md5(data).hexdigest()), origin)
     return target, source, key
 
 
@@ -93,3 +96,21 @@ def test_an_earlier_upload_is_recognised(destination: tuple[str, str], httpd: Te
     other = replace(task, link=f"{httpd.url}/origin/other.bin")
     httpd.put("/origin/other.bin", data)
     assert work.already_stored(other, target, *registry.resolve(other.link), ctx) is None
+
+
+def test_bytes_from_memory_are_stored_and_recognised(
+    destination: tuple[str, str], httpd: TestHTTPServer, tmp_path: Path
+) -> None:
+    provider, bucket = destination
+    data = b"memory" * 1700
+    httpd.put("/origin/mem.bin", data)
+    task = _task(provider, bucket, f"{httpd.url}/origin/mem.bin", attempts=2)
+    target, source, key = _upload(task, httpd, data, tmp_path, in_memory=True)
+    stored, stored_key = registry.resolve(f"{target.uri}/{task.name}")
+    stream = stored.open(Request(stored_key))
+    try:
+        assert b"".join(stream.chunks(1 << 20)) == data
+    finally:
+        stream.close()
+    held = work.already_stored(task, target, source, key, work.Context(workdir=tmp_path, headers={}))
+    assert held is not None and held.state == ObjectState.DONE and held.size == len(data), held

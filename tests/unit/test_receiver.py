@@ -182,3 +182,41 @@ def test_a_work_file_is_hashed_the_same_mapped_or_read(
             assert hasher.hexdigest() == hashlib.md5(data[:length]).hexdigest()
     finally:
         os.close(fd)
+
+
+def _holding(tmp_path: Path, source: _MemorySource) -> tuple[transfer.Job, dict[int, bytes]]:
+    held: dict[int, bytes] = {}
+    job = _job(tmp_path, source)
+    job.hold = held.__setitem__
+    return job, held
+
+
+def test_a_held_small_object_never_touches_the_disk(tmp_path: Path) -> None:
+    """``Job.hold`` (a Dask batch uploading from memory): the verified bytes
+    go to the hook, no work file, no installed copy, no directory made."""
+    data = b"h" * (CHUNK - 1)
+    source = _MemorySource(data)
+    job, held = _holding(tmp_path / "scratch", source)
+    outcome, changed = transfer.fetch(_task(), job)
+    assert outcome.state is ObjectState.DONE and outcome.size == len(data) and changed is None
+    assert outcome.checksum == "md5:" + hashlib.md5(data).hexdigest()
+    assert held == {7: data}
+    assert not (tmp_path / "scratch").exists()
+
+
+def test_a_held_object_that_fails_its_checksum_is_not_handed_on(tmp_path: Path) -> None:
+    source = _MemorySource(b"h" * 100, md5="0" * 32)
+    job, held = _holding(tmp_path, source)
+    with pytest.raises(errors.ChecksumMismatchError):
+        transfer.fetch(_task(), job)
+    assert held == {}
+
+
+def test_an_object_larger_than_a_chunk_is_installed_even_with_hold(tmp_path: Path) -> None:
+    data = bytes(range(256)) * (2 * CHUNK // 256)
+    source = _MemorySource(data)
+    job, held = _holding(tmp_path, source)
+    outcome, changed = transfer.fetch(_task(), job)
+    _, _, dest = _paths(tmp_path)
+    assert outcome.state is ObjectState.DONE and changed == dest and dest.read_bytes() == data
+    assert held == {}
