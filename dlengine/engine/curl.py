@@ -326,6 +326,7 @@ class CurlLoop:
         self._active: dict[Any, _Transfer] = {}
         self._inbox: queue.SimpleQueue[_Submitted | None] = queue.SimpleQueue()
         self._wake = Wake()
+        self._poked = False  # the wake pipe holds a poke the loop has not seen yet
         self._stopped = False
         self._later: list[tuple[_Group, int]] = []  # segments to start once curl returns
 
@@ -336,7 +337,9 @@ class CurlLoop:
         ``signed``: a cloud object's GET, asked instead of the task's link;
         ``route``: how to fetch a link whose answers its source reads (hf://)."""
         self._inbox.put((task, ctx, signed, route))
-        self._wake.poke()
+        if not self._poked:  # one poke per wait, not one per task of a claim (a write and a wake-up each)
+            self._poked = True
+            self._wake.poke()
 
     def stop(self) -> None:
         self._inbox.put(None)
@@ -445,6 +448,7 @@ class CurlLoop:
         readers, writers, errs = self._multi.fdset()
         ready, _, _ = select.select([*readers, self._wake.r], writers, errs, timeout)
         if self._wake.r in ready:
+            self._poked = False  # (before the drain: a task put after it pokes again)
             self._wake.drain()
 
     def _scan(self, now: float) -> None:
