@@ -19,7 +19,7 @@ from dlengine.redact import redact
 # jobs share the download threads, so a slow (e.g. rate-limited) job cannot
 # hold every thread while a newer job waits.
 _ACTIVE_JOBS_SQL = (
-    "SELECT seq, id, type, conns, running_cnt, timeout, bytes_per_hour, provider, namespace, bucket, state"
+    "SELECT seq, id, type, conns, running_cnt, timeout, bytes_per_hour, provider, namespace, bucket, state, pending_cnt"
     f" FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} AND pending_cnt > 0 ORDER BY running_cnt, seq"
 )
 
@@ -76,18 +76,25 @@ def claim(
     lease_seconds: float,
     threshold: int = 0,
     segments: int = 8,
+    sharers: int = 1,
 ) -> list[Task]:
     """Claim up to ``limit`` pending objects of this mountpath, the job with
     the fewest running objects first, never letting a job exceed its
     connection limit. ``threshold`` (the segment threshold, 0 = off): the
     limit is in connections, and an object of that size or more counts as
-    its segments (at most ``segments``) in a job without a connection limit."""
+    its segments (at most ``segments``) in a job without a connection limit.
+    ``sharers``: the workers claiming on this mountpath; a claim takes at
+    most its share of a job's pending rows, so the few large files of a
+    job whose sizes nobody knows yet (a range of links) go to every worker,
+    not all to the first one's loop."""
     now = time.time()
     tasks: list[Task] = []
     used = 0
     with write(conn):
         for job in conn.execute(_ACTIVE_JOBS_SQL).fetchall():
             room = limit - used
+            if sharers > 1:  # the last rows of a job are shared, not all taken by the first to ask
+                room = min(room, max(1, -(-(job["pending_cnt"] + job["running_cnt"]) // sharers)))
             if job["conns"]:
                 room = min(room, job["conns"] - job["running_cnt"])
             if room <= 0:

@@ -150,7 +150,13 @@ class Worker:
             # unless some threads would otherwise have nothing to do
             if free > 0 and now >= next_claim and (free >= self._threads // 2 or len(self._running) < self._threads):
                 tasks = claims.claim(
-                    conn, self.mountpath_id, self.owner, free, self.settings.lease_seconds, self._threshold
+                    conn,
+                    self.mountpath_id,
+                    self.owner,
+                    free,
+                    self.settings.lease_seconds,
+                    self._threshold,
+                    sharers=self.settings.workers_for_each_mountpath(),
                 )
                 for task in tasks:
                     self._start(conn, pool, task)

@@ -91,6 +91,19 @@ def test_a_weighed_claim_counts_large_objects_as_their_segments(conn: sqlite3.Co
     assert [t.name for t in second] == ["k4", "k5", "k6", "k7"]
 
 
+def test_a_claim_takes_its_share_of_a_job_s_last_rows(conn: sqlite3.Connection) -> None:
+    """Four links of unknown size and two workers: each takes two (the
+    first no longer takes all four into its one loop); alone, one worker
+    takes them all."""
+    _listed_job(conn, [None] * 4)
+    mp = _mp(conn)
+    first = claims.claim(conn, mp, "a", 16, 30, sharers=2)
+    second = claims.claim(conn, mp, "b", 16, 30, sharers=2)
+    assert [t.name for t in first] == ["k0", "k1"] and [t.name for t in second] == ["k2", "k3"]
+    _listed_job(conn, [None] * 3)
+    assert len(claims.claim(conn, mp, "c", 16, 30)) == 3
+
+
 def test_a_weighed_claim_takes_one_large_object_at_least_and_small_ones_as_one(conn: sqlite3.Connection) -> None:
     mib = 1 << 20
     _listed_job(conn, [1024 * mib, 10, 10, 1024 * mib, None, 10])
