@@ -448,8 +448,11 @@ class CurlLoop:
         readers, writers, errs = self._multi.fdset()
         ready, _, _ = select.select([*readers, self._wake.r], writers, errs, timeout)
         if self._wake.r in ready:
-            self._poked = False  # (before the drain: a task put after it pokes again)
+            # after the drain: cleared before it, a poke made in between
+            # would be drained with the flag still set, and no later task
+            # would poke again (each would wait for the next scan)
             self._wake.drain()
+            self._poked = False  # a task put from now on pokes; one put before is taken next
 
     def _scan(self, now: float) -> None:
         """End transfers aborted while nothing arrives (the write callback
