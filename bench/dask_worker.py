@@ -36,17 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from bench.bench import Server  # noqa: E402
+from bench.dask_bench import make_data  # noqa: E402  (the same data set as the cluster bench)
 from harness.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
-
-
-def make_data(root: Path, count: int, size: int) -> None:
-    small = root / "small"
-    small.mkdir(parents=True)
-    body = os.urandom(size)
-    for i in range(count):
-        (small / f"obj-{i:06d}.bin").write_bytes(body[i % 97 :] + body[: i % 97])
-    for path in (root, small):
-        path.chmod(0o755)
 
 
 def batches(base_url: str, bucket: str, count: int, batch: int, first: int) -> list[bytes]:
