@@ -483,14 +483,21 @@ def _hash_fd(fd: int, length: int, hasher: Hasher, mapped: bool = False) -> None
     offset = 0
     while offset < length:
         size = min(length - offset, _HASH_WINDOW)
-        try:
-            if not mapped:
-                raise ValueError
-            with mmap.mmap(fd, size, prot=mmap.PROT_READ, offset=offset) as view:
-                hasher.update(view)  # type: ignore[arg-type]  # (a buffer: hashlib and zlib take it)
-        except (OSError, ValueError):  # (not to be or cannot be mapped: read it)
+        if not (mapped and _hash_mapped(fd, offset, size, hasher)):
             _hash_read(fd, offset, offset + size, hasher)
         offset += size
+
+
+def _hash_mapped(fd: int, offset: int, size: int, hasher: Hasher) -> bool:
+    """Hash ``size`` bytes at ``offset`` from their mapped pages; False
+    (nothing hashed) when they cannot be mapped."""
+    try:
+        view = mmap.mmap(fd, size, prot=mmap.PROT_READ, offset=offset)
+    except (OSError, ValueError):
+        return False
+    with view:
+        hasher.update(view)  # type: ignore[arg-type]  # (a buffer: hashlib and zlib take it)
+    return True
 
 
 def _hash_read(fd: int, offset: int, end: int, hasher: Hasher) -> None:
