@@ -24,7 +24,7 @@ import io
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -469,10 +469,7 @@ class S3Source:
                     extra["ContentMD5"] = base64.b64encode(bytes.fromhex(md5_hex)).decode("ascii")
                 if self._put_signed(key, data, size, extra.get("ContentMD5"), metadata):
                     return
-                if isinstance(data, bytes):
-                    client().put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
-                    return
-                with data.open("rb") as body:
+                with nullcontext(data) if isinstance(data, bytes) else data.open("rb") as body:
                     client().put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
             elif isinstance(data, bytes):
                 manager = transfer_manager()
