@@ -103,24 +103,26 @@ def claim(
             weighed = threshold > 0 and not job["conns"]
             if weighed:
                 candidates = conn.execute(_CANDIDATES_SQL, (job["seq"], mountpath_id, now, room))
-                ids = _weighed(candidates, room, threshold, segments)
+                ids, weight = _weighed(candidates, room, threshold, segments)
                 sql = _CLAIM_IDS_SQL.format(",".join("?" * len(ids)))
                 rows = conn.execute(sql, (owner, lease, now, *ids)).fetchall() if ids else []
             else:
                 params = (owner, lease, now, job["seq"], mountpath_id, now, room)
                 rows = conn.execute(_CLAIM_SQL, params).fetchall()
+                weight = len(rows)
             if rows:
                 conn.execute(_CLAIMED_SQL, (len(rows), now, job["seq"]))
             tasks += _tasks(job, rows, mountpath_id, _stored(conn, job, [row[1] for row in rows]))
-            used += sum(connections(row[4], threshold, segments) for row in rows) if weighed else len(rows)
+            used += weight
             if used >= limit:
                 break
     return tasks
 
 
-def _weighed(candidates: Iterable[Sequence[Any]], room: int, threshold: int, segments: int) -> list[int]:
-    """The ids of the candidates (id, size) a weighed claim takes: in id
-    order, while the connections of those before stay below ``room``."""
+def _weighed(candidates: Iterable[Sequence[Any]], room: int, threshold: int, segments: int) -> tuple[list[int], int]:
+    """The ids of the candidates (id, size) a weighed claim takes (in id
+    order, while the connections of those before stay below ``room``) and
+    the connections they take together."""
     ids: list[int] = []
     before = 0
     for oid, size in sorted((c[0], c[1]) for c in candidates):
@@ -128,7 +130,7 @@ def _weighed(candidates: Iterable[Sequence[Any]], room: int, threshold: int, seg
             break
         ids.append(oid)
         before += connections(size, threshold, segments)
-    return ids
+    return ids, before
 
 
 def connections(size: int | None, threshold: int, segments: int = 8) -> int:
