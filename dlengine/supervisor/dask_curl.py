@@ -30,8 +30,10 @@ they fetched by the loop.
 The loop reports outcomes by row id; rows of two supervisors sharing a
 cluster may carry the same id, so each object goes to the loop under an id
 of this process (and a flat name: the scratch tree never holds ``a`` and
-``a/b`` of one bucket at once) and its outcome is routed back to its batch.
-Nothing here touches a ledger.
+``a/b`` of one bucket at once) and its outcome is routed back to its batch:
+from the loop's thread straight to the upload queue when it is to be
+uploaded (the batch's thread wakes once per object, for its final outcome,
+not also to pass the upload on). Nothing here touches a ledger.
 """
 
 from __future__ import annotations
@@ -100,8 +102,8 @@ class LoopGone(errors.TransientError):
     default_message = "the libcurl loop of this Dask worker stopped"
 
 
-# (index in the batch, outcome, fetched by the loop: upload it, its bytes when held in memory)
-_Message = tuple[int, Outcome, bool, bytes | None]
+# (index in the batch, its final outcome)
+_Message = tuple[int, Outcome]
 
 
 class _Process:
@@ -115,7 +117,7 @@ class _Process:
         self.thread = threading.Thread(target=self.loop.run, name="dask-curl", daemon=True)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._routes: dict[int, tuple[queue.SimpleQueue[_Message], int]] = {}
+        self._routes: dict[int, tuple[_Batch, int]] = {}
         self._bodies: dict[int, bytes] = {}  # held by the loop (``hold``) until their outcome comes
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -123,13 +125,13 @@ class _Process:
         self.transfers = 0  # objects the loop finished (tests, bench)
         self.thread.start()
 
-    def fetch(self, task: Task, ctx: work.Context, inbox: queue.SimpleQueue[_Message], index: int) -> int:
-        """Hand ``task`` to the loop under an id of this process; returns it."""
+    def fetch(self, task: Task, ctx: work.Context, batch: _Batch, index: int) -> None:
+        """Hand ``task`` to the loop under an id of this process (its
+        outcome goes to ``batch.fetched``)."""
         with self._lock:
             local = next(self._ids)
-            self._routes[local] = (inbox, index)
+            self._routes[local] = (batch, index)
         self.loop.submit(replace(task, id=local, name=str(local)), ctx)
-        return local
 
     def hold(self, local: int, body: bytes) -> None:
         """From the loop's thread, just before the object's outcome: its
@@ -137,19 +139,21 @@ class _Process:
         self._bodies[local] = body  # (a dict's item set is atomic; only this thread adds)
 
     def _fetched(self, result: work.Result, sidecar: bool) -> None:
-        """From the loop's thread: an object's outcome, back to its batch."""
+        """From the loop's thread: an object's outcome, to its batch (which
+        queues its upload from here: the batch's thread is not woken for
+        it, only for the final outcome)."""
         outcome = result[0]
         body = self._bodies.pop(outcome.task_id, None)
         with self._lock:
             route = self._routes.pop(outcome.task_id, None)
             self.transfers += 1
         if route is not None:
-            inbox, index = route
-            inbox.put((index, outcome, True, body))
+            batch, index = route
+            batch.fetched(index, outcome, body)
 
-    def forget(self, inbox: queue.SimpleQueue[_Message]) -> None:
+    def forget(self, batch: _Batch) -> None:
         with self._lock:
-            self._routes = {k: v for k, v in self._routes.items() if v[0] is not inbox}
+            self._routes = {k: v for k, v in self._routes.items() if v[0] is not batch}
 
     def soon(self, job: Callable[[], None]) -> None:
         self._jobs.put(job)
@@ -223,7 +227,6 @@ class _Batch:
         self.context_of = context_of
         self.heartbeat = heartbeat
         self.inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
-        self.local: dict[int, int] = {}  # index -> the id the loop knows it by
         self.loop_ctx = replace(ctx, hold=proc.hold)  # small objects' bytes stay in memory
 
     def run(self, tasks: list[Task]) -> list[Outcome]:
@@ -246,29 +249,38 @@ class _Batch:
                     in_flight += 1
         finally:
             self.proc.release(window)
-            self.proc.forget(self.inbox)
+            self.proc.forget(self)
         return [o for o in outcomes if o is not None]
 
     def _next(self, outcomes: list[Outcome | None]) -> bool:
-        """Wait for one message: True if an object is final, False if its
-        fetch is done and its upload queued."""
-        while True:
-            self.heartbeat.publish()
-            try:
-                index, outcome, fetched, body = self.inbox.get(timeout=WAIT)
-                break
-            except queue.Empty:
-                if not self.proc.thread.is_alive():
-                    raise LoopGone() from None
-        self.heartbeat.beat()
-        task = self.tasks[index]
-        if fetched and outcome.state is ObjectState.DONE and self.target is not None:
-            self.proc.soon(lambda: self._upload(index, task, outcome, body))
+        """Wait for one object's final outcome (True; False if the wait
+        timed out: the caller waits again)."""
+        self.heartbeat.publish()
+        try:
+            index, outcome = self.inbox.get(timeout=WAIT)
+        except queue.Empty:
+            if not self.proc.thread.is_alive():
+                raise LoopGone() from None
             return False
-        if fetched:
-            outcome = replace(outcome, task_id=task.id)
+        self.heartbeat.beat()
         outcomes[index] = outcome
         return True
+
+    def fetched(self, index: int, outcome: Outcome, body: bytes | None) -> None:
+        """From the loop's thread: the loop's outcome of the object at
+        ``index`` (under its local id): a verified object's upload is
+        queued, anything else is final."""
+        task = self.tasks[index]
+        try:  # (on the loop's thread: nothing may leave it)
+            self.heartbeat.beat()
+            if outcome.state is ObjectState.DONE and self.target is not None:
+                local = outcome.task_id
+                self.proc.soon(lambda: self._upload(index, local, task, outcome, body))
+                return
+            final = replace(outcome, task_id=task.id)
+        except Exception as exc:  # noqa: BLE001 - errors are outcomes
+            final = work.failure(task, exc, self.ctx)
+        self.inbox.put((index, final))
 
     def _start(self, index: int) -> None:
         task = self.tasks[index]
@@ -277,12 +289,12 @@ class _Batch:
         elif task.attempts > 1 or task.stored is not None:
             self.proc.soon(lambda: self._check_then_fetch(index, task))
         else:
-            self.local[index] = self.proc.fetch(task, self.loop_ctx, self.inbox, index)
+            self.proc.fetch(task, self.loop_ctx, self, index)
 
     def _elsewhere(self, index: int, task: Task) -> None:
         """The present path: ``work.run_task`` on this thread."""
         outcome, _ = work.run_task(task, self.context_of(task))
-        self.inbox.put((index, outcome, False, None))
+        self.inbox.put((index, outcome))
 
     def _check_then_fetch(self, index: int, task: Task) -> None:
         """A row handed out before: the destination may hold it already."""
@@ -293,20 +305,19 @@ class _Batch:
             source, key = registry.resolve(task.link, pool_size=self.ctx.pool_size)
             held = work.already_stored(task, self.target, source, key, self.ctx)
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
-            self.inbox.put((index, work.failure(task, exc, self.ctx), False, None))
+            self.inbox.put((index, work.failure(task, exc, self.ctx)))
             return
         if held is not None:
-            self.inbox.put((index, held, False, None))
+            self.inbox.put((index, held))
             return
-        self.local[index] = self.proc.fetch(task, self.loop_ctx, self.inbox, index)
+        self.proc.fetch(task, self.loop_ctx, self, index)
 
-    def _upload(self, index: int, task: Task, fetched: Outcome, body: bytes | None) -> None:
+    def _upload(self, index: int, local: int, task: Task, fetched: Outcome, body: bytes | None) -> None:
         """The verified bytes to the job's bucket, as ``Receiver.end`` does
         for a write-through target (origin metadata, its MD5 checked by the
         store): from memory when the loop held them, else from the
         installed file, then removed with its work files."""
         assert self.target is not None
-        local = self.local[index]
         path: Path | None = None
         data: Path | bytes
         if body is None:
@@ -326,7 +337,7 @@ class _Batch:
             if path is not None:
                 path.unlink(missing_ok=True)
                 transfer.drop_work(self.ctx.workdir, local)
-        self.inbox.put((index, outcome, False, None))
+        self.inbox.put((index, outcome))
 
 
 def _checksum(recorded: str | None) -> tuple[str, str] | None:
