@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,20 @@ def put(
         if answer.tell() < ERROR_BODY_LIMIT:
             answer.write(data)
 
-    with io.BytesIO(data) if isinstance(data, bytes) else data.open("rb") as body:
+    # no "Expect: 100-continue": the body is small, one round trip less
+    lines = [f"{name}: {value}" for name, value in headers.items()]
+    lines.append("Expect:")
+    with nullcontext() if isinstance(data, bytes) else data.open("rb") as body:
         handle.setopt(pycurl.URL, url)
-        handle.setopt(pycurl.UPLOAD, 1)
-        handle.setopt(pycurl.READFUNCTION, body.read)
-        handle.setopt(pycurl.INFILESIZE_LARGE, size)
-        # no "Expect: 100-continue": the body is small, one round trip less
-        handle.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in headers.items()] + ["Expect:"])
+        if body is None:  # bytes: libcurl sends them from memory, no read callback into Python per chunk
+            handle.setopt(pycurl.CUSTOMREQUEST, "PUT")
+            handle.setopt(pycurl.POSTFIELDS, data)
+            lines.append("Content-Type:")  # (a POST's default form type: none, as with UPLOAD)
+        else:
+            handle.setopt(pycurl.UPLOAD, 1)
+            handle.setopt(pycurl.READFUNCTION, body.read)
+            handle.setopt(pycurl.INFILESIZE_LARGE, size)
+        handle.setopt(pycurl.HTTPHEADER, lines)
         handle.setopt(pycurl.WRITEFUNCTION, keep)
         handle.setopt(pycurl.NOSIGNAL, 1)
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(timeout * 1000))
