@@ -477,27 +477,61 @@ class S3Source:
             else:
                 transfer_manager().upload(str(data), self.bucket, key, extra_args=extra or None).result()
 
+    def upload_soon(
+        self,
+        key: str,
+        data: bytes,
+        md5_hex: str | None,
+        metadata: dict[str, str] | None,
+        done: Callable[[errors.DlengineError | None], None],
+    ) -> bool:
+        """``upload`` of bytes in memory, sent by the process's PUT loop
+        (``s3_put.loop``: many at once on one thread, no thread blocked per
+        object); ``done(None)`` or ``done(error)`` from that loop's thread.
+        False (nothing sent, ``done`` never called) when only ``upload``
+        can: above ``SMALL_UPLOAD``, or when the PUT cannot be presigned."""
+        if len(data) > SMALL_UPLOAD:
+            return False
+        with translated(self.link(key)):
+            md5_b64 = base64.b64encode(bytes.fromhex(md5_hex) if md5_hex else hashlib.md5(data).digest()).decode()
+            signed = self._signed_put(key, md5_b64, metadata)
+        if signed is None:
+            return False
+        from dlengine.sources import s3_put  # pycurl: loaded in workers anyway
+
+        s3_put.loop().submit(signed[0], signed[1], data, UPLOAD_TIMEOUT, self.link(key), _classify, done)
+        return True
+
     def _put_signed(
         self, key: str, data: Path | bytes, size: int, md5_b64: str | None, metadata: dict[str, str] | None
     ) -> bool:
         """The small upload as a presigned PUT through libcurl; False when
         the SDK must do it (no presigner, a key a URL cannot carry as it is,
         metadata a header cannot carry)."""
-        if not _plain_key(key) or not all(_header_safe(k) and _header_safe(v) for k, v in (metadata or {}).items()):
+        signed = self._signed_put(key, md5_b64, metadata)
+        if signed is None:
             return False
+        from dlengine.sources import s3_put  # pycurl: loaded in workers anyway
+
+        s3_put.put(signed[0], signed[1], data, size, UPLOAD_TIMEOUT, self.link(key), _classify)
+        return True
+
+    def _signed_put(
+        self, key: str, md5_b64: str | None, metadata: dict[str, str] | None
+    ) -> tuple[str, dict[str, str]] | None:
+        """The presigned URL of a PUT of ``key`` and the headers it must
+        carry; None when the SDK must do it (no presigner, a key a URL
+        cannot carry as it is, metadata a header cannot carry)."""
+        if not _plain_key(key) or not all(_header_safe(k) and _header_safe(v) for k, v in (metadata or {}).items()):
+            return None
         presigner = _presigner(self.bucket)
         if presigner is None:
-            return False
+            return None
         headers = {f"x-amz-meta-{k.lower()}": " ".join(v.split()) for k, v in (metadata or {}).items()}
         if md5_b64:
             headers["content-md5"] = md5_b64
         url = presigner.put_url(key, headers)
-        if url is None:
-            return False
-        from dlengine.sources import s3_put  # pycurl: loaded in workers anyway
-
-        s3_put.put(url, headers, data, size, UPLOAD_TIMEOUT, self.link(key), _classify)
-        return True
+        return None if url is None else (url, headers)
 
     def metadata(self, key: str) -> dict[str, str] | None:
         """The user metadata of a stored object; None if there is no such key."""

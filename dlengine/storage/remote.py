@@ -16,10 +16,11 @@ HEAD each side (``work.already_stored``) instead of a second download.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dlengine import providers
+from dlengine.errors import DlengineError
 from dlengine.ledger.models import Task
 from dlengine.sources import registry
 from dlengine.sources.base import ObjectInfo
@@ -42,6 +43,24 @@ class CloudBucket:
         ``name``, keeping ``origin`` as its metadata."""
         md5 = checksum[1] if checksum and checksum[0] == "md5" else None
         self._source.upload(name, data, md5, metadata=origin)
+
+    def put_soon(
+        self,
+        name: str,
+        data: bytes,
+        checksum: tuple[str, str] | None,
+        origin: dict[str, str] | None,
+        done: Callable[[DlengineError | None], None],
+    ) -> bool:
+        """``put`` of bytes in memory without blocking, where the source
+        can (S3's presigned PUT loop): ``done(None)`` or ``done(error)``
+        later, from another thread. False (``done`` never called): ``put``
+        it instead."""
+        upload_soon = getattr(self._source, "upload_soon", None)
+        if upload_soon is None:
+            return False
+        md5 = checksum[1] if checksum and checksum[0] == "md5" else None
+        return bool(upload_soon(name, data, md5, origin, done))
 
     def origin(self, name: str) -> dict[str, str] | None:
         """What a stored object records of its source (``put``'s ``origin``);

@@ -10,15 +10,17 @@ shared pool of ``DLENGINE_THREADS`` threads per process served every
 batch: more Dask threads only queued more batches).
 
 Per object: the loop fetches it through the same ``transfer.Receiver`` (the
-one-object protocol: checks of the answer, hashing, verify); a thread of
-the process then uploads the verified bytes to the job's bucket with its
-origin metadata, exactly what ``Receiver.end`` does for a write-through
-target. An object of at most one chunk (``Context.chunk_size``, 1 MiB) is
+one-object protocol: checks of the answer, hashing, verify); the verified
+bytes then go to the job's bucket with their origin metadata, exactly what
+``Receiver.end`` does for a write-through target: bytes held in memory
+into S3 by the process's presigned PUT loop (``s3_put.PutLoop``: many at
+once on one thread; a thread blocked in each PUT cost twice the CPU),
+anything else by a thread of the process. An object of at most one chunk (``Context.chunk_size``, 1 MiB) is
 held in memory (``Context.hold``) and uploaded from there: no scratch file
 written, read back and removed (a 10 KiB object cost a worker ~0.15 ms of
 file work that way). A larger one is installed in the batch's scratch
-directory, uploaded from the file and removed. The upload is not done on
-the loop's thread: it blocks, and would stall every other transfer.
+directory, uploaded from the file and removed. No upload is done on the
+download loop's thread: it would block, and stall every other transfer.
 
 What the loop cannot do keeps its present path, ``work.run_task`` on those
 threads: links that are not plain HTTP(S) (SDK sources) and jobs limited
@@ -261,7 +263,7 @@ class _Batch:
         except queue.Empty:
             if not self.proc.thread.is_alive():
                 raise LoopGone() from None
-            return False
+            return False  # (a PUT loop that stops fails what it had: those outcomes come)
         self.heartbeat.beat()
         outcomes[index] = outcome
         return True
@@ -275,7 +277,8 @@ class _Batch:
             self.heartbeat.beat()
             if outcome.state is ObjectState.DONE and self.target is not None:
                 local = outcome.task_id
-                self.proc.soon(lambda: self._upload(index, local, task, outcome, body))
+                if body is None or not self._upload_soon(index, local, task, outcome, body):
+                    self.proc.soon(lambda: self._upload(index, local, task, outcome, body))
                 return
             final = replace(outcome, task_id=task.id)
         except Exception as exc:  # noqa: BLE001 - errors are outcomes
@@ -312,6 +315,35 @@ class _Batch:
             return
         self.proc.fetch(task, self.loop_ctx, self, index)
 
+    def _upload_soon(self, index: int, local: int, task: Task, fetched: Outcome, body: bytes) -> bool:
+        """The bytes held in memory to the job's bucket without a thread
+        blocked on them, where the target can (S3's presigned PUT loop):
+        the final outcome comes from that loop's thread. False: nothing
+        sent, ``_upload`` on a thread does it."""
+        target = self.target
+        assert target is not None
+
+        def done(error: BaseException | None) -> None:
+            self.heartbeat.carrying(local, None)
+            try:
+                if error is None:
+                    outcome = replace(fetched, task_id=task.id, mountpath=target.uri)
+                else:
+                    outcome = work.failure(task, error, self.ctx)
+            except Exception as exc:  # noqa: BLE001 - errors are outcomes
+                outcome = work.failure(task, exc, self.ctx)
+            self.inbox.put((index, outcome))
+
+        self.heartbeat.carrying(local, fetched.size or 0)
+        try:
+            sent = target.put_soon(task.name, body, _checksum(fetched.checksum), _origin(task, fetched), done)
+        except Exception as exc:  # noqa: BLE001 - refused before sending (the presigner's lookup): its outcome
+            done(exc)
+            return True
+        if not sent:
+            self.heartbeat.carrying(local, None)
+        return sent
+
     def _upload(self, index: int, local: int, task: Task, fetched: Outcome, body: bytes | None) -> None:
         """The verified bytes to the job's bucket, as ``Receiver.end`` does
         for a write-through target (origin metadata, its MD5 checked by the
@@ -326,9 +358,7 @@ class _Batch:
             data = body
         self.heartbeat.carrying(local, fetched.size or 0)
         try:
-            info = ObjectInfo(task.link, fetched.size, fetched.etag, fetched.version, fetched.last_modified)
-            check = _checksum(fetched.checksum)
-            self.target.put(task.name, data, check, transfer.origin_of(task.link, info, fetched.size))
+            self.target.put(task.name, data, _checksum(fetched.checksum), _origin(task, fetched))
             outcome = replace(fetched, task_id=task.id, mountpath=self.target.uri)
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
             outcome = work.failure(task, exc, self.ctx)
@@ -338,6 +368,12 @@ class _Batch:
                 path.unlink(missing_ok=True)
                 transfer.drop_work(self.ctx.workdir, local)
         self.inbox.put((index, outcome))
+
+
+def _origin(task: Task, fetched: Outcome) -> dict[str, str]:
+    """What the stored copy records of its source (``transfer.origin_of``)."""
+    info = ObjectInfo(task.link, fetched.size, fetched.etag, fetched.version, fetched.last_modified)
+    return transfer.origin_of(task.link, info, fetched.size)
 
 
 def _checksum(recorded: str | None) -> tuple[str, str] | None:

@@ -147,3 +147,25 @@ def test_small_objects_are_uploaded_from_memory_larger_ones_from_a_file(
     assert [(o.task_id, o.state) for o in outcomes] == [(t.id, ObjectState.DONE) for t in tasks]
     assert len(installed) == 3  # 8,000, 9,000 and 10,000 bytes: more than a chunk
     _stored(seaweedfs, httpd, bucket, tasks)
+
+
+def test_small_uploads_go_through_the_put_loop_and_its_refusals_come_back_per_row(
+    httpd: TestHTTPServer, seaweedfs: SeaweedFS, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes held in memory are sent by the process's presigned PUT loop
+    (``s3_put.PutLoop``), not by a thread blocked on each (``CloudBucket.put``
+    fails the object here); a store's refusal comes back as the row's own
+    failure: a wrong secret is permanent."""
+    from dlengine.storage import remote
+
+    monkeypatch.setattr(remote.CloudBucket, "put", lambda *_a, **_k: pytest.fail("uploaded on a thread"))
+    tasks = _tasks(httpd, bucket, 8)
+    outcomes = run_batch(tasks, _ctx(tmp_path))
+    assert [(o.task_id, o.state, o.mountpath) for o in outcomes] == [
+        (t.id, ObjectState.DONE, f"s3://{bucket}") for t in tasks
+    ]
+    _stored(seaweedfs, httpd, bucket, tasks)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")  # another chain: another presigner
+    failed = run_batch(_tasks(httpd, bucket, 3, first_id=100), _ctx(tmp_path))
+    assert [(o.task_id, o.state) for o in failed] == [(100 + i, ObjectState.FAILED) for i in range(3)], failed
+    assert all("SignatureDoesNotMatch" in (o.error or "") for o in failed), failed  # denied: not retried

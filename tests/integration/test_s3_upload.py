@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import queue
 import threading
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -215,3 +217,79 @@ def test_bytes_in_memory_go_with_a_content_md5_computed_when_none_is_given(
     ((headers, body),) = _Recording.puts
     assert body == data
     assert base64.b64decode(headers["content-md5"]) == hashlib.md5(data).digest()
+
+
+def _soon(source: Any, key: str, data: bytes, md5: str | None, metadata: dict[str, str] | None = None) -> Any:
+    """``upload_soon``, waited for: what its callback got."""
+    got: queue.SimpleQueue[errors.DlengineError | None] = queue.SimpleQueue()
+    assert source.upload_soon(key, data, md5, metadata, got.put)
+    return got.get(timeout=30)
+
+
+def test_uploads_soon_share_one_loop_and_store_what_was_sent(bucket: str, seaweedfs: SeaweedFS) -> None:
+    """Many presigned PUTs of bytes at once on the process's one PUT loop
+    (no thread per object), each stored as sent with its metadata; a wrong
+    Content-MD5 is refused for good and nothing is stored."""
+    from dlengine.sources import s3_put
+
+    source = s3.S3Source(bucket)
+    assert _soon(source, "warm", b"x", None) is None  # the loop exists
+    threads = threading.active_count()
+    got: queue.SimpleQueue[tuple[int, errors.DlengineError | None]] = queue.SimpleQueue()
+    bodies = [os.urandom(1_000 + i) for i in range(40)]
+    for i, data in enumerate(bodies):
+        md5 = hashlib.md5(data).hexdigest()
+        assert source.upload_soon(f"soon-{i}", data, md5, {"dlengine-size": str(len(data))}, partial(_put_pair, got, i))
+    results = dict(got.get(timeout=30) for _ in bodies)
+    assert results == dict.fromkeys(range(40)), results
+    assert threading.active_count() == threads and s3_put.loop().thread.is_alive()
+    client = seaweedfs.client()
+    for i, data in enumerate(bodies):
+        assert client.get_object(Bucket=bucket, Key=f"soon-{i}")["Body"].read() == data
+    assert client.head_object(Bucket=bucket, Key="soon-7")["Metadata"] == {"dlengine-size": "1007"}
+    refused = _soon(source, "bad", bodies[0], "0" * 32)
+    assert isinstance(refused, errors.DlengineError) and not isinstance(refused, errors.TransientError), refused
+    assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="bad")
+
+
+def _put_pair(got: queue.SimpleQueue[tuple[int, errors.DlengineError | None]], i: int, error: Any) -> None:
+    got.put((i, error))
+
+
+def test_upload_soon_classifies_refusals_and_declines_what_it_cannot_send(failing_store: Any) -> None:
+    source = s3.S3Source("bkt")
+    for status, code, expected in [
+        (500, b"InternalError", errors.ServerBusyError),
+        (503, b"SlowDown", errors.ServerBusyError),
+        (403, b"AccessDenied", errors.SourceDeniedError),
+    ]:
+        failing_store.status, failing_store.code = status, code
+        assert isinstance(_soon(source, "k", b"abc", None), expected), code
+    count = failing_store.count
+    never = pytest.fail
+    assert not source.upload_soon("a/../b", b"abc", None, None, never)  # a key libcurl would resolve
+    assert not source.upload_soon("k", b"abc", None, {"x": "two\nlines"}, never)  # not a header value
+    assert not source.upload_soon("k", b"\0" * (s3.SMALL_UPLOAD + 1), None, None, never)  # multipart's
+    assert failing_store.count == count  # nothing sent for those
+
+
+def test_a_put_loop_that_stops_fails_what_it_had_and_is_replaced(
+    failing_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlengine.sources import s3_put
+
+    first = s3_put.loop()
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(first, "_perform", broken)
+    got: queue.SimpleQueue[errors.DlengineError | None] = queue.SimpleQueue()
+    first.submit("http://127.0.0.1:9/bkt/k", {}, b"abc", 5.0, "s3://bkt/k", s3._classify, got.put)
+    assert isinstance(got.get(timeout=10), s3_put.LoopGone)  # transient: the row is tried again
+    first.thread.join(10)
+    assert not first.thread.is_alive()
+    second = s3_put.loop()
+    assert second is not first
+    failing_store.status, failing_store.code = 500, b"InternalError"
+    assert isinstance(_soon(s3.S3Source("bkt"), "k", b"abc", None), errors.ServerBusyError)
