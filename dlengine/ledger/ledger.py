@@ -32,7 +32,7 @@ from dlengine.ledger.counters import Counts, count_moves
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject, ObjectRow, Outcome, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
 
-__all__ = ["Ledger", "record"]
+__all__ = ["Ledger", "record", "surely_idle"]
 
 R = TypeVar("R")
 
@@ -95,6 +95,24 @@ def _job(row: sqlite3.Row) -> JobRecord:
     values: dict[str, Any] = {f.name: row[f.name] for f in fields(JobRecord)}
     values["all_dispatched"] = bool(values["all_dispatched"])
     return JobRecord(**values)
+
+
+def surely_idle(path: Path) -> bool:
+    """True only when the ledger at ``path`` surely holds no busy job
+    (``Ledger.busy_job_ids`` empty): none there yet, or every job ended.
+    Asked over a plain connection, nothing created or migrated; a question
+    SQLite cannot answer at once (locked past a second, not a ledger of this
+    schema) is False."""
+    if not path.exists():
+        return True
+    try:
+        conn = sqlite3.connect(path, timeout=1.0)
+        try:
+            return conn.execute(_BUSY_JOBS_SQL + " LIMIT 1").fetchone() is None
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
 
 
 class Ledger:

@@ -10,10 +10,14 @@ imported: each spare waits on a pipe for one line, the arguments a pool
 would have put on a worker's command line. The pool takes a spare when it
 needs a worker (``take``) and sends that line; a spare nobody takes reads
 end-of-file (this process ended, or ``discard``) and exits without a word.
-Workers the pool starts later (one died) are fresh interpreters as before.
+Workers the pool starts later (one died, or work came to a supervisor that
+had none) are fresh interpreters as before.
 
-Only what must be known before forking is read here (the settings, and
-whether another supervisor holds the home); any doubt means no spares.
+Only what must be known before forking is read here (the settings,
+whether another supervisor holds the home, and whether the ledger holds a
+busy job at all: a cron ``run`` with nothing to do forks none, and its
+supervisor starts no workers); any doubt means no spares (or, about the
+ledger, spares as usual).
 """
 
 from __future__ import annotations
@@ -100,6 +104,10 @@ def early(argv: Sequence[str]) -> None:
         settings = load_settings()
         if settings.remote_executor or HomeLock(settings.lock_path).is_held():
             return
+        from dlengine.ledger.ledger import surely_idle
+
+        if surely_idle(settings.ledger_path):
+            return  # (a cron run with nothing to do): the supervisor starts workers only if work comes
         count = settings.workers_for_each_mountpath() * len(settings.mountpaths)
         import dlengine.supervisor.worker  # noqa: F401 - imported once, for every spare
 

@@ -70,10 +70,12 @@ class Supervisor:
             for mountpath in self.settings.mountpaths:  # never another home's work files
                 identity.claim(mountpath, home, self.settings.home)
             self._recover(ledger)
-            self._start_workers(ledger)
-            self._serve_placed(ledger)
-            self.dispatcher = Dispatcher(self.settings, self.stop)
-            self.dispatcher.start()
+            if self.settings.remote_executor:
+                self._start(ledger)
+            else:  # local workers once a job is busy: a cron run with nothing to do starts none
+                self._register_mountpaths(ledger)
+                if ledger.busy_job_ids():
+                    self._start(ledger)
             self._loop(ledger)
             self._raise_thread_error()
             return self._exit_code(ledger)
@@ -85,6 +87,14 @@ class Supervisor:
             self.lock.release()
             if self._idle_exit:
                 self._hand_over()
+
+    def _start(self, ledger: Ledger) -> Dispatcher:
+        """The workers (or the executor) and the dispatcher."""
+        self._start_workers(ledger)
+        self._serve_placed(ledger)
+        self.dispatcher = Dispatcher(self.settings, self.stop)
+        self.dispatcher.start()
+        return self.dispatcher
 
     def _raise_thread_error(self) -> None:
         """A thread that gave up ends the supervisor with its reason (exit 3)."""
@@ -170,10 +180,15 @@ class Supervisor:
         owners = [o for p in self.pools for o in p.owners()]
         return owners + ([self.executor.owner] if self.executor is not None else [])
 
-    def _start_pools(self, ledger: Ledger) -> None:
+    def _register_mountpaths(self, ledger: Ledger) -> dict[str, int]:
         ids = ledger.mountpath_ids([str(p) for p in self.settings.mountpaths])
         for path in self.settings.mountpaths:
             path.mkdir(parents=True, exist_ok=True)
+        return ids
+
+    def _start_pools(self, ledger: Ledger) -> None:
+        ids = self._register_mountpaths(ledger)
+        for path in self.settings.mountpaths:
             self._start_pool(ids[str(path)], path)
 
     def _start_pool(self, mountpath_id: int, path: Path) -> None:
@@ -216,8 +231,14 @@ class Supervisor:
 
     def _tick(self, ledger: Ledger) -> bool:
         """One round of care; True when idle long enough to exit."""
-        if self.dispatcher is not None and not self.dispatcher.is_alive() and not self.stop.is_set():
-            raise SupervisorError(self.dispatcher.error or "the dispatcher thread ended")
+        dispatcher = self.dispatcher
+        if dispatcher is None:  # not started: nothing was busy so far
+            if not ledger.busy_job_ids():
+                self._idle_since = self._idle_since or time.monotonic()
+                return self.linger is not None and time.monotonic() - self._idle_since >= self.linger
+            dispatcher = self._start(ledger)
+        if not dispatcher.is_alive() and not self.stop.is_set():
+            raise SupervisorError(dispatcher.error or "the dispatcher thread ended")
         self._tend_pools(ledger)
         ledger.finish()
         if time.monotonic() > self._next_sweep:

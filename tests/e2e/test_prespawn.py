@@ -52,7 +52,30 @@ def test_the_workers_of_run_are_its_spares(home: Home, httpd: TestHTTPServer) ->
 
 def test_spares_nobody_takes_exit_quietly(home: Home) -> None:
     home.env["DLENGINE_WORKERS"] = "2"
+    home.submit({"type": "single", "bucket": {"name": "b"}, "link": "http://127.0.0.1:9/x.bin"})  # work to fork for
     assert _probe(home, "run", "--quiet") == {"spares": 2, "codes": [0, 0]}
+
+
+def test_no_spares_and_no_workers_when_nothing_is_busy(home: Home, httpd: TestHTTPServer) -> None:
+    """A cron ``run`` with nothing to do forks no spares and starts no
+    worker; a supervisor idle so far starts its workers once a job comes."""
+    home.env["DLENGINE_WORKERS"] = "2"
+    assert _probe(home, "run", "--quiet")["spares"] == 0  # no ledger yet
+    httpd.put_generated("/a.bin", 1000, seed=3)
+    first = home.submit({"type": "single", "bucket": {"name": "b"}, "link": httpd.url + "/a.bin"})
+    assert home.run("--quiet").returncode == 0
+    assert home.status(first)["finished_cnt"] == 1
+    assert _probe(home, "run", "--quiet")["spares"] == 0  # every job ended
+    runner = home.spawn("run", "--linger", "60", "--quiet")
+    try:
+        wait_for(lambda: _lock_holder(home.path) == runner.pid, timeout=60)
+        assert worker_pids(runner.pid) == []
+        httpd.put_generated("/b.bin", 1000, seed=4)
+        second = home.submit({"type": "single", "bucket": {"name": "b"}, "link": httpd.url + "/b.bin"})
+        wait_for(lambda: home.status(second)["finished_cnt"] == 1, timeout=60)
+        assert len(worker_pids(runner.pid)) == 2  # started for it (fresh interpreters: no spares were forked)
+    finally:
+        home.kill(runner)
 
 
 def test_spares_only_for_a_local_run_of_a_free_home(home: Home, httpd: TestHTTPServer) -> None:
@@ -66,4 +89,5 @@ def test_spares_only_for_a_local_run_of_a_free_home(home: Home, httpd: TestHTTPS
     wait_for(lambda: _lock_holder(home.path) == first.pid, timeout=60)
     assert _probe(home, "run", "--quiet")["spares"] == 0  # another supervisor holds the home
     assert first.wait(60) == 0
-    assert _probe(home, "run", "--quiet")["spares"] == 1  # the control: free again
+    home.submit({"type": "single", "bucket": {"name": "b"}, "link": httpd.url + "/slow2.bin"})
+    assert _probe(home, "run", "--quiet")["spares"] == 1  # the control: free again (and a job busy)
