@@ -35,6 +35,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from dlengine.config import Settings
 from dlengine.ledger.ledger import Ledger
@@ -43,7 +44,9 @@ from dlengine.redact import RedactingFormatter
 from dlengine.supervisor.joblog import log_ended
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.wake import Wake
-from dlengine.supervisor.worker import Worker
+
+if TYPE_CHECKING:  # imported when there is something to download: the data path (libcurl, the transfer)
+    from dlengine.supervisor.worker import Worker
 
 log = logging.getLogger("dlengine.inline")
 
@@ -144,7 +147,7 @@ class InlineRun:
         self._handed = threading.Lock()
         self._released = False
         self._handler = _log_to_file(settings.log_path)
-        self._workers = [Worker(settings, mp_id, Path(path), _owner(mp_id), self._wake.w) for mp_id, path in places]
+        self._workers = _workers(settings, places, self._wake.w)
         self._threads = [
             threading.Thread(target=self._run, args=(w,), name=f"inline-{w.mountpath_id}", daemon=True)
             for w in self._workers
@@ -217,6 +220,16 @@ class InlineRun:
                 start_background(self.settings)
         except Exception:  # the next submit or run serves them
             log.exception("could not hand over to a supervisor")
+
+
+def _workers(settings: Settings, places: Sequence[tuple[int, str]], wake_fd: int) -> list[Worker]:
+    """A worker per mountpath with something to download; none (and
+    nothing of the data path imported) for a re-run with nothing to do."""
+    if not places:
+        return []
+    from dlengine.supervisor.worker import Worker
+
+    return [Worker(settings, mp_id, Path(path), _owner(mp_id), wake_fd) for mp_id, path in places]
 
 
 def _owner(mountpath_id: int) -> str:
