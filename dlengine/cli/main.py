@@ -12,13 +12,10 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlengine import __version__
-from dlengine.cli import output
-from dlengine.cli.download import job_from_args
 from dlengine.cli.parser import build_parser
-from dlengine.client import Client
 from dlengine.config import Settings, load_settings
 from dlengine.errors import (
     ConfigError,
@@ -31,7 +28,9 @@ from dlengine.errors import (
     SupervisorRunning,
 )
 from dlengine.redact import install_log_redaction
-from dlengine.spec import load_job, parse_size
+
+if TYPE_CHECKING:  # the client, the spec parser, the output: imported by the commands using them (not run)
+    from dlengine.client import Client
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
@@ -82,7 +81,15 @@ def exit_now(code: int) -> None:
     exit_at_once(code)
 
 
+def _client() -> Client:
+    from dlengine.client import Client
+
+    return Client()
+
+
 def _submit_and_report(client: Client, job: Any, args: argparse.Namespace) -> int:
+    from dlengine.cli import output
+
     if args.dry_run:
         plan = client.plan(job)
         output.print_json(plan) if args.json else output.dry_run(plan)
@@ -141,6 +148,8 @@ def follow_and_report(
     """Follow a job until it ends, then say where its objects are and which
     failed (stderr); the id (or, with --json, the status) on stdout. Ctrl-C
     stops following only: the job goes on, and the message says so."""
+    from dlengine.cli import output
+
     following = following or Following()
     try:
         failed = output.follow(client, job_id, args.progress, args.interval, following.sleep)
@@ -163,8 +172,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError("file", f"cannot read {args.file}: {exc.strerror}") from None
+    from dlengine.spec import load_job
+
     spec = load_job(text)
-    return _submit_and_report(Client(), spec, args)
+    return _submit_and_report(_client(), spec, args)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -177,18 +188,23 @@ def cmd_download(args: argparse.Namespace) -> int:
             f"too many arguments ({len(args.unexpected) + 2} where SRC DST was expected): enclose source in"
             ' quotation marks, e.g. "http://host/shard-{001..010}.tar"',
         )
+    from dlengine.cli.download import job_from_args
+    from dlengine.spec import parse_size
+
     if args.blob_threshold:
         parse_size(args.blob_threshold, "--blob-threshold")  # checked, then left to the data path
     if hfflags.requested(args):
         from dlengine.cli import hf  # the Hub's planning: only for --hf-* downloads
 
-        return hf.download(args, Client())
+        return hf.download(args, _client())
     hfflags.check_plain(args)
-    return _submit_and_report(Client(), job_from_args(args), args)
+    return _submit_and_report(_client(), job_from_args(args), args)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    client = Client()
+    from dlengine.cli import output
+
+    client = _client()
     if args.progress:
         if not args.id:
             raise SpecError("--progress", "needs a job ID (dlengine show ID --progress)")
@@ -223,7 +239,7 @@ def _selected(client: Client, args: argparse.Namespace, *, active: bool) -> list
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
-    client = Client()
+    client = _client()
     ids = _selected(client, args, active=True)
     for job_id in ids:
         if client.abort(job_id):
@@ -236,7 +252,7 @@ def cmd_abort(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    client = Client()
+    client = _client()
     ids = _selected(client, args, active=False)
     for job_id in ids:
         client.remove(job_id)
@@ -248,13 +264,13 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     """Follow a job (again): ``dlengine wait ID`` after a Ctrl-C."""
-    client = Client()
+    client = _client()
     client.summary(args.id)  # an unknown id is exit 2 before anything is drawn
     return follow_and_report(client, args.id, args, print_id=False)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    count = Client().retry(args.id, start=not args.no_start)
+    count = _client().retry(args.id, start=not args.no_start)
     print(f"re-queued {count} failed or aborted object(s) of {args.id}")
     return EXIT_OK
 
@@ -294,7 +310,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    client = Client()
+    from dlengine.cli import output
+
+    client = _client()
     entries = client.list_remote(args.bucket) if args.remote else client.list_bucket(args.bucket)
     if args.json:
         keys = ("name", "size", "path", "stored_time", "source", "etag", "version")
@@ -306,7 +324,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_bucket(args: argparse.Namespace) -> int:
-    client = Client()
+    from dlengine.cli import output
+
+    client = _client()
     if args.bucket_command == "ls":
         buckets = client.buckets()
         output.print_json(buckets) if args.json else output.bucket_table(buckets)

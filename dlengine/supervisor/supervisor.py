@@ -20,7 +20,6 @@ from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
 from dlengine.storage import identity, layout
 from dlengine.supervisor import prespawn
-from dlengine.supervisor.dispatch import Dispatcher
 from dlengine.supervisor.joblog import log_ended
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.pool import MountpathPool
@@ -29,6 +28,7 @@ from dlengine.supervisor.wake import Wake
 
 if TYPE_CHECKING:  # imported when used: it imports every source (urllib3, the SDKs' modules)
     from dlengine.supervisor import dask_executor
+    from dlengine.supervisor.dispatch import Dispatcher  # (and the spec parser): once a job is busy
 
 log = logging.getLogger("dlengine.supervisor")
 
@@ -90,6 +90,8 @@ class Supervisor:
 
     def _start(self, ledger: Ledger) -> Dispatcher:
         """The workers (or the executor) and the dispatcher."""
+        from dlengine.supervisor.dispatch import Dispatcher
+
         self._start_workers(ledger)
         self._serve_placed(ledger)
         self.dispatcher = Dispatcher(self.settings, self.stop)
