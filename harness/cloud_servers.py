@@ -217,3 +217,73 @@ class AzuriteServer:
         from azure.storage.blob import BlobServiceClient
 
         return BlobServiceClient.from_connection_string(self.connection_string(key))
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+
+@dataclass
+class TLSFront:
+    """Plain HTTP on 127.0.0.1 in front of an HTTPS server of this machine
+    (Azurite with ``--oauth basic``, which takes bearer tokens only over
+    HTTPS), trusting that server's certificate: dlengine's libcurl handles
+    cannot be told to trust a test certificate, so they speak HTTP to this
+    front, as to a TLS-terminating proxy. Every request is recorded:
+    (method, path with query, User-Agent)."""
+
+    upstream_port: int
+    cert: Path
+    port: int = 0
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+    _server: Any = None
+
+    def start(self) -> TLSFront:
+        import http.client
+        import ssl
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        context = ssl.create_default_context(cafile=str(self.cert))
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                front.requests.append((self.command, self.path, self.headers.get("User-Agent", "")))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}}
+                upstream = http.client.HTTPSConnection("127.0.0.1", front.upstream_port, context=context, timeout=60)
+                try:
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    answer = upstream.getresponse()
+                    data = answer.read()
+                    self.send_response(answer.status, answer.reason)
+                    for name, value in answer.getheaders():
+                        if name.lower() not in _HOP_BY_HOP | {"content-length"}:
+                            self.send_header(name, value)
+                    if self.command == "HEAD":
+                        self.send_header("Content-Length", answer.getheader("Content-Length") or "0")
+                    else:
+                        self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    upstream.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dlengine import errors
-from dlengine.sources import azsas, checksums, s3plain
+from dlengine.sources import azdeleg, azsas, checksums, s3plain
 from dlengine.sources.base import ObjectInfo, Request, SignedGet, installed, translating
 
 EXTRA = "pip install 'dlengine[azure]'"
@@ -83,7 +83,7 @@ def _new_client() -> Any:
     if connection_string:
         with translated("az://"):
             return BlobServiceClient.from_connection_string(connection_string, **options)
-    return BlobServiceClient(_account_url(), credential=_default_credential(), **options)
+    return BlobServiceClient(_account_url(), credential=_credential(), **options)
 
 
 def _account_url() -> str:
@@ -96,6 +96,51 @@ def _account_url() -> str:
     raise errors.SourceDeniedError(
         f"az:// needs an account: set {ENV_CONNECTION_STRING}, {ENV_ACCOUNT_URL} or {ENV_ACCOUNT}"
     )
+
+
+_credentials: list[Any] = []  # the process's credential (one, as there is one client)
+_signers: dict[str, tuple[azdeleg.Endpoint, Any] | None] = {}  # account URL -> (endpoint, token credential)
+
+
+def _credential() -> Any:
+    """The process's credential for a bare account URL (made once)."""
+    with _lock:
+        if not _credentials:
+            _credentials.append(_default_credential())
+        return _credentials[0]
+
+
+def _token_signer() -> tuple[azdeleg.Endpoint, Any] | None:
+    """With a bare account URL and a token credential: the account's
+    endpoint and the credential, to sign without the SDK (``azdeleg``);
+    None otherwise (a connection string, anonymous, an account the SDK
+    alone can name: the SDK's path)."""
+    if os.environ.get(ENV_CONNECTION_STRING):
+        return None
+    url = os.environ.get(ENV_ACCOUNT_URL) or ""
+    if not url and os.environ.get(ENV_ACCOUNT):
+        url = _account_url()
+    if not url:
+        return None
+    with _lock:
+        if url in _signers:
+            return _signers[url]
+    credential = _credential()
+    account = azdeleg.endpoint(url) if hasattr(credential, "get_token") else None
+    with _lock:
+        _signers.clear()
+        _signers[url] = (account, credential) if account is not None else None
+        return _signers[url]
+
+
+def _plain_key(signer: tuple[azdeleg.Endpoint, Any]) -> Any:
+    """The process's user delegation key, asked for over REST."""
+    account, credential = signer
+
+    def fetch(start: datetime, until: datetime) -> azdeleg.DelegationKey:
+        return azdeleg.request_key(account, credential, start.timestamp(), until.timestamp())
+
+    return _delegation_key(fetch)
 
 
 def _default_credential() -> Any:
@@ -187,7 +232,21 @@ class AzureSource:
         keys up to ``start_after`` (no server-side equivalent) are filtered here."""
         account = _keyed_account()
         if account is not None:  # List Blobs through pycurl: no SDK in the supervisor
-            yield from self._plain_list(account, prefix, suffix, start_after)
+            keyed = account
+            yield from self._plain_list(lambda p: azsas.list_url(keyed, self.container, p), prefix, suffix, start_after)
+            return
+        signer = _token_signer()
+        key = None
+        if signer is not None:
+            try:
+                key = _plain_key(signer)
+            except errors.DlengineError:
+                key = None  # refused: the SDK lists with the token (and says why if it fails too)
+        if signer is not None and key is not None:
+            endpoint = signer[0]
+            yield from self._plain_list(
+                lambda p: azdeleg.list_url(endpoint, key, self.container, p), prefix, suffix, start_after
+            )
             return
         container = client().get_container_client(self.container)
         with translated(f"{SCHEME}://{self.container}/{prefix}"):
@@ -196,8 +255,11 @@ class AzureSource:
                 if blob.name > start_after and blob.name.endswith(suffix):
                     yield _info(blob.name, blob)
 
-    def _plain_list(self, account: azsas.Account, prefix: str, suffix: str, start_after: str) -> Iterator[ObjectInfo]:
-        """The listing as ``list`` reads the SDK's, page after page (``azsas``)."""
+    def _plain_list(
+        self, page_url: Callable[[dict[str, str]], str], prefix: str, suffix: str, start_after: str
+    ) -> Iterator[ObjectInfo]:
+        """The listing as ``list`` reads the SDK's, page after page (``page_url``:
+        a page's URL with its SAS, from ``azsas`` or ``azdeleg``)."""
         import xml.etree.ElementTree as ET
 
         params = {"maxresults": str(self.page_size)}
@@ -205,7 +267,7 @@ class AzureSource:
             params["prefix"] = prefix
         what = f"{SCHEME}://{self.container}/{prefix}"
         while True:
-            reply = s3plain.get(azsas.list_url(account, self.container, params))
+            reply = s3plain.get(page_url(params))
             if reply.status != 200:
                 code = reply.headers.get("x-ms-error-code", "")
                 if reply.status == 404:
@@ -305,7 +367,7 @@ def _blob_sas(sdk: Any, container: str, key: str) -> str | None:
     if account_key:
         signer = {"account_key": account_key}
     elif hasattr(credential, "get_token"):
-        delegation = _delegation_key(sdk)
+        delegation = _delegation_key(sdk.get_user_delegation_key)
         if delegation is None:
             return None
         signer = {"user_delegation_key": delegation}
@@ -323,11 +385,13 @@ _delegation_lock = threading.Lock()
 DELEGATION_RETRY = timedelta(minutes=5)
 
 
-def _delegation_key(sdk: Any) -> Any:
+def _delegation_key(fetch: Callable[[datetime, datetime], Any]) -> Any:
     """The process's user delegation key (one request per DELEGATION_HOURS,
-    under the token credential's own caching); None for a while after the
-    service refused one (no permission to ask: the SDK path with the token
-    then serves each blob, and says why if that fails too)."""
+    under the token credential's own caching), got by ``fetch(start,
+    expiry)`` (over REST, or the SDK's ``get_user_delegation_key``); None
+    for a while after the service refused one (no permission to ask: the
+    SDK path with the token then serves each blob, and says why if that
+    fails too)."""
     now = datetime.now(timezone.utc)
     with _delegation_lock:
         if _delegation and now < _delegation[0][0]:
@@ -335,7 +399,7 @@ def _delegation_key(sdk: Any) -> Any:
         start, until = now - timedelta(minutes=5), now + timedelta(hours=DELEGATION_HOURS)
         try:
             with translated("az:// user delegation key"):
-                key = sdk.get_user_delegation_key(start, until)
+                key = fetch(start, until)
         except errors.DlengineError:
             _delegation[:] = [(now + DELEGATION_RETRY, None)]
             raise
