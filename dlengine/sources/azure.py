@@ -99,12 +99,13 @@ def _account_url() -> str:
 
 
 _credentials: list[Any] = []  # the process's credential (one, as there is one client)
+_credential_lock = threading.Lock()  # (``client`` holds ``_lock`` while it makes the client)
 _signers: dict[str, tuple[azdeleg.Endpoint, Any] | None] = {}  # account URL -> (endpoint, token credential)
 
 
 def _credential() -> Any:
     """The process's credential for a bare account URL (made once)."""
-    with _lock:
+    with _credential_lock:
         if not _credentials:
             _credentials.append(_default_credential())
         return _credentials[0]
@@ -307,10 +308,20 @@ class AzureSource:
         connection string or a user delegation key (token credentials);
         with the SAS the connection string or the account URL gives; the
         bare URL for an anonymous client (public containers). The key and
-        given-SAS cases import nothing of azure.*."""
+        given-SAS cases import nothing of azure.*, a token credential
+        nothing of azure.storage (``azdeleg``: the key over REST, the SAS
+        signed here); the SDK signs what they cannot (an account URL it
+        alone can name)."""
         account = _keyed_account()
         if account is not None:  # the SDK's SAS (or the one given) without the SDK (``azsas``)
             return SignedGet(azsas.blob_url(account, self.container, key, SAS_HOURS), {}, refine_answer)
+        signer = _token_signer()
+        if signer is not None:  # a user delegation SAS without the SDK
+            delegation = _plain_key(signer)
+            if delegation is None:
+                return None  # refused a while ago: the SDK path, with the token
+            url = azdeleg.blob_url(signer[0], delegation, self.container, key, SAS_HOURS)
+            return SignedGet(url, {}, refine_answer)
         with translated(self.link(key)):
             sdk = client()
             url = str(sdk.get_blob_client(self.container, key).url)
