@@ -9,7 +9,9 @@ to the ledger. ``az://container/key`` names a blob of that account.
 
 The SDK is imported lazily: without it ``az://`` links and listings raise
 ``MissingExtraError`` (a blob URL needs the account, so there is no public
-HTTPS fallback).
+HTTPS fallback). Signed GETs and listings do without it where they can: an
+account key or a given SAS (``azsas``), a token credential's user
+delegation key asked for over REST (``azdeleg``).
 """
 
 from __future__ import annotations
