@@ -40,8 +40,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.cloud_servers import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, TLSFront, azurite_binary  # noqa: E402
-from tests.integration.test_azure_delegation import FAKE_IDENTITY, OID, TENANT  # noqa: E402
+from harness.cloud_servers import (  # noqa: E402
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
+    OID,
+    TENANT,
+    AzuriteServer,
+    TLSFront,
+    azurite_binary,
+    fake_identity,
+)
 
 CONTAINER = "bench-token"
 NAMES = [f"dir/object {i:05d}.bin" for i in range(5000)]
@@ -126,9 +134,7 @@ def _fresh(roots: list[Path], reps: int) -> None:
              "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
             check=True, capture_output=True,
         )  # fmt: skip
-        identity = work / "fake-identity" / "azure" / "identity"
-        identity.mkdir(parents=True)
-        (identity / "__init__.py").write_text(FAKE_IDENTITY)
+        identity = fake_identity(work)
         server = AzuriteServer(binary).start(work, ("--oauth", "basic", "--cert", str(cert), "--key", str(key)))
         front = TLSFront(server.port, cert).start()
         try:
@@ -153,7 +159,7 @@ def _fresh(roots: list[Path], reps: int) -> None:
                     # the SDK's path needs HTTPS (it refuses a token over HTTP); dlengine's goes through the front
                     plain = (root / "dlengine" / "sources" / "azdeleg.py").exists()
                     url = f"http://127.0.0.1:{front.port}/{AZURITE_ACCOUNT}" if plain else https
-                    path = f"{identity.parent.parent}{os.pathsep}{root}"
+                    path = f"{identity}{os.pathsep}{root}"
                     env = {**base, "AZURE_STORAGE_ACCOUNT_URL": url, "PYTHONPATH": path,
                            "REQUESTS_CA_BUNDLE": str(cert)}  # fmt: skip
                     runs[root].append(_first_sign(root, env, link))

@@ -287,3 +287,40 @@ class TLSFront:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+OID = "0b8f5b8e-aaaa-bbbb-cccc-111122223333"
+
+# a stand-in for azure-identity's DefaultAzureCredential in the processes the tests and
+# the bench start (azure-identity is not installed here): ``fake_identity`` puts it on
+# their PYTHONPATH, ``azure`` being a namespace package. Azurite (--oauth basic) takes
+# its tokens: issuer, audience and times right, the signature not checked.
+FAKE_IDENTITY = f'''
+import base64, json, time
+from typing import NamedTuple
+
+
+class AccessToken(NamedTuple):
+    token: str
+    expires_on: int
+
+
+class DefaultAzureCredential:
+    def get_token(self, *scopes, **kwargs):
+        def part(data):
+            return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+        now = int(time.time())
+        claims = {{"aud": "https://storage.azure.com", "iss": "https://sts.windows.net/{TENANT}/", "nbf": now - 60,
+                   "iat": now - 60, "exp": now + 3600, "oid": "{OID}", "tid": "{TENANT}"}}
+        return AccessToken(part({{"alg": "RS256", "typ": "JWT"}}) + "." + part(claims) + ".c2lnbmF0dXJl", now + 3600)
+'''
+
+
+def fake_identity(root: Path) -> Path:
+    """A directory holding ``azure/identity/__init__.py`` (FAKE_IDENTITY), for a PYTHONPATH."""
+    package = root / "fake-identity" / "azure" / "identity"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text(FAKE_IDENTITY)
+    return root / "fake-identity"

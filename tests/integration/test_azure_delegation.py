@@ -44,35 +44,19 @@ import pytest
 
 from dlengine import errors
 from dlengine.sources import azdeleg, azure, signed
-from harness.cloud_servers import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, TLSFront, azurite_binary
+from harness.cloud_servers import (
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
+    OID,
+    TENANT,
+    AzuriteServer,
+    TLSFront,
+    azurite_binary,
+    fake_identity,
+)
 from harness.home import ROOT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-OID = "0b8f5b8e-aaaa-bbbb-cccc-111122223333"
 NAMES = ["plain.bin", "dir/a b+c~ü?#%.bin", "x/y=z&q"]
-
-# azure-identity's DefaultAzureCredential for the worker processes (azure-identity
-# is not installed here): on their PYTHONPATH, ``azure`` being a namespace package
-FAKE_IDENTITY = f'''
-import base64, json, time
-from typing import NamedTuple
-
-
-class AccessToken(NamedTuple):
-    token: str
-    expires_on: int
-
-
-class DefaultAzureCredential:
-    def get_token(self, *scopes, **kwargs):
-        def part(data):
-            return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-        now = int(time.time())
-        claims = {{"aud": "https://storage.azure.com", "iss": "https://sts.windows.net/{TENANT}/", "nbf": now - 60,
-                   "iat": now - 60, "exp": now + 3600, "oid": "{OID}", "tid": "{TENANT}"}}
-        return AccessToken(part({{"alg": "RS256", "typ": "JWT"}}) + "." + part(claims) + ".c2lnbmF0dXJl", now + 3600)
-'''
 
 
 def _jwt(claims: dict[str, Any]) -> str:
@@ -301,13 +285,6 @@ def test_the_listing_with_a_token_is_the_sdks(token_env: Any, https_azurite: Any
     assert credential.calls == 1
 
 
-def _fake_identity(root: Path) -> Path:
-    package = root / "fake-identity" / "azure" / "identity"
-    package.mkdir(parents=True, exist_ok=True)
-    (package / "__init__.py").write_text(FAKE_IDENTITY)
-    return root / "fake-identity"
-
-
 def test_a_fresh_worker_imports_nothing_of_azure_storage(https_azurite: Any, tmp_path: Path) -> None:
     """A worker's signing and a supervisor's listing with the token
     credential ``_default_credential`` makes (azure-identity's
@@ -327,7 +304,7 @@ def test_a_fresh_worker_imports_nothing_of_azure_storage(https_azurite: Any, tmp
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
     env.update(AZURE_STORAGE_ACCOUNT_URL=f"http://127.0.0.1:{front.port}/{AZURITE_ACCOUNT}",
-               PYTHONPATH=f"{_fake_identity(tmp_path)}{os.pathsep}{ROOT}")  # fmt: skip
+               PYTHONPATH=f"{fake_identity(tmp_path)}{os.pathsep}{ROOT}")  # fmt: skip
     res = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     url, _, modules = res.stdout.partition("\n")
@@ -358,7 +335,7 @@ def test_a_backend_job_with_a_token_goes_through_the_loop(https_azurite: Any, tm
     for var in [v for v in home.env if v.startswith("AZURE_")]:
         del home.env[var]
     home.env.update(AZURE_STORAGE_ACCOUNT_URL=f"http://127.0.0.1:{front.port}/{AZURITE_ACCOUNT}",
-                    PYTHONPATH=f"{_fake_identity(tmp_path)}{os.pathsep}{ROOT}",
+                    PYTHONPATH=f"{fake_identity(tmp_path)}{os.pathsep}{ROOT}",
                     DLENGINE_SEGMENT_THRESHOLD=str(1 << 20))  # fmt: skip
     seen = len(front.requests)
     try:
