@@ -14,13 +14,18 @@ Azurite runs with ``--oauth basic`` over HTTPS (a self-signed certificate);
 the SDK reaches it directly (``REQUESTS_CA_BUNDLE``), dlengine's pycurl
 handles through ``harness.cloud_servers.TLSFront``; the token credential is
 a stand-in for azure-identity's ``DefaultAzureCredential`` (not installed
-here) on the process's path, so azure-identity's own import is not counted.
+here) on the process's path, so azure-identity's own import is not counted;
+with ``--identity DIR`` (azure-identity installed there, e.g. ``pip install
+--target DIR azure-identity``) the real ``DefaultAzureCredential`` is used,
+its managed-identity credential pointed at a local endpoint
+(``harness.cloud_servers.ManagedIdentityEndpoint``), and its own import and
+construction are measured too.
 CPU is the child's (``RUSAGE_CHILDREN``), wall from start to exit.
 
 Usage (from the repository root)::
 
     python3 bench/azure_token.py --sign [--objects 5000] [--reps 5]
-    python3 bench/azure_token.py --fresh [--reps 5] [--roots /old/checkout,.]
+    python3 bench/azure_token.py --fresh [--reps 5] [--roots /old/checkout,.] [--identity DIR]
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from harness.cloud_servers import (  # noqa: E402
     OID,
     TENANT,
     AzuriteServer,
+    ManagedIdentityEndpoint,
     TLSFront,
     azurite_binary,
     fake_identity,
@@ -120,7 +126,7 @@ def _first_sign(root: Path, env: dict[str, str], link: str) -> tuple[float, floa
     return wall, usage.ru_utime + usage.ru_stime - cpu, res.stdout.strip()
 
 
-def _fresh(roots: list[Path], reps: int) -> None:
+def _fresh(roots: list[Path], reps: int, real_identity: Path | None) -> None:
     from azure.storage.blob import BlobServiceClient
 
     binary = azurite_binary()
@@ -134,7 +140,8 @@ def _fresh(roots: list[Path], reps: int) -> None:
              "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
             check=True, capture_output=True,
         )  # fmt: skip
-        identity = fake_identity(work)
+        identity = real_identity or fake_identity(work)
+        managed = ManagedIdentityEndpoint().start()
         server = AzuriteServer(binary).start(work, ("--oauth", "basic", "--cert", str(cert), "--key", str(key)))
         front = TLSFront(server.port, cert).start()
         try:
@@ -146,8 +153,10 @@ def _fresh(roots: list[Path], reps: int) -> None:
             base = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
             base.pop("PYTHONDONTWRITEBYTECODE", None)
             base["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+            base.update(managed.env)  # (only the real DefaultAzureCredential asks it)
             link = f"az://{CONTAINER}/k.bin"
             floor: list[float] = []
+            credential: list[float] = []
             runs: dict[Path, list[tuple[float, float, str]]] = {root: [] for root in roots}
             for _ in range(reps):
                 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -155,6 +164,12 @@ def _fresh(roots: list[Path], reps: int) -> None:
                 subprocess.run([sys.executable, "-c", "pass"], env=base, check=True)
                 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
                 floor.append(usage.ru_utime + usage.ru_stime - cpu)
+                if real_identity is not None:
+                    code = "from azure.identity import DefaultAzureCredential; DefaultAzureCredential()"
+                    identity_env = {**base, "PYTHONPATH": str(real_identity)}
+                    subprocess.run([sys.executable, "-c", code], env=identity_env, check=True)
+                    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    credential.append(used.ru_utime + used.ru_stime - usage.ru_utime - usage.ru_stime)
                 for root in roots:
                     # the SDK's path needs HTTPS (it refuses a token over HTTP); dlengine's goes through the front
                     plain = (root / "dlengine" / "sources" / "azdeleg.py").exists()
@@ -164,6 +179,11 @@ def _fresh(roots: list[Path], reps: int) -> None:
                            "REQUESTS_CA_BUNDLE": str(cert)}  # fmt: skip
                     runs[root].append(_first_sign(root, env, link))
             print(f"python -c pass: median {statistics.median(floor) * 1e3:.0f} ms CPU")
+            if credential:
+                shown = ", ".join(f"{c * 1e3:.0f}" for c in credential)
+                median = statistics.median(credential) * 1e3
+                print(f"import azure.identity + DefaultAzureCredential(): median {median:.0f} ms CPU ({shown});"
+                      f" managed-identity token requests {managed.calls}")  # fmt: skip
             for root, got in runs.items():
                 walls, cpus = [g[0] for g in got], [g[1] for g in got]
                 rounds = ", ".join(f"{w * 1e3:.0f}/{c * 1e3:.0f}" for w, c in zip(walls, cpus, strict=True))
@@ -173,6 +193,7 @@ def _fresh(roots: list[Path], reps: int) -> None:
                 )
                 print(f"  import worker s, first signed_get s, azure.* modules: {got[-1][2]}")
         finally:
+            managed.stop()
             front.stop()
             server.stop()
 
@@ -184,12 +205,13 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--roots", default=".")
+    parser.add_argument("--identity", type=Path, help="a directory with azure-identity installed (pip --target)")
     args = parser.parse_args()
     print(f"load {os.getloadavg()[0]:.2f} at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
     if args.sign:
         _sign(args.objects, args.reps)
     if args.fresh:
-        _fresh([Path(r).resolve() for r in args.roots.split(",")], args.reps)
+        _fresh([Path(r).resolve() for r in args.roots.split(",")], args.reps, args.identity)
     print(f"load {os.getloadavg()[0]:.2f} at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
 
 

@@ -324,3 +324,58 @@ def fake_identity(root: Path) -> Path:
     package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").write_text(FAKE_IDENTITY)
     return root / "fake-identity"
+
+
+@dataclass
+class ManagedIdentityEndpoint:
+    """An App Service managed-identity endpoint on 127.0.0.1 (what
+    ``IDENTITY_ENDPOINT`` + ``IDENTITY_HEADER`` point azure-identity's
+    ``ManagedIdentityCredential``, hence ``DefaultAzureCredential``, at)
+    handing out tokens Azurite takes, as FAKE_IDENTITY's."""
+
+    port: int = 0
+    calls: int = 0
+    _server: Any = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"IDENTITY_ENDPOINT": f"http://127.0.0.1:{self.port}/msi/token", "IDENTITY_HEADER": "test-header"}
+
+    def start(self) -> ManagedIdentityEndpoint:
+        import base64
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        endpoint = self
+
+        def part(data: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                endpoint.calls += 1
+                now = int(time.time())
+                claims = {"aud": "https://storage.azure.com", "iss": f"https://sts.windows.net/{TENANT}/",
+                          "nbf": now - 60, "iat": now - 60, "exp": now + 3600, "oid": OID, "tid": TENANT}  # fmt: skip
+                token = f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+                body = json.dumps({"access_token": token, "expires_on": str(now + 3600), "token_type": "Bearer",
+                                   "resource": "https://storage.azure.com"}).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
