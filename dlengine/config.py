@@ -11,11 +11,11 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dlengine.errors import ConfigError
+from dlengine.records import frozen
 
 ENV_HOME = "DLENGINE_HOME"
 ENV_MOUNTPATHS = "DLENGINE_MOUNTPATHS"
@@ -49,7 +49,7 @@ _KNOBS: dict[str, tuple[str, Any]] = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class Settings:
     home: Path
     mountpaths: tuple[Path, ...]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any, TypeVar
 
 from dlengine.errors import ErrorCode
 from dlengine.ledger.states import JobState, ObjectState
-from dlengine.records import quick_init
+from dlengine.records import frozen
 
 _Row = TypeVar("_Row")
 
 
-@dataclass(frozen=True)
+@frozen
 class NewJob:
     """A job as submission records it (its objects come separately, lazily).
     ``spec`` is the canonical JSON of the request, never its secrets."""
@@ -30,7 +30,7 @@ class NewJob:
     timeout: float = 0.0
 
 
-@dataclass(frozen=True)
+@frozen
 class StoredInfo:
     """What the catalog knows of a stored object (for skip decisions)."""
 
@@ -43,8 +43,7 @@ class StoredInfo:
     stored_time: float | None = None  # when it was recorded: the file's mtime is not later
 
 
-@quick_init
-@dataclass(frozen=True)
+@frozen
 class Task:
     """One claimed object, everything a worker needs to download it."""
 
@@ -70,7 +69,7 @@ class Task:
     connections: int = 0  # the job's connection limit (0: none)
 
 
-@dataclass(frozen=True)
+@frozen
 class NewObject:
     """An object row to insert with what a listing said of it. ``state``
     is pending, or already skipped (unchanged) or failed (unusable name)."""
@@ -87,8 +86,7 @@ class NewObject:
     code: ErrorCode | None = None  # why it failed, with ``error``
 
 
-@quick_init
-@dataclass(frozen=True)
+@frozen
 class Outcome:
     """What happened to a task; reported to the ledger in batches."""
 
@@ -107,7 +105,7 @@ class Outcome:
     release: bool = False  # give the row back without counting an attempt
 
 
-@dataclass(frozen=True)
+@frozen
 class JobRecord:
     """One row of ``jobs`` as the ledger hands it out (never a raw row)."""
 
@@ -151,7 +149,7 @@ class JobRecord:
         return self.state == JobState.ABORTED.value or self.failed_cnt > 0 or self.aborted_cnt > 0
 
 
-@dataclass(frozen=True)
+@frozen
 class CatalogEntry:
     """What a bucket holds: one object of the catalog."""
 
@@ -170,7 +168,7 @@ class CatalogEntry:
     job_id: str | None
 
 
-@dataclass(frozen=True)
+@frozen
 class ObjectRow:
     """One object of a job as status shows it."""
 

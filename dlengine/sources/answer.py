@@ -37,9 +37,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from dlengine import errors
+from dlengine.records import frozen
 from dlengine.sources import checksums
 from dlengine.sources.base import ObjectInfo, Request
 
@@ -60,7 +60,7 @@ _NO_CONTENT = frozenset({204, 205})
 _CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@frozen
 class Answer:
     """What an answer holds: the object's metadata, the offset its body
     starts at (the requested one for a 206, else 0), whether it said "not

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from dlengine.records import frozen
 
 if TYPE_CHECKING:
     import configparser
@@ -52,7 +53,7 @@ _CREDENTIAL_VARIABLES = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CON
                          "AWS_CONTAINER_CREDENTIALS_FULL_URI")  # fmt: skip
 
 
-@dataclass(frozen=True, repr=False)
+@frozen(repr=False)
 class Resolved:
     """What a presigned GET needs: keys (access, secret, session token),
     the region to sign for, the custom endpoint (None: AWS itself). The

@@ -25,15 +25,16 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlencode, urlsplit
+
+from dlengine.records import frozen
 
 __all__ = ["Account", "ListedBlob", "blob_url", "from_url", "list_url", "parse", "parse_list"]
 
 SAS_VERSION = "2025-05-05"  # a fixed version: its string-to-sign is the one below
 
 
-@dataclass(frozen=True, repr=False)
+@frozen(repr=False)
 class Account:
     """The account of a connection string: its name, decoded key and blob
     endpoint (no trailing slash); or, with ``sas``, a SAS to append as it
@@ -127,7 +128,7 @@ def _service_sas(account: Account, resource: str, permission: str, kind: str, ho
     return f"se={quote(expiry, safe='/')}&sp={permission}&sv={SAS_VERSION}&sr={kind}&sig={quote(signature, safe='/')}"
 
 
-@dataclass(frozen=True)
+@frozen
 class ListedBlob:
     """One blob of a List Blobs answer, as the SDK's ``BlobProperties``
     carry it: the ETag bare, the MD5 in base64."""

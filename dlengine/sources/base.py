@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol, TypedDict
 
 from dlengine.errors import DlengineError
-from dlengine.records import quick_init
+from dlengine.records import frozen
 
 
-@quick_init
-@dataclass(frozen=True)
+@frozen
 class ObjectInfo:
     """Metadata of one source object. ``checksums`` maps an algorithm
     (md5, crc32c, sha256, sha1, crc32, ...) to its lowercase hex digest."""
@@ -46,8 +45,7 @@ class Selection(TypedDict):
     exclude: list[str]
 
 
-@quick_init
-@dataclass(frozen=True)
+@frozen
 class Request:
     """How to open one object. ``offset`` > 0 asks for the rest from there,
     valid only while the source still matches ``if_range``."""
@@ -66,7 +64,7 @@ Refine = Callable[[ObjectInfo, Mapping[str, str]], ObjectInfo]
 version header, which checksums apply): the same ``ObjectInfo`` as its SDK."""
 
 
-@dataclass(frozen=True)
+@frozen
 class SignedGet:
     """A cloud object's GET as plain HTTP, so the libcurl loop can fetch it:
     ``url`` (a presigned one carries its credential in the query: a secret,

@@ -32,11 +32,11 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from dlengine import errors
+from dlengine.records import frozen
 from dlengine.sources import s3plain
 from dlengine.sources.base import ObjectInfo
 from dlengine.sources.checksums import b64_to_hex
@@ -58,7 +58,7 @@ _lock = threading.Lock()
 _cache: dict[tuple[str | None, ...], Access | None] = {}
 
 
-@dataclass(frozen=True, repr=False)
+@frozen(repr=False)
 class Access:
     """Where GETs go and how they are authorized: ``credentials`` None is
     anonymous. The repr names no credential."""

@@ -25,13 +25,13 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from dlengine import errors
+from dlengine.records import frozen
 from dlengine.sources import awsenv, checksums, s3plain, sigv4
 from dlengine.sources.base import ObjectInfo, ReadableStream, Request, SignedGet, translating
 
@@ -209,7 +209,7 @@ def _status(exc: BaseException) -> int:
 Keys = tuple[str, str, str | None]
 
 
-@dataclass(frozen=True, repr=False)
+@frozen(repr=False)
 class _Presigner:
     """Where one bucket's objects are and who signs for them: the origin
     and path prefix the SDK's addressing rules give (endpoint_url, region,

@@ -18,11 +18,11 @@ import datetime as dt
 import functools
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from io import BytesIO
 from urllib.parse import unquote_plus
 
 from dlengine import errors
+from dlengine.records import frozen
 
 __all__ = ["Page", "Reply", "get", "http_date", "list_pages", "parse_page"]
 
@@ -30,7 +30,7 @@ _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 MAX_REPLY = 64 << 20  # a listing page of 1,000 keys is ~300 KiB
 
 
-@dataclass(frozen=True)
+@frozen
 class Reply:
     status: int
     headers: Mapping[str, str]
@@ -96,7 +96,7 @@ def get(
     return Reply(status, answer, received.getvalue())
 
 
-@dataclass(frozen=True)
+@frozen
 class Page:
     """One ListObjectsV2 answer: (key, size, ETag, Last-Modified as an
     HTTP date) of each object, and the token of the next page."""

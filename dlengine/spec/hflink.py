@@ -15,17 +15,17 @@ otherwise. The Hub reserves ``datasets`` and ``models``: no org has those names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from dlengine.errors import SpecError
+from dlengine.records import frozen
 
 DEFAULT_REVISION = "main"
 _TYPE_PREFIXES = {"datasets": "dataset", "models": "model"}
 _URL_PREFIXES = {"dataset": "datasets/", "model": ""}
 
 
-@dataclass(frozen=True)
+@frozen
 class HubFile:
     """One file of a Hub repository at a revision."""
 

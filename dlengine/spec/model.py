@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import Enum
 from typing import TypedDict
 
 from dlengine.providers import Provider
+from dlengine.records import frozen
 
 
 class JobType(str, Enum):
@@ -16,7 +17,7 @@ class JobType(str, Enum):
     BACKEND = "backend"  # every object of a remote bucket (prefix/suffix)
 
 
-@dataclass(frozen=True)
+@frozen
 class BucketRef:
     """A destination (or, for backend jobs, source) bucket."""
 
@@ -48,13 +49,13 @@ class HubOptions(TypedDict, total=False):
     exclude: list[str]  # and ignore_patterns
 
 
-@dataclass(frozen=True)
+@frozen
 class Limits:
     connections: int = 0  # 0 = no limit
     bytes_per_hour: int = 0  # 0 = no limit
 
 
-@dataclass(frozen=True)
+@frozen
 class ObjectRef:
     """One object to download: its name in the bucket and where it comes from."""
 
@@ -62,7 +63,7 @@ class ObjectRef:
     link: str
 
 
-@dataclass(frozen=True)
+@frozen
 class JobSpec:
     """A whole, validated job request.
 

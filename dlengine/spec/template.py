@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from dlengine.errors import SpecError
+from dlengine.records import frozen
 
 MAX_TEMPLATE_OBJECTS = 10_000_000
 
@@ -22,7 +22,7 @@ _RANGE_LIKE = re.compile(r"\{([^{}.]*)\.\.([^{}.]*)(?:\.\.([^{}.]*))?\}")
 _DECIMAL = re.compile(r"[0-9]+")  # not \d: int() would take Arabic-Indic digits
 
 
-@dataclass(frozen=True)
+@frozen
 class BraceRange:
     """One ``{start..end..step}`` range; ``span`` is its place in the text."""
 
@@ -51,7 +51,7 @@ class BraceRange:
         return f"{value:0{self.width}d}" if self.width else str(value)
 
 
-@dataclass(frozen=True)
+@frozen
 class Template:
     """A parsed template: ``literals[0] range[0] literals[1] ... literals[-1]``."""
 

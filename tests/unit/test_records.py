@@ -1,8 +1,10 @@
-"""quick_init: a frozen dataclass with a cheaper __init__ behaves as one."""
+"""quick_init: a frozen dataclass with a cheaper __init__ behaves as one;
+frozen: a frozen dataclass built without generated methods behaves as one."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import pickle
 from dataclasses import dataclass, field
 
@@ -10,7 +12,7 @@ import pytest
 
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
-from dlengine.records import quick_init
+from dlengine.records import frozen, quick_init
 from dlengine.sources.base import ObjectInfo, Request
 
 
@@ -92,3 +94,133 @@ def test_refuses_what_it_cannot_copy() -> None:
     for cls in (Mutable, Post, KwOnly):
         with pytest.raises(TypeError, match="quick_init"):
             quick_init(cls)
+
+
+@frozen
+class _Rec:
+    key: str
+    size: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    hidden: int = field(default=0, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class _Twin:  # what _Rec must behave as
+    key: str
+    size: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    hidden: int = field(default=0, repr=False, compare=False)
+
+
+@frozen
+class _Point:
+    x: int
+    y: int = 0
+
+
+@dataclass(frozen=True)
+class _PointTwin:
+    x: int
+    y: int = 0
+
+
+def _pair(*args: object, **kwargs: object) -> tuple[_Rec, _Twin]:
+    return _Rec(*args, **kwargs), _Twin(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_frozen_is_a_frozen_dataclass() -> None:
+    assert dataclasses.is_dataclass(_Rec)
+    assert _Rec.__dataclass_params__.frozen and _Rec.__dataclass_params__.eq  # type: ignore[attr-defined]
+    assert [(f.name, f.default, f.repr, f.compare) for f in dataclasses.fields(_Rec)] == [
+        (f.name, f.default, f.repr, f.compare) for f in dataclasses.fields(_Twin)
+    ]
+    assert _Rec.__match_args__ == _Twin.__match_args__  # type: ignore[attr-defined]
+    assert str(inspect.signature(_Rec)) == str(inspect.signature(_Twin))
+    assert _Point.__doc__ == _PointTwin.__doc__.replace("Twin", "")  # type: ignore[union-attr]
+
+
+def test_frozen_builds_compares_hashes_and_shows_as_the_dataclass() -> None:
+    for args, kwargs in [(("k",), {}), (("k", 3), {}), (("k",), {"size": 4, "tags": {"a": "b"}, "hidden": 2})]:
+        got, want = _pair(*args, **kwargs)
+        assert dataclasses.asdict(got) == dataclasses.asdict(want)
+        assert repr(got) == repr(want).replace("_Twin", "_Rec")
+        assert dataclasses.replace(got, size=9) == _Rec(got.key, 9, got.tags, got.hidden)
+    assert _Rec("k", 1, hidden=1) == _Rec("k", 1, hidden=2)  # compare=False, as there
+    assert _Rec("k", 1) != _Rec("k", 2) and _Rec("k") != _Twin("k")
+    assert (_Point(1, 2) == (1, 2)) is False and _Point(1, 2).__eq__((1, 2)) is NotImplemented
+    assert hash(_Point(1, 2)) == hash(_PointTwin(1, 2)) == hash((1, 2))
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(_Rec("k"))  # a dict field, as there
+    first, second = _Rec("a"), _Rec("b")
+    first.tags["x"] = "y"
+    assert second.tags == {}
+    assert pickle.loads(pickle.dumps(_Point(3, 4))) == _Point(3, 4)
+    match _Point(5, 6):
+        case _Point(x, y):
+            assert (x, y) == (5, 6)
+
+
+def test_frozen_refuses_assignment_as_the_dataclass() -> None:
+    for obj in (_Point(1), _PointTwin(1)):
+        for name in ("x", "other"):
+            with pytest.raises(dataclasses.FrozenInstanceError, match=f"cannot assign to field '{name}'"):
+                setattr(obj, name, 2)
+            with pytest.raises(dataclasses.FrozenInstanceError, match=f"cannot delete field '{name}'"):
+                delattr(obj, name)
+
+    class Sub(_Point):
+        pass
+
+    sub = Sub(1)
+    sub.extra = 3  # type: ignore[attr-defined]  # a subclass's own attribute, as there
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sub.x = 2  # type: ignore[misc]
+
+
+def test_frozen_keeps_what_the_class_defines() -> None:
+    @frozen
+    class Own:
+        a: int
+
+        def __repr__(self) -> str:
+            return "own"
+
+        def __hash__(self) -> int:
+            return 7
+
+    @frozen(repr=False)
+    class Secret:
+        token: str
+
+    assert repr(Own(1)) == "own" and hash(Own(1)) == 7 and Own(1) == Own(1)
+    assert "tok" not in repr(Secret("tok")) and repr(Secret("tok")).startswith("<")
+    assert Secret("t") == Secret("t")
+
+    @frozen
+    class Loop:
+        items: list[object]
+
+    loop = Loop([])
+    loop.items.append(loop)
+    assert repr(loop) == f"{Loop.__qualname__}(items=[...])"  # as the dataclass's recursion guard shows it
+
+
+def test_frozen_refuses_what_it_cannot_build() -> None:
+    class Post:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    class KwOnly:
+        a: int = field(kw_only=True)
+
+    class OwnSetattr:
+        a: int
+
+        def __setattr__(self, name: str, value: object) -> None:
+            pass
+
+    for cls in (Post, KwOnly, OwnSetattr):
+        with pytest.raises(TypeError):
+            frozen(cls)
