@@ -1,0 +1,55 @@
+"""What a command imports before it does anything (issue 12: start-up
+<= 0.1 s of fixed cost): checked in fresh interpreters, since a module
+imported once stays imported for the rest of a test session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+# a command run in-process in a fresh interpreter; prints dlengine's modules and the others loaded
+_PROBE = """
+import json, sys
+from dlengine.cli import main
+code = main(sys.argv[1:]) if len(sys.argv) > 1 else 0
+if len(sys.argv) == 1:
+    import dlengine.cli.main
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def _modules(tmp_path: Path, *argv: str) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLENGINE_")}
+    env.update(DLENGINE_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["code"] == 0, out.stderr
+    return set(got["modules"])
+
+
+def test_the_command_line_imports_no_command_before_it_is_chosen(tmp_path: Path) -> None:
+    loaded = _modules(tmp_path)
+    assert "dlengine.cli.main" in loaded  # (the control)
+    assert not {"dlengine.client", "dlengine.spec", "dlengine.ledger", "dlengine.cli.output", "sqlite3"} & loaded
+
+
+def test_run_with_nothing_to_do_imports_neither_data_path_nor_spec_parser(tmp_path: Path) -> None:
+    loaded = _modules(tmp_path, "run", "--quiet")
+    assert "dlengine.supervisor.supervisor" in loaded  # (the control: the supervisor ran)
+    unwanted = {
+        "dlengine.supervisor.worker",  # no spares forked, no pool started
+        "dlengine.engine.curl",
+        "pycurl",
+        "dlengine.supervisor.dispatch",  # started with the first busy job
+        "dlengine.spec.parse",
+        "dlengine.client",
+    }
+    assert not unwanted & loaded
