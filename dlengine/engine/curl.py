@@ -52,6 +52,8 @@ _BASE_HEADERS = ["Accept-Encoding: identity", "User-Agent: dlengine"]
 
 Report = Callable[[work.Result, bool], None]
 """Where outcomes go: (result, whether the work file may have a .meta)."""
+ReportMany = Callable[[list[tuple[work.Result, bool]]], None]
+"""The same, the outcomes of one round of the loop at a time."""
 _Submitted = tuple[Task, work.Context, "SignedGet | None", "Route | None"]
 
 
@@ -314,9 +316,18 @@ class CurlLoop:
     """Many concurrent downloads on one thread (``run``)."""
 
     def __init__(
-        self, report: Report, segment_threshold: int = 64 << 20, min_rate: int = 0, max_size: int | None = None
+        self,
+        report: Report,
+        segment_threshold: int = 64 << 20,
+        min_rate: int = 0,
+        max_size: int | None = None,
+        report_many: ReportMany | None = None,
     ) -> None:
-        self._report = report
+        """``report_many``: instead of ``report``, the outcomes of each
+        round at once (one hand-over to another thread, not one per object)."""
+        self._report = report if report_many is None else self._keep
+        self._report_many = report_many
+        self._done: list[tuple[work.Result, bool]] = []  # (for report_many) this round's outcomes
         self.segment_threshold = segment_threshold
         self.min_rate = min_rate
         self.max_size = max_size
@@ -358,6 +369,7 @@ class CurlLoop:
                 if now >= next_scan:
                     self._scan(now)
                     next_scan = now + SCAN_INTERVAL
+                self._hand_over()
                 self._wait(next_scan - now)
         except BaseException:
             log.exception("the libcurl loop failed")
@@ -369,8 +381,18 @@ class CurlLoop:
                     t.error = transfer.Aborted()
                     self._release(handle)
                     self._finish(t)
+            self._hand_over()
             self._multi.close()
             self._wake.close()
+
+    def _keep(self, result: work.Result, sidecar: bool) -> None:
+        self._done.append((result, sidecar))
+
+    def _hand_over(self) -> None:
+        """This round's outcomes to ``report_many``."""
+        if self._done and self._report_many is not None:
+            done, self._done = self._done, []
+            self._report_many(done)
 
     def _take_inbox(self) -> None:
         while True:
