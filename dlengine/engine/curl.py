@@ -34,7 +34,7 @@ import pycurl
 
 from dlengine import errors, transfer
 from dlengine.ledger.models import Task
-from dlengine.net import egress, redirects
+from dlengine.net import egress, redirects, tls
 from dlengine.sources import answer as answers
 from dlengine.sources.base import ObjectInfo, Request, SignedGet
 from dlengine.supervisor import work
@@ -663,6 +663,7 @@ def _configure(handle: Any, t: _Transfer) -> None:
         headers += [f"{k}: {v}" for k, v in answers.conditional_headers(request).items()]
     setopt = handle.setopt
     setopt(pycurl.URL, t.url)
+    tls.configure(handle)
     setopt(pycurl.HTTPHEADER, headers)
     setopt(pycurl.NOSIGNAL, 1)
     setopt(pycurl.PROTOCOLS, _PROTOCOLS)

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 import pycurl
 
 from dlengine import errors
-from dlengine.net import egress
+from dlengine.net import egress, tls
 from dlengine.sources.hfroute import same_origin, status_error, token
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -64,6 +64,7 @@ class HubAPI:
         chunks: list[bytes] = []
         refused: list[errors.DlengineError] = []
         handle.setopt(pycurl.URL, url)
+        tls.configure(handle)
         handle.setopt(pycurl.HTTPHEADER, sent)
         handle.setopt(pycurl.NOSIGNAL, 1)
         handle.setopt(pycurl.PROTOCOLS, _PROTOCOLS)

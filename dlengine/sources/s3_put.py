@@ -37,6 +37,7 @@ from typing import Any
 import pycurl
 
 from dlengine import errors
+from dlengine.net import tls
 from dlengine.sources.s3plain import error_code
 from dlengine.supervisor.wake import Wake
 
@@ -83,6 +84,7 @@ def _configure(
     lines = [f"{name}: {value}" for name, value in headers.items()]
     lines.append("Expect:")
     handle.setopt(pycurl.URL, url)
+    tls.configure(handle)
     if data is not None:  # bytes: libcurl sends them from memory, no read callback into Python per chunk
         handle.setopt(pycurl.CUSTOMREQUEST, "PUT")
         handle.setopt(pycurl.POSTFIELDS, data)

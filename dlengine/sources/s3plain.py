@@ -51,6 +51,8 @@ def get(
     ``SourceTimeoutError``, never naming the URL (it carries a signature)."""
     import pycurl
 
+    from dlengine.net import tls
+
     answer: dict[str, str] = {}
     received = BytesIO()
 
@@ -70,6 +72,7 @@ def get(
     handle = pycurl.Curl()
     try:
         handle.setopt(pycurl.URL, url)
+        tls.configure(handle)
         if method == "HEAD":
             handle.setopt(pycurl.NOBODY, True)
         elif body is not None:
