@@ -32,10 +32,12 @@ they fetched by the loop.
 The loop reports outcomes by row id; rows of two supervisors sharing a
 cluster may carry the same id, so each object goes to the loop under an id
 of this process (and a flat name: the scratch tree never holds ``a`` and
-``a/b`` of one bucket at once) and its outcome is routed back to its batch:
-from the loop's thread straight to the upload queue when it is to be
-uploaded (the batch's thread wakes once per object, for its final outcome,
-not also to pass the upload on). Nothing here touches a ledger.
+``a/b`` of one bucket at once) and its outcome is routed back to its batch.
+The batch's own thread is not woken per object: whichever thread makes an
+object final (the loop, the PUT loop, an upload thread) records it and
+starts the batch's next object (a start only queues work); the batch's
+thread waits for the last one, publishing the pulse meanwhile. Nothing
+here touches a ledger.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ __all__ = ["Heartbeat", "LoopOptions", "run", "transfers"]
 
 log = logging.getLogger("dlengine.dask")
 
-WAIT = 1.0  # seconds between checks that the loop is still alive, while a batch waits
+PUBLISH_WAIT = 0.5  # seconds between a waiting batch's pulse publications and checks that the loop lives
 
 
 @dataclass(frozen=True)
@@ -104,10 +106,6 @@ class LoopGone(errors.TransientError):
     default_message = "the libcurl loop of this Dask worker stopped"
 
 
-# (index in the batch, its final outcome)
-_Message = tuple[int, Outcome]
-
-
 class _Process:
     """What the batches of one worker process share: the loop and its
     thread, the routes of the objects it has, and the threads that upload
@@ -142,8 +140,7 @@ class _Process:
 
     def _fetched(self, result: work.Result, sidecar: bool) -> None:
         """From the loop's thread: an object's outcome, to its batch (which
-        queues its upload from here: the batch's thread is not woken for
-        it, only for the final outcome)."""
+        queues its upload from here, or records it as final)."""
         outcome = result[0]
         body = self._bodies.pop(outcome.task_id, None)
         with self._lock:
@@ -228,45 +225,56 @@ class _Batch:
         self.ctx = ctx
         self.context_of = context_of
         self.heartbeat = heartbeat
-        self.inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self.loop_ctx = replace(ctx, hold=proc.hold)  # small objects' bytes stay in memory
+        self._lock = threading.Lock()
+        self._ended = threading.Event()  # every object final
+        self._closed = False  # run has returned: late outcomes start nothing
 
     def run(self, tasks: list[Task]) -> list[Outcome]:
+        """The batch's objects, ``window`` in flight: each final outcome
+        starts the next object from the thread that reported it (the
+        batch's own thread is not woken per object; it publishes the pulse
+        and checks that the loop lives until the last one is final)."""
         self.tasks = tasks
         self.target = remote.target_for(tasks[0])
         window = max(1, min(self.ctx.pool_size, len(tasks)))
-        outcomes: list[Outcome | None] = [None] * len(tasks)
+        self.outcomes: list[Outcome | None] = [None] * len(tasks)
+        self._next, self._left = window, len(tasks)
         self.proc.reserve(window)
         try:
             for index in range(window):
                 self._start(index)
-            started = in_flight = window
-            while in_flight:
-                if not self._next(outcomes):
-                    continue
-                in_flight -= 1
-                if started < len(tasks):
-                    self._start(started)
-                    started += 1
-                    in_flight += 1
+            while not self._ended.wait(PUBLISH_WAIT):
+                self.heartbeat.publish()
+                if not self.proc.thread.is_alive():
+                    raise LoopGone()
+                # (a PUT loop that stops fails what it had: those outcomes come)
         finally:
+            with self._lock:
+                self._closed = True
             self.proc.release(window)
             self.proc.forget(self)
-        return [o for o in outcomes if o is not None]
+        return [o for o in self.outcomes if o is not None]
 
-    def _next(self, outcomes: list[Outcome | None]) -> bool:
-        """Wait for one object's final outcome (True; False if the wait
-        timed out: the caller waits again)."""
-        self.heartbeat.publish()
-        try:
-            index, outcome = self.inbox.get(timeout=WAIT)
-        except queue.Empty:
-            if not self.proc.thread.is_alive():
-                raise LoopGone() from None
-            return False  # (a PUT loop that stops fails what it had: those outcomes come)
+    def _final(self, index: int, outcome: Outcome) -> None:
+        """From any thread: the object at ``index`` is final; the next one
+        not started yet starts (here: a start only queues its work)."""
+        with self._lock:
+            if self._closed or self.outcomes[index] is not None:
+                return
+            self.outcomes[index] = outcome
+            self._left -= 1
+            start = self._next if self._next < len(self.tasks) else None
+            if start is not None:
+                self._next += 1
+            if not self._left:
+                self._ended.set()
         self.heartbeat.beat()
-        outcomes[index] = outcome
-        return True
+        if start is not None:
+            try:
+                self._start(start)
+            except Exception as exc:  # noqa: BLE001 - errors are outcomes
+                self._final(start, work.failure(self.tasks[start], exc, self.ctx))
 
     def fetched(self, index: int, outcome: Outcome, body: bytes | None) -> None:
         """From the loop's thread: the loop's outcome of the object at
@@ -283,7 +291,7 @@ class _Batch:
             final = replace(outcome, task_id=task.id)
         except Exception as exc:  # noqa: BLE001 - errors are outcomes
             final = work.failure(task, exc, self.ctx)
-        self.inbox.put((index, final))
+        self._final(index, final)
 
     def _start(self, index: int) -> None:
         task = self.tasks[index]
@@ -297,7 +305,7 @@ class _Batch:
     def _elsewhere(self, index: int, task: Task) -> None:
         """The present path: ``work.run_task`` on this thread."""
         outcome, _ = work.run_task(task, self.context_of(task))
-        self.inbox.put((index, outcome))
+        self._final(index, outcome)
 
     def _check_then_fetch(self, index: int, task: Task) -> None:
         """A row handed out before: the destination may hold it already."""
@@ -308,10 +316,10 @@ class _Batch:
             source, key = registry.resolve(task.link, pool_size=self.ctx.pool_size)
             held = work.already_stored(task, self.target, source, key, self.ctx)
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
-            self.inbox.put((index, work.failure(task, exc, self.ctx)))
+            self._final(index, work.failure(task, exc, self.ctx))
             return
         if held is not None:
-            self.inbox.put((index, held))
+            self._final(index, held)
             return
         self.proc.fetch(task, self.loop_ctx, self, index)
 
@@ -332,7 +340,7 @@ class _Batch:
                     outcome = work.failure(task, error, self.ctx)
             except Exception as exc:  # noqa: BLE001 - errors are outcomes
                 outcome = work.failure(task, exc, self.ctx)
-            self.inbox.put((index, outcome))
+            self._final(index, outcome)
 
         self.heartbeat.carrying(local, fetched.size or 0)
         try:
@@ -367,7 +375,7 @@ class _Batch:
             if path is not None:
                 path.unlink(missing_ok=True)
                 transfer.drop_work(self.ctx.workdir, local)
-        self.inbox.put((index, outcome))
+        self._final(index, outcome)
 
 
 def _origin(task: Task, fetched: Outcome) -> dict[str, str]:
