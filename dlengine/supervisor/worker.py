@@ -208,8 +208,10 @@ class Worker:
         before the ledger says "done", so a batch goes on only after it."""
         while True:
             batch = _flat(_drain(self._results, REPORT_INTERVAL))
-            if batch and len(batch) <= FEW_FILES and _STOP not in batch:
-                time.sleep(SYNC_GATHER)  # more are likely on the way (not for a trickle: it waits 20 ms)
+            if batch and len(batch) <= FEW_FILES and _STOP not in batch and len(self._running) > len(batch):
+                # more are likely on the way (not for a trickle: it waits
+                # 20 ms; nor for the last objects: nothing else is coming)
+                time.sleep(SYNC_GATHER)
                 batch += _flat(_drain(self._results, 0))
             stop = _STOP in batch
             batch = [b for b in batch if b is not _STOP]
