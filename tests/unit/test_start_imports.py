@@ -24,15 +24,22 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 
 
 def _modules(tmp_path: Path, *argv: str) -> set[str]:
+    """The modules the command loaded beyond those of a bare interpreter
+    in the same environment (under coverage, its own: sqlite3 among them)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DLENGINE_")}
     env.update(DLENGINE_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE, *argv], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout.splitlines()[-1])
-    assert got["code"] == 0, out.stderr
-    return set(got["modules"])
+
+    def probe(code: str, *args: str) -> set[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", code, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout.splitlines()[-1])
+        assert got["code"] == 0, out.stderr
+        return set(got["modules"])
+
+    bare = probe('import json, sys; print(json.dumps({"code": 0, "modules": sorted(sys.modules)}))')
+    return probe(_PROBE, *argv) - bare
 
 
 def test_the_command_line_imports_no_command_before_it_is_chosen(tmp_path: Path) -> None:
