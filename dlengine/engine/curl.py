@@ -317,15 +317,17 @@ class CurlLoop:
 
     def __init__(
         self,
-        report: Report,
+        report: Report | None,
         segment_threshold: int = 64 << 20,
         min_rate: int = 0,
         max_size: int | None = None,
         report_many: ReportMany | None = None,
     ) -> None:
-        """``report_many``: instead of ``report``, the outcomes of each
-        round at once (one hand-over to another thread, not one per object)."""
-        self._report = report if report_many is None else self._keep
+        """Outcomes go to ``report``, or (``report_many`` instead) those of
+        each round at once: one hand-over to another thread, not one per object."""
+        if (report is None) == (report_many is None):
+            raise ValueError("CurlLoop takes report or report_many")
+        self._report = report or self._keep
         self._report_many = report_many
         self._done: list[tuple[work.Result, bool]] = []  # (for report_many) this round's outcomes
         self.segment_threshold = segment_threshold

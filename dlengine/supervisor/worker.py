@@ -88,13 +88,13 @@ class Worker:
         self._batch_sync = settings.fsync and settings.sync == "batch" and durable.syncfs_reports_errors()
         self._file_sync = settings.fsync and not self._batch_sync
         self._curl = curl.CurlLoop(
-            self._put_one,
+            None,
             settings.segment_threshold,
             settings.min_rate,
             settings.max_object_size,
             report_many=self._curl_done,
         )
-        self._unfreed = 0  # (the loop's) stored outcomes since the ledger thread was last told
+        self._unfreed = 0  # stored outcomes since the ledger thread was last told (under _stored_lock)
         self._bare: set[int] = set()  # rows whose work file has no .meta to remove
         # rows in the libcurl loop that take more than one connection (large
         # objects, in ranged segments): their connections beyond the first
@@ -296,34 +296,29 @@ class Worker:
             return
         self._curl.submit(task, ctx, route=route)
 
-    def _put_one(self, result: tuple[Outcome, Path | None], sidecar: bool) -> None:
-        self._curl_done([(result, sidecar)])
-
     def _curl_done(self, batch: list[tuple[tuple[Outcome, Path | None], bool]]) -> None:
         """From the curl thread: the outcomes of a round of its loop
         (``sidecar``: a .meta may exist), handed on at once."""
-        stored = [result[0].task_id for result, _ in batch if result[0].state in _STORED]
         self._bare.update(result[0].task_id for result, sidecar in batch if not sidecar)
-        if stored:
-            with self._stored_lock:
-                self._stored.update(stored)
-        self._results.put([result for result, _ in batch])
-        self._unfreed += len(stored)
-        if self._unfreed >= max(1, self._threads // 2) and self._synced is not self._results:
-            # connections freed while their outcomes wait for the sync:
-            # the ledger thread claims more now, not when the sync is over
-            self._unfreed = 0
-            self._synced.put(_FREED)
+        self._hand_on([result for result, _ in batch])
 
     def _put(self, result: tuple[Outcome, Path | None]) -> None:
         """An outcome to make durable and record (from any thread)."""
-        stored = 0
-        if result[0].state in _STORED:
+        self._hand_on([result])
+
+    def _hand_on(self, results: list[tuple[Outcome, Path | None]]) -> None:
+        """Outcomes to the syncer (from any thread), as one list."""
+        stored = [result[0].task_id for result in results if result[0].state in _STORED]
+        freed = False
+        if stored:
             with self._stored_lock:
-                self._stored.add(result[0].task_id)
-                stored = len(self._stored)
-        self._results.put(result)
-        if stored and self._synced is not self._results and stored % max(1, self._threads // 2) == 0:
+                self._stored.update(stored)
+                self._unfreed += len(stored)
+                freed = self._unfreed >= max(1, self._threads // 2)
+                if freed:
+                    self._unfreed = 0
+        self._results.put(results)
+        if freed and self._synced is not self._results:
             # connections freed while their outcomes wait for the sync:
             # the ledger thread claims more now, not when the sync is over
             self._synced.put(_FREED)
