@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 import pytest
 
 from harness.httpd import Fault, RequestRecord, TestHTTPServer
-from tests.conftest import Home, counters_match_rows, new_home, wait_for
+from tests.conftest import Home, counters_match_rows, new_home, self_signed_cert, wait_for
 
 ATTEMPTS = 4
 MAX_SIZE = 4 << 20  # DLENGINE_MAX_OBJECT_SIZE of the run
@@ -302,15 +301,7 @@ class _TLSListener:
     counts the handshakes clients attempt."""
 
     def __init__(self, tmp: Path) -> None:
-        cert, key = tmp / "cert.pem", tmp / "key.pem"
-        try:
-            subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                 "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                check=True, capture_output=True,
-            )  # fmt: skip
-        except (OSError, subprocess.CalledProcessError) as exc:
-            pytest.skip(f"cannot make a certificate with openssl: {exc}")
+        cert, key = self_signed_cert(tmp)
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(cert, key)
         self._server = socket.create_server(("127.0.0.1", 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import os
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dlengine.net import tls
-from tests.conftest import new_home
+from tests.conftest import new_home, self_signed_cert
 
 BODY = os.urandom(50_000)
 
@@ -39,15 +38,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(base URL, certificate) of an HTTPS server on 127.0.0.1."""
     tmp = tmp_path_factory.mktemp("tls")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    try:
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-            check=True, capture_output=True,
-        )  # fmt: skip
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot make a certificate with openssl: {exc}")
+    cert, key = self_signed_cert(tmp)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
