@@ -240,7 +240,7 @@ class TLSFront:
     def start(self) -> TLSFront:
         import http.client
         import ssl
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         context = ssl.create_default_context(cafile=str(self.cert))
         front = self
@@ -277,16 +277,28 @@ class TLSFront:
 
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server, self.port = _serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        _close(self._server)
+
+
+def _serve(handler: Any) -> tuple[Any, int]:
+    """A threaded HTTP server on 127.0.0.1 (a free port) serving ``handler``
+    (a BaseHTTPRequestHandler class) in the background."""
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_address[1])
+
+
+def _close(server: Any) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
 
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -344,7 +356,7 @@ class ManagedIdentityEndpoint:
     def start(self) -> ManagedIdentityEndpoint:
         import base64
         import json
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         endpoint = self
 
@@ -369,13 +381,8 @@ class ManagedIdentityEndpoint:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server, self.port = _serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        _close(self._server)
