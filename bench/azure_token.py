@@ -55,6 +55,7 @@ from harness.cloud_servers import (  # noqa: E402
     TLSFront,
     azurite_binary,
     fake_identity,
+    self_signed_cert,
 )
 
 CONTAINER = "bench-token"
@@ -134,12 +135,7 @@ def _fresh(roots: list[Path], reps: int, real_identity: Path | None) -> None:
         raise SystemExit("Azurite is not installed (.ci/run installs it)")
     with tempfile.TemporaryDirectory(prefix="azure-token-") as tmp:
         work = Path(tmp)
-        cert, key = work / "cert.pem", work / "key.pem"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        cert, key = self_signed_cert(work)
         identity = real_identity or fake_identity(work)
         managed = ManagedIdentityEndpoint().start()
         server = AzuriteServer(binary).start(work, ("--oauth", "basic", "--cert", str(cert), "--key", str(key)))

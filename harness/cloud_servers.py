@@ -284,6 +284,18 @@ class TLSFront:
         _close(self._server)
 
 
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """(certificate, key) for HTTPS on 127.0.0.1 in ``directory``, made
+    with openssl (OSError or CalledProcessError without it)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 def _serve(handler: Any) -> tuple[Any, int]:
     """A threaded HTTP server on 127.0.0.1 (a free port) serving ``handler``
     (a BaseHTTPRequestHandler class) in the background."""

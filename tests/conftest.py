@@ -55,13 +55,9 @@ def home(tmp_path: Path) -> Iterator[Home]:
 def self_signed_cert(tmp: Path) -> tuple[Path, Path]:
     """(certificate, key) for HTTPS on 127.0.0.1, made with openssl (the
     test is skipped without it)."""
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    from harness.cloud_servers import self_signed_cert as make
+
     try:
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        return make(tmp)
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot make a certificate with openssl: {exc}")
-    return cert, key

@@ -53,6 +53,7 @@ from harness.cloud_servers import (
     TLSFront,
     azurite_binary,
     fake_identity,
+    self_signed_cert,
 )
 from harness.home import ROOT
 
@@ -161,12 +162,7 @@ def https_azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Az
     if binary is None or shutil.which("openssl") is None:
         pytest.skip("needs Azurite (.ci/run installs it) and openssl")
     work = tmp_path_factory.mktemp("azurite-https")
-    cert, key = work / "cert.pem", work / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_cert(work)
     server = AzuriteServer(binary).start(work, ("--oauth", "basic", "--cert", str(cert), "--key", str(key)))
     front = TLSFront(server.port, cert).start()
     yield server, cert, front
