@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.scratch import set_aside  # noqa: E402
 from harness.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
 
 BUCKET = "bench-peers"
@@ -83,7 +84,7 @@ def _fill(store: SeaweedFS, env: dict[str, str], prefix: str, count: int, size: 
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"filling the bucket failed: {res.stderr[-2000:]}")
-    _set_aside(src, tmp / "trash")
+    set_aside(src, tmp / "trash")
 
 
 def _check(root: Path, count: int, size: int) -> None:
@@ -163,7 +164,7 @@ def _measure(tools: Tools, count: int, size: int, reps: int, tmp: Path) -> dict[
         order = tools.names() if rep % 2 == 0 else tools.names()[::-1]  # interleaved, both orders
         for name in order:
             out = tmp / "out"
-            _set_aside(out, tmp / "trash")
+            set_aside(out, tmp / "trash")
             wall, cpu, root = tools.run(name, prefix, out)
             _check(root, count, size)
             runs[name].append((wall, cpu))
@@ -171,17 +172,6 @@ def _measure(tools: Tools, count: int, size: int, reps: int, tmp: Path) -> dict[
     shutil.rmtree(tmp / "out", ignore_errors=True)
     shutil.rmtree(tmp / "trash", ignore_errors=True)  # after the set's last run
     return {"count": count, "size": size, "runs": runs}
-
-
-def _set_aside(path: Path, trash: Path) -> None:
-    """The last run's files moved out of the way, not deleted: on ext4
-    without a journal (this machine's) every create skips the inodes freed
-    in the last minute (``recently_deleted``, reading their table blocks):
-    deleting 5,000 files before a run tripled its system time
-    (1.8 -> 9 s) and charged it to whichever tool ran next."""
-    if path.exists():
-        trash.mkdir(exist_ok=True)
-        path.rename(trash / f"{path.name}-{time.monotonic_ns()}")
 
 
 def _cell(count: int, size: int, runs: list[tuple[float, float]], peer: float | None) -> str:

@@ -79,6 +79,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from harness.scratch import set_aside  # noqa: E402
+
 DEFAULT_RESULTS = REPO / "bench" / "RESULTS.md"
 WIRE_SOURCE = Path(__file__).resolve().parent / "wire.c"
 MB = 1_000_000
@@ -559,13 +562,7 @@ class Bench:
 
     def run_dir(self, wl: Workload, tool: str, rep: int) -> Path:
         path = self.workdir / "runs" / f"{wl.key}-{tool}-{rep}"
-        if path.exists():
-            # Not deleted here: on ext4 without a journal, inodes freed in the
-            # last ~30 s are skipped (and their table block read) by every
-            # create, which slowed the next run's 10,000 creates up to 10x.
-            trash = self.workdir / "trash"
-            trash.mkdir(exist_ok=True)
-            path.rename(trash / f"{path.name}-{time.monotonic_ns()}")
+        set_aside(path, self.workdir / "trash")  # not deleted: see harness/scratch.py
         path.mkdir(parents=True)
         return path
 

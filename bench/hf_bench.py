@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import Server, clean_env, free_port, log  # noqa: E402  (bench/bench.py, beside this file)
+from harness.scratch import set_aside  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS-hf.md"
 STEPS = ("first download", "unchanged re-run", "one-file commit")
@@ -250,7 +250,7 @@ def one_rep(
     order = TOOLS if rep % 2 == 0 else TOOLS[::-1]
     places = {"dlengine": scratch / f"home-{name}", "snapshot_download": scratch / f"hfcache-{name}" / "hub"}
     for path in places.values():
-        shutil.rmtree(path.parent if path.name == "hub" else path, ignore_errors=True)
+        set_aside(path.parent if path.name == "hub" else path, scratch / "trash")  # see harness/scratch.py
         path.mkdir(parents=True)
     for step_no, step in enumerate(STEPS):
         if step_no == 2:
