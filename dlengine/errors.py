@@ -61,6 +61,7 @@ class ErrorCode(str, Enum):
     DISK_FULL = "disk-full"  # no space left on the mountpath
     IO = "io"  # any other local file system error
     MOUNTPATH = "mountpath"  # the object's mountpath is missing or belongs to another home
+    WORKER = "worker"  # the workers of its mountpath kept dying at start (a broken install or setting)
     REDIRECT = "redirect"  # too many redirects, or a redirect we refuse to follow
     POLICY = "policy"  # refused by dlengine's own rules (unsafe name, link)
     HTTP = "http"  # any other HTTP error status

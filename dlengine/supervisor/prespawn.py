@@ -11,7 +11,8 @@ would have put on a worker's command line. The pool takes a spare when it
 needs a worker (``take``) and sends that line; a spare nobody takes reads
 end-of-file (this process ended, or ``discard``) and exits without a word.
 Workers the pool starts later (one died, or work came to a supervisor that
-had none) are fresh interpreters as before.
+had none) are fresh interpreters as before. A spare's stderr is a pipe
+from the start, which the pool reads as it reads a fresh worker's.
 
 Only what must be known before forking is read here (the settings,
 whether another supervisor holds the home, and whether the ledger holds a
@@ -29,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 
 from dlengine.supervisor.wake import Wake
@@ -43,9 +45,10 @@ _adopted = False  # the supervisor owns (and closes) the wake pipe
 class Spare:
     """A forked worker, as much of ``subprocess.Popen`` as the pool uses."""
 
-    def __init__(self, pid: int, pipe: int) -> None:
+    def __init__(self, pid: int, pipe: int, stderr: int) -> None:
         self.pid = pid
         self.pipe = pipe  # write end: the arguments, then closed
+        self.stderr = stderr  # read end of its stderr (the pool's to read, or closed by discard)
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
@@ -121,18 +124,27 @@ def early(argv: Sequence[str]) -> None:
 
 def _fork() -> Spare:
     r, w = os.pipe()
+    err_r, err_w = os.pipe()  # its stderr, as a pool's worker has (the reason it died, if it does)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid:
         os.close(r)
-        return Spare(pid, w)
+        os.close(err_w)
+        return Spare(pid, w, err_r)
     code = 1
     try:  # the child: never returns into the command line
         os.close(w)
+        os.close(err_r)
+        os.dup2(err_w, 2)
+        os.close(err_w)
         for spare in _spares:  # the others' pipes: their end-of-file is not ours to hold
             spare.close_pipe()
+            os.close(spare.stderr)
         code = _spare_main(r)
+    except BaseException:  # noqa: BLE001 - as an interpreter would: the reason on its stderr (the pool reads it)
+        traceback.print_exc()
+        sys.stderr.flush()
     finally:
         os._exit(code)
 
@@ -189,6 +201,7 @@ def take(args: Sequence[str]) -> Spare | None:
             os.write(spare.pipe, json.dumps(list(args)).encode() + b"\n")
         except OSError:  # it died (killed, or out of memory): the next one, or a spawn
             spare.close_pipe()
+            os.close(spare.stderr)
             spare.wait()
             continue
         spare.close_pipe()
@@ -202,6 +215,7 @@ def discard() -> None:
     while _spares:
         spare = _spares.pop()
         spare.close_pipe()
+        os.close(spare.stderr)
         try:
             spare.wait(5)
         except Exception:  # noqa: BLE001 - it still goes; the kernel reaps it with us

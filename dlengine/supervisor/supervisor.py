@@ -35,6 +35,9 @@ log = logging.getLogger("dlengine.supervisor")
 TICK = 0.2
 EXPIRY_SWEEP = 5.0
 PLACED_CHECK = 1.0  # seconds between looks for mountpaths that objects wait on
+# seconds a mountpath whose workers kept dying at start stays given up (its
+# objects fail at once); then new work there gets new workers
+GIVEN_UP_FOR = 60.0
 
 
 class Supervisor:
@@ -49,6 +52,7 @@ class Supervisor:
         self._wake = prespawn.adopt_wake() or Wake()  # (the spare workers hold its write end)
         self.lock = HomeLock(settings.lock_path)
         self.pools: list[MountpathPool] = []
+        self._given_up: dict[int, tuple[str, float]] = {}  # mountpath id -> (reason, until: monotonic)
         self.executor: dask_executor.DaskExecutor | None = None  # --executor dask://
         self.dispatcher: Dispatcher | None = None
         self.seen_jobs: set[str] = set()
@@ -131,13 +135,23 @@ class Supervisor:
         for mountpath_id, path in ledger.placed_mountpaths():
             if mountpath_id in served:
                 continue
-            reason = self._unusable(ledger, Path(path))
+            given_up = self._still_given_up(mountpath_id)
+            reason = given_up or self._unusable(ledger, Path(path))
             if reason is None:
-                log.info("serving mountpath %s too: objects are placed on it (not in DLENGINE_MOUNTPATHS)", path)
+                log.info("serving mountpath %s: objects are placed on it", path)
                 self._start_pool(mountpath_id, Path(path))
                 continue
-            count = ledger.fail_placed(mountpath_id, reason, ErrorCode.MOUNTPATH)
+            count = ledger.fail_placed(mountpath_id, reason, ErrorCode.WORKER if given_up else ErrorCode.MOUNTPATH)
             log.warning("%d object(s) failed: %s", count, reason)
+
+    def _still_given_up(self, mountpath_id: int) -> str | None:
+        """Why this mountpath has no workers (they kept dying at start), or
+        None (never given up, or GIVEN_UP_FOR has passed)."""
+        reason, until = self._given_up.get(mountpath_id, (None, 0.0))
+        if reason is not None and time.monotonic() >= until:
+            del self._given_up[mountpath_id]
+            return None
+        return reason
 
     def _unusable(self, ledger: Ledger, path: Path) -> str | None:
         """Why the objects placed on ``path`` cannot be downloaded here, or
@@ -269,15 +283,37 @@ class Supervisor:
         log_ended(ledger, ended, self._logged)
 
     def _tend_pools(self, ledger: Ledger) -> None:
-        """Replace dead workers; their rows go back to pending at once."""
-        for pool in self.pools:
-            dead = pool.reap()
-            if not dead:
-                continue
-            log.warning("worker(s) %s died; recovering their objects", ", ".join(dead))
-            alive = [o for p in self.pools for o in p.owners()]
-            ledger.give_back(keep_owners=alive)
-            pool.fill()
+        """Replace dead workers (after a back-off if they died at start);
+        their rows go back to pending at once. A pool whose workers keep
+        dying at start is given up."""
+        for pool in list(self.pools):
+            deaths = pool.reap()
+            if deaths:
+                log.warning(
+                    "worker(s) %s died (%s); recovering their objects",
+                    ", ".join(d.owner for d in deaths), ", ".join(d.exit for d in deaths),
+                )  # fmt: skip
+                recovered = ledger.give_back(keep_owners=self._owners())
+                pool.count(deaths, mid_work=bool(recovered))
+            if pool.gave_up:
+                self._give_up(ledger, pool)
+            else:
+                pool.fill()
+
+    def _give_up(self, ledger: Ledger, pool: MountpathPool) -> None:
+        """No more workers for ``pool``'s mountpath (for GIVEN_UP_FOR): its
+        objects fail with the reason, as those of an unusable mountpath."""
+        reason = pool.failure()
+        assert pool.last_early is not None
+        log.error("%s; its last lines on stderr:\n%s", reason, "\n".join(pool.last_early.tail))
+        self.pools.remove(pool)
+        pool.terminate()
+        pool.join(timeout=10)
+        ledger.give_back(keep_owners=self._owners())
+        self._given_up[pool.mountpath_id] = (reason, time.monotonic() + GIVEN_UP_FOR)
+        count = ledger.fail_placed(pool.mountpath_id, reason, ErrorCode.WORKER)
+        log.warning("%d object(s) failed: no workers for mountpath %s", count, pool.mountpath)
+        self._collect_garbage(ledger, pool.mountpath)
 
     def _stop_pools(self) -> None:
         for pool in self.pools:
