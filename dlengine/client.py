@@ -303,7 +303,7 @@ class Client:
 
     def create_bucket(self, uri: str) -> bool:
         """Create a local bucket; False if it existed."""
-        bucket, _ = parse_bucket_uri(uri)
+        bucket = _whole_bucket(uri)
         created = self.ledger.ensure_bucket(bucket.provider, bucket.namespace, bucket.name)
         if bucket.provider is Provider.DIR:
             self._claim_directory(Path(bucket.name))
@@ -345,7 +345,7 @@ class Client:
         """Delete a bucket's stored objects, catalog and record (refused while
         a job of it is active); returns how many objects were deleted. In a
         directory destination only the files dlengine stored go."""
-        bucket, _ = parse_bucket_uri(uri)
+        bucket = _whole_bucket(uri)
         key = (bucket.provider.value, bucket.namespace, bucket.name)
         if not self.ledger.bucket_exists(*key):
             raise NotFoundError(f"bucket {bucket.uri()} not found")
@@ -366,6 +366,19 @@ class Client:
 
         for info in remote.list_remote(bucket.provider, bucket.name, prefix or path):
             yield {"name": info.key, "size": info.size, "etag": info.etag, "version": info.version}
+
+
+def _whole_bucket(uri: str) -> BucketRef:
+    """The bucket a ``bucket create``/``rm`` acts on: a path inside it is
+    refused, not dropped (``rm ais://abc/sub`` deleted all of ais://abc)."""
+    bucket, path = parse_bucket_uri(uri)
+    if path.strip("/"):
+        raise SpecError(
+            "bucket",
+            f"{uri!r} names {path!r} inside the bucket {bucket.uri()}: buckets are created and removed whole"
+            f" (give {bucket.uri()})",
+        )
+    return bucket
 
 
 def _new_job(spec: JobSpec) -> NewJob:
