@@ -90,9 +90,12 @@ def _object_list(src: str, file: Path, subdir: str) -> dict[str, str]:
     """name -> link for every entry of the list file, relative to SRC; each
     object is named by the base of its link (``dir/a.bin`` -> ``a.bin``)."""
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise SpecError("--object-list", f"cannot read {file}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise SpecError("--object-list", f"{file} is not UTF-8 text (byte {byte:#x} at offset {exc.start})") from None
     entries = _entries(text)
     if not entries:
         raise SpecError("--object-list", f"{file} lists no objects")

@@ -168,13 +168,13 @@ def follow_and_report(
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    try:  # bytes: JSON's own detection reads UTF-8 (with or without a BOM), UTF-16 and UTF-32
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         raise SpecError("file", f"cannot read {args.file}: {exc.strerror}") from None
     from dlengine.spec import load_job
 
-    spec = load_job(text)
+    spec = load_job(data)
     return _submit_and_report(_client(), spec, args)
 
 

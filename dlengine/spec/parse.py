@@ -115,7 +115,7 @@ def _decode_json(text: str | bytes) -> object:
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
         ) from None
     except UnicodeDecodeError as exc:
-        raise SpecError("json", f"not valid UTF-8: {exc.reason}") from None
+        raise SpecError("json", f"not valid UTF-8 (byte {exc.object[exc.start]:#x} at offset {exc.start})") from None
     except (ValueError, RecursionError) as exc:  # NaN, huge ints, deep nesting
         raise SpecError("json", f"malformed JSON: {exc}") from None
 

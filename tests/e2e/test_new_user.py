@@ -4,6 +4,9 @@ than they said, or errors that named the wrong thing."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from harness.httpd import TestHTTPServer
 from tests.conftest import Home
 
@@ -22,3 +25,22 @@ def test_bucket_rm_of_a_path_inside_a_bucket_removes_nothing(home: Home, httpd: 
     assert home.ls("ais://abc") == {"keep.bin": 4, "sub/sub.bin": 3}
     assert home.cli("bucket", "rm", "ais://abc/").returncode == 0  # a trailing '/' still names the bucket
     assert home.cli("ls", "ais://abc").returncode == 2
+
+
+def test_job_files_not_in_utf8(home: Home, tmp_path: Path) -> None:
+    # PowerShell 5's `Out-File` writes UTF-16 with a BOM; a stray byte is bad
+    # input to name, not an "internal error" (exit 3)
+    job = {"type": "single", "bucket": {"name": "abc"}, "link": "http://127.0.0.1:9/a.bin"}
+    utf16 = tmp_path / "job16.json"
+    utf16.write_text(json.dumps(job), encoding="utf-16")
+    res = home.cli("submit", str(utf16), "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert "a.bin  <- http://127.0.0.1:9/a.bin" in res.stdout
+    broken = tmp_path / "broken.json"
+    broken.write_bytes(json.dumps(job).encode().replace(b"a.bin", b"a\xff.bin"))
+    res = home.cli("submit", str(broken), "--dry-run")
+    assert res.returncode == 2 and "UTF-8" in res.stderr and "internal error" not in res.stderr, res.stderr
+    listing = tmp_path / "names.txt"
+    listing.write_bytes(b"a.bin\nb\xff.bin\n")
+    res = home.cli("download", "http://127.0.0.1:9/d", "ais://abc", "--object-list", str(listing), "--dry-run")
+    assert res.returncode == 2 and "--object-list" in res.stderr and "UTF-8" in res.stderr, res.stderr
