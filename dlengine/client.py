@@ -185,7 +185,7 @@ class Client:
         """A directory destination is its own mountpath (work files beside
         the objects, on the same file system)."""
         self._check_directory(directory)
-        identity.claim(directory, self.ledger.home_id(), self.settings.home)
+        identity.claim(directory, self.ledger.home_id(), self.settings.home, "bucket.name")
 
     def _check_directory(self, directory: Path) -> None:
         """A directory destination may not overlap the home or a mountpath:

@@ -10,6 +10,7 @@ checks it, and another home is refused with a message.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -20,13 +21,16 @@ from dlengine.errors import ConfigError
 MARK = ".dlengine-home"
 
 
-def claim(mountpath: Path, home_id: str, home: Path) -> None:
-    """Make ``mountpath`` this home's, or raise ConfigError if it is another's."""
+def claim(mountpath: Path, home_id: str, home: Path, field: str = "DLENGINE_MOUNTPATHS") -> None:
+    """Make ``mountpath`` this home's, or raise ConfigError if it is another's.
+    ``field``: what the user named it with (a directory destination's bucket)."""
     try:
         mountpath.mkdir(parents=True, exist_ok=True)
         fd = os.open(mountpath / MARK, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise ConfigError(f"DLENGINE_MOUNTPATHS: cannot use {mountpath}: {exc.strerror or exc}") from None
+        # mkdir of an existing file says "File exists", of a path through one "Not a directory"
+        reason = "it is not a directory" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror or exc
+        raise ConfigError(f"{field}: cannot use {mountpath} as a directory: {reason}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # two homes starting at once: one writes, the other reads it
         held = _read(fd)

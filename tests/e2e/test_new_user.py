@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from harness.httpd import TestHTTPServer
-from tests.conftest import Home
+from tests.conftest import Home, tmpfs
 
 
 def test_bucket_rm_of_a_path_inside_a_bucket_removes_nothing(home: Home, httpd: TestHTTPServer) -> None:
@@ -44,3 +44,20 @@ def test_job_files_not_in_utf8(home: Home, tmp_path: Path) -> None:
     listing.write_bytes(b"a.bin\nb\xff.bin\n")
     res = home.cli("download", "http://127.0.0.1:9/d", "ais://abc", "--object-list", str(listing), "--dry-run")
     assert res.returncode == 2 and "--object-list" in res.stderr and "UTF-8" in res.stderr, res.stderr
+
+
+def test_a_directory_destination_that_cannot_be_one_is_named(home: Home, tmp_path: Path) -> None:
+    # DST a file (curl -o habits: `download URL ./x.tar`), or a directory this
+    # user cannot write: the error named DLENGINE_MOUNTPATHS, which the user never set
+    existing = tmp_path / "x.tar"
+    existing.write_text("mine")
+    res = home.cli("download", "http://127.0.0.1:9/x.tar", str(existing), "--no-start")
+    assert res.returncode == 2, res
+    assert "DLENGINE_MOUNTPATHS" not in res.stderr and f"{existing}" in res.stderr and "not a directory" in res.stderr
+    assert existing.read_text() == "mine"
+    res = home.cli("download", "http://127.0.0.1:9/x.tar", f"{existing}/sub/", "--no-start")
+    assert res.returncode == 2 and "DLENGINE_MOUNTPATHS" not in res.stderr and str(existing) in res.stderr, res
+    with tmpfs(tmp_path / "ro", 1 << 20, "ro") as readonly:
+        res = home.cli("download", "http://127.0.0.1:9/x.tar", f"{readonly}/data/", "--no-start")
+    assert res.returncode == 2 and "DLENGINE_MOUNTPATHS" not in res.stderr and "Read-only file system" in res.stderr
+    assert f"{readonly}/data" in res.stderr, res.stderr
