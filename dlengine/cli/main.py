@@ -60,8 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LedgerError, SupervisorError) as exc:
         print(f"dlengine: {exc}", file=sys.stderr)  # names the file, or the thread and the reason
         return EXIT_INTERNAL
-    except (DlengineError, OSError, ValueError) as exc:
+    except (DlengineError, ValueError) as exc:
         print(f"dlengine: internal error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except OSError as exc:  # a file of the home (the lock, the log) that cannot be opened: name it
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"dlengine: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_INTERNAL
 
 

@@ -59,6 +59,7 @@ def connect(path: Path) -> sqlite3.Connection:
             path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, factory=_Connection
         )
     except sqlite3.Error as exc:
+        _cannot_create(path)
         raise LedgerError(f"ledger {path}: {exc}") from None
     conn.path = str(path)
     try:
@@ -70,6 +71,21 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _cannot_create(path: Path) -> None:
+    """Why SQLite's "unable to open database file" when the ledger does not
+    exist yet: a home that is read-only, or not this user's, is bad input
+    (ConfigError) naming the reason, as a home that cannot be created."""
+    if path.exists():
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"DLENGINE_HOME: cannot create the ledger {path}: {exc.strerror or exc}") from None
+    path.unlink()  # it could be created: not the reason
 
 
 def _make_private(path: Path) -> None:

@@ -61,3 +61,15 @@ def test_a_directory_destination_that_cannot_be_one_is_named(home: Home, tmp_pat
         res = home.cli("download", "http://127.0.0.1:9/x.tar", f"{readonly}/data/", "--no-start")
     assert res.returncode == 2 and "DLENGINE_MOUNTPATHS" not in res.stderr and "Read-only file system" in res.stderr
     assert f"{readonly}/data" in res.stderr, res.stderr
+
+
+def test_a_home_that_cannot_be_written_says_why(home: Home, tmp_path: Path) -> None:
+    # a container image with the home made beforehand on a read-only root
+    with tmpfs(tmp_path / "ro", 1 << 20, "ro") as readonly:
+        home.env["DLENGINE_HOME"] = str(readonly)
+        shown = home.cli("show")
+        ran = home.cli("run")
+    assert shown.returncode == 2, shown
+    assert "Read-only file system" in shown.stderr and str(readonly) in shown.stderr, shown.stderr
+    assert ran.returncode == 3 and "Read-only file system" in ran.stderr, ran.stderr
+    assert "Errno" not in ran.stderr and len(ran.stderr.splitlines()) == 1, ran.stderr
