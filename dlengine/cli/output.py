@@ -200,7 +200,7 @@ def outcome(status: ShownStatus, stream: TextIO | None = None) -> None:
     out = stream or sys.stderr
     job_id = status["id"]
     where = ", ".join(status.get("destination") or []) or "-"
-    print(f"{job_id}: {status['finished_cnt']}/{status['total']} objects stored in {where}", file=out)
+    print(f"{job_id}: {status['finished_cnt']}/{total_text(status)} objects stored in {where}", file=out)
     if status.get("error") and status["state"] == "aborted":
         print(f"{job_id}: aborted: {status['error']}", file=out)
     errors = status.get("download_errors") or []

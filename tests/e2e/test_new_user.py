@@ -73,3 +73,11 @@ def test_a_home_that_cannot_be_written_says_why(home: Home, tmp_path: Path) -> N
     assert "Read-only file system" in shown.stderr and str(readonly) in shown.stderr, shown.stderr
     assert ran.returncode == 3 and "Read-only file system" in ran.stderr, ran.stderr
     assert "Errno" not in ran.stderr and len(ran.stderr.splitlines()) == 1, ran.stderr
+
+
+def test_a_backend_job_that_could_not_list_ends_with_no_minus_one(home: Home) -> None:
+    # its total is AIStore's -1 until listed: "0/-1 objects stored" read as a bug
+    job = {"type": "backend", "bucket": {"name": "org/gone", "provider": "hf"}}  # HF_ENDPOINT: a closed port
+    res = home.cli("submit", "-", "--wait", input=json.dumps(job))
+    assert res.returncode == 1, res
+    assert "0/? objects stored" in res.stderr and "/-1" not in res.stderr, res.stderr
