@@ -137,6 +137,13 @@ class Client:
             _start_background(self.settings)
         return job_id
 
+    def active_twins(self, job: JobInput) -> builtins.list[str]:
+        """Ids of active jobs recorded from the same request (the same
+        command again after a Ctrl-C of ``--wait``): each would download
+        every object."""
+        text = dump_spec(_as_spec(job))
+        return [j.id for j in self.ledger.jobs(None, active_only=True) if j.spec == text]
+
     def submit_listed(
         self, spec: JobSpec, objects: Sequence[NewObject], *, cursor: str | None = None, dispatched: bool = True
     ) -> str:

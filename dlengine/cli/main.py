@@ -93,13 +93,23 @@ def _client() -> Client:
 
 def _submit_and_report(client: Client, job: Any, args: argparse.Namespace) -> int:
     from dlengine.cli import output
+    from dlengine.spec import JobSpec, parse_job
 
     if args.dry_run:
         plan = client.plan(job)
         output.print_json(plan) if args.json else output.dry_run(plan)
         return EXIT_OK
     follow = bool(args.wait or args.progress)
+    if not isinstance(job, JobSpec):
+        job = parse_job(job)  # once, for the twins and the submit
+    twins = client.active_twins(job)
     job_id = client.submit(job, start=not (args.no_start or follow))
+    for twin in twins:
+        print(
+            f"dlengine: note: {twin} (still active) was submitted with the same request, and both download"
+            f" every object: follow it with `dlengine wait {twin}`, or stop one (`dlengine stop {job_id}`)",
+            file=sys.stderr,
+        )
     if not follow:
         print(json.dumps({"id": job_id}) if args.json else job_id)
         if not args.json and sys.stderr.isatty():

@@ -81,3 +81,18 @@ def test_a_backend_job_that_could_not_list_ends_with_no_minus_one(home: Home) ->
     res = home.cli("submit", "-", "--wait", input=json.dumps(job))
     assert res.returncode == 1, res
     assert "0/? objects stored" in res.stderr and "/-1" not in res.stderr, res.stderr
+
+
+def test_submitting_what_an_active_job_already_does_says_so(home: Home) -> None:
+    # Ctrl-C of `download --wait`, then the same command again (as with
+    # aria2c -c or wget -c): a second job fetching every object a second time
+    src = "http://127.0.0.1:9/t/shard-{1..3}.tar"
+    first = home.cli("download", src, "ais://abc", "--no-start")
+    assert first.returncode == 0 and "still active" not in first.stderr, first
+    first_id = first.stdout.strip()
+    again = home.cli("download", src, "ais://abc", "--no-start")
+    assert again.returncode == 0, again
+    assert f"{first_id} (still active)" in again.stderr and f"dlengine wait {first_id}" in again.stderr
+    assert again.stdout.strip() != first_id  # submitted all the same, as AIStore does: only a note
+    other = home.cli("download", src, "ais://other", "--no-start")
+    assert "still active" not in other.stderr, other.stderr
