@@ -173,6 +173,7 @@ def follow_and_report(
     following.ended()
     status = client.status(job_id)
     if args.json:
+        status.pop("spec", None)  # as show ID --json
         print(json.dumps(status))
     else:
         output.outcome(status)

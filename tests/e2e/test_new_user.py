@@ -96,3 +96,11 @@ def test_submitting_what_an_active_job_already_does_says_so(home: Home) -> None:
     assert again.stdout.strip() != first_id  # submitted all the same, as AIStore does: only a note
     other = home.cli("download", src, "ais://other", "--no-start")
     assert "still active" not in other.stderr, other.stderr
+
+
+def test_wait_json_prints_what_show_json_prints(home: Home, httpd: TestHTTPServer) -> None:
+    httpd.put("/j/a.bin", b"alpha")
+    res = home.cli("download", f"{httpd.url}/j/a.bin", "ais://abc", "--wait", "--json")
+    assert res.returncode == 0, res.stderr
+    waited = json.loads(res.stdout)
+    assert sorted(waited) == sorted(home.show_json(waited["id"]))  # no "spec" in one only
