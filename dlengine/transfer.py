@@ -17,6 +17,7 @@ its inode) by a 304.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -24,7 +25,7 @@ import mmap
 import os
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -416,8 +417,6 @@ class Receiver:
             self._end_segments()
         elif self._buffer is not None:
             held, self._buffer = self._buffer, None
-            if job.hold is None:
-                _write_whole(self.part, held, job.fsync)
         elif self._out is not None:
             out, self._out = self._out, None
             try:
@@ -436,6 +435,9 @@ class Receiver:
             self.sidecar = False
             return _done(task, self.info, self.written, self._check, job.mountpath, job.remote.uri), None
         bucket_root = layout.bucket_root(job.mountpath, task.provider, task.namespace, task.bucket)
+        if held is not None:  # verified in memory: written once, at its name
+            _store_small(held, self.part, self.dest, bucket_root, job.fsync)
+            return _done(task, self.info, self.written, self._check, job.mountpath), Path(self.dest)
         _install(self.part, self.dest, bucket_root, job.fsync)
         # the .meta stays until the ledger has recorded the outcome: see _in_place
         return _done(task, self.info, self.written, self._check, job.mountpath), Path(self.dest)
@@ -509,19 +511,37 @@ def _hash_read(fd: int, offset: int, end: int, hasher: Hasher) -> None:
         offset += len(data)
 
 
+def _store_small(pieces: list[bytes], part: str, dest: str, bucket_root: str, fsync: bool) -> None:
+    """A small object received in memory and verified, stored with one
+    write: an unnamed file in its directory linked under its name
+    (``layout.install_unnamed``); over an existing object, or where the file
+    system has no unnamed files, the work file written and installed."""
+    with _install_errors(dest):
+        stored, created = layout.install_unnamed(dest, bucket_root, lambda fd: _write_pieces(fd, pieces, fsync))
+        if not stored:
+            _write_whole(part, pieces, fsync)
+            created += layout.install(part, dest, bucket_root)
+    if fsync:  # a new directory's entry must be durable too, not only the name
+        durable.fsync_dirs(d.parent for d in created)
+
+
 def _write_whole(part: str, pieces: list[bytes], fsync: bool) -> None:
     """A small object in one write (its directory is created on first use)."""
     fd = _open_fd(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        done = os.writev(fd, pieces) if 0 < len(pieces) <= _IOV_MAX else 0
-        if done < sum(map(len, pieces)):  # (a short write: the rest, as one piece)
-            view = memoryview(b"".join(pieces))[done:]
-            while view:
-                view = view[os.write(fd, view) :]
-        if fsync:
-            os.fsync(fd)
+        _write_pieces(fd, pieces, fsync)
     finally:
         os.close(fd)
+
+
+def _write_pieces(fd: int, pieces: list[bytes], fsync: bool) -> None:
+    done = os.writev(fd, pieces) if 0 < len(pieces) <= _IOV_MAX else 0
+    if done < sum(map(len, pieces)):  # (a short write: the rest, as one piece)
+        view = memoryview(b"".join(pieces))[done:]
+        while view:
+            view = view[os.write(fd, view) :]
+    if fsync:
+        os.fsync(fd)
 
 
 def _request(task: Task, job: Job, dest: str, offset: int, kept: _Meta | None, placed: _Meta | None) -> Request:
@@ -705,14 +725,21 @@ def _verify(
 
 
 def _install(part: str, dest: str, bucket_root: str, fsync: bool = False) -> None:
-    try:
+    with _install_errors(dest):
         created = layout.install(part, dest, bucket_root)
+    if fsync:  # a new directory's entry must be durable too, not only the rename
+        durable.fsync_dirs(d.parent for d in created)
+
+
+@contextlib.contextmanager
+def _install_errors(dest: str) -> Iterator[None]:
+    """What cannot be stored at ``dest`` whatever is tried again: permanent."""
+    try:
+        yield
     except IsADirectoryError:
         raise errors.PermanentError(f"cannot store {dest}: a directory of that name exists") from None
     except NotADirectoryError:
         raise errors.PermanentError(f"cannot store {dest}: a parent is an object, not a directory") from None
-    if fsync:  # a new directory's entry must be durable too, not only the rename
-        durable.fsync_dirs(d.parent for d in created)
 
 
 def drop_work(mountpath: Path, row_id: int) -> None:

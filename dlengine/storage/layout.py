@@ -3,18 +3,20 @@
 <mountpath>/<provider>/<bucket>/<object name>      stored objects
 <mountpath>/<provider>/@<namespace>/<bucket>/...   with a namespace
 <mountpath>/hf/<org>/<name>/<path in repo>         a HuggingFace repo's local copy
-<mountpath>/.work/<row id>.part                    bytes being downloaded
+<mountpath>/.work/<row id>.part                    bytes being downloaded (small new objects: none,
+                                                   an unnamed file in their own directory instead)
 <mountpath>/.work/<row id>.meta                    validator of that part
 <dir>/<object name>, <dir>/.work/...               a ``dir`` bucket: the directory is its own mountpath
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,6 +123,74 @@ def install(part: str | Path, path: str | Path, root: str | Path) -> list[Path]:
     finally:
         os.close(fd)
     return created
+
+
+# unnamed files (open(2) O_TMPFILE) and a way to name them (linkat through
+# /proc/self/fd: AT_EMPTY_PATH wants a capability): Linux, most file systems
+_PROC_FD = "/proc/self/fd"
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0) if os.path.isdir(_PROC_FD) else 0
+# what open(2) answers where the file system (or the kernel) has no O_TMPFILE
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL, errno.ENOSYS}
+_unnamed_refused: set[str] = set()  # bucket directories whose file system has none
+
+
+def install_unnamed(path: str, root: str, write: Callable[[int], None]) -> tuple[bool, list[Path]]:
+    """Create the object ``path`` inside the bucket directory ``root`` from
+    an unnamed file (``O_TMPFILE``) opened in its own directory, filled by
+    ``write(fd)``, then linked under its name: never seen half-written,
+    nothing left to clean up when the process dies, and no work-file entry
+    created in ``.work`` and renamed across directories (which locks both
+    directories, and two workers contend there: for small objects that was
+    half of their file-system time). The directories are walked as
+    ``install`` walks them (``O_NOFOLLOW``, created if missing).
+
+    Returns (whether the object was stored, the directories created for
+    it). Not stored, ``write`` not called, when ``path`` exists (a new
+    version replaces it through the work file and ``install``'s rename) or
+    the file system cannot make or name unnamed files: the caller then
+    writes the work file and calls ``install``."""
+    parent, _, leaf = path.rpartition("/")
+    fd, created = _open_parent(path, parent, root)
+    try:
+        if not _O_TMPFILE or root in _unnamed_refused or _exists(fd, leaf):
+            return False, created
+        try:
+            tmp = os.open(".", os.O_WRONLY | _O_TMPFILE | os.O_CLOEXEC, 0o644, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno not in _NO_TMPFILE:
+                raise
+            _unnamed_refused.add(root)
+            return False, created
+        try:
+            write(tmp)
+            return _link(tmp, fd, leaf, root), created
+        finally:
+            os.close(tmp)
+    finally:
+        os.close(fd)
+
+
+def _exists(fd: int, leaf: str) -> bool:
+    try:
+        os.stat(leaf, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _link(tmp: int, fd: int, leaf: str, root: str) -> bool:
+    """Name the unnamed file ``tmp`` ``leaf`` in the directory ``fd``;
+    False if the name was taken meanwhile or the file system refuses."""
+    try:
+        os.link(f"{_PROC_FD}/{tmp}", leaf, dst_dir_fd=fd, follow_symlinks=True)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOENT, *_NO_TMPFILE):
+            raise
+        _unnamed_refused.add(root)
+        return False
+    return True
 
 
 def _check_leaf(fd: int, leaf: str, path: str) -> None:

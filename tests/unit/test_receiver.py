@@ -86,16 +86,28 @@ def _paths(tmp_path: Path, row: int = 7) -> tuple[Path, Path, Path]:
     return part, meta, layout.object_path(tmp_path, "ais", "", "bkt", "dir/obj.bin")
 
 
-def test_a_small_object_is_one_file_without_a_sidecar(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-file", "work-file"])
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "replaced"])
+def test_a_small_object_is_one_file_without_a_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool, existing: bool
+) -> None:
+    """Stored at its name in one write, through an unnamed file or (over
+    an existing object, or without O_TMPFILE) the work file and a rename."""
+    if not unnamed:
+        monkeypatch.setattr(layout, "_O_TMPFILE", 0)
     data = b"s" * (CHUNK - 1)
     source = _MemorySource(data)
     part, meta, dest = _paths(tmp_path)
+    if existing:
+        dest.parent.mkdir(parents=True)
+        dest.write_bytes(b"an older version")
     source.on_chunk = lambda: (part.exists(), meta.exists())
     outcome, changed = transfer.fetch(_task(), _job(tmp_path, source))
     assert outcome.state is ObjectState.DONE and outcome.size == len(data)
     assert dest.read_bytes() == data and changed == dest
     assert set(source.seen) == {(False, False)}  # received in memory: nothing on disk meanwhile
     assert not meta.exists() and not part.exists()
+    assert (part.parent.exists() and os.listdir(part.parent)) in (False, [])
 
 
 def test_a_large_object_keeps_its_validator_beside_its_bytes(tmp_path: Path) -> None:
