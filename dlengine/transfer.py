@@ -518,11 +518,11 @@ def _store_small(pieces: list[bytes], part: str, dest: str, bucket_root: str, fs
     system has no unnamed files, the work file written and installed."""
     with _install_errors(dest):
         stored, created = layout.install_unnamed(dest, bucket_root, lambda fd: _write_pieces(fd, pieces, fsync))
-        if not stored:
-            _write_whole(part, pieces, fsync)
-            created += layout.install(part, dest, bucket_root)
     if fsync:  # a new directory's entry must be durable too, not only the name
         durable.fsync_dirs(d.parent for d in created)
+    if not stored:
+        _write_whole(part, pieces, fsync)
+        _install(part, dest, bucket_root, fsync)
 
 
 def _write_whole(part: str, pieces: list[bytes], fsync: bool) -> None:
