@@ -620,6 +620,10 @@ class _Handler(QuietHandler):
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
+        if self.close_connection and "Connection" not in headers:
+            # The client asked to close (or a fault closes): say so, as real
+            # servers do, so no client reuses a socket about to be closed.
+            self.send_header("Connection", "close")
         self.end_headers()
 
     # -- body, with the body faults
