@@ -8,16 +8,23 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command; ``run``'s workers start before the rest is imported
-    (``supervisor.prespawn``)."""
+    (``supervisor.prespawn``; only ``run`` imports it)."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "run":
+        return _command(argv)
     from dlengine.supervisor import prespawn
 
-    prespawn.early(sys.argv[1:] if argv is None else argv)
+    prespawn.early(args)
     try:
-        from dlengine.cli.main import main as command
-
-        return command(argv)
+        return _command(argv)
     finally:
         prespawn.discard()
+
+
+def _command(argv: Sequence[str] | None) -> int:
+    from dlengine.cli.main import main as command
+
+    return command(argv)
 
 
 def entry() -> None:

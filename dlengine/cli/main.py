@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
-import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlengine import __version__
 from dlengine.cli.parser import build_parser
-from dlengine.config import Settings, load_settings
 from dlengine.errors import (
     ConfigError,
     DlengineError,
@@ -27,10 +23,10 @@ from dlengine.errors import (
     SupervisorError,
     SupervisorRunning,
 )
-from dlengine.redact import install_log_redaction
 
-if TYPE_CHECKING:  # the client, the spec parser, the output: imported by the commands using them (not run)
+if TYPE_CHECKING:  # the client, the spec parser, the output, the settings: imported by the commands using them
     from dlengine.client import Client
+    from dlengine.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
@@ -184,13 +180,18 @@ def follow_and_report(
 
 def cmd_submit(args: argparse.Namespace) -> int:
     try:  # bytes: JSON's own detection reads UTF-8 (with or without a BOM), UTF-16 and UTF-32
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        data = sys.stdin.buffer.read() if args.file == "-" else _read_bytes(args.file)
     except OSError as exc:
         raise SpecError("file", f"cannot read {args.file}: {exc.strerror}") from None
     from dlengine.spec import load_job
 
     spec = load_job(data)
     return _submit_and_report(_client(), spec, args)
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -292,16 +293,30 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def _with_executor(args: argparse.Namespace) -> Settings:
     """The settings, with ``--executor`` over the configured executor."""
+    import dataclasses
+
+    from dlengine.config import load_settings
+
     settings = load_settings()
     return dataclasses.replace(settings, executor=args.executor) if args.executor else settings
+
+
+def _log_to_stderr(quiet: bool) -> None:
+    """The log of run and serve (the other commands log nothing)."""
+    import logging
+
+    from dlengine.redact import install_log_redaction
+
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+    install_log_redaction()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from dlengine.supervisor.supervisor import Supervisor
 
-    level = logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    install_log_redaction()
+    _log_to_stderr(args.quiet)
     supervisor = Supervisor(_with_executor(args), linger=args.linger)
     supervisor.install_signal_handlers()
     try:
@@ -314,9 +329,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from dlengine.api.server import serve
 
-    level = logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    install_log_redaction()
+    _log_to_stderr(args.quiet)
     try:
         return serve(_with_executor(args), args.listen, args.token_file)
     except SupervisorRunning as exc:

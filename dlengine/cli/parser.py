@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from dlengine.cli import hfflags
-from dlengine.config import BOUNDS, check_number
 from dlengine.errors import ConfigError
 
 EPILOG = """\
@@ -235,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _seconds(text: str) -> float:
     """A finite, non-negative number of seconds (``nan`` would never expire),
     within the bounds of DLENGINE_LINGER."""
+    from dlengine.config import BOUNDS, check_number  # (the settings: not for every command's parser)
+
     try:
         value = float(text)
     except ValueError:

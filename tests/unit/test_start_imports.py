@@ -48,6 +48,43 @@ def test_the_command_line_imports_no_command_before_it_is_chosen(tmp_path: Path)
     assert not {"dlengine.client", "dlengine.spec", "dlengine.ledger", "dlengine.cli.output", "sqlite3"} & loaded
 
 
+# what no command needs before its subcommand is chosen; --help prints without them
+_HEAVY = {
+    "dataclasses",  # (and inspect, ast, dis: the records' classes)
+    "pathlib",
+    "logging",  # run and serve log, the other commands do not
+    "sqlite3",
+    "pycurl",
+    "ctypes",
+    "socket",
+    "boto3",
+    "botocore",
+    "google",
+    "azure",
+    "huggingface_hub",
+    "urllib3",
+    "requests",
+    "dlengine.config",
+    "dlengine.supervisor.prespawn",  # run's spare workers
+}
+
+
+def test_help_imports_no_heavy_module(tmp_path: Path) -> None:
+    """--help in an interpreter without site (-S): stdlib modules that a
+    site hook imports (pathlib, logging) would otherwise hide in the bare
+    interpreter's set."""
+    code = "import json, sys\nfrom dlengine.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+    code += "print(json.dumps(sorted(sys.modules)))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLENGINE_")}
+    env.update(DLENGINE_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "usage: dlengine" in out.stdout  # (the control: the help was printed)
+    modules = json.loads(out.stdout.splitlines()[-1])
+    loaded = {*modules, *(name.partition(".")[0] for name in modules)}  # google.cloud counts as google
+    assert sorted(_HEAVY & loaded) == []
+
+
 def test_run_with_nothing_to_do_imports_neither_data_path_nor_spec_parser(tmp_path: Path) -> None:
     loaded = _modules(tmp_path, "run", "--quiet")
     assert "dlengine.supervisor.supervisor" in loaded  # (the control: the supervisor ran)
