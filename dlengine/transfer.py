@@ -742,6 +742,13 @@ def _install_errors(dest: str) -> Iterator[None]:
         raise errors.PermanentError(f"cannot store {dest}: a parent is an object, not a directory") from None
 
 
+def has_kept_bytes(mountpath: Path, row_id: int) -> bool:
+    """Whether an earlier attempt left bytes of this object to resume from
+    (a work file with its .meta: the version they belong to)."""
+    part, meta = layout.work_files(mountpath, row_id)
+    return _kept_bytes(part) > 0 and os.path.exists(meta)
+
+
 def drop_work(mountpath: Path, row_id: int) -> None:
     """Remove an object's work files, the .meta first: a .meta left without
     its .part always means the .part was renamed into place (_in_place)."""

@@ -129,6 +129,8 @@ def failure(task: Task, exc: BaseException, ctx: Context) -> Outcome:
         return Outcome(task.id, ObjectState.ABORTED, error="aborted", code=errors.ErrorCode.ABORTED)
     if transfer.is_disk_full(exc):
         exc = errors.DiskFullError(f"no space left on mountpath {ctx.workdir}")
+    if isinstance(exc, errors.SourceRefusedError) and transfer.has_kept_bytes(ctx.workdir, task.id):
+        exc = _restarting(exc)
     if isinstance(exc, errors.TransientError):
         return _transient(task, exc, ctx)
     _drop_work(task, ctx)
@@ -139,6 +141,15 @@ def failure(task: Task, exc: BaseException, ctx: Context) -> Outcome:
         reason = f"internal error: {type(exc).__name__}: {exc}"
         return Outcome(task.id, ObjectState.FAILED, error=reason, code=errors.ErrorCode.INTERNAL)
     return Outcome(task.id, ObjectState.FAILED, error=str(exc), code=error_code(exc))
+
+
+def _restarting(exc: errors.SourceRefusedError) -> errors.TransientError:
+    """A refusal from a source that had already sent bytes of this object:
+    its server is restarting (a deploy, a reboot), not gone. Retried with
+    the backoff, the kept bytes kept for the resume, rather than failed at
+    once with the work file dropped (a large download would start over)."""
+    message = f"{exc} after part of the object was received; retrying to resume"
+    return errors.SourceConnectionError(message, code=errors.ErrorCode.REFUSED)
 
 
 def error_code(exc: BaseException) -> errors.ErrorCode:
