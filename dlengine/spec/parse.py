@@ -216,10 +216,11 @@ def _parse_bucket(value: object, job_type: JobType, *, copy: bool = False) -> Bu
     provider = _parse_provider(obj.get("provider"))
     if not copy:
         _check_provider_for_type(provider, job_type)
-    elif provider is not Provider.AIS:
+    elif provider not in (Provider.AIS, Provider.DIR):
         raise SpecError(
             "bucket.provider",
-            f"a backend job with backend_bck copies into a local 'ais' bucket; got {provider.value!r}",
+            f"a backend job with backend_bck copies into a local 'ais' bucket or a local directory ('dir');"
+            f" got {provider.value!r}",
         )
     validate_bucket_name(name, provider, "bucket.name")
     return BucketRef(name, provider, _parse_namespace(obj.get("namespace")))

@@ -152,3 +152,36 @@ def test_aistore_cli_download_test(home: Home, gcs_server: GCSServer) -> None:
     assert (multi["finished_cnt"], multi["skipped_cnt"]) == (2, 0)  # "Done: 2 files downloaded"
     names = [f"minikube-v{v}.iso.sha256" for v in ("0.23.2", "0.23.3", "0.23.4", "0.25.0", "0.25.1")]
     assert sorted(home.ls("ais://clitest")) == ["iso/minikube-v0.23.2.iso.sha256", *names]
+
+
+def test_prefix_into_a_local_directory_re_run_and_sync(home: Home, s3_server: S3Server, tmp_path: Path) -> None:
+    """`dlengine download s3://bkt/prefix/ ./dir/`, as `rclone copy` does:
+    the listing lands under the directory (names below the prefix kept as
+    they are in the bucket), a re-run downloads nothing unchanged, and
+    `--sync` removes only the copies of objects gone from the bucket."""
+    home.env.update(s3_server.env)
+    s3 = s3_server.client()
+    s3.create_bucket(Bucket="dirsrc")
+    data = {f"train/part-{i}.bin": os.urandom(900 + i) for i in range(3)}
+    for key, body in {**data, "eval/x.bin": b"e"}.items():
+        s3.put_object(Bucket="dirsrc", Key=key, Body=body)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's own file")
+
+    first = _run(home, "s3://dirsrc/train/", f"{out}/", "--sync")
+    assert (first["finished_cnt"], first["error_cnt"]) == (3, 0), first
+    for key, body in data.items():
+        assert (out / key).read_bytes() == body
+    assert not (out / "eval").exists()
+
+    before = len(s3_server.requests)
+    again = _run(home, "s3://dirsrc/train/", f"{out}/", "--sync")
+    assert (again["skipped_cnt"], again["finished_cnt"]) == (3, 3), again  # (finished counts the skipped)
+    assert [r for r in s3_server.requests[before:] if "part-" in r[1]] == []  # not one object asked for
+
+    s3.delete_object(Bucket="dirsrc", Key="train/part-1.bin")
+    synced = _run(home, "s3://dirsrc/train/", f"{out}/", "--sync")
+    assert (synced["skipped_cnt"], synced["finished_cnt"]) == (2, 3), synced  # 2 unchanged, 1 deletion
+    assert not (out / "train/part-1.bin").exists() and (out / "train/part-0.bin").exists()
+    assert (out / "mine.txt").read_text() == "the user's own file"  # not the bucket's: left alone
