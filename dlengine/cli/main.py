@@ -17,6 +17,7 @@ from dlengine.errors import (
     ConfigError,
     DlengineError,
     LedgerError,
+    MissingExtraError,
     NotFoundError,
     SpecError,
     StateError,
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return COMMANDS[args.command](args)
-    except (SpecError, ConfigError, NotFoundError, StateError) as exc:
+    except (SpecError, ConfigError, NotFoundError, StateError, MissingExtraError) as exc:
         print(f"dlengine: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -56,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LedgerError, SupervisorError) as exc:
         print(f"dlengine: {exc}", file=sys.stderr)  # names the file, or the thread and the reason
         return EXIT_INTERNAL
-    except (DlengineError, ValueError) as exc:
+    except DlengineError as exc:  # a source's answer (denied, not found, unreachable): what it said
+        print(f"dlengine: error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except ValueError as exc:
         print(f"dlengine: internal error: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
     except OSError as exc:  # a file of the home (the lock, the log) that cannot be opened: name it

@@ -229,3 +229,20 @@ def test_without_the_sdk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     status = client.status(job_id)
     assert status["state"] == "aborted"
     assert "pip install 'dlengine[s3]'" in status["error"]
+
+
+def test_listing_a_bucket_without_the_sdk_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ls s3://bkt --remote` without boto3: exit 2 and the extra to
+    install, not an "internal error" (exit 3)."""
+    from dlengine.cli.main import main
+
+    monkeypatch.setattr(s3, "available", lambda: False)
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DLENGINE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DLENGINE_MOUNTPATHS", raising=False)
+    assert main(["ls", "s3://bkt", "--remote"]) == 2
+    error = capsys.readouterr().err
+    assert "pip install 'dlengine[s3]'" in error and "internal error" not in error, error
