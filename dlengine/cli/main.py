@@ -345,6 +345,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from dlengine.cli import output
 
     client = _client()
+    if args.bucket is None:  # the buckets, as `ais ls`
+        if args.remote or args.long:
+            raise SpecError("bucket", "--remote and -l list one bucket: name it (e.g. s3://bkt)")
+        buckets = client.buckets()
+        output.print_json(buckets) if args.json else output.bucket_table(buckets)
+        return EXIT_OK
     entries = client.list_remote(args.bucket) if args.remote else client.list_bucket(args.bucket)
     if args.json:
         keys = ("name", "size", "path", "stored_time", "source", "etag", "version")

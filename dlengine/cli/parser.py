@@ -205,10 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "ls",
-        help="list the objects stored in a bucket",
-        description="List a bucket (NAME, SIZE; -l adds when each was stored and its path).",
+        help="list the objects stored in a bucket (no bucket: the buckets)",
+        description="List a bucket (NAME, SIZE; -l adds when each was stored and its path); without a bucket,"
+        " the buckets this home knows, as `dlengine bucket ls` (and `ais ls`).",
     )
-    p.add_argument("bucket", help="e.g. ais://abc, ais://abc/prefix, s3://bkt (its local copy), ./data/")
+    p.add_argument("bucket", nargs="?", help="e.g. ais://abc, ais://abc/prefix, s3://bkt (its local copy), ./data/")
     p.add_argument("-l", "--long", action="store_true", help="also STORED (UTC time) and PATH of each object")
     p.add_argument("--json", action="store_true", help="one JSON array (name, size, path, stored_time, source)")
     p.add_argument("--remote", action="store_true", help="list the cloud bucket itself (s3://, gs://, az://)")

@@ -176,6 +176,9 @@ def test_bucket_ls_and_rm(home: Home, httpd: TestHTTPServer, tmp_path: Path) -> 
     assert buckets["ais://abc"]["objects"] == 1 and buckets["ais://abc"]["size"] == 5
     assert buckets[f"dir://{out}"]["objects"] == 2
     assert "ais://abc" in home.cli("bucket", "ls").stdout
+    assert home.cli("ls").stdout == home.cli("bucket", "ls").stdout  # `ls` without a bucket, as `ais ls`
+    assert json.loads(home.cli("ls", "--json").stdout) == list(buckets.values())
+    assert home.cli("ls", "--remote").returncode == 2  # lists one bucket: names none
 
     res = home.cli("bucket", "rm", "ais://abc", str(out))
     assert res.returncode == 0, res.stderr
