@@ -42,6 +42,8 @@ def describe(status: JobSummary) -> str:
         line += f" ({status['skipped_cnt']} skipped)"
     if status["error_cnt"]:
         line += f", {status['error_cnt']} failed"
+    if status.get("aborted_cnt"):  # (an aborted job's objects that never ran: not "failed")
+        line += f", {status['aborted_cnt']} aborted"
     line += f", {human_bytes(status['bytes_done'])}"
     if status["bytes_total"]:
         line += f" of {human_bytes(status['bytes_total'])}"
@@ -62,6 +64,8 @@ def _objects(status: JobSummary) -> str:
         text += f", {status['running_cnt']} running"
     if status["error_cnt"]:
         text += f", {status['error_cnt']} failed"
+    if status.get("aborted_cnt"):
+        text += f", {status['aborted_cnt']} aborted"
     return text
 
 
