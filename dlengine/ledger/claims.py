@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from dlengine.errors import ErrorCode
 from dlengine.ledger.counters import Counts, count_moves
 from dlengine.ledger.db import write
 from dlengine.ledger.jobs import ABORTED_TIME, abort_queued, finish_jobs
@@ -19,7 +21,8 @@ from dlengine.redact import redact
 # jobs share the download threads, so a slow (e.g. rate-limited) job cannot
 # hold every thread while a newer job waits.
 _ACTIVE_JOBS_SQL = (
-    "SELECT seq, id, type, conns, running_cnt, timeout, bytes_per_hour, provider, namespace, bucket, state, pending_cnt"
+    "SELECT seq, id, type, conns, running_cnt, timeout, bytes_per_hour, provider, namespace, bucket, state,"
+    " pending_cnt, deaths"
     f" FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} AND pending_cnt > 0 ORDER BY running_cnt, seq"
 )
 
@@ -27,8 +30,20 @@ _CLAIM_SQL = """
 UPDATE objects SET state = 'running', owner = ?, lease_expiry = ?, attempts = attempts + 1,
        start_time = ?, bytes_done = 0
 WHERE id IN (SELECT id FROM objects
-             WHERE job = ? AND mountpath = ? AND state = 'pending' AND next_try <= ? LIMIT ?)
-RETURNING id, name, link, attempts, size, etag, version, checksum
+             WHERE job = ? AND mountpath = ? AND state = 'pending' AND deaths = 0 AND next_try <= ? LIMIT ?)
+RETURNING id, name, link, attempts, size, etag, version, checksum, deaths
+"""
+
+# A row whose worker died with it (deaths > 0), claimed alone by a worker
+# that holds nothing else: if it kills this worker too, no other object is
+# interrupted or blamed with it. Asked only of a job with deaths, by an
+# idle claimer (``claim``'s ``idle``); served by objects_todo's deaths.
+_CLAIM_ALONE_SQL = """
+UPDATE objects SET state = 'running', owner = ?, lease_expiry = ?, attempts = attempts + 1,
+       start_time = ?, bytes_done = 0
+WHERE id = (SELECT id FROM objects
+            WHERE job = ? AND mountpath = ? AND state = 'pending' AND deaths > 0 AND next_try <= ? LIMIT 1)
+RETURNING id, name, link, attempts, size, etag, version, checksum, deaths
 """
 
 # The same, where an object of ``threshold`` bytes or more counts as the
@@ -42,13 +57,14 @@ RETURNING id, name, link, attempts, size, etag, version, checksum
 # took 1.8 ms for 16 rows of a 10,000-row job on SQLite 3.40 (its plan
 # reads every pending row), the two statements ~40 us.
 _CANDIDATES_SQL = """
-SELECT id, size FROM objects WHERE job = ? AND mountpath = ? AND state = 'pending' AND next_try <= ? LIMIT ?
+SELECT id, size FROM objects
+WHERE job = ? AND mountpath = ? AND state = 'pending' AND deaths = 0 AND next_try <= ? LIMIT ?
 """
 _CLAIM_IDS_SQL = """
 UPDATE objects SET state = 'running', owner = ?, lease_expiry = ?, attempts = attempts + 1,
        start_time = ?, bytes_done = 0
 WHERE id IN ({}) AND state = 'pending'
-RETURNING id, name, link, attempts, size, etag, version, checksum
+RETURNING id, name, link, attempts, size, etag, version, checksum, deaths
 """
 
 # what the catalog holds of a claim's names: one statement per claimed job
@@ -77,6 +93,7 @@ def claim(
     threshold: int = 0,
     segments: int = 8,
     sharers: int = 1,
+    idle: bool = False,
 ) -> list[Task]:
     """Claim up to ``limit`` pending objects of this mountpath, the job with
     the fewest running objects first, never letting a job exceed its
@@ -86,12 +103,19 @@ def claim(
     ``sharers``: the workers claiming on this mountpath; a claim takes at
     most its share of a job's pending rows, so the few large files of a
     job whose sizes nobody knows yet (a range of links) go to every worker,
-    not all to the first one's loop."""
+    not all to the first one's loop. ``idle``: the claimer holds no rows;
+    only then may it take a row whose worker died with it (``deaths``), and
+    then that row alone (``_CLAIM_ALONE_SQL``)."""
     now = time.time()
     tasks: list[Task] = []
     used = 0
     with write(conn):
-        for job in conn.execute(_ACTIVE_JOBS_SQL).fetchall():
+        active = conn.execute(_ACTIVE_JOBS_SQL).fetchall()
+        if idle:
+            alone = _claim_alone(conn, active, mountpath_id, owner, now + lease_seconds, now)
+            if alone:
+                return alone
+        for job in active:
             room = limit - used
             if sharers > 1:  # the last rows of a job are shared, not all taken by the first to ask
                 room = min(room, max(1, -(-(job["pending_cnt"] + job["running_cnt"]) // sharers)))
@@ -117,6 +141,21 @@ def claim(
             if used >= limit:
                 break
     return tasks
+
+
+def _claim_alone(
+    conn: sqlite3.Connection, active: list[sqlite3.Row], mountpath_id: int, owner: str, lease: float, now: float
+) -> list[Task]:
+    """One row whose worker died with it, of the first job that has one
+    and room for it (only jobs with deaths are asked), or nothing."""
+    for job in active:
+        if not job["deaths"] or (job["conns"] and job["running_cnt"] >= job["conns"]):
+            continue
+        rows = conn.execute(_CLAIM_ALONE_SQL, (owner, lease, now, job["seq"], mountpath_id, now)).fetchall()
+        if rows:
+            conn.execute(_CLAIMED_SQL, (1, now, job["seq"]))
+            return _tasks(job, rows, mountpath_id, _stored(conn, job, [rows[0][1]]))
+    return []
 
 
 def _weighed(candidates: Iterable[Sequence[Any]], room: int, threshold: int, segments: int) -> tuple[list[int], int]:
@@ -160,10 +199,10 @@ def _tasks(job: sqlite3.Row, rows: list[sqlite3.Row], mountpath_id: int, stored:
     provider, namespace, bucket = job["provider"], job["namespace"], job["bucket"]
     timeout, rate = job["timeout"], job["bytes_per_hour"]
     # Task(id, job_id, job_seq, name, link, mountpath_id, attempts, provider, namespace, bucket, timeout,
-    #      bytes_per_hour, stored, job_type, size, etag, version, checksum, connections)
+    #      bytes_per_hour, stored, job_type, size, etag, version, checksum, connections, deaths)
     return build_rows(Task, (
         (r[0], job_id, seq, r[1], r[2], mountpath_id, r[3], provider, namespace, bucket, timeout, rate,
-         stored.get(r[1]), kind, r[4], r[5], r[6], r[7], conns)
+         stored.get(r[1]), kind, r[4], r[5], r[6], r[7], conns, r[8])
         for r in rows
     ))  # fmt: skip
 
@@ -398,6 +437,53 @@ def recover_expired(conn: sqlite3.Connection, alive_owners: Iterable[str] = ()) 
         rows = conn.execute(_RECOVER_EXPIRED_SQL.format(alive=keep), (time.time(), *alive)).fetchall()
         _given_back(conn, rows)
     return [r[0] for r in rows]
+
+
+# The rows of workers that died: every one counts a death (and so is
+# claimed alone from now on); a row a worker died with alone, at its
+# limit-th death, fails instead of going back (or ends aborted with its job).
+_HELD_SQL = "SELECT id, owner, deaths FROM objects WHERE state = 'running' AND owner IN ({})"
+_DIED_SQL = f"UPDATE objects SET deaths = deaths + 1, {_GIVE_BACK} WHERE id IN ({{}}) RETURNING id, job, state"
+_KILLED_BY_SQL = """
+UPDATE objects SET deaths = deaths + 1, error = ?, error_code = ?, end_time = ?, owner = NULL, lease_expiry = NULL,
+       state = CASE WHEN (SELECT state FROM jobs WHERE seq = job) = 'aborted' THEN 'aborted' ELSE 'failed' END
+WHERE id = ? AND state = 'running'
+RETURNING id, job, state
+"""
+_JOB_DEATHS_SQL = "UPDATE jobs SET deaths = deaths + ? WHERE seq = ?"
+
+
+def recover_dead(conn: sqlite3.Connection, died: Mapping[str, str], limit: int) -> tuple[list[int], list[int]]:
+    """The running rows of workers that died by themselves (owner -> how:
+    "killed by SIGKILL", "exit code 1: its last lines"), each counting a
+    death of the row: back to pending (to be claimed alone), or, for the
+    only row of its worker at its ``limit``-th death, failed with code
+    ``worker``, saying how. Not for the rows of a supervisor's workers
+    after the supervisor died: ``recover`` does not count.
+
+    Returns (the ids given back, the ids failed).
+    """
+    owners = list(died)
+    if not owners:
+        return [], []
+    now = time.time()
+    with write(conn):
+        held = conn.execute(_HELD_SQL.format(",".join("?" * len(owners))), owners).fetchall()
+        alone = Counter(r[1] for r in held)
+        doomed = {r[0]: (r[1], r[2] + 1) for r in held if alone[r[1]] == 1 and r[2] + 1 >= max(1, limit)}
+        moved: list[sqlite3.Row] = []
+        for row_id, (owner, deaths) in doomed.items():
+            why = redact(f"its worker died {deaths} times while downloading it (the last time: {died[owner]})")
+            moved += conn.execute(_KILLED_BY_SQL, (why, ErrorCode.WORKER.value, now, row_id)).fetchall()
+        back = [r[0] for r in held if r[0] not in doomed]
+        for start in range(0, len(back), CHUNK):
+            chunk = back[start : start + CHUNK]
+            moved += conn.execute(_DIED_SQL.format(",".join("?" * len(chunk))), chunk).fetchall()
+        for job, count in Counter(r[1] for r in moved).items():
+            conn.execute(_JOB_DEATHS_SQL, (count, job))
+        _given_back(conn, moved)
+    failed = [r[0] for r in moved if r[2] == ObjectState.FAILED.value]
+    return [r[0] for r in moved if r[0] not in doomed], failed
 
 
 def _given_back(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> None:

@@ -383,9 +383,11 @@ def retry_job(conn: sqlite3.Connection, job_id: str) -> int:
         return count
 
 
+# a row whose worker died with it keeps one death: retried alone, so it
+# cannot take others down with it again, with all its attempts but that one
 _REQUEUE_SQL = (
     "UPDATE objects SET state = 'pending', attempts = 0, next_try = 0, error = NULL, error_code = NULL,"
-    " end_time = NULL WHERE job = ? AND state = {}"
+    " end_time = NULL, deaths = min(deaths, 1) WHERE job = ? AND state = {}"
 )
 _REOPEN_JOB_SQL = "UPDATE jobs SET state = 'pending', error = NULL, finished_time = NULL WHERE seq = ?"
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -314,7 +314,11 @@ class Ledger:
     # -- the worker side (also reachable through ``claims`` with a connection)
 
     def claim(self, mountpath_id: int, owner: str, limit: int, lease_seconds: float) -> list[Task]:
-        return claims.claim(self._conn, mountpath_id, owner, limit, lease_seconds)
+        """(The Dask executor's.) ``idle``: a row whose worker died with it
+        comes alone, though this owner holds others: the supervisor is the
+        owner of the cluster's rows, and no download can kill it (a Dask
+        worker that dies loses a task, not the supervisor)."""
+        return claims.claim(self._conn, mountpath_id, owner, limit, lease_seconds, idle=True)
 
     def report(self, owner: str, outcomes: Sequence[Outcome]) -> list[str]:
         return claims.report(self._conn, owner, outcomes)
@@ -326,6 +330,11 @@ class Ledger:
         """Running rows of owners not in ``keep_owners`` go back (pending,
         or aborted with their job)."""
         return claims.recover(self._conn, keep_owners)
+
+    def give_back_dead(self, died: Mapping[str, str], limit: int) -> tuple[list[int], list[int]]:
+        """Rows of workers that died (owner -> how), each counting a death;
+        (ids given back, ids failed at their ``limit``-th death alone)."""
+        return claims.recover_dead(self._conn, died, limit)
 
     def give_back_expired(self, alive_owners: Iterable[str] = ()) -> list[int]:
         """Rows whose lease ran out, of owners not known to be alive."""

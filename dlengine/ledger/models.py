@@ -67,6 +67,7 @@ class Task:
     version: str | None = None
     checksum: str | None = None  # "algo:hex"
     connections: int = 0  # the job's connection limit (0: none)
+    deaths: int = 0  # times a worker died holding it (> 0: claimed alone, ``claims.claim``)
 
 
 @frozen

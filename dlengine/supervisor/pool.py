@@ -76,6 +76,11 @@ class Death:
     exit: str  # "exit code 1", "killed by SIGKILL"
     tail: list[str]  # its last lines on stderr, redacted
 
+    def how(self) -> str:
+        """Its exit, and its last lines on stderr if it wrote any, in one line."""
+        said = " | ".join(line.strip() for line in self.tail[-3:])
+        return f"{self.exit}; its last lines on stderr: {said}" if said else self.exit
+
 
 class _Tail(threading.Thread):
     """Copies a worker's stderr to ours (where it wrote before its stderr

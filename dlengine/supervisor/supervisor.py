@@ -22,7 +22,7 @@ from dlengine.storage import identity, layout
 from dlengine.supervisor import prespawn
 from dlengine.supervisor.joblog import log_ended
 from dlengine.supervisor.lock import HomeLock
-from dlengine.supervisor.pool import MountpathPool
+from dlengine.supervisor.pool import Death, MountpathPool
 from dlengine.supervisor.retry import StepFailures
 from dlengine.supervisor.wake import Wake
 
@@ -293,12 +293,31 @@ class Supervisor:
                     "worker(s) %s died (%s); recovering their objects",
                     ", ".join(d.owner for d in deaths), ", ".join(d.exit for d in deaths),
                 )  # fmt: skip
-                recovered = ledger.give_back(keep_owners=self._owners())
-                pool.count(deaths, mid_work=bool(recovered))
+                recovered = self._recover_dead(ledger, pool, deaths)
+                pool.count(deaths, mid_work=recovered)
             if pool.gave_up:
                 self._give_up(ledger, pool)
             else:
                 pool.fill()
+
+    def _recover_dead(self, ledger: Ledger, pool: MountpathPool, deaths: list[Death]) -> bool:
+        """The rows of workers that died by themselves: each counts a death
+        of its object (claimed alone from now on, so the one that kills its
+        worker is found and the others are not interrupted with it again),
+        and an object whose worker died with it alone DLENGINE_ATTEMPTS
+        times fails, saying how. Not while stopping: a worker that ends
+        with us did not die of its objects. True if they held rows."""
+        died = {} if self.stop.is_set() else {d.owner: d.how() for d in deaths}
+        back, failed = ledger.give_back_dead(died, self.settings.max_attempts)
+        for row_id in failed:
+            layout.remove_work_files(pool.mountpath, row_id)
+        if failed:
+            log.error(
+                "%d object(s) failed: each killed its worker %d times (%s)",
+                len(failed), self.settings.max_attempts, ", ".join(d.exit for d in deaths),
+            )  # fmt: skip
+        others = ledger.give_back(keep_owners=self._owners())  # (not counted: of no worker seen dying)
+        return bool(back or failed or others)
 
     def _give_up(self, ledger: Ledger, pool: MountpathPool) -> None:
         """No more workers for ``pool``'s mountpath (for GIVEN_UP_FOR): its

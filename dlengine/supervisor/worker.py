@@ -99,6 +99,9 @@ class Worker:
         # rows in the libcurl loop that take more than one connection (large
         # objects, in ranged segments): their connections beyond the first
         self._extra: dict[int, int] = {}
+        # the row this worker claimed alone (a worker died with it: should
+        # it kill this one too, it takes no other object down with it)
+        self._alone: int | None = None
 
     def run(self) -> None:
         conn = db.connect(self.settings.ledger_path)
@@ -154,7 +157,12 @@ class Worker:
             # claim before reporting, in batches of at least half the room
             # (a claim is a transaction: per object, one of 8 cost 17 us,
             # one of 16 12 us) unless some threads would have nothing to do
-            if free > 0 and now >= next_claim and (free >= room // 2 or len(self._running) < self._threads):
+            if (
+                free > 0
+                and now >= next_claim
+                and (free >= room // 2 or len(self._running) < self._threads)
+                and self._alone not in self._running
+            ):
                 tasks = claims.claim(
                     conn,
                     self.mountpath_id,
@@ -163,8 +171,11 @@ class Worker:
                     self.settings.lease_seconds,
                     self._threshold,
                     sharers=self.settings.workers_for_each_mountpath(),
+                    idle=not self._running,
                 )
                 for task in tasks:
+                    if task.deaths:  # a worker died with it: nothing else is claimed while it runs
+                        self._alone = task.id
                     self._start(conn, pool, task)
                 idle = 0.02 if tasks else min(idle * 2, 0.5)
                 next_claim = now if tasks else now + idle

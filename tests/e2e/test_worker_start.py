@@ -152,11 +152,14 @@ def test_download_wait_ends_with_the_reason(home: Home, httpd: TestHTTPServer, t
 
 def test_workers_killed_mid_work_are_always_replaced(home: Home, httpd: TestHTTPServer) -> None:
     """More kill -9s than the early deaths a pool tolerates, each of a
-    worker holding rows: every one is replaced and the job completes."""
+    worker holding rows: every one is replaced and the job completes
+    (the object may kill its worker more often than that: fewer than
+    DLENGINE_ATTEMPTS times, after which it would fail, test_poison)."""
     path = "/slow/big.bin"
     httpd.put_generated(path, 8_000_000, seed=5)
     httpd.set_fault(path, Fault(rate=2_000_000))
     home.env["DLENGINE_CHUNK"] = str(1 << 20)
+    home.env["DLENGINE_ATTEMPTS"] = "10"
     job_id = home.submit({"type": "single", "bucket": {"name": "slow"}, "link": httpd.url + path})
     runner = home.spawn("run")
     for kills in range(7):
