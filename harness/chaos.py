@@ -16,6 +16,8 @@ At every kill:
     source (a partial object is never visible).
 For every finished job:
   * every object is done, stored once (catalog, ``ls``, rows) and identical;
+  * no row counts a worker's death (``objects.deaths``: the workers died
+    with their supervisor, not of an object);
   * per object, the bytes the server sent beyond its size are at most one
     chunk per interrupted attempt (``DLENGINE_CHUNK``).
 
@@ -177,6 +179,12 @@ class Chaos:
                 (gen.job_id,),
             ).fetchone()
             assert tuple(rows) == (len(gen.paths),) * 2
+            # a kill -9 of the whole group is no object's fault: no row counts a death of its worker
+            deaths = conn.execute(
+                "SELECT coalesce(sum(o.deaths), 0) FROM objects o JOIN jobs j ON j.seq = o.job WHERE j.id = ?",
+                (gen.job_id,),
+            ).fetchone()[0]
+            assert deaths == 0, f"{gen.job_id}: {deaths} worker deaths counted"
         finally:
             conn.close()
         for name, path in gen.paths.items():

@@ -158,6 +158,7 @@ def test_worker_death_is_recovered_without_a_restart(home: Home, httpd: TestHTTP
 def test_chaos_fast(home: Home, httpd: TestHTTPServer) -> None:
     seed = int.from_bytes(os.urandom(2), "big")
     plan = Plan(kills=5, large=2, large_size=4 << 20, small=60, max_delay=1.5, seed=seed)
+    print(f"chaos seed {plan.seed}")  # (in the captured output of a failure: bench/chaos.py --seed repeats it)
     report = Chaos(home, httpd, plan, log=print).run()
     print(f"chaos seed {plan.seed}: {report.line()}")
     assert report.kills == 5 and report.objects_checked >= 62

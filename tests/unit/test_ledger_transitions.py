@@ -39,7 +39,7 @@ class Driver:
         actions = [
             self.submit, self.dispatch, self.claim, self.claim, self.report, self.report, self.renew,
             self.give_back, self.expire, self.abort, self.retry, self.remove, self.finish, self.sync_delete,
-            self.fail_placed,
+            self.fail_placed, self.die,
         ]  # fmt: skip
         self.rng.choice(actions)()
 
@@ -116,6 +116,12 @@ class Driver:
         keep = self.rng.sample(OWNERS, self.rng.randint(0, 2))
         self.ledger.give_back(keep)
         self.claimed = {t: (o, task) for t, (o, task) in self.claimed.items() if o in keep}
+
+    def die(self) -> None:
+        """Workers die with their rows: a death each, or failed at the limit."""
+        dead = self.rng.sample(OWNERS, self.rng.randint(1, 2))
+        self.ledger.give_back_dead({o: "killed by SIGKILL" for o in dead}, self.rng.randint(1, 3))
+        self.claimed = {t: (o, task) for t, (o, task) in self.claimed.items() if o not in dead}
 
     def expire(self) -> None:
         # rows whose lease expired, of owners not alive, go back; the
