@@ -313,7 +313,7 @@ class Supervisor:
             layout.remove_work_files(pool.mountpath, row_id)
         if failed:
             log.error(
-                "%d object(s) failed: each killed its worker %d times (%s)",
+                "%d object(s) failed: their worker died with each alone, its death %d (DLENGINE_ATTEMPTS) or more (%s)",
                 len(failed), self.settings.max_attempts, ", ".join(d.exit for d in deaths),
             )  # fmt: skip
         others = ledger.give_back(keep_owners=self._owners())  # (not counted: of no worker seen dying)
