@@ -35,6 +35,7 @@ from dlengine import errors
 from dlengine.cancel import Flag
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
+from dlengine.records import frozen
 from dlengine.sources.base import ObjectInfo, Request, Source
 from dlengine.storage import durable, layout, space
 
@@ -576,7 +577,7 @@ def _conditions(task: Task, dest: str, offset: int, placed: _Meta | None) -> tup
     return etag, None if etag else modified
 
 
-@dataclass(frozen=True)
+@frozen
 class _Meta:
     """The .meta sidecar of a work file: the version its bytes belong to,
     the checksum they are verified with, and the work file's inode (a

@@ -4,7 +4,7 @@ abort, remove, retry."""
 from __future__ import annotations
 
 import json
-import secrets
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,7 +23,13 @@ ID_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
 def new_job_id() -> str:
-    return "dnl-" + "".join(secrets.choice(ID_ALPHABET) for _ in range(10))
+    """``dnl-`` and 10 characters of ID_ALPHABET, each uniformly random
+    (from ``os.urandom``: the secrets module imports random and hmac)."""
+    whole = 256 - 256 % len(ID_ALPHABET)  # bytes of a last, partial round of the alphabet would bias it
+    chars: list[str] = []
+    while len(chars) < 10:
+        chars.extend(ID_ALPHABET[b % len(ID_ALPHABET)] for b in os.urandom(16) if b < whole)
+    return "dnl-" + "".join(chars[:10])
 
 
 def mountpath_ids(conn: sqlite3.Connection, paths: Iterable[str]) -> dict[str, int]:
@@ -305,9 +311,11 @@ def job_row(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
 
 def list_jobs(conn: sqlite3.Connection, regex: str | None = None, active_only: bool = False) -> list[sqlite3.Row]:
     """Jobs in submission order, filtered by a regex on the description."""
-    from dlengine.spec.pattern import compile_filter  # here: workers import this module, not the spec package
+    pattern = None
+    if regex:
+        from dlengine.spec.pattern import compile_filter  # here: RE2 only for a filter, and not in workers
 
-    pattern = compile_filter(regex) if regex else None
+        pattern = compile_filter(regex)
     sql = "SELECT * FROM jobs"
     if active_only:
         sql += f" WHERE state IN {ACTIVE_JOB_STATES!r}"

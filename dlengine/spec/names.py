@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
 import unicodedata
 from urllib.parse import unquote, urlsplit
 
@@ -167,6 +166,8 @@ def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
     # The resolver also takes "2852039166", "0xa9fea9fe" or "169.254.43518"
     # as IPv4 addresses: catch those spellings of 169.254.169.254 too.
     if re.fullmatch(r"[0-9a-fA-FxX.]+", host):
+        import socket  # (only for such a host: the spec is parsed by commands that open no socket)
+
         try:
             return ipaddress.IPv4Address(socket.inet_aton(host))
         except OSError:

@@ -3,8 +3,8 @@ of a whole file system for a batch of objects."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
 import os
 import sys
 from collections.abc import Iterable
@@ -42,22 +42,23 @@ def fsync_dirs(paths: Iterable[Path]) -> None:
             pass
 
 
+@functools.cache
 def _libc(name: str) -> Any:
-    """A C library function, or None where the platform has none."""
+    """A C library function, or None where the platform has none; ctypes is
+    imported at the first call (commands that only fsync do without it)."""
+    import ctypes
+
     try:
         return getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
 
 
-_SYNCFS = _libc("syncfs")
-
-
 def syncfs_reports_errors() -> bool:
     """syncfs(2) exists and reports write-back errors (Linux 5.8 and later):
     then one call makes a whole batch of files and renames durable, and
     says so when it could not."""
-    if _SYNCFS is None or not sys.platform.startswith("linux"):
+    if _libc("syncfs") is None or not sys.platform.startswith("linux"):
         return False
     try:
         major, minor = (int(x) for x in os.uname().release.split(".")[:2])
@@ -69,18 +70,20 @@ def syncfs_reports_errors() -> bool:
 def syncfs(path: Path) -> None:
     """Flush every file and directory entry written on ``path``'s file
     system; raises OSError if any of it could not be written."""
-    if _SYNCFS is None:
+    call = _libc("syncfs")
+    if call is None:
         raise OSError(errno.ENOSYS, "syncfs is not available")
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if _SYNCFS(fd) != 0:
+        if call(fd) != 0:
+            import ctypes
+
             err = ctypes.get_errno()
             raise OSError(err, f"syncfs of {path}: {os.strerror(err)}")
     finally:
         os.close(fd)
 
 
-_SYNC_FILE_RANGE = _libc("sync_file_range")
 _SYNC_FILE_RANGE_WRITE = 2
 WRITEBACK_EVERY = 8 << 20  # bytes of a large object written between early write-backs
 
@@ -89,5 +92,8 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     """Ask the kernel to start writing a range of a file to disk now,
     without waiting (sync_file_range WRITE): the final fsync or syncfs of a
     large object then has little left to do. Best effort."""
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)
+    call = _libc("sync_file_range")
+    if call is not None:
+        import ctypes
+
+        call(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)

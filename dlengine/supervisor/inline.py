@@ -30,7 +30,6 @@ import dataclasses
 import io
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -234,7 +233,7 @@ def _workers(settings: Settings, places: Sequence[tuple[int, str]], wake_fd: int
 
 def _owner(mountpath_id: int) -> str:
     """A lease owner of this command (a worker's, with the pid)."""
-    return f"{os.uname().nodename}:{mountpath_id}:cli{os.getpid()}-{secrets.token_hex(2)}"
+    return f"{os.uname().nodename}:{mountpath_id}:cli{os.getpid()}-{os.urandom(2).hex()}"
 
 
 def _log_to_file(path: Path) -> logging.Handler:

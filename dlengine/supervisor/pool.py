@@ -23,7 +23,6 @@ import dataclasses
 import json
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -147,7 +146,7 @@ class MountpathPool:
             return
         config = settings_arg(self.settings)
         while len(self.workers) < self.size:
-            owner = f"{os.uname().nodename}:{self.mountpath_id}:{secrets.token_hex(4)}"
+            owner = f"{os.uname().nodename}:{self.mountpath_id}:{os.urandom(4).hex()}"
             level = str(logging.getLogger().getEffectiveLevel())
             args = [level, config, str(self.mountpath_id), str(self.mountpath), owner, str(os.getpid())]
             args.append(str(self.wake_fd))
