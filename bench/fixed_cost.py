@@ -9,6 +9,7 @@ a detached background supervisor is counted too, and waited for before the
 next case):
 
 - ``python -c pass``: the interpreter's floor (site, ``.pth`` files);
+- ``--help``: the command line alone (its imports, the parser);
 - ``run --quiet`` in a home whose jobs have all ended (a cron run);
 - ``download http://127.0.0.1:P/oN.bin ais://b --wait``: one new 10 KiB
   object (nginx) in a home that exists;
@@ -21,7 +22,10 @@ next case):
 Per round (``--reps``) each checkout in turn, the order alternating;
 medians (min-max) in a Markdown table on stdout::
 
-    python3 bench/fixed_cost.py --checkout before=/path/a --checkout after=. [--reps 5]
+    python3 bench/fixed_cost.py --checkout before=/path/a --checkout after=. [--reps 5] [--python PY] [--no-s3]
+
+``--python`` names the interpreter of the commands (a fresh venv's, without
+this box's site-packages ``.pth`` hooks, which cost ~75 ms a process).
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ SIZE = 10 * 1024
 
 
 class Bench:
-    def __init__(self, work: Path, http: str, s3_env: dict[str, str] | None) -> None:
+    def __init__(self, work: Path, http: str, s3_env: dict[str, str] | None, python: str) -> None:
         self.work = work
+        self.python = python
         self.http = http
         self.s3_env = s3_env
         self.serial = 0
@@ -100,7 +105,7 @@ class Bench:
         return f"{self.http}/{name}"
 
     def cases(self, label: str, checkout: Path) -> dict[str, Callable[[], tuple[float, float]]]:
-        py = sys.executable
+        py = self.python
         dl = [py, "-m", "dlengine"]
         home = self.work / "homes" / label
         shutil.rmtree(home, ignore_errors=True)
@@ -114,6 +119,7 @@ class Bench:
 
         cases: dict[str, Callable[[], tuple[float, float]]] = {
             "python -c pass": lambda: self.timed([py, "-c", "pass"], env, checkout),
+            "--help": lambda: self.timed([*dl, "--help"], env, checkout),
             "run, nothing to do": lambda: self.timed([*dl, "run", "--quiet"], env, checkout),
             "download URL ais://b --wait (1 x 10 KiB)": lambda: self.timed(
                 [*dl, "download", self.new_object(), "ais://b", "--wait"], env, checkout
@@ -164,6 +170,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkout", action="append", required=True, metavar="NAME=PATH")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--python", default=sys.executable, help="the interpreter of the commands (default: this one)")
+    parser.add_argument("--no-s3", action="store_true", help="leave out the s3 case (no SeaweedFS)")
     args = parser.parse_args()
     checkouts = {n: Path(p).resolve() for n, _, p in (c.partition("=") for c in args.checkout)}
     ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: detached supervisors stay ours
@@ -174,8 +182,8 @@ def main() -> None:
         (work / "www" / "probe").write_bytes(b"x")
         server = Server("auto", work / "www", work)
         server.start("/probe")
-        store, s3_env = start_s3(work)
-        bench = Bench(work, server.base_url, s3_env)
+        store, s3_env = (None, None) if args.no_s3 else start_s3(work)
+        bench = Bench(work, server.base_url, s3_env, args.python)
         bench.servers = {p.pid for p in (server.proc, store.proc if store else None) if p is not None}
         load = [os.getloadavg()[0]]
         try:
