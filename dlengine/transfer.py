@@ -23,6 +23,7 @@ import hashlib
 import json
 import mmap
 import os
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -207,6 +208,7 @@ class Receiver:
         self._check: tuple[str, str] | None = None
         self.segments: list[list[int]] | None = None
         self._fd = -1
+        self._in_order: _InOrder | None = None  # a segmented object's checksum, computed on a thread
         self._unsaved = 0  # bytes written at offsets since the segment map was saved
         self._saved_at = 0.0  # when it was (time.monotonic)
         self._flushed = 0  # bytes handed to early write-back (sequential writes)
@@ -296,6 +298,7 @@ class Receiver:
         self.segments = [[start, start, end] for start, end in bounds]
         space.check_free_space(self.job.mountpath, info.size)
         self._open_at(info.size or 0, truncate=True)
+        self._hash_in_order()
 
     def resume_segments(self) -> list[list[int]]:
         """Go on with the kept segments (their validator still holds: the
@@ -305,7 +308,14 @@ class Receiver:
         self.info, self._check = kept.info, kept.check
         self.segments = [list(seg) for seg in self.kept_segments]
         self._open_at(kept.info.size or 0, truncate=False)
+        self._hash_in_order()  # (the kept bytes first, from the file)
         return self.segments
+
+    def _hash_in_order(self) -> None:
+        check, segments = self._check, self.segments
+        if check is not None and segments is not None:
+            mapped = check[0] in _MAPPABLE
+            self._in_order = _InOrder(self._fd, _HASHERS[check[0]](), mapped, segments)
 
     def _open_at(self, size: int, truncate: bool) -> None:
         self._fd = _open_fd(self.part, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if truncate else 0))
@@ -358,6 +368,8 @@ class Receiver:
             self._reported = self.written
             if job.progress is not None:
                 job.progress(sum(b - a for a, b, _ in self.segments), self.info.size)
+        if self._in_order is not None:
+            self._in_order.poke()
         # the next look: at the next progress step, or when a chunk is unsaved
         unsaved_left = job.chunk_size - self._unsaved if self._unsaved < job.chunk_size else PROGRESS_STEP
         next_look = min(self._reported + PROGRESS_STEP, self.written + unsaved_left)
@@ -451,13 +463,19 @@ class Receiver:
             if any(pos < end for _, pos, end in self.segments):
                 raise errors.SizeMismatchError(f"{self.task.link}: a ranged segment ended early")
             self.written = self.info.size or 0
-            if self._check is not None:
-                self._hasher = _HASHERS[self._check[0]]()
-                _hash_fd(fd, self.written, self._hasher, self._check[0] in _MAPPABLE)
+            if self._in_order is not None:
+                self._hasher = self._in_order.result()
             if self.job.fsync:
                 os.fsync(fd)
         finally:
+            self._stop_hashing()
             os.close(fd)
+
+    def _stop_hashing(self) -> None:
+        """Before the work file's descriptor is closed."""
+        in_order, self._in_order = self._in_order, None
+        if in_order is not None:
+            in_order.stop()
 
     def close(self) -> None:
         """A failed attempt: close the work file, keep its bytes."""
@@ -465,6 +483,7 @@ class Receiver:
             try:
                 self._save_map()  # where each segment stopped
             finally:
+                self._stop_hashing()
                 os.close(self._fd)
                 self._fd = -1
         self._buffer = None
@@ -479,6 +498,74 @@ _HASH_WINDOW = 64 << 20  # bytes of a work file mapped at a time to hash it
 _MAPPABLE = frozenset({"md5", "sha256", "sha1", "crc32"})  # hashers that take any buffer (not google-crc32c)
 
 
+class _InOrder:
+    """The checksum of a work file written out of order (ranged segments,
+    each at its offset), computed in order on its own thread as the file's
+    contiguous prefix grows (the first unfinished segment's next byte):
+    the whole file is not read again at the end, and the hashing overlaps
+    the transfer (hashlib and zlib release the GIL for large buffers, and
+    take the bytes from their mapped pages in the page cache). Whatever the
+    order the segments complete in, and after a resume (the kept bytes
+    first), the bytes are hashed once, in order."""
+
+    def __init__(self, fd: int, hasher: Hasher, mapped: bool, segments: list[list[int]]) -> None:
+        self.hasher = hasher
+        self._fd, self._mapped, self._segments = fd, mapped, segments
+        self._end = segments[-1][2] if segments else 0
+        self._hashed = 0  # bytes hashed so far (the prefix)
+        self._wake = threading.Event()
+        self._last = False  # every byte is written: hash to the end
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="dlengine-hash", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        """Bytes were written (from the receiving thread)."""
+        if self._prefix() - self._hashed >= _HASH_STEP:
+            self._wake.set()
+
+    def result(self) -> Hasher:
+        """Every byte is written: the hasher once it has taken them all."""
+        self._last = True
+        self._wake.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.hasher
+
+    def stop(self) -> None:
+        """No more hashing (the descriptor is about to be closed)."""
+        self._stopped = True
+        self._wake.set()
+        self._thread.join()
+
+    def _prefix(self) -> int:
+        for _, pos, end in self._segments:  # (contiguous: each ends where the next starts)
+            if pos < end:
+                return pos
+        return self._end
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped:
+                self._wake.wait()
+                self._wake.clear()
+                last = self._last  # (read before the prefix: once set, every segment is complete)
+                prefix = self._prefix()
+                while self._hashed < prefix and not self._stopped:
+                    size = min(prefix - self._hashed, _HASH_WINDOW)
+                    _hash_span(self._fd, self._hashed, size, self.hasher, self._mapped)
+                    self._hashed += size
+                if last:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - raised by result()
+            self._error = exc
+
+
+_HASH_STEP = 4 << 20  # the in-order hasher wakes once this many bytes of the prefix are new
+
+
 def _hash_fd(fd: int, length: int, hasher: Hasher, mapped: bool = False) -> None:
     """Hash the first ``length`` bytes of a file; ``mapped``: from its
     mapped pages, without copying them (a 64 MiB object's MD5 read with
@@ -486,20 +573,25 @@ def _hash_fd(fd: int, length: int, hasher: Hasher, mapped: bool = False) -> None
     offset = 0
     while offset < length:
         size = min(length - offset, _HASH_WINDOW)
-        if not (mapped and _hash_mapped(fd, offset, size, hasher)):
-            _hash_read(fd, offset, offset + size, hasher)
+        _hash_span(fd, offset, size, hasher, mapped)
         offset += size
+
+
+def _hash_span(fd: int, offset: int, size: int, hasher: Hasher, mapped: bool) -> None:
+    if not (mapped and _hash_mapped(fd, offset, size, hasher)):
+        _hash_read(fd, offset, offset + size, hasher)
 
 
 def _hash_mapped(fd: int, offset: int, size: int, hasher: Hasher) -> bool:
     """Hash ``size`` bytes at ``offset`` from their mapped pages; False
     (nothing hashed) when they cannot be mapped."""
+    skip = offset % mmap.ALLOCATIONGRANULARITY  # (a mapping starts on a page)
     try:
-        view = mmap.mmap(fd, size, prot=mmap.PROT_READ, offset=offset)
+        view = mmap.mmap(fd, size + skip, prot=mmap.PROT_READ, offset=offset - skip)
     except (OSError, ValueError):
         return False
-    with view:
-        hasher.update(view)  # type: ignore[arg-type]  # (a buffer: hashlib and zlib take it)
+    with view, memoryview(view) as whole, whole[skip:] as span:
+        hasher.update(span)  # type: ignore[arg-type]  # (a buffer: hashlib and zlib take it)
     return True
 
 

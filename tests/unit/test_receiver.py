@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,3 +233,95 @@ def test_an_object_larger_than_a_chunk_is_installed_even_with_hold(tmp_path: Pat
     _, _, dest = _paths(tmp_path)
     assert outcome.state is ObjectState.DONE and changed == dest and dest.read_bytes() == data
     assert held == {}
+
+
+def _segment_info(data: bytes, md5: str | None = None) -> ObjectInfo:
+    return ObjectInfo("k", len(data), '"v1"', None, None, {"md5": md5 or hashlib.md5(data).hexdigest()})
+
+
+def _write_segments(receiver: transfer.Receiver, data: bytes, order: list[int], piece: int) -> None:
+    """The segments' remaining bytes, ``order`` naming which segment gets
+    its next piece at each step (interleaved, as parallel answers come)."""
+    segments = receiver.segments
+    assert segments is not None
+    steps = list(order)
+    while steps:
+        index = steps.pop(0)
+        _, pos, end = segments[index]
+        if pos >= end:
+            continue
+        receiver.write_at(index, data[pos : min(end, pos + piece)])
+        steps.append(index)
+
+
+_THIRDS = [(0, 40_000), (40_000, 80_001), (80_001, 120_003)]
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0], [1, 2, 0], [1, 0, 2], [2, 0, 1], [0, 2, 1]])
+def test_segments_are_hashed_in_order_whatever_order_they_complete_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: list[int]
+) -> None:
+    """The checksum of a segmented object is computed on a thread as the
+    file's contiguous prefix grows: the same digest whichever segment ends
+    first (here each segment's bytes at once, in the order given, and then
+    interleaved); the prefix is hashed in steps smaller than a segment."""
+    monkeypatch.setattr(transfer, "_HASH_STEP", 4096)
+    data = os.urandom(_THIRDS[-1][1])
+    for piece in (50_000, 7_000):
+        shutil.rmtree(tmp_path / "ais", ignore_errors=True)
+        receiver = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
+        receiver.begin_segments(_segment_info(data), _THIRDS)
+        if piece == 50_000:
+            for index in order:
+                _write_segments(receiver, data, [index], piece)
+        else:
+            _write_segments(receiver, data, order, piece)
+        outcome, dest = receiver.end()
+        assert outcome.state is ObjectState.DONE and outcome.checksum == "md5:" + hashlib.md5(data).hexdigest()
+        assert dest is not None and dest.read_bytes() == data
+        transfer.drop_work(tmp_path, 7)
+
+
+def test_segments_resumed_after_a_failure_are_hashed_from_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed attempt (the segment map in the .meta) hashes the kept
+    bytes and the new ones, in order: the whole object's digest."""
+    monkeypatch.setattr(transfer, "_HASH_STEP", 4096)
+    data = os.urandom(_THIRDS[-1][1])
+    first = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
+    first.begin_segments(_segment_info(data), _THIRDS)
+    segments = first.segments
+    assert segments is not None
+    for index, upto in ((1, 70_000), (2, 120_003), (0, 10_000)):  # one complete, two midway
+        first.write_at(index, data[segments[index][1] : upto])
+    first.close()  # (a failure: the map saved where each stopped)
+    again = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
+    assert again.kept_segments == [[0, 10_000, 40_000], [40_000, 70_000, 80_001], [80_001, 120_003, 120_003]]
+    again.resume_segments()
+    _write_segments(again, data, [1, 0], 3_000)
+    outcome, dest = again.end()
+    assert outcome.checksum == "md5:" + hashlib.md5(data).hexdigest()
+    assert dest is not None and dest.read_bytes() == data
+
+
+def test_segments_that_do_not_match_the_checksum_fail_the_object(tmp_path: Path) -> None:
+    data = os.urandom(_THIRDS[-1][1])
+    part, meta, dest = _paths(tmp_path)
+    receiver = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
+    receiver.begin_segments(_segment_info(data, md5="0" * 32), _THIRDS)
+    _write_segments(receiver, data, [2, 0, 1], 9_000)
+    with pytest.raises(errors.ChecksumMismatchError):
+        receiver.end()
+    assert not part.exists() and not meta.exists() and not dest.exists()
+
+
+def test_a_failed_segmented_attempt_stops_its_hashing_thread(tmp_path: Path) -> None:
+    data = os.urandom(_THIRDS[-1][1])
+    before = threading.active_count()
+    receiver = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
+    receiver.begin_segments(_segment_info(data), _THIRDS)
+    receiver.write_at(0, data[:5_000])
+    assert threading.active_count() == before + 1
+    receiver.close()
+    assert threading.active_count() == before
