@@ -244,13 +244,16 @@ def _write_segments(receiver: transfer.Receiver, data: bytes, order: list[int], 
     its next piece at each step (interleaved, as parallel answers come)."""
     segments = receiver.segments
     assert segments is not None
+    sent = {index: pos for index, (_, pos, _) in enumerate(segments)}  # (held pieces are not in the map yet)
     steps = list(order)
     while steps:
         index = steps.pop(0)
-        _, pos, end = segments[index]
+        pos, end = sent[index], segments[index][2]
         if pos >= end:
             continue
-        receiver.write_at(index, data[pos : min(end, pos + piece)])
+        complete = receiver.write_at(index, data[pos : min(end, pos + piece)])
+        sent[index] = min(end, pos + piece)
+        assert complete == (sent[index] == end)
         steps.append(index)
 
 
@@ -258,18 +261,23 @@ _THIRDS = [(0, 40_000), (40_000, 80_001), (80_001, 120_003)]
 
 
 @pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0], [1, 2, 0], [1, 0, 2], [2, 0, 1], [0, 2, 1]])
+@pytest.mark.parametrize("batched", [False, True], ids=["each-piece-written", "pieces-held"])
 def test_segments_are_hashed_in_order_whatever_order_they_complete_in(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: list[int]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: list[int], batched: bool
 ) -> None:
     """The checksum of a segmented object is computed on a thread as the
     file's contiguous prefix grows: the same digest whichever segment ends
     first (here each segment's bytes at once, in the order given, and then
-    interleaved); the prefix is hashed in steps smaller than a segment."""
+    interleaved); the prefix is hashed in steps smaller than a segment.
+    ``batched``: as on the libcurl loop, pieces are held and written
+    several at a time."""
     monkeypatch.setattr(transfer, "_HASH_STEP", 4096)
+    monkeypatch.setattr(transfer, "WRITE_BATCH", 20_000)
     data = os.urandom(_THIRDS[-1][1])
     for piece in (50_000, 7_000):
         shutil.rmtree(tmp_path / "ais", ignore_errors=True)
         receiver = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
+        receiver.looked_after = batched
         receiver.begin_segments(_segment_info(data), _THIRDS)
         if piece == 50_000:
             for index in order:
