@@ -211,6 +211,7 @@ class Receiver:
         self._fd = -1
         self._in_order: _InOrder | None = None  # a segmented object's checksum, computed on a thread
         self._held: list[list[bytes]] = []  # per segment: pieces received, not written yet
+        self._stream = [0, 0, 0]  # a stream hashed on a thread: [0, bytes in the file, size]
         self._held_bytes: list[int] = []  # their sizes
         self._unsaved = 0  # bytes written at offsets since the segment map was saved
         self._saved_at = 0.0  # when it was (time.monotonic)
@@ -255,8 +256,14 @@ class Receiver:
             self._set_sink(self._buffer.append)
             return None
         space.check_free_space(self.job.mountpath, None if info.size is None else info.size - offset)
-        out = _open_part(self.part, "r+b" if offset > 0 else "wb")
+        out = _open_part(self.part, "r+b" if offset > 0 else "w+b")  # (read too: a thread may hash it)
         self._out = out
+        hasher = self._hasher
+        if check is not None and hasher is not None and (info.size or 0) >= HASH_ON_THREAD:
+            # hashed on a thread from the file (the kept prefix first), not in the write callback
+            self._stream = [0, offset, info.size or 0]
+            self._in_order = _InOrder(out.fileno(), hasher, check[0] in _MAPPABLE, [self._stream])
+            self._hasher = None
         if offset > 0:
             out.truncate(offset)
             _rehash(out, offset, self._hasher)
@@ -435,6 +442,10 @@ class Receiver:
             self._out.flush()
             durable.start_writeback(self._out.fileno(), self._flushed, self.written - self._flushed)
             self._flushed = self.written
+        if self._in_order is not None and self.written - self._stream[1] >= _HASH_STEP:
+            self._out.flush()  # (the hashing thread reads the file)
+            self._stream[1] = self.written
+            self._in_order.poke()
         if self.written - self._reported >= PROGRESS_STEP or not self._reported:
             self._reported = self.written  # (read once a second: not at every callback of 16 KiB)
             if job.progress is not None:
@@ -464,10 +475,15 @@ class Receiver:
         elif self._out is not None:
             out, self._out = self._out, None
             try:
+                if self._in_order is not None:
+                    out.flush()
+                    self._stream[1:] = [self.written, self.written]
+                    self._hasher = self._in_order.result()
                 if job.fsync:
                     out.flush()
                     os.fsync(out.fileno())
             finally:
+                self._stop_hashing()
                 out.close()
         _verify(self.info, self.written, self._hasher, self._check, self.part, self.meta)
         if held is not None and job.hold is not None:
@@ -520,6 +536,7 @@ class Receiver:
         self._buffer = None
         if self._out is not None:
             out, self._out = self._out, None
+            self._stop_hashing()
             out.close()
 
 
@@ -537,12 +554,13 @@ class _InOrder:
     the transfer (hashlib and zlib release the GIL for large buffers, and
     take the bytes from their mapped pages in the page cache). Whatever the
     order the segments complete in, and after a resume (the kept bytes
-    first), the bytes are hashed once, in order."""
+    first), the bytes are hashed once, in order. A large stream is one
+    segment whose next byte is what has been written to the file: hashed
+    beside the write callback, not in it."""
 
     def __init__(self, fd: int, hasher: Hasher, mapped: bool, segments: list[list[int]]) -> None:
         self.hasher = hasher
         self._fd, self._mapped, self._segments = fd, mapped, segments
-        self._end = segments[-1][2] if segments else 0
         self._hashed = 0  # bytes hashed so far (the prefix)
         self._wake = threading.Event()
         self._last = False  # every byte is written: hash to the end
@@ -575,7 +593,7 @@ class _InOrder:
         for _, pos, end in self._segments:  # (contiguous: each ends where the next starts)
             if pos < end:
                 return pos
-        return self._end
+        return self._segments[-1][2] if self._segments else 0
 
     def _run(self) -> None:
         try:
@@ -595,6 +613,7 @@ class _InOrder:
 
 
 _HASH_STEP = 4 << 20  # the in-order hasher wakes once this many bytes of the prefix are new
+HASH_ON_THREAD = 8 << 20  # streams of this size or more are hashed on a thread (smaller: in the callback)
 
 
 def _hash_fd(fd: int, length: int, hasher: Hasher, mapped: bool = False) -> None:

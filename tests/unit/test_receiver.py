@@ -111,6 +111,17 @@ def test_a_small_object_is_one_file_without_a_sidecar(
     assert (part.parent.exists() and os.listdir(part.parent)) in (False, [])
 
 
+@pytest.fixture(params=["in-the-callback", "on-a-thread"])
+def hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A stream hashed as its pieces come, or (large ones: here every one
+    of more than a chunk) on a thread from the file as it is written."""
+    if request.param == "on-a-thread":
+        monkeypatch.setattr(transfer, "HASH_ON_THREAD", CHUNK + 1)
+        monkeypatch.setattr(transfer, "_HASH_STEP", 4096)
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("hashing")
 def test_a_large_object_keeps_its_validator_beside_its_bytes(tmp_path: Path) -> None:
     data = bytes(range(256)) * (3 * CHUNK // 256)
     source = _MemorySource(data)
@@ -125,6 +136,7 @@ def test_a_large_object_keeps_its_validator_beside_its_bytes(tmp_path: Path) -> 
     assert not meta.exists()
 
 
+@pytest.mark.usefixtures("hashing")
 def test_a_reset_keeps_the_bytes_and_the_next_attempt_resumes(tmp_path: Path) -> None:
     data = bytes(range(256)) * (4 * CHUNK // 256)
     source = _MemorySource(data)
@@ -139,12 +151,24 @@ def test_a_reset_keeps_the_bytes_and_the_next_attempt_resumes(tmp_path: Path) ->
     assert outcome.state is ObjectState.DONE and dest.read_bytes() == data  # the checksum covers the kept prefix
 
 
+@pytest.mark.usefixtures("hashing")
 def test_bytes_that_do_not_match_the_checksum_are_dropped(tmp_path: Path) -> None:
     source = _MemorySource(b"x" * (2 * CHUNK), md5="0" * 32)
     part, meta, dest = _paths(tmp_path)
     with pytest.raises(errors.ChecksumMismatchError):
         transfer.fetch(_task(), _job(tmp_path, source))
     assert not part.exists() and not meta.exists() and not dest.exists()
+
+
+def test_a_stream_hashed_on_a_thread_stops_it_when_it_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transfer, "HASH_ON_THREAD", CHUNK + 1)
+    source = _MemorySource(os.urandom(4 * CHUNK))
+    source.fail_at = 150_000
+    before = threading.active_count()
+    source.on_chunk = lambda: threading.active_count()
+    with pytest.raises(errors.SourceConnectionError):
+        transfer.fetch(_task(), _job(tmp_path, source))
+    assert set(source.seen) == {before + 1} and threading.active_count() == before
 
 
 def test_a_small_object_longer_than_announced_is_refused(tmp_path: Path) -> None:
