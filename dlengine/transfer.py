@@ -47,7 +47,9 @@ Throttle = Callable[[int], None]
 MAP_EVERY_SECONDS = 0.5  # a segment map is saved at most this often ...
 MAP_EVERY_BYTES = 64 << 20  # ... unless this many bytes came since the last save
 _IOV_MAX = 1024  # pieces one writev takes (Linux)
-WRITE_BATCH = 1 << 20  # bytes held before they are written (a segment's: one pwritev; a stream's buffer)
+# bytes held before they are written (a segment's: one pwritev; a stream's
+# buffer), at most a quarter of the chunk: a kill costs at most a chunk
+WRITE_BATCH = 256 << 10
 PROGRESS_STEP = 256 << 10  # bytes between progress reports (the ledger hears of it once a second)
 
 
@@ -211,8 +213,9 @@ class Receiver:
         self._fd = -1
         self._in_order: _InOrder | None = None  # a segmented object's checksum, computed on a thread
         self._held: list[list[bytes]] = []  # per segment: pieces received, not written yet
-        self._stream = [0, 0, 0]  # a stream hashed on a thread: [0, bytes in the file, size]
         self._held_bytes: list[int] = []  # their sizes
+        self._batch = max(1, min(WRITE_BATCH, job.chunk_size // 4))  # bytes written at a time
+        self._stream = [0, 0, 0]  # a stream hashed on a thread: [0, bytes in the file, size]
         self._unsaved = 0  # bytes written at offsets since the segment map was saved
         self._saved_at = 0.0  # when it was (time.monotonic)
         self._flushed = 0  # bytes handed to early write-back (sequential writes)
@@ -256,7 +259,7 @@ class Receiver:
             self._set_sink(self._buffer.append)
             return None
         space.check_free_space(self.job.mountpath, None if info.size is None else info.size - offset)
-        out = _open_part(self.part, "r+b" if offset > 0 else "w+b")  # (read too: a thread may hash it)
+        out = _open_part(self.part, "r+b" if offset > 0 else "w+b", self._batch)  # (read too: a thread may hash it)
         self._out = out
         hasher = self._hasher
         if check is not None and hasher is not None and (info.size or 0) >= HASH_ON_THREAD:
@@ -355,7 +358,7 @@ class Receiver:
             self._held[index].append(data)
             self._held_bytes[index] = held
             self.written += n
-            if held >= WRITE_BATCH:
+            if held >= self._batch:
                 self._write_held(index)
             return False
         return self._write_at_checked(index, data)
@@ -458,7 +461,7 @@ class Receiver:
 
     def _spill(self) -> None:
         assert self._buffer is not None
-        self._out = _open_part(self.part, "wb")
+        self._out = _open_part(self.part, "wb", self._batch)
         for piece in self._buffer:
             self._out.write(piece)
         self._buffer = None
@@ -793,15 +796,15 @@ def _open_fd(part: str, flags: int) -> int:
         return os.open(part, flags | os.O_CLOEXEC, 0o644)
 
 
-def _open_part(part: str, mode: str) -> Any:
-    """The work file, written a batch at a time (libcurl's 16 KiB pieces
-    one write each cost twice the CPU); its directory is created on first
-    use only."""
+def _open_part(part: str, mode: str, buffering: int = -1) -> Any:
+    """The work file (``buffering``: written a batch at a time, as
+    libcurl's 16 KiB pieces one write each cost twice the CPU); its
+    directory is created on first use only."""
     try:
-        return open(part, mode, buffering=WRITE_BATCH)
+        return open(part, mode, buffering=buffering)
     except FileNotFoundError:
         os.makedirs(os.path.dirname(part), exist_ok=True)
-        return open(part, mode, buffering=WRITE_BATCH)
+        return open(part, mode, buffering=buffering)
 
 
 def _listed_checksum(task: Task, info: ObjectInfo) -> tuple[str, str] | None:
