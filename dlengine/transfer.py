@@ -233,6 +233,13 @@ class Receiver:
         self.looked_after = False
 
     @property
+    def ends_later(self) -> bool:
+        """Whether ``end`` waits for a checksum computed on a thread (it may
+        then be called from another thread: nothing else touches this
+        receiver once every byte is in)."""
+        return self._in_order is not None
+
+    @property
     def validator(self) -> str | None:
         """The kept work file's validator (what its bytes belong to)."""
         return self._kept.validator if self._kept else None

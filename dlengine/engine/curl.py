@@ -25,6 +25,7 @@ import logging
 import queue
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,17 @@ Report = Callable[[work.Result, bool], None]
 ReportMany = Callable[[list[tuple[work.Result, bool]]], None]
 """The same, the outcomes of one round of the loop at a time."""
 _Submitted = tuple[Task, work.Context, "SignedGet | None", "Route | None"]
+ENDING_WAIT = 60.0  # seconds a stopping loop waits for the ends still running on their threads
+
+
+@dataclass(eq=False)
+class _Ended:
+    """An object's end (verify, install) done on a thread: its outcome, or
+    the error it raised, for the loop to report."""
+
+    transfer: _Transfer
+    got: work.Result | BaseException
+    sidecar: bool
 
 
 def eligible(link: str) -> bool:
@@ -337,7 +349,8 @@ class CurlLoop:
         self._multi = pycurl.CurlMulti()
         self._free: list[Any] = []
         self._active: dict[Any, _Transfer] = {}
-        self._inbox: queue.SimpleQueue[_Submitted | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Submitted | _Ended | None] = queue.SimpleQueue()
+        self._ending = 0  # objects whose end runs on a thread (``_end``)
         self._wake = Wake()
         self._poked = False  # the wake pipe holds a poke the loop has not seen yet
         self._stopped = False
@@ -383,9 +396,26 @@ class CurlLoop:
                     t.error = transfer.Aborted()
                     self._release(handle)
                     self._finish(t)
+            ended = self._wait_for_ends()
             self._hand_over()
             self._multi.close()
-            self._wake.close()
+            if ended:  # (else a late end would poke a closed descriptor, maybe reused)
+                self._wake.close()
+
+    def _wait_for_ends(self) -> bool:
+        """Stopping: the outcomes of the ends still running (their objects
+        may be installed already: reported, not left for a resume to find);
+        False if some did not come in time."""
+        deadline = time.monotonic() + ENDING_WAIT
+        while self._ending > 0:
+            try:
+                item = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                log.warning("%d objects still being verified after %g s; not reported", self._ending, ENDING_WAIT)
+                return False
+            if isinstance(item, _Ended):
+                self._ended(item)
+        return True
 
     def _keep(self, result: work.Result, sidecar: bool) -> None:
         self._done.append((result, sidecar))
@@ -405,6 +435,9 @@ class CurlLoop:
             if item is None:
                 self._stopped = True
                 return
+            if isinstance(item, _Ended):
+                self._ended(item)
+                continue
             self._start(*item)
 
     def _perform(self) -> None:
@@ -597,12 +630,10 @@ class CurlLoop:
         if t.error is not None:
             self._fail(t, t.error)
             return
-        try:
-            result = t.held if t.held is not None else t.receiver.end()
-        except BaseException as exc:  # noqa: BLE001 - errors are outcomes
-            self._fail(t, exc)
+        if t.held is not None:
+            self._report(t.held, t.receiver.sidecar)
             return
-        self._report(result, t.receiver.sidecar)
+        self._end(t, None)
 
     def _follow(self, t: _Transfer) -> None:
         """The answer was a redirect: the same transfer asks its target (the
@@ -629,12 +660,44 @@ class CurlLoop:
         if group.error is not None:
             self._fail(first, group.error)
             return
-        try:
-            result = first.receiver.end()
-        except BaseException as exc:  # noqa: BLE001 - errors are outcomes
-            self._fail(first, exc)
+        self._end(first, True)
+
+    def _end(self, t: _Transfer, sidecar: bool | None) -> None:
+        """Every byte received: verify and install (``Receiver.end``), then
+        report. An object whose checksum is still being computed on its
+        thread ends on a thread too: the loop goes on receiving the other
+        objects meanwhile, instead of waiting for the rest of the hash (most
+        of it, for segments: the prefix reaches the last ones at the end)
+        and the fsync; the outcome comes back through the inbox.
+        ``sidecar``: whether a .meta may exist (None: as the receiver says)."""
+        receiver = t.receiver
+        if not receiver.ends_later:
+            try:
+                result = receiver.end()
+            except BaseException as exc:  # noqa: BLE001 - errors are outcomes
+                self._fail(t, exc)
+                return
+            self._report(result, receiver.sidecar if sidecar is None else sidecar)
             return
-        self._report(result, True)
+
+        def end() -> None:
+            got: work.Result | BaseException
+            try:
+                got = receiver.end()
+            except BaseException as exc:  # noqa: BLE001 - reported by the loop
+                got = exc
+            self._inbox.put(_Ended(t, got, receiver.sidecar if sidecar is None else sidecar))
+            self._wake.poke()
+
+        self._ending += 1
+        threading.Thread(target=end, name="dlengine-end", daemon=True).start()
+
+    def _ended(self, item: _Ended) -> None:
+        self._ending -= 1
+        if isinstance(item.got, BaseException):
+            self._fail(item.transfer, item.got)
+        else:
+            self._report(item.got, item.sidecar)
 
     def _fail(self, t: _Transfer, exc: BaseException) -> None:
         t.receiver.close()
