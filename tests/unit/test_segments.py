@@ -42,6 +42,30 @@ def test_segment_bounds_need_size_ranges_and_a_strong_etag() -> None:
     assert segment_bounds(_task(connections=4), info, ok, THRESHOLD) is None
 
 
+def test_objects_in_flight_share_the_loops_segments() -> None:
+    """One large object alone takes every segment it may; objects in
+    flight together share ``STREAMS`` (at most the claim's count each:
+    ``most`` only lowers it), and from that many on each comes whole."""
+    from types import SimpleNamespace
+
+    from dlengine.engine.curl import STREAMS, CurlLoop
+
+    info = ObjectInfo("k", size=SIZE, etag='"v1"')
+    ok = _answer(200, accept_ranges="bytes")
+    assert [len(segment_bounds(_task(), info, ok, THRESHOLD, most) or ()) for most in (8, 9, 4, 2)] == [8, 8, 4, 2]
+    assert segment_bounds(_task(), info, ok, THRESHOLD, 1) is None  # (one stream: no segments)
+    loop = CurlLoop(lambda result, sidecar: None)
+    try:
+        for objects, most in ((1, STREAMS), (2, STREAMS // 2), (4, STREAMS // 4), (STREAMS, 1), (3 * STREAMS, 1)):
+            # (the transfers in flight: two of the first object's segments, one for each other)
+            active = [SimpleNamespace(task=SimpleNamespace(id=i)) for i in (0, *range(objects))]
+            loop._active = {object(): t for t in active}  # type: ignore[misc]
+            assert loop.segments_now() == most, objects
+    finally:
+        loop._multi.close()
+        loop._wake.close()
+
+
 class _Receiver:
     segments = [[0, 100, 100], [100, 150, 200]]
 
