@@ -151,6 +151,37 @@ def test_a_reset_keeps_the_bytes_and_the_next_attempt_resumes(tmp_path: Path) ->
     assert outcome.state is ObjectState.DONE and dest.read_bytes() == data  # the checksum covers the kept prefix
 
 
+class _Killed(BaseException):
+    """The process stopped here (a kill -9): nothing after it runs."""
+
+
+def test_a_kill_while_the_sidecar_is_rewritten_keeps_the_resume_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed attempt rewrites the .meta before it receives: killed before
+    that one write, the old .meta must still be there, whole. (Truncated
+    first, it was left empty and the next attempt started over from zero.)"""
+    data = bytes(range(256)) * (4 * CHUNK // 256)
+    source = _MemorySource(data)
+    source.fail_at = 100_000
+    part, meta, dest = _paths(tmp_path)
+    with pytest.raises(errors.SourceConnectionError):
+        transfer.fetch(_task(), _job(tmp_path, source))
+    kept = meta.read_bytes()
+
+    def killed(*_: object) -> int:
+        raise _Killed()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(transfer.os, "pwrite", killed)
+        with pytest.raises(_Killed):
+            transfer.fetch(_task(), _job(tmp_path, source))
+    assert meta.read_bytes() == kept and part.stat().st_size == 100_000
+    outcome, _ = transfer.fetch(_task(), _job(tmp_path, source))
+    assert source.requests[-1].offset == 100_000  # not from zero
+    assert outcome.state is ObjectState.DONE and dest.read_bytes() == data
+
+
 @pytest.mark.usefixtures("hashing")
 def test_bytes_that_do_not_match_the_checksum_are_dropped(tmp_path: Path) -> None:
     source = _MemorySource(b"x" * (2 * CHUNK), md5="0" * 32)
