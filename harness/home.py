@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,10 +126,17 @@ class Home:
 
         return db.connect(self.path / "ledger.db")
 
-    def kill(self, proc: subprocess.Popen[str], timeout: float = 20) -> None:
+    def kill(
+        self, proc: subprocess.Popen[str], timeout: float = 20, signalled: Callable[[], None] | None = None
+    ) -> None:
         """SIGKILL ``proc``'s whole process group (a ``spawn``ed supervisor and
-        its workers) and wait until none of its processes is left running."""
+        its workers) and wait until none of its processes is left running.
+        ``signalled`` runs as soon as the signal is sent: from then on no code
+        of the group runs, though a process can take a while to die (until
+        the system call it is in, such as a ``syncfs``, returns)."""
         _kill_group(proc.pid)
+        if signalled is not None:
+            signalled()
         proc.communicate(timeout=timeout)  # reap it and drain its pipes
         wait_for(lambda: not group_members(proc.pid), timeout=timeout)
 
