@@ -266,6 +266,8 @@ class Receiver:
             self._set_sink(self._buffer.append)
             return None
         space.check_free_space(self.job.mountpath, None if info.size is None else info.size - offset)
+        if offset == 0:
+            self._forget_kept()
         out = _open_part(self.part, "r+b" if offset > 0 else "w+b", self._batch)  # (read too: a thread may hash it)
         self._out = out
         hasher = self._hasher
@@ -318,6 +320,7 @@ class Receiver:
         self.segments = [[start, start, end] for start, end in bounds]
         self._hold_pieces()
         space.check_free_space(self.job.mountpath, info.size)
+        self._forget_kept()
         self._open_at(info.size or 0, truncate=True)
         self._hash_in_order()
 
@@ -466,8 +469,18 @@ class Receiver:
                 " (DLENGINE_MAX_OBJECT_SIZE); cut"
             )
 
+    def _forget_kept(self) -> None:
+        """Starting over from zero: an earlier attempt's .meta goes before
+        the work file is truncated. Kept, a kill between the two would leave
+        a segment map (or a resume point) that names bytes no longer there,
+        and the next attempt would resume into the emptied file."""
+        if self._kept is not None:
+            _remove(self.meta)
+            self._kept = None
+
     def _spill(self) -> None:
         assert self._buffer is not None
+        self._forget_kept()
         self._out = _open_part(self.part, "wb", self._batch)
         for piece in self._buffer:
             self._out.write(piece)

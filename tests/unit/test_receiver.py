@@ -388,3 +388,32 @@ def test_a_failed_segmented_attempt_stops_its_hashing_thread(tmp_path: Path) -> 
     assert threading.active_count() == before + 1
     receiver.close()
     assert threading.active_count() == before
+
+
+def test_a_kill_while_starting_over_leaves_no_segment_map_naming_lost_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attempt that starts over from zero (a whole stream after segments)
+    truncates the work file: killed right after, the old segment map must
+    be gone, or the next attempt would resume its segments into the
+    emptied file (holes where the map says bytes are)."""
+    data = os.urandom(_THIRDS[-1][1])
+    first = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
+    first.begin_segments(_segment_info(data), _THIRDS)
+    segments = first.segments
+    assert segments is not None
+    for index, upto in ((1, 70_000), (2, 120_003), (0, 10_000)):
+        first.write_at(index, data[segments[index][1] : upto])
+    first.close()
+    again = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
+    assert again.kept_segments is not None
+
+    def killed(*_: object) -> int:
+        raise _Killed()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(transfer.os, "pwrite", killed)  # the new .meta is never written
+        with pytest.raises(_Killed):
+            again.begin(_segment_info(data), 0, False)  # the whole object, from zero
+    after = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
+    assert after.kept_segments is None and after.request.offset == 0
