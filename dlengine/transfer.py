@@ -278,7 +278,8 @@ class Receiver:
             self._hasher = None
         if offset > 0:
             out.truncate(offset)
-            _rehash(out, offset, self._hasher)
+            if self._hasher is not None and check is not None:  # the running checksum covers the kept prefix too
+                _hash_fd(out.fileno(), offset, self._hasher, check[0] in _MAPPABLE)
             out.seek(offset)
         _write_meta(self.meta, info, check, os.fstat(out.fileno()).st_ino)
         self.sidecar = True
@@ -834,20 +835,6 @@ def _listed_checksum(task: Task, info: ObjectInfo) -> tuple[str, str] | None:
         return None
     algo, _, digest = task.checksum.partition(":")
     return (algo, digest) if algo in _HASHERS and digest else None
-
-
-def _rehash(out: Any, length: int, hasher: Hasher | None) -> None:
-    """The running checksum must cover the kept prefix too."""
-    if hasher is None:
-        return
-    out.seek(0)
-    remaining = length
-    while remaining > 0:
-        data = out.read(min(remaining, 1 << 20))
-        if not data:
-            break
-        hasher.update(data)
-        remaining -= len(data)
 
 
 def _write_meta(
