@@ -75,10 +75,14 @@ class Death:
     exit: str  # "exit code 1", "killed by SIGKILL"
     tail: list[str]  # its last lines on stderr, redacted
 
+    @property
+    def said(self) -> str:
+        """Its last three lines on stderr in one line ("" if it wrote none)."""
+        return " | ".join(line.strip() for line in self.tail[-3:])
+
     def how(self) -> str:
         """Its exit, and its last lines on stderr if it wrote any, in one line."""
-        said = " | ".join(line.strip() for line in self.tail[-3:])
-        return f"{self.exit}; its last lines on stderr: {said}" if said else self.exit
+        return f"{self.exit}; its last lines on stderr: {self.said}" if self.said else self.exit
 
 
 class _Tail(threading.Thread):
@@ -204,10 +208,9 @@ class MountpathPool:
         and last lines on stderr (its whole tail: ``last_early.tail``)."""
         last = self.last_early
         assert last is not None
-        said = " | ".join(line.strip() for line in last.tail[-3:]) or "nothing on stderr"
         return (
             f"the workers of mountpath {self.mountpath} died at start {self.early_deaths} times in a row"
-            f" (the last: {last.exit}): {said}"
+            f" (the last: {last.exit}): {last.said or 'nothing on stderr'}"
         )
 
     def owners(self) -> list[str]:
