@@ -26,24 +26,30 @@ _ACTIVE_JOBS_SQL = (
     f" FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} AND pending_cnt > 0 ORDER BY running_cnt, seq"
 )
 
-_CLAIM_SQL = """
-UPDATE objects SET state = 'running', owner = ?, lease_expiry = ?, attempts = attempts + 1,
-       start_time = ?, bytes_done = 0
+# "Take a pending row" (every claim: the rows it takes, then what _tasks
+# reads of them, by position): the owner's lease, one more attempt
+_TAKE = (
+    "UPDATE objects SET state = 'running', owner = ?, lease_expiry = ?, attempts = attempts + 1,"
+    " start_time = ?, bytes_done = 0"
+)
+_TAKEN = "RETURNING id, name, link, attempts, size, etag, version, checksum, deaths"
+
+_CLAIM_SQL = f"""
+{_TAKE}
 WHERE id IN (SELECT id FROM objects
              WHERE job = ? AND mountpath = ? AND state = 'pending' AND deaths = 0 AND next_try <= ? LIMIT ?)
-RETURNING id, name, link, attempts, size, etag, version, checksum, deaths
+{_TAKEN}
 """
 
 # A row whose worker died with it (deaths > 0), claimed alone by a worker
 # that holds nothing else: if it kills this worker too, no other object is
 # interrupted or blamed with it. Asked only of a job with deaths, by an
 # idle claimer (``claim``'s ``idle``); served by objects_todo's deaths.
-_CLAIM_ALONE_SQL = """
-UPDATE objects SET state = 'running', owner = ?, lease_expiry = ?, attempts = attempts + 1,
-       start_time = ?, bytes_done = 0
+_CLAIM_ALONE_SQL = f"""
+{_TAKE}
 WHERE id = (SELECT id FROM objects
             WHERE job = ? AND mountpath = ? AND state = 'pending' AND deaths > 0 AND next_try <= ? LIMIT 1)
-RETURNING id, name, link, attempts, size, etag, version, checksum, deaths
+{_TAKEN}
 """
 
 # The same, where an object of ``threshold`` bytes or more counts as the
@@ -60,11 +66,10 @@ _CANDIDATES_SQL = """
 SELECT id, size FROM objects
 WHERE job = ? AND mountpath = ? AND state = 'pending' AND deaths = 0 AND next_try <= ? LIMIT ?
 """
-_CLAIM_IDS_SQL = """
-UPDATE objects SET state = 'running', owner = ?, lease_expiry = ?, attempts = attempts + 1,
-       start_time = ?, bytes_done = 0
-WHERE id IN ({}) AND state = 'pending'
-RETURNING id, name, link, attempts, size, etag, version, checksum, deaths
+_CLAIM_IDS_SQL = f"""
+{_TAKE}
+WHERE id IN ({{}}) AND state = 'pending'
+{_TAKEN}
 """
 
 # what the catalog holds of a claim's names: one statement per claimed job
