@@ -136,14 +136,20 @@ def test_a_large_object_keeps_its_validator_beside_its_bytes(tmp_path: Path) -> 
     assert not meta.exists()
 
 
-@pytest.mark.usefixtures("hashing")
-def test_a_reset_keeps_the_bytes_and_the_next_attempt_resumes(tmp_path: Path) -> None:
+def _reset_at_100k(tmp_path: Path) -> tuple[bytes, _MemorySource]:
+    """An attempt whose answer is reset after 100,000 bytes (kept)."""
     data = bytes(range(256)) * (4 * CHUNK // 256)
     source = _MemorySource(data)
     source.fail_at = 100_000
-    part, meta, dest = _paths(tmp_path)
     with pytest.raises(errors.SourceConnectionError):
         transfer.fetch(_task(), _job(tmp_path, source))
+    return data, source
+
+
+@pytest.mark.usefixtures("hashing")
+def test_a_reset_keeps_the_bytes_and_the_next_attempt_resumes(tmp_path: Path) -> None:
+    part, meta, dest = _paths(tmp_path)
+    data, source = _reset_at_100k(tmp_path)
     assert part.stat().st_size == 100_000 and meta.exists() and not dest.exists()
     outcome, _ = transfer.fetch(_task(), _job(tmp_path, source))
     again = source.requests[-1]
@@ -161,12 +167,8 @@ def test_a_kill_while_the_sidecar_is_rewritten_keeps_the_resume_point(
     """A resumed attempt rewrites the .meta before it receives: killed before
     that one write, the old .meta must still be there, whole. (Truncated
     first, it was left empty and the next attempt started over from zero.)"""
-    data = bytes(range(256)) * (4 * CHUNK // 256)
-    source = _MemorySource(data)
-    source.fail_at = 100_000
     part, meta, dest = _paths(tmp_path)
-    with pytest.raises(errors.SourceConnectionError):
-        transfer.fetch(_task(), _job(tmp_path, source))
+    data, source = _reset_at_100k(tmp_path)
     kept = meta.read_bytes()
 
     def killed(*_: object) -> int:
@@ -345,20 +347,27 @@ def test_segments_are_hashed_in_order_whatever_order_they_complete_in(
         transfer.drop_work(tmp_path, 7)
 
 
+def _interrupted_segments(tmp_path: Path) -> bytes:
+    """A segmented attempt that failed with one segment complete and two
+    midway (the map saved where each stopped); the object's bytes."""
+    data = os.urandom(_THIRDS[-1][1])
+    first = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
+    first.begin_segments(_segment_info(data), _THIRDS)
+    segments = first.segments
+    assert segments is not None
+    for index, upto in ((1, 70_000), (2, 120_003), (0, 10_000)):
+        first.write_at(index, data[segments[index][1] : upto])
+    first.close()
+    return data
+
+
 def test_segments_resumed_after_a_failure_are_hashed_from_the_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A resumed attempt (the segment map in the .meta) hashes the kept
     bytes and the new ones, in order: the whole object's digest."""
     monkeypatch.setattr(transfer, "_HASH_STEP", 4096)
-    data = os.urandom(_THIRDS[-1][1])
-    first = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
-    first.begin_segments(_segment_info(data), _THIRDS)
-    segments = first.segments
-    assert segments is not None
-    for index, upto in ((1, 70_000), (2, 120_003), (0, 10_000)):  # one complete, two midway
-        first.write_at(index, data[segments[index][1] : upto])
-    first.close()  # (a failure: the map saved where each stopped)
+    data = _interrupted_segments(tmp_path)
     again = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
     assert again.kept_segments == [[0, 10_000, 40_000], [40_000, 70_000, 80_001], [80_001, 120_003, 120_003]]
     again.resume_segments()
@@ -397,14 +406,7 @@ def test_a_kill_while_starting_over_leaves_no_segment_map_naming_lost_bytes(
     truncates the work file: killed right after, the old segment map must
     be gone, or the next attempt would resume its segments into the
     emptied file (holes where the map says bytes are)."""
-    data = os.urandom(_THIRDS[-1][1])
-    first = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
-    first.begin_segments(_segment_info(data), _THIRDS)
-    segments = first.segments
-    assert segments is not None
-    for index, upto in ((1, 70_000), (2, 120_003), (0, 10_000)):
-        first.write_at(index, data[segments[index][1] : upto])
-    first.close()
+    data = _interrupted_segments(tmp_path)
     again = transfer.Receiver(_task(), _job(tmp_path, _MemorySource(data)))
     assert again.kept_segments is not None
 
