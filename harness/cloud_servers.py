@@ -284,6 +284,117 @@ class TLSFront:
         _close(self._server)
 
 
+@dataclass
+class Exchange:
+    """One request a ``PacedFront`` forwarded and the answer it got."""
+
+    method: str
+    path: str  # with the query
+    headers: dict[str, str]  # the request's, lower-case names
+    status: int = 0
+    answer: dict[str, str] = field(default_factory=dict)  # the answer's headers, lower-case names
+
+    @property
+    def range_start(self) -> int | None:
+        """Where the request's ``Range: bytes=N-`` starts (None without one)."""
+        value = self.headers.get("range")
+        return int(value.removeprefix("bytes=").partition("-")[0]) if value else None
+
+
+@dataclass
+class PacedFront:
+    """Plain HTTP on 127.0.0.1 in front of a server of this machine (a
+    cloud emulator), recording every exchange and sending bodies at most
+    ``rate`` bytes/s per connection (None: as fast as they come), so that a
+    test can kill a download in the middle of its segments. ``add``:
+    headers put on every answer (what a real service sends and the
+    emulator does not)."""
+
+    upstream_port: int
+    rate: int | None = None
+    add: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    exchanges: list[Exchange] = field(default_factory=list)
+    _server: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PacedFront:
+        import http.client
+        from http.server import BaseHTTPRequestHandler
+
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                sent = {k.lower(): v for k, v in self.headers.items()}
+                seen = Exchange(self.command, self.path, sent)
+                front.exchanges.append(seen)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}}
+                upstream = http.client.HTTPConnection("127.0.0.1", front.upstream_port, timeout=60)
+                try:
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    answer = upstream.getresponse()
+                    seen.status = answer.status
+                    seen.answer = {k.lower(): v for k, v in answer.getheaders()} | {
+                        k.lower(): v for k, v in front.add.items()
+                    }
+                    declared = answer.getheader("Content-Length")
+                    data = None if declared is not None or self.command == "HEAD" else answer.read()
+                    self.send_response(answer.status, answer.reason)
+                    for name, value in [*answer.getheaders(), *front.add.items()]:
+                        if name.lower() not in _HOP_BY_HOP | {"content-length"}:
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", declared if data is None else str(len(data)))
+                    self.end_headers()
+                    if self.command == "HEAD":
+                        return
+                    if data is not None:
+                        self.wfile.write(data)
+                    else:
+                        front._copy(answer, self.wfile, int(declared or 0))
+                except OSError:
+                    self.close_connection = True  # the client went away (killed)
+                finally:
+                    upstream.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+        self._server, self.port = _serve(Handler)
+        return self
+
+    def _copy(self, source: Any, sink: Any, length: int) -> None:
+        """``length`` bytes of ``source`` to ``sink``, paced to ``rate`` (read at each piece)."""
+        began, done = time.monotonic(), 0
+        while done < length:
+            piece = source.read(min(16 << 10, length - done))
+            if not piece:
+                raise ConnectionError("the upstream answer ended early")
+            sink.write(piece)
+            done += len(piece)
+            rate = self.rate
+            if rate:
+                ahead = done / rate - (time.monotonic() - began)
+                if ahead > 0:
+                    time.sleep(ahead)
+
+    def since(self, mark: int, path_part: str) -> list[Exchange]:
+        """The exchanges from the ``mark``-th on whose path contains ``path_part``."""
+        return [e for e in self.exchanges[mark:] if path_part in e.path]
+
+    def stop(self) -> None:
+        _close(self._server)
+
+
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     """(certificate, key) for HTTPS on 127.0.0.1 in ``directory``, made
     with openssl (OSError or CalledProcessError without it)."""
