@@ -236,12 +236,17 @@ def segment_bounds(
 ) -> list[tuple[int, int]] | None:
     """How to split an object into ranged segments (at most ``most``), or
     None to fetch it in one stream: it must be large, the server must
-    accept ranges, and its ETag must be strong (each segment is guarded by
-    it). A job with a connection limit keeps one connection per object, so
-    the limit holds."""
+    accept ranges, and the answer's own ETag must be strong (each segment
+    is guarded by it) and be the object's (what the segment map records).
+    A cloud answer's ``info`` can carry its listing's ETag where the answer
+    has none (GCS's emulator): every segment's 206, compared with it, would
+    then be "changed", attempt after attempt. A job with a connection limit
+    keeps one connection per object, so the limit holds."""
     size = info.size or 0
     etag = info.etag or ""
     if size < threshold or task.connections or not etag or etag.startswith("W/"):
+        return None
+    if answer.headers.get("etag") != etag:
         return None
     if answer.status != 200 or answer.headers.get("accept-ranges", "").lower() != "bytes":
         return None
@@ -253,8 +258,9 @@ def segment_bounds(
 
 
 class RangesIgnored(errors.TransientError):
-    """A server that announced ranges answered one with the whole object:
-    the next attempt fetches it in one stream."""
+    """A server that announced ranges answered one with the whole object,
+    or with no ETag to tell its version by: the next attempt fetches it in
+    one stream."""
 
     code = errors.ErrorCode.HTTP
     restart = True
@@ -288,7 +294,10 @@ class _Group:
         got = answer.headers.get("content-range", "")
         if not got.startswith(f"bytes {start}-") or not got.endswith(f"/{self.size}"):
             raise errors.SourceChangedError(f"{link}: range {got!r} is not the one asked for (from {start})")
-        if answer.headers.get("etag") != self.validator:
+        etag = answer.headers.get("etag")
+        if etag is None:  # (unverifiable, not changed: failing it as changed would fail every attempt)
+            raise RangesIgnored(f"{link}: the server's ranged answers carry no ETag; fetching it whole")
+        if etag != self.validator:
             raise errors.SourceChangedError(f"{link}: the object changed during the download (ETag)")
 
 
