@@ -120,6 +120,10 @@ class Job:
     timeout: float
     chunk_size: int = 1 << 20
     fsync: bool = True
+    # a large object's pages leave the page cache behind its early
+    # write-backs (those already hashed: a checksum computed from the file
+    # reads them there), not all at the end (``durable.DROP_MIN``)
+    drop_cache: bool = False
     cancel: Flag | None = None
     progress: Progress | None = None
     throttle: Throttle | None = None
@@ -220,6 +224,8 @@ class Receiver:
         self._saved_at = 0.0  # when it was (time.monotonic)
         self._flushed = 0  # bytes handed to early write-back (sequential writes)
         self._segment_flushed: dict[int, int] = {}  # the same, per segment
+        self._dropped = 0  # bytes whose pages were let go (``Job.drop_cache``)
+        self._segment_dropped: dict[int, int] = {}  # the same, per segment
         self._reported = 0  # bytes when progress was last handed on
         # bytes the data go straight to ``_sink`` (write and hash, in C)
         # until: progress, cancel, write-back, spill and size checks are due
@@ -412,6 +418,9 @@ class Receiver:
             if pos - start - flushed >= durable.WRITEBACK_EVERY:
                 durable.start_writeback(self._fd, start + flushed, pos - start - flushed)
                 self._segment_flushed[index] = pos - start
+                if self.job.drop_cache:
+                    dropped = start + self._segment_dropped.get(index, 0)
+                    self._segment_dropped[index] = self._drop_behind(self._fd, dropped, start + flushed) - start
         if self._unsaved >= job.chunk_size and (
             self._unsaved >= MAP_EVERY_BYTES or time.monotonic() - self._saved_at >= MAP_EVERY_SECONDS
         ):  # a kill loses at most half a second's bytes (each save is a metadata write)
@@ -455,6 +464,8 @@ class Receiver:
         if self._out is not None and self.written - self._flushed >= durable.WRITEBACK_EVERY:
             self._out.flush()
             durable.start_writeback(self._out.fileno(), self._flushed, self.written - self._flushed)
+            if job.drop_cache:
+                self._dropped = self._drop_behind(self._out.fileno(), self._dropped, self._flushed)
             self._flushed = self.written
         if self._in_order is not None and self.written - self._stream[1] >= _HASH_STEP:
             self._out.flush()  # (the hashing thread reads the file)
@@ -469,6 +480,19 @@ class Receiver:
                 f"{self.task.link}: more than the maximum object size of {self.limit} bytes"
                 " (DLENGINE_MAX_OBJECT_SIZE); cut"
             )
+
+    def _drop_behind(self, fd: int, start: int, end: int) -> int:
+        """Let the pages of ``[start, end)`` go: bytes handed to write-back
+        a step ago (``durable.WRITEBACK_EVERY``), by now mostly written out
+        (pages still dirty stay, and go once the object is durable). With a
+        checksum computed from the file, only bytes it has read. Returns
+        where the pages let go end."""
+        if self._in_order is not None:
+            end = min(end, self._in_order.hashed)
+        if end <= start:
+            return start
+        durable.drop_cached(fd, start, end - start)
+        return end
 
     def _forget_kept(self) -> None:
         """Starting over from zero: an earlier attempt's .meta goes before
@@ -592,6 +616,11 @@ class _InOrder:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="dlengine-hash", daemon=True)
         self._thread.start()
+
+    @property
+    def hashed(self) -> int:
+        """Bytes hashed so far, from the start of the file."""
+        return self._hashed
 
     def poke(self) -> None:
         """Bytes were written (from the receiving thread)."""

@@ -51,6 +51,7 @@ class Context:
     timeout: float = 60.0
     chunk_size: int = 1 << 20
     fsync: bool = True
+    drop_cache: bool = False  # a large object's pages leave the page cache as they are written out
     max_attempts: int = 5
     pool_size: int = 16
     cancel: Flag | None = None
@@ -92,6 +93,7 @@ def transfer_job(
         timeout=task.timeout or ctx.timeout,
         chunk_size=throttle.read_size(task.bytes_per_hour, ctx.chunk_size),
         fsync=ctx.fsync,
+        drop_cache=ctx.drop_cache,
         cancel=ctx.cancel,
         progress=ctx.progress,
         throttle=ctx.throttle,

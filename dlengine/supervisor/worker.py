@@ -237,7 +237,7 @@ class Worker:
                 return
 
     def _make_durable(self, batch: list[tuple[Outcome, Path | None]]) -> None:
-        make_durable(batch, self.mountpath, self._batch_sync)
+        make_durable(batch, self.mountpath, self._batch_sync, drop=not self.settings.keep_cache)
 
     def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, Path | None]]) -> float | None:
         """Record a batch; the soonest ``next_try`` (wall clock) of the rows
@@ -358,6 +358,7 @@ class Worker:
             timeout=self.settings.default_timeout,
             chunk_size=self.settings.chunk_size,
             fsync=self._file_sync,
+            drop_cache=not self.settings.keep_cache,
             max_attempts=self.settings.max_attempts,
             pool_size=self._threads,
             cancel=running.cancel,
@@ -425,15 +426,19 @@ def _flat(items: list[Any]) -> list[Any]:
     return flat
 
 
-def make_durable(batch: list[tuple[Outcome, Path | None]], mountpath: Path, batch_sync: bool) -> None:
+def make_durable(
+    batch: list[tuple[Outcome, Path | None]], mountpath: Path, batch_sync: bool, drop: bool = False
+) -> None:
     """The files and renames of a batch, durable: one syncfs(2) of the
     mountpath for all of them, or (per-file mode, ``batch_sync`` off) an
     fsync of each directory whose entries changed (the files were fsynced
     already). A batch of a few files (large ones, or a trickle) has them
     and their directories up to the mountpath fsynced instead of a syncfs,
     which would wait for whatever else anyone wrote on the file system
-    meanwhile."""
-    installed = [f for o, f in batch if f is not None and o.state is ObjectState.DONE]
+    meanwhile. ``drop``: then the pages of the batch's objects of at least
+    ``durable.DROP_MIN`` bytes leave the page cache."""
+    done = [(o, f) for o, f in batch if f is not None and o.state is ObjectState.DONE]
+    installed = [f for _, f in done]
     if not batch_sync:
         durable.fsync_dirs(f.parent for f in installed)
     elif len(installed) > FEW_FILES:
@@ -441,6 +446,8 @@ def make_durable(batch: list[tuple[Outcome, Path | None]], mountpath: Path, batc
     elif installed:
         durable.fsync_files(installed)
         durable.fsync_dirs(d for f in installed for d in _up_to(f.parent, mountpath))
+    if drop:
+        durable.drop_files(f for o, f in done if (o.size or 0) >= durable.DROP_MIN)
 
 
 def _up_to(directory: Path, top: Path) -> list[Path]:
