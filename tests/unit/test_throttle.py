@@ -30,25 +30,43 @@ def _task(seq: int, bytes_per_hour: int) -> Task:
     )  # fmt: skip
 
 
-def _granted_rate(takers: list[throttle.Throttle], seconds: float, read: int = 4096) -> float:
-    """Bytes per second granted to threads calling ``take(read)`` in a loop
-    (two per taker) during ``seconds``."""
-    granted = [0]
+def _granted_rate(takers: list[throttle.Throttle], seconds: float, read: int = 4096) -> tuple[float, float]:
+    """How fast threads calling ``take(read)`` in a loop (two per taker)
+    for ``seconds`` were let through: (bytes/s from the first grant to the
+    last, bytes/s over the whole ``seconds``).
+
+    The first is what the bucket's refill pays for, whenever the threads
+    get to run. Under CPU load a thread starts late (the ledger's first
+    connection), wakes late from its sleeps, and a fixed window lost those
+    reads: 200 kB/s came out 5.8 % short with two busy loops on two cores
+    (one read is 1.4 % of it). Between two grants each end is late alike.
+    The second can only fall short of the rate (a new bucket starts
+    empty): the check that a job is never given more."""
+    granted: list[float] = []  # when each take returned
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
     def loop(taker: throttle.Throttle) -> None:
-        while time.monotonic() < deadline:
+        while True:
             taker.take(read)
+            now = time.monotonic()
+            if now > deadline:
+                return
             with lock:
-                granted[0] += read if time.monotonic() <= deadline else 0
+                granted.append(now)
 
     threads = [threading.Thread(target=loop, args=(t,)) for t in takers for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return granted[0] / seconds
+    assert len(granted) > 10, granted
+    return (len(granted) - 1) * read / (max(granted) - min(granted)), len(granted) * read / seconds
+
+
+def _assert_rate(got: tuple[float, float], limit: float) -> None:
+    steady, overall = got
+    assert abs(steady / limit - 1) < 0.05 and overall < limit * 1.05, (got, limit)
 
 
 def test_unlimited_jobs_get_no_throttle_and_full_reads(tmp_path: Path) -> None:
@@ -70,14 +88,13 @@ def test_processes_share_one_bucket(tmp_path: Path) -> None:
     limit = 400_000 * 3600
     # two Throttles objects with their own connections: two worker processes
     processes = [throttle.Throttles(tmp_path / "ledger.db", 1 << 20) for _ in range(2)]
-    rate = _granted_rate([p.get("job", seq, limit) for p in processes], 1.5)
-    assert abs(rate / 400_000 - 1) < 0.05, rate
+    _assert_rate(_granted_rate([p.get("job", seq, limit) for p in processes], 1.5), 400_000)
 
 
 def test_each_job_gets_its_own_rate(tmp_path: Path) -> None:
     slow, fast = _ledger_with_jobs(tmp_path / "ledger.db", 2)
     throttles = throttle.Throttles(tmp_path / "ledger.db", 1 << 20)
-    rates: dict[str, float] = {}
+    rates: dict[str, tuple[float, float]] = {}
     runs = [
         threading.Thread(
             target=lambda: rates.update(slow=_granted_rate([throttles.get("s", slow, 200_000 * 3600)], 1.5))
@@ -90,8 +107,8 @@ def test_each_job_gets_its_own_rate(tmp_path: Path) -> None:
         run.start()
     for run in runs:
         run.join()
-    assert abs(rates["slow"] / 200_000 - 1) < 0.05, rates
-    assert abs(rates["fast"] / 800_000 - 1) < 0.05, rates
+    _assert_rate(rates["slow"], 200_000)
+    _assert_rate(rates["fast"], 800_000)
 
 
 def test_cancel_ends_a_long_wait(tmp_path: Path) -> None:
