@@ -14,9 +14,15 @@ of the tool's whole process tree (``RUSAGE_CHILDREN``), per object, the
 figure that survives a loaded machine. Every run is checked: the files'
 count and bytes.
 
+``--venv`` measures dlengine as a user runs it: a fresh venv with a plain
+``pip install '.[s3]'`` of this checkout and its ``dlengine`` command,
+not this checkout on ``PYTHONPATH`` under the interpreter running the
+script (whose site-packages hooks cost every dlengine process tens of
+milliseconds the Go peers do not pay).
+
 Usage (from the repository root)::
 
-    python3 bench/cloud_peers.py [--reps 3] [--sets 5000x10240,200x1048576,8x67108864] [--no-write]
+    python3 bench/cloud_peers.py [--reps 3] [--sets 5000x10240,200x1048576,8x67108864] [--no-write] [--venv]
 """
 
 from __future__ import annotations
@@ -94,9 +100,21 @@ def _check(root: Path, count: int, size: int) -> None:
         raise SystemExit(f"{root}: {len(files)} files, {got} bytes; expected {count} x {size}")
 
 
+def _fresh_venv(path: Path) -> list[str]:
+    """A new venv with this checkout installed as a user installs it for
+    S3 (not editable); its ``dlengine`` command."""
+    print(f"installing this checkout into a fresh venv at {path} (pip install '.[s3]')", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(path)], check=True)
+    subprocess.run([str(path / "bin" / "pip"), "install", "-q", f"{ROOT}[s3]"], check=True, timeout=900)
+    return [str(path / "bin" / "dlengine")]
+
+
 class Tools:
-    def __init__(self, store: SeaweedFS, tmp: Path, only: list[str] | None = None) -> None:
+    def __init__(
+        self, store: SeaweedFS, tmp: Path, only: list[str] | None = None, dlengine: list[str] | None = None
+    ) -> None:
         self.store, self.tmp, self.only = store, tmp, only or []
+        self.dlengine = dlengine or [sys.executable, "-m", "dlengine"]
         base = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("DLENGINE_")}
         base["DLENGINE_FSYNC"] = os.environ.get("DLENGINE_FSYNC", "1")
         # an installed package has its bytecode cached: without it every
@@ -105,7 +123,9 @@ class Tools:
         base.pop("PYTHONDONTWRITEBYTECODE", None)
         base["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         base.pop("AWS_CA_BUNDLE", None)  # plain http on 127.0.0.1; rclone refuses the setting for it
-        self.env = {**base, **store.env, **_rclone_env(store), "PYTHONPATH": str(ROOT)}
+        self.env = {**base, **store.env, **_rclone_env(store)}
+        if dlengine is None:
+            self.env["PYTHONPATH"] = str(ROOT)
         self.s5cmd = shutil.which("s5cmd")
 
     def names(self) -> list[str]:
@@ -125,7 +145,7 @@ class Tools:
     def _dlengine(self, prefix: str, home: Path, mode: str) -> tuple[float, float]:
         env = {**self.env, "DLENGINE_HOME": str(home), "DLENGINE_CLOUD_GET": mode}
         job = {"type": "backend", "bucket": {"name": BUCKET, "provider": "aws"}, "prefix": prefix + "/"}
-        dl = [sys.executable, "-m", "dlengine"]
+        dl = self.dlengine
         subprocess.run([*dl, "submit", "-", "--no-start"], input=json.dumps(job), env=env, text=True,
                        capture_output=True, check=True)  # fmt: skip
         return _timed([*dl, "run", "--quiet"], env)
@@ -138,6 +158,7 @@ def main() -> None:
     parser.add_argument("--fsync", choices=("0", "1"), default="1", help="DLENGINE_FSYNC of dlengine's runs")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS-cloud.md alone")
     parser.add_argument("--tools", default="", help="a subset, comma-separated: curl,sdk,rclone,s5cmd (default all)")
+    parser.add_argument("--venv", action="store_true", help="dlengine from a fresh venv (pip install '.[s3]')")
     args = parser.parse_args()
     os.environ["DLENGINE_FSYNC"] = args.fsync
     weed = weed_binary()
@@ -149,7 +170,8 @@ def main() -> None:
         store = SeaweedFS(tmp / "weed").start(weed)
         try:
             store.client().create_bucket(Bucket=BUCKET)
-            tools = Tools(store, tmp, [t for t in args.tools.split(",") if t])
+            dlengine = _fresh_venv(tmp / "venv") if args.venv else None
+            tools = Tools(store, tmp, [t for t in args.tools.split(",") if t], dlengine)
             rows = [_measure(tools, count, size, args.reps, tmp) for count, size in sets]
         finally:
             store.stop()
@@ -187,7 +209,8 @@ def _write(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespac
         MARK,
         "## S3 on SeaweedFS: dlengine beside rclone and s5cmd (`bench/cloud_peers.py`)",
         "",
-        f"`python3 bench/cloud_peers.py --reps {args.reps} --sets {args.sets} --fsync {args.fsync}`"
+        f"`python3 bench/cloud_peers.py --reps {args.reps} --sets {args.sets} --fsync {args.fsync}"
+        f"{' --venv' if args.venv else ''}`"
         f" on {dt.date.today()},"
         f" Python {platform.python_version()}, {os.cpu_count()} cores shared with other work (load"
         f" {os.getloadavg()[0]:.0f}): medians of {args.reps} interleaved rounds. Wall time: ratios only;"
