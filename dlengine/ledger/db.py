@@ -190,6 +190,13 @@ class _Connection(sqlite3.Connection):
     path = "?"
 
 
+def data_version(conn: sqlite3.Connection) -> int:
+    """A number that changes whenever another connection (this process's
+    or another's) commits to the ledger (``PRAGMA data_version``): cheap to
+    ask, so an idle worker can look often whether there is new work."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
 def _file_of(conn: sqlite3.Connection) -> str:
     return conn.path if isinstance(conn, _Connection) else "?"
 

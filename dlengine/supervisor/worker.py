@@ -46,6 +46,10 @@ FEW_FILES = 8  # a batch of at most this many installed files: fsyncs, not a syn
 # a sync batch that starts with few outcomes waits this long for more: one
 # syncfs for the objects of 20 ms, not an fsync per file for each of them
 SYNC_GATHER = 0.02
+# an idle worker looks this often whether another connection wrote to the
+# ledger (``wait_for_ledger``): new rows are claimed then, not at the end of
+# the claim backoff (up to 0.5 s)
+IDLE_LOOK = 0.01
 
 
 @dataclass
@@ -187,8 +191,8 @@ class Worker:
                 self._renew(conn)
                 next_renew = now + RENEW_INTERVAL
                 self._rate, self._finished = self._finished, 0
-            if not self._running:
-                self.stop.wait(max(0.0, next_claim - time.monotonic()))
+            if not self._running and wait_for_ledger(conn, self.stop, next_claim):
+                next_claim, idle = time.monotonic(), 0.02
 
     @property
     def _threshold(self) -> int:
@@ -424,6 +428,26 @@ def _flat(items: list[Any]) -> list[Any]:
         else:
             flat.append(item)
     return flat
+
+
+def wait_for_ledger(conn: sqlite3.Connection, stop: threading.Event, until: float) -> bool:
+    """An idle worker's wait until ``until`` (``time.monotonic``), cut
+    short when another connection commits to the ledger (``PRAGMA
+    data_version`` changes): a job's rows inserted, a listing's next page,
+    a row given back. True if cut short that way; False at ``until`` or
+    once ``stop`` is set."""
+    try:
+        version = db.data_version(conn)
+        while not stop.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            stop.wait(min(IDLE_LOOK, left))
+            if db.data_version(conn) != version:
+                return True
+    except sqlite3.Error:  # (a busy or broken ledger: the next claim says so)
+        stop.wait(max(0.0, until - time.monotonic()))
+    return False
 
 
 def make_durable(
