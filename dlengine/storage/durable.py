@@ -7,7 +7,7 @@ import errno
 import functools
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,19 @@ def fsync_dir(path: Path) -> None:
 
 def fsync_files(paths: Iterable[Path]) -> None:
     """fsync each file (data and size); one gone meanwhile is not ours to keep."""
+    _each_file(paths, os.fsync, FileNotFoundError)
+
+
+def _each_file(paths: Iterable[Path], act: Callable[[int], object], skipped: type[OSError]) -> None:
+    """``act`` on each file, opened for reading (not through a symlink);
+    a file whose open raises ``skipped`` is passed over."""
     for path in paths:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except FileNotFoundError:
+        except skipped:
             continue
         try:
-            os.fsync(fd)
+            act(fd)
         finally:
             os.close(fd)
 
@@ -106,15 +112,7 @@ def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
 
 def drop_files(paths: Iterable[Path]) -> None:
     """``drop_cached`` of whole files (durable ones: nothing dirty is left)."""
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            drop_cached(fd)
-        finally:
-            os.close(fd)
+    _each_file(paths, drop_cached, OSError)
 
 
 _SYNC_FILE_RANGE_WRITE = 2
