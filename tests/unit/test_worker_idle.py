@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from dlengine.ledger import db
 from dlengine.supervisor import worker
 
@@ -18,13 +20,14 @@ def _ledgers(tmp_path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
     return db.connect(path), db.connect(path)
 
 
-def test_a_commit_by_another_connection_ends_the_wait(tmp_path: Path) -> None:
+@pytest.mark.parametrize("look", [worker.IDLE_LOOK, worker.IDLE_LOOK_LATER], ids=["first-seconds", "later"])
+def test_a_commit_by_another_connection_ends_the_wait(tmp_path: Path, look: float) -> None:
     mine, other = _ledgers(tmp_path)
     stop = threading.Event()
     writer = threading.Timer(0.2, lambda: other.execute("CREATE TABLE new_rows (x)"))
     writer.start()
     start = time.monotonic()
-    assert worker.wait_for_ledger(mine, stop, start + 30)
+    assert worker.wait_for_ledger(mine, stop, start + 30, look)
     waited = time.monotonic() - start
     writer.join()
     assert 0.15 <= waited < 10, waited  # at the commit, not at the end of the wait
