@@ -413,14 +413,11 @@ class Receiver:
             self._held_bytes[index] += len(piece)
             self.written += len(piece)
         self._write_held(index)
-        for index, (start, pos, _) in enumerate(self.segments):
-            flushed = self._segment_flushed.get(index, 0)
+        for i, (start, pos, _) in enumerate(self.segments):
+            flushed = self._segment_flushed.get(i, 0)
             if pos - start - flushed >= durable.WRITEBACK_EVERY:
-                durable.start_writeback(self._fd, start + flushed, pos - start - flushed)
-                self._segment_flushed[index] = pos - start
-                if self.job.drop_cache:
-                    dropped = start + self._segment_dropped.get(index, 0)
-                    self._segment_dropped[index] = self._drop_behind(self._fd, dropped, start + flushed) - start
+                dropped = self._write_back(self._fd, start + flushed, pos, start + self._segment_dropped.get(i, 0))
+                self._segment_flushed[i], self._segment_dropped[i] = pos - start, dropped - start
         if self._unsaved >= job.chunk_size and (
             self._unsaved >= MAP_EVERY_BYTES or time.monotonic() - self._saved_at >= MAP_EVERY_SECONDS
         ):  # a kill loses at most half a second's bytes (each save is a metadata write)
@@ -463,9 +460,7 @@ class Receiver:
         self.written += len(data)
         if self._out is not None and self.written - self._flushed >= durable.WRITEBACK_EVERY:
             self._out.flush()
-            durable.start_writeback(self._out.fileno(), self._flushed, self.written - self._flushed)
-            if job.drop_cache:
-                self._dropped = self._drop_behind(self._out.fileno(), self._dropped, self._flushed)
+            self._dropped = self._write_back(self._out.fileno(), self._flushed, self.written, self._dropped)
             self._flushed = self.written
         if self._in_order is not None and self.written - self._stream[1] >= _HASH_STEP:
             self._out.flush()  # (the hashing thread reads the file)
@@ -481,18 +476,19 @@ class Receiver:
                 " (DLENGINE_MAX_OBJECT_SIZE); cut"
             )
 
-    def _drop_behind(self, fd: int, start: int, end: int) -> int:
-        """Let the pages of ``[start, end)`` go: bytes handed to write-back
-        a step ago (``durable.WRITEBACK_EVERY``), by now mostly written out
-        (pages still dirty stay, and go once the object is durable). With a
-        checksum computed from the file, only bytes it has read. Returns
-        where the pages let go end."""
-        if self._in_order is not None:
-            end = min(end, self._in_order.hashed)
-        if end <= start:
-            return start
-        durable.drop_cached(fd, start, end - start)
-        return end
+    def _write_back(self, fd: int, flushed: int, end: int, dropped: int) -> int:
+        """Early write-back of ``[flushed, end)`` (a stream's, or a
+        segment's, offsets in the file), and (``Job.drop_cache``) the pages
+        of ``[dropped, flushed)`` let go: bytes handed to write-back a step
+        ago, by now mostly written out (pages still dirty stay, and go once
+        the object is durable); with a checksum computed from the file, only
+        bytes it has read. Returns where the pages let go end."""
+        durable.start_writeback(fd, flushed, end - flushed)
+        upto = flushed if self._in_order is None else min(flushed, self._in_order.hashed)
+        if not self.job.drop_cache or upto <= dropped:
+            return dropped
+        durable.drop_cached(fd, dropped, upto - dropped)
+        return upto
 
     def _forget_kept(self) -> None:
         """Starting over from zero: an earlier attempt's .meta goes before

@@ -95,6 +95,7 @@ class Worker:
         self._throttles = throttle.Throttles(settings.ledger_path, settings.chunk_size)
         self._batch_sync = settings.fsync and settings.sync == "batch" and durable.syncfs_reports_errors()
         self._file_sync = settings.fsync and not self._batch_sync
+        self._drop_cache = not settings.keep_cache  # (``durable.DROP_MIN``)
         self._curl = curl.CurlLoop(
             None,
             settings.segment_threshold,
@@ -251,7 +252,7 @@ class Worker:
                 return
 
     def _make_durable(self, batch: list[tuple[Outcome, Path | None]]) -> None:
-        make_durable(batch, self.mountpath, self._batch_sync, drop=not self.settings.keep_cache)
+        make_durable(batch, self.mountpath, self._batch_sync, drop=self._drop_cache)
 
     def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, Path | None]]) -> float | None:
         """Record a batch; the soonest ``next_try`` (wall clock) of the rows
@@ -372,7 +373,7 @@ class Worker:
             timeout=self.settings.default_timeout,
             chunk_size=self.settings.chunk_size,
             fsync=self._file_sync,
-            drop_cache=not self.settings.keep_cache,
+            drop_cache=self._drop_cache,
             max_attempts=self.settings.max_attempts,
             pool_size=self._threads,
             cancel=running.cancel,
