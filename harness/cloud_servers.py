@@ -240,44 +240,24 @@ class TLSFront:
     def start(self) -> TLSFront:
         import http.client
         import ssl
-        from http.server import BaseHTTPRequestHandler
 
         context = ssl.create_default_context(cafile=str(self.cert))
-        front = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def forward(handler: Any) -> None:
+            self.requests.append((handler.command, handler.path, handler.headers.get("User-Agent", "")))
+            upstream = http.client.HTTPSConnection("127.0.0.1", self.upstream_port, context=context, timeout=60)
+            try:
+                answer = _relay_request(handler, upstream)
+                data = answer.read()
+                head = handler.command == "HEAD"
+                length = (answer.getheader("Content-Length") or "0") if head else str(len(data))
+                _relay_head(handler, answer, [], length)
+                if not head:
+                    handler.wfile.write(data)
+            finally:
+                upstream.close()
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                front.requests.append((self.command, self.path, self.headers.get("User-Agent", "")))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}}
-                upstream = http.client.HTTPSConnection("127.0.0.1", front.upstream_port, context=context, timeout=60)
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    answer = upstream.getresponse()
-                    data = answer.read()
-                    self.send_response(answer.status, answer.reason)
-                    for name, value in answer.getheaders():
-                        if name.lower() not in _HOP_BY_HOP | {"content-length"}:
-                            self.send_header(name, value)
-                    if self.command == "HEAD":
-                        self.send_header("Content-Length", answer.getheader("Content-Length") or "0")
-                    else:
-                        self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
-                finally:
-                    upstream.close()
-
-            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
-
-        self._server, self.port = _serve(Handler)
+        self._server, self.port = _serve(_front_handler(forward))
         return self
 
     def stop(self) -> None:
@@ -323,53 +303,31 @@ class PacedFront:
 
     def start(self) -> PacedFront:
         import http.client
-        from http.server import BaseHTTPRequestHandler
 
-        front = self
+        def forward(handler: Any) -> None:
+            seen = Exchange(handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()})
+            self.exchanges.append(seen)
+            upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
+            try:
+                answer = _relay_request(handler, upstream)
+                seen.status = answer.status
+                added = list(self.add.items())
+                seen.answer = {k.lower(): v for k, v in [*answer.getheaders(), *added]}
+                declared = answer.getheader("Content-Length")
+                data = None if declared is not None or handler.command == "HEAD" else answer.read()
+                _relay_head(handler, answer, added, declared if data is None else str(len(data)))
+                if handler.command == "HEAD":
+                    return
+                if data is not None:
+                    handler.wfile.write(data)
+                else:
+                    self._copy(answer, handler.wfile, int(declared or 0))
+            except OSError:
+                handler.close_connection = True  # the client went away (killed)
+            finally:
+                upstream.close()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                sent = {k.lower(): v for k, v in self.headers.items()}
-                seen = Exchange(self.command, self.path, sent)
-                front.exchanges.append(seen)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}}
-                upstream = http.client.HTTPConnection("127.0.0.1", front.upstream_port, timeout=60)
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    answer = upstream.getresponse()
-                    seen.status = answer.status
-                    seen.answer = {k.lower(): v for k, v in answer.getheaders()} | {
-                        k.lower(): v for k, v in front.add.items()
-                    }
-                    declared = answer.getheader("Content-Length")
-                    data = None if declared is not None or self.command == "HEAD" else answer.read()
-                    self.send_response(answer.status, answer.reason)
-                    for name, value in [*answer.getheaders(), *front.add.items()]:
-                        if name.lower() not in _HOP_BY_HOP | {"content-length"}:
-                            self.send_header(name, value)
-                    self.send_header("Content-Length", declared if data is None else str(len(data)))
-                    self.end_headers()
-                    if self.command == "HEAD":
-                        return
-                    if data is not None:
-                        self.wfile.write(data)
-                    else:
-                        front._copy(answer, self.wfile, int(declared or 0))
-                except OSError:
-                    self.close_connection = True  # the client went away (killed)
-                finally:
-                    upstream.close()
-
-            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
-
-        self._server, self.port = _serve(Handler)
+        self._server, self.port = _serve(_front_handler(forward))
         return self
 
     def _copy(self, source: Any, sink: Any, length: int) -> None:
@@ -405,6 +363,46 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+def _front_handler(forward: Callable[[Any], None]) -> Any:
+    """A quiet HTTP/1.1 request handler class that hands every request
+    (GET, HEAD, PUT, POST, DELETE) to ``forward(handler)``."""
+    from http.server import BaseHTTPRequestHandler
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _forward(self) -> None:
+            forward(self)
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+    return Handler
+
+
+def _relay_request(handler: Any, upstream: Any) -> Any:
+    """The handler's request (its body, its headers but the hop-by-hop ones
+    and Host) sent on the ``upstream`` connection; the answer."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    body = handler.rfile.read(length) if length else None
+    headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}}
+    upstream.request(handler.command, handler.path, body=body, headers=headers)
+    return upstream.getresponse()
+
+
+def _relay_head(handler: Any, answer: Any, extra: list[tuple[str, str]], length: str) -> None:
+    """The answer's status line and headers (but the hop-by-hop ones and
+    its length), then ``extra`` ones and ``Content-Length: length``."""
+    handler.send_response(answer.status, answer.reason)
+    for name, value in [*answer.getheaders(), *extra]:
+        if name.lower() not in _HOP_BY_HOP | {"content-length"}:
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", length)
+    handler.end_headers()
 
 
 def _serve(handler: Any) -> tuple[Any, int]:
