@@ -38,9 +38,9 @@ _KNOBS: dict[str, tuple[str, Any]] = {
     "sync": ("DLENGINE_SYNC", "batch"),
     # objects this large are fetched as parallel ranged segments (libcurl path)
     "segment_threshold": ("DLENGINE_SEGMENT_THRESHOLD", 64 << 20),
-    # objects of at least durable.DROP_MIN bytes leave the page cache once
-    # durable (a bulk download does not push everything else out of it);
-    # true keeps their pages cached
+    # objects leave the page cache once durable (a bulk download does not
+    # push everything else out of it: worker.make_durable); true keeps
+    # their pages cached
     "keep_cache": ("DLENGINE_KEEP_CACHE", False),
     # how S3/GCS/Azure objects are fetched: "curl" = a signed GET through the
     # libcurl loop (sources/signed.py), "sdk" = the SDK's download call

@@ -122,7 +122,7 @@ class Job:
     fsync: bool = True
     # a large object's pages leave the page cache behind its early
     # write-backs (those already hashed: a checksum computed from the file
-    # reads them there), not all at the end (``durable.DROP_MIN``)
+    # reads them there), not all at the end (``worker.make_durable``)
     drop_cache: bool = False
     cancel: Flag | None = None
     progress: Progress | None = None

@@ -90,16 +90,6 @@ def syncfs(path: Path) -> None:
         os.close(fd)
 
 
-# Objects this large leave the page cache once they are durable (unless
-# DLENGINE_KEEP_CACHE): a bulk download then recycles a few batches' worth of
-# memory instead of growing the cache by every byte it writes, which pushes
-# the rest of the machine's cached data out, and on a VM whose freed memory
-# goes back to the host costs several times the CPU of writing into recycled
-# pages (bench/RESULTS.md, 2026-12-03 afternoon). Smaller objects keep theirs:
-# three more system calls each would cost more than their pages.
-DROP_MIN = 1 << 20
-
-
 def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
     """Let the kernel drop a range of a file's cached pages (0: to the
     end). Only clean pages go: dirty ones start their write-back and stay,

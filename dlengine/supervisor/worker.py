@@ -95,7 +95,7 @@ class Worker:
         self._throttles = throttle.Throttles(settings.ledger_path, settings.chunk_size)
         self._batch_sync = settings.fsync and settings.sync == "batch" and durable.syncfs_reports_errors()
         self._file_sync = settings.fsync and not self._batch_sync
-        self._drop_cache = not settings.keep_cache  # (``durable.DROP_MIN``)
+        self._drop_cache = not settings.keep_cache  # (``make_durable``)
         self._curl = curl.CurlLoop(
             None,
             settings.segment_threshold,
@@ -470,10 +470,16 @@ def make_durable(
     already). A batch of a few files (large ones, or a trickle) has them
     and their directories up to the mountpath fsynced instead of a syncfs,
     which would wait for whatever else anyone wrote on the file system
-    meanwhile. ``drop``: then the pages of the batch's objects of at least
-    ``durable.DROP_MIN`` bytes leave the page cache."""
-    done = [(o, f) for o, f in batch if f is not None and o.state is ObjectState.DONE]
-    installed = [f for _, f in done]
+    meanwhile. ``drop``: then the pages of the batch's objects leave the
+    page cache (unless DLENGINE_KEEP_CACHE): a bulk download recycles a
+    few batches' worth of memory instead of growing the cache by every byte
+    it writes, which pushes the rest of the machine's cached data out, and
+    on a VM whose freed memory goes back to its host costs several times
+    the system CPU of writing into recycled pages. Small objects too: the
+    open, fadvise and close of a 10 KiB object cost less than writing
+    its three pages into fresh memory (bench/RESULTS.md, 2026-12-03
+    evening)."""
+    installed = [f for o, f in batch if f is not None and o.state is ObjectState.DONE]
     if not batch_sync:
         durable.fsync_dirs(f.parent for f in installed)
     elif len(installed) > FEW_FILES:
@@ -482,7 +488,7 @@ def make_durable(
         durable.fsync_files(installed)
         durable.fsync_dirs(d for f in installed for d in _up_to(f.parent, mountpath))
     if drop:
-        durable.drop_files(f for o, f in done if (o.size or 0) >= durable.DROP_MIN)
+        durable.drop_files(installed)
 
 
 def _up_to(directory: Path, top: Path) -> list[Path]:

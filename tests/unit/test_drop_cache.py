@@ -1,7 +1,7 @@
-"""Objects of at least ``durable.DROP_MIN`` leave the page cache once they
-are durable, and a large object's pages go behind its early write-backs
-(never ahead of a checksum computed from the file): real files, their
-residency read with mincore(2)."""
+"""Objects leave the page cache once they are durable (recorded done), and
+a large object's pages go behind its early write-backs (never ahead of a
+checksum computed from the file): real files, their residency read with
+mincore(2)."""
 
 from __future__ import annotations
 
@@ -65,36 +65,42 @@ def drops(tmp_path: Path) -> None:
     probe.unlink()
 
 
+MIB = 1 << 20
+
+
 @pytest.mark.usefixtures("drops")
 @pytest.mark.parametrize("batch_sync", [True, False], ids=["syncfs", "fsyncs"])
-def test_durable_objects_of_a_mib_or_more_leave_the_page_cache(tmp_path: Path, batch_sync: bool) -> None:
+def test_durable_objects_leave_the_page_cache(tmp_path: Path, batch_sync: bool) -> None:
     bucket = tmp_path / "ais" / "b"
     count = worker.FEW_FILES + 1 if batch_sync else 2  # (a syncfs, or fsyncs of a few files)
-    big = [_written(bucket / f"big{i}", durable.DROP_MIN) for i in range(count)]
-    small = _written(bucket / "small", durable.DROP_MIN - 4096)
-    failed = _written(bucket / "failed", 2 * durable.DROP_MIN)
+    big = [_written(bucket / f"big{i}", MIB) for i in range(count)]
+    small = _written(bucket / "sub" / "small", 10 << 10)
+    failed = _written(bucket / "failed", 2 * MIB)
+    skipped = _written(bucket / "skipped", 3 * 4096)
     if not batch_sync:
-        durable.fsync_files([*big, small, failed])  # (per-file mode: fsynced when written)
+        durable.fsync_files([*big, small, failed, skipped])  # (per-file mode: fsynced when written)
     batch: list[tuple[Outcome, Path | None]] = [
-        *((Outcome(i, ObjectState.DONE, size=durable.DROP_MIN), f) for i, f in enumerate(big)),
-        (Outcome(90, ObjectState.DONE, size=durable.DROP_MIN - 4096), small),
-        (Outcome(91, ObjectState.PENDING, size=2 * durable.DROP_MIN), failed),
+        *((Outcome(i, ObjectState.DONE, size=MIB), f) for i, f in enumerate(big)),
+        (Outcome(90, ObjectState.DONE, size=10 << 10), small),
+        (Outcome(91, ObjectState.PENDING, size=2 * MIB), failed),
+        (Outcome(92, ObjectState.SKIPPED, size=3 * 4096), skipped),
     ]
-    assert all(_resident(f) for f in big)
+    assert all(_resident(f) for f in [*big, small])
     worker.make_durable(batch, tmp_path, batch_sync=batch_sync, drop=True)
     assert [_resident(f) for f in big] == [0] * count
-    assert _resident(small) == (durable.DROP_MIN - 4096) // mmap.PAGESIZE  # small objects keep theirs
-    assert _resident(failed) == 2 * durable.DROP_MIN // mmap.PAGESIZE  # not recorded done: untouched
+    assert _resident(small) == 0  # small objects too (their pages in fresh memory cost more)
+    assert _resident(failed) == 2 * MIB // mmap.PAGESIZE  # not recorded done: untouched
+    assert _resident(skipped) == 3  # nothing written for it: untouched
 
 
 @pytest.mark.usefixtures("drops")
 def test_kept_when_asked(tmp_path: Path) -> None:
-    files = [_written(tmp_path / "ais" / "b" / f"o{i}", durable.DROP_MIN) for i in range(worker.FEW_FILES + 1)]
+    files = [_written(tmp_path / "ais" / "b" / f"o{i}", MIB) for i in range(worker.FEW_FILES + 1)]
     batch: list[tuple[Outcome, Path | None]] = [
-        (Outcome(i, ObjectState.DONE, size=durable.DROP_MIN), f) for i, f in enumerate(files)
+        (Outcome(i, ObjectState.DONE, size=MIB), f) for i, f in enumerate(files)
     ]
     worker.make_durable(batch, tmp_path, batch_sync=True, drop=False)
-    assert [_resident(f) for f in files] == [durable.DROP_MIN // mmap.PAGESIZE] * len(files)
+    assert [_resident(f) for f in files] == [MIB // mmap.PAGESIZE] * len(files)
 
 
 STEP = 64 << 10  # durable.WRITEBACK_EVERY in these tests
