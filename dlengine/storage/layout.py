@@ -145,14 +145,17 @@ def install_unnamed(path: str, root: str, write: Callable[[int], None]) -> tuple
     ``install`` walks them (``O_NOFOLLOW``, created if missing).
 
     Returns (whether the object was stored, the directories created for
-    it). Not stored, ``write`` not called, when ``path`` exists (a new
-    version replaces it through the work file and ``install``'s rename) or
-    the file system cannot make or name unnamed files: the caller then
-    writes the work file and calls ``install``."""
+    it). Not stored when ``path`` exists (the link refuses to replace it,
+    and the unnamed file vanishes with its descriptor: a new version
+    replaces the old through the work file and ``install``'s rename;
+    asking first would cost a lookup of every new name, ~10 µs an object)
+    or the file system cannot make or name unnamed files (then ``write``
+    is not called): the caller then writes the work file and calls
+    ``install``."""
     parent, _, leaf = path.rpartition("/")
     fd, created = _open_parent(path, parent, root)
     try:
-        if not _O_TMPFILE or root in _unnamed_refused or _exists(fd, leaf):
+        if not _O_TMPFILE or root in _unnamed_refused:
             return False, created
         try:
             tmp = os.open(".", os.O_WRONLY | _O_TMPFILE | os.O_CLOEXEC, 0o644, dir_fd=fd)
@@ -168,14 +171,6 @@ def install_unnamed(path: str, root: str, write: Callable[[int], None]) -> tuple
             os.close(tmp)
     finally:
         os.close(fd)
-
-
-def _exists(fd: int, leaf: str) -> bool:
-    try:
-        os.stat(leaf, dir_fd=fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def _link(tmp: int, fd: int, leaf: str, root: str) -> bool:

@@ -45,15 +45,16 @@ def test_a_new_object_is_invisible_until_complete(tmp_path: Path) -> None:
 
 def test_an_existing_object_is_left_to_the_work_file(tmp_path: Path) -> None:
     """(A new version replaces the old in one rename of the work file: an
-    unnamed file cannot be linked over a name, nor into .work here.)"""
+    unnamed file cannot be linked over a name, nor into .work here.) The
+    unnamed file written meanwhile leaves nothing behind."""
     root = tmp_path / "ais" / "b"
     dest = root / "x.bin"
     root.mkdir(parents=True)
     dest.write_bytes(b"old version")
-    called: list[int] = []
-    stored, created = layout.install_unnamed(str(dest), str(root), called.append)
-    assert not stored and not called and created == []
+    stored, created = layout.install_unnamed(str(dest), str(root), lambda fd: os.write(fd, b"new") and None)
+    assert not stored and created == []
     assert dest.read_bytes() == b"old version"
+    assert _tree(tmp_path) == ["ais", "ais/b", "ais/b/x.bin"]
 
 
 def test_symlinks_are_refused_and_nothing_is_written_through_them(tmp_path: Path) -> None:
@@ -72,9 +73,11 @@ def test_symlinks_are_refused_and_nothing_is_written_through_them(tmp_path: Path
     ]:
         with pytest.raises(error):
             layout.install_unnamed(str(root / name), str(root), lambda fd: os.write(fd, b"x") and None)
-    called: list[int] = []  # a symlink in the object's place: left to install's guard, which refuses it
-    assert layout.install_unnamed(str(root / "a" / "leaf"), str(root), called.append) == (False, [])
-    assert not called
+    # a symlink in the object's place: not linked over, nor written through; left to install's guard
+    assert layout.install_unnamed(str(root / "a" / "leaf"), str(root), lambda fd: os.write(fd, b"x") and None) == (
+        False,
+        [],
+    )
     assert _tree(outside) == [] and _tree(root) == before and not work.exists()
     with pytest.raises(UnsafeNameError):
         layout.install_unnamed(str(tmp_path / "elsewhere" / "x"), str(root), lambda fd: None)
