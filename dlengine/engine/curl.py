@@ -210,7 +210,7 @@ class _Transfer:
         loop = self.loop
         bounds = None
         whole = offset or not_modified or self.route is not None
-        if loop is not None and not whole and loop.may_segment(self.task.link):
+        if loop is not None and not whole and loop.large(info.size) and loop.may_segment(self.task.link):
             bounds = segment_bounds(self.task, info, self.answer, loop.segment_threshold, loop.segments_now())
         if bounds and loop is not None:
             self.receiver.begin_segments(info, bounds)
@@ -576,6 +576,11 @@ class CurlLoop:
 
     def may_segment(self, link: str) -> bool:
         return _origin(link) not in self._whole_only
+
+    def large(self, size: int | None) -> bool:
+        """Whether an object of ``size`` may come in segments (asked before
+        ``segments_now``, which looks at every transfer in flight)."""
+        return (size or 0) >= self.segment_threshold
 
     def segments_now(self) -> int:
         """How many segments an object answering now may take: the objects
