@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 
 from dlengine.cli import hfflags
 from dlengine.errors import ConfigError
@@ -140,7 +141,12 @@ def _serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _executor_flag(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. ``argv`` naming a command first (as every
+    command but ``dlengine --help`` or ``--version`` does): only that
+    command's arguments are added, the others' were ~10 ms of a short
+    command's start (a parser of every command: ``argv`` None or starting
+    with an option, e.g. the top-level help)."""
     parser = argparse.ArgumentParser(
         prog="dlengine",
         description="Crash-safe batch downloads into local buckets, recorded in an SQLite ledger.",
@@ -149,13 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = _ALIASES.get(argv[0], argv[0]) if argv else None
+    only = chosen if chosen in _SUBCOMMANDS else None
+    for name, add in _SUBCOMMANDS.items():
+        if only is None or name == only:
+            add(sub)
+    return parser
 
+
+_Sub = argparse._SubParsersAction  # (argparse's type of ``add_subparsers``' result)
+
+
+def _submit(sub: _Sub[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("submit", help="submit a job.json (or - for stdin)", description="Submit a job request file.")
     p.add_argument("file", help="job request (JSON); - reads stdin")
     _follow_flags(p)
 
-    _download(sub)
 
+def _show(sub: _Sub[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "show", help="list jobs, or show one job", description="Without ID: list jobs (active ones unless --all)."
     )
@@ -167,19 +184,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="with ID: follow the job with a progress bar until it ends")
     _interval_flag(p, "--refresh")
 
-    for names, text in (
-        (("abort", "stop"), "abort a job (or every active one matching --all/--regex)"),
-        (("rm",), "remove a finished or aborted job (or every ended one matching --all/--regex)"),
-    ):
-        p = sub.add_parser(names[0], aliases=names[1:], help=text, description=text[0].upper() + text[1:] + ".")
-        p.add_argument("id", nargs="?", help="job id")
-        p.add_argument("--all", action="store_true", help="every job (of the state this command acts on)")
-        p.add_argument("--regex", metavar="R", help="every job whose description matches R")
 
+def _selecting(sub: _Sub[argparse.ArgumentParser], names: tuple[str, ...], text: str) -> None:
+    """abort and rm: one job, or every one that --all / --regex selects."""
+    p = sub.add_parser(names[0], aliases=names[1:], help=text, description=text[0].upper() + text[1:] + ".")
+    p.add_argument("id", nargs="?", help="job id")
+    p.add_argument("--all", action="store_true", help="every job (of the state this command acts on)")
+    p.add_argument("--regex", metavar="R", help="every job whose description matches R")
+
+
+def _abort(sub: _Sub[argparse.ArgumentParser]) -> None:
+    _selecting(sub, ("abort", "stop"), "abort a job (or every active one matching --all/--regex)")
+
+
+def _rm(sub: _Sub[argparse.ArgumentParser]) -> None:
+    _selecting(sub, ("rm",), "remove a finished or aborted job (or every ended one matching --all/--regex)")
+
+
+def _retry(sub: _Sub[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("retry", help="re-queue a job's failed objects", description="Re-queue a job's failed objects.")
     p.add_argument("id", help="job id")
     p.add_argument("--no-start", action="store_true", help="do not start a background supervisor")
 
+
+def _wait(sub: _Sub[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "wait",
         help="follow a job until it ends (again, e.g. after Ctrl-C)",
@@ -190,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     _interval_flag(p, "--refresh", "--progress-interval")
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
 
+
+def _run(sub: _Sub[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "run",
         help="process queued jobs until none is left (for cron)",
@@ -201,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="log warnings only (the workers too)")
     _executor_flag(p)
 
-    _serve(sub)
 
+def _ls(sub: _Sub[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "ls",
         help="list the objects stored in a bucket (no bucket: the buckets)",
@@ -214,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON array (name, size, path, stored_time, source)")
     p.add_argument("--remote", action="store_true", help="list the cloud bucket itself (s3://, gs://, az://)")
 
+
+def _bucket(sub: _Sub[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bucket", help="manage buckets", description="Manage local buckets.")
     bsub = p.add_subparsers(dest="bucket_command", metavar="ACTION", required=True)
     pc = bsub.add_parser("create", help="create a bucket", description="Create a local bucket.")
@@ -229,7 +261,23 @@ def build_parser() -> argparse.ArgumentParser:
         " destination), their catalog and their record. Refused while a job of the bucket is active.",
     )
     pr.add_argument("bucket", nargs="+", help="e.g. ais://abc, ./data/")
-    return parser
+
+
+# every command in the order of the help, each adding its parser
+_SUBCOMMANDS: dict[str, Callable[[_Sub[argparse.ArgumentParser]], None]] = {
+    "submit": _submit,
+    "download": _download,
+    "show": _show,
+    "abort": _abort,
+    "rm": _rm,
+    "retry": _retry,
+    "wait": _wait,
+    "run": _run,
+    "serve": _serve,
+    "ls": _ls,
+    "bucket": _bucket,
+}
+_ALIASES = {"stop": "abort"}
 
 
 def _seconds(text: str) -> float:
