@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -21,6 +20,8 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
     """Seconds to wait before attempt ``attempt + 1``; honours Retry-After
     when the server asked for longer."""
     delay: float = min(MAX_DELAY, BASE_DELAY * 2.0 ** max(0, attempt - 1))
+    import random  # (at the first retry: ~2 ms of every command's and worker's start otherwise)
+
     delay *= random.uniform(0.5, 1.5)
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_DELAY * 4))
