@@ -439,8 +439,7 @@ def _check_executor(spec: JobSpec) -> None:
 
 
 def _start_background(settings: Settings) -> None:
-    # imported here: the supervisor pulls in every source, which a CLI
-    # call that only reads the ledger should not pay for
-    from dlengine.supervisor.supervisor import start_background
+    # imported here: a CLI call that only reads the ledger does not start one
+    from dlengine.supervisor.background import start_background
 
     start_background(settings)

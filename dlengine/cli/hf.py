@@ -94,7 +94,7 @@ def download(args: argparse.Namespace, client: Client) -> int:
     if not active or args.no_start:
         return _report(client, ids, args)
     if not (args.wait or args.progress):
-        from dlengine.supervisor.supervisor import start_background  # only when there is work
+        from dlengine.supervisor.background import start_background  # only when there is work
 
         start_background(client.settings)
         return _report(client, ids, args)

@@ -142,7 +142,7 @@ def start_jobs(client: Client, job_ids: list[str]) -> Iterator[Following]:
 
     run = inline.start(client.settings, client.ledger, job_ids)
     if run is None:
-        from dlengine.supervisor.supervisor import start_background
+        from dlengine.supervisor.background import start_background
 
         start_background(client.settings)
         yield Following()

@@ -214,7 +214,7 @@ class InlineRun:
                 if own is not ledger:
                     own.close()
             if busy:
-                from dlengine.supervisor.supervisor import start_background
+                from dlengine.supervisor.background import start_background
 
                 start_background(self.settings)
         except Exception:  # the next submit or run serves them

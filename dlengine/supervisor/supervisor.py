@@ -5,10 +5,7 @@ or lingers for new work (background) or never (``serve``)."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +17,7 @@ from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
 from dlengine.storage import identity, layout
 from dlengine.supervisor import prespawn
+from dlengine.supervisor.background import start_background
 from dlengine.supervisor.joblog import log_ended
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.pool import Death, MountpathPool
@@ -364,23 +362,3 @@ class Supervisor:
     def _stop_now(self) -> None:
         self.stop.set()
         self._wake.poke()
-
-
-def start_background(settings: Settings) -> bool:
-    """Start a detached supervisor for this home unless one runs already.
-    Returns True if one was started."""
-    if HomeLock(settings.lock_path).is_held():
-        return False
-    settings.home.mkdir(parents=True, exist_ok=True)
-    # private like the ledger: a log may name links and buckets
-    fd = os.open(settings.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "ab") as logfile:
-        subprocess.Popen(
-            [sys.executable, "-m", "dlengine", "run", "--linger", str(settings.linger_seconds), "--quiet"],
-            stdin=subprocess.DEVNULL,
-            stdout=logfile,
-            stderr=logfile,
-            start_new_session=True,
-            close_fds=True,
-        )
-    return True

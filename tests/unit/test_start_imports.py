@@ -97,3 +97,23 @@ def test_run_with_nothing_to_do_imports_neither_data_path_nor_spec_parser(tmp_pa
         "dlengine.client",
     }
     assert not unwanted & loaded
+
+
+def test_submit_starts_a_supervisor_without_importing_it(tmp_path: Path) -> None:
+    """``submit`` asks for a background supervisor (``supervisor.background``)
+    without the supervisor's modules; the home's lock held here stands for
+    a running supervisor, so none is started."""
+    from dlengine.supervisor.lock import HomeLock
+
+    (tmp_path / "home").mkdir()
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"type": "single", "bucket": {"name": "b"}, "link": "http://127.0.0.1:9/x.bin"}))
+    lock = HomeLock(tmp_path / "home" / "supervisor.lock")
+    assert lock.acquire()
+    try:
+        loaded = _modules(tmp_path, "submit", str(job))
+    finally:
+        lock.release()
+    assert {"dlengine.client", "dlengine.supervisor.background"} <= loaded  # (the control: it asked)
+    unwanted = {"dlengine.supervisor.supervisor", "dlengine.supervisor.pool", "dlengine.supervisor.prespawn"}
+    assert not unwanted & loaded
