@@ -112,6 +112,7 @@ def early(argv: Sequence[str]) -> None:
         if surely_idle(settings.ledger_path):
             return  # (a cron run with nothing to do): the supervisor starts workers only if work comes
         count = settings.workers_for_each_mountpath() * len(settings.mountpaths)
+        import dlengine.supervisor.pool  # (the supervisor's anyway) the spares' log format and settings
         import dlengine.supervisor.worker  # noqa: F401 - imported once, for every spare
 
         _wake = Wake()

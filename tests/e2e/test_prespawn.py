@@ -56,6 +56,23 @@ def test_spares_nobody_takes_exit_quietly(home: Home) -> None:
     assert _probe(home, "run", "--quiet") == {"spares": 2, "codes": [0, 0]}
 
 
+def test_spares_are_forked_with_the_modules_they_need_once_taken(home: Home) -> None:
+    """The worker's modules and the pool's (a spare's log format and its
+    settings, read once it has its arguments) are imported before the
+    fork, once for every spare, not by each spare after it was taken."""
+    home.submit({"type": "single", "bucket": {"name": "b"}, "link": "http://127.0.0.1:9/x.bin"})
+    code = "import sys\nfrom dlengine.supervisor import prespawn\nprespawn.early(['run'])\n"
+    code += "print(len(prespawn._spares), *sorted(m for m in sys.modules if m.startswith('dlengine.supervisor.')))\n"
+    code += "prespawn.discard()"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=home.env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    spares, *modules = out.stdout.split()
+    assert int(spares) >= 1  # (the control: it forked)
+    assert {"dlengine.supervisor.pool", "dlengine.supervisor.worker"} <= set(modules)
+
+
 def test_no_spares_and_no_workers_when_nothing_is_busy(home: Home, httpd: TestHTTPServer) -> None:
     """A cron ``run`` with nothing to do forks no spares and starts no
     worker; a supervisor idle so far starts its workers once a job comes."""
