@@ -17,16 +17,15 @@ from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
 from dlengine.storage import identity, layout
 from dlengine.supervisor import prespawn
-from dlengine.supervisor.background import start_background
 from dlengine.supervisor.joblog import log_ended
 from dlengine.supervisor.lock import HomeLock
-from dlengine.supervisor.pool import Death, MountpathPool
 from dlengine.supervisor.retry import StepFailures
 from dlengine.supervisor.wake import Wake
 
 if TYPE_CHECKING:  # imported when used: it imports every source (urllib3, the SDKs' modules)
     from dlengine.supervisor import dask_executor
     from dlengine.supervisor.dispatch import Dispatcher  # (and the spec parser): once a job is busy
+    from dlengine.supervisor.pool import Death, MountpathPool  # (and subprocess): once a job is busy
 
 log = logging.getLogger("dlengine.supervisor")
 
@@ -206,6 +205,8 @@ class Supervisor:
             self._start_pool(ids[str(path)], path)
 
     def _start_pool(self, mountpath_id: int, path: Path) -> None:
+        from dlengine.supervisor.pool import MountpathPool
+
         pool = MountpathPool(
             self.settings, mountpath_id, path, self.settings.workers_for_each_mountpath(), wake_fd=self._wake.w
         )
@@ -238,6 +239,8 @@ class Supervisor:
             finally:
                 ledger.close()
             if busy:
+                from dlengine.supervisor.background import start_background  # (and subprocess)
+
                 log.info("jobs came in while stopping: starting a supervisor for them")
                 start_background(self.settings)
         except Exception:  # the next submit or run serves them anyway

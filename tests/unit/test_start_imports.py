@@ -93,6 +93,8 @@ def test_run_with_nothing_to_do_imports_neither_data_path_nor_spec_parser(tmp_pa
         "dlengine.engine.curl",
         "pycurl",
         "dlengine.supervisor.dispatch",  # started with the first busy job
+        "dlengine.supervisor.pool",  # (and subprocess): the pools too
+        "subprocess",
         "dlengine.spec.parse",
         "dlengine.client",
     }
