@@ -91,10 +91,12 @@ class Supervisor:
 
     def _start(self, ledger: Ledger) -> Dispatcher:
         """The workers (or the executor) and the dispatcher."""
-        from dlengine.supervisor.dispatch import Dispatcher
-
         self._start_workers(ledger)
         self._serve_placed(ledger)
+        # imported once the workers have their arguments (the spec parser,
+        # the listers: ~10 ms), while they make their way to the first claim
+        from dlengine.supervisor.dispatch import Dispatcher
+
         self.dispatcher = Dispatcher(self.settings, self.stop)
         self.dispatcher.start()
         return self.dispatcher

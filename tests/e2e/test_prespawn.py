@@ -73,6 +73,34 @@ def test_spares_are_forked_with_the_modules_they_need_once_taken(home: Home) -> 
     assert {"dlengine.supervisor.pool", "dlengine.supervisor.worker"} <= set(modules)
 
 
+# run in a fresh process, saying at each spare taken whether the dispatcher's modules are imported yet
+_TAKEN = """
+import sys
+from dlengine.supervisor import prespawn
+take = prespawn.take
+def taking(args):
+    print("dispatch" if "dlengine.supervisor.dispatch" in sys.modules else "none")
+    return take(args)
+prespawn.take = taking
+from dlengine.cli import main
+print(main(["run", "--quiet"]))
+"""
+
+
+def test_spares_get_their_arguments_before_the_dispatcher_is_imported(home: Home, httpd: TestHTTPServer) -> None:
+    """The dispatcher's modules (the spec parser, the listers) are imported
+    once the workers were handed their arguments, while they start, not
+    on the way to that."""
+    httpd.put("/d/1.bin", b"a" * 1000)
+    job_id = home.submit({"type": "range", "bucket": {"name": "b"}, "template": httpd.url + "/d/{1..1}.bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", _TAKEN], env=home.env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["none", "0"], out.stderr  # one spare taken (one worker), the run's exit code
+    assert home.status(job_id)["done_cnt"] == 1
+
+
 def test_no_spares_and_no_workers_when_nothing_is_busy(home: Home, httpd: TestHTTPServer) -> None:
     """A cron ``run`` with nothing to do forks no spares and starts no
     worker; a supervisor idle so far starts its workers once a job comes."""
