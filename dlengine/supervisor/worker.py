@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlengine import jobsecrets, providers, throttle, transfer
+from dlengine import jobsecrets, process, providers, throttle, transfer
 from dlengine.cancel import Cancel
 from dlengine.config import Settings
 from dlengine.engine import curl
@@ -547,6 +547,7 @@ def worker_main(
     _die_with_parent()
     if os.getppid() != parent_pid:
         return  # the parent died before we could ask to die with it
+    process.keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(message)s")
     install_log_redaction()
     worker = Worker(settings, mountpath_id, Path(mountpath), owner, wake_fd)
@@ -571,6 +572,4 @@ def main() -> None:
 def _leave() -> None:
     """End the process without the interpreter's teardown: what matters
     is in the ledger and on disk by now."""
-    from dlengine.process import exit_at_once
-
-    exit_at_once(0)
+    process.exit_at_once(0)
