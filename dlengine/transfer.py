@@ -158,7 +158,7 @@ def origin_of(link: str, info: ObjectInfo, size: int | None) -> dict[str, str]:
     return {ORIGIN_SOURCE: link_digest(link), "dlengine-etag": info.etag or "", "dlengine-size": str(size)}
 
 
-def fetch(task: Task, job: Job) -> tuple[Outcome, Path | None]:
+def fetch(task: Task, job: Job) -> tuple[Outcome, str | None]:
     """Download one object into place, pulling its bytes from the source's
     stream; returns its outcome and the directory whose entry changed (to
     fsync before reporting). Raises dlengine errors, ``Aborted``, or OSError;
@@ -250,14 +250,14 @@ class Receiver:
         """The kept work file's validator (what its bytes belong to)."""
         return self._kept.validator if self._kept else None
 
-    def begin(self, info: ObjectInfo, offset: int, not_modified: bool) -> tuple[Outcome, Path | None] | None:
+    def begin(self, info: ObjectInfo, offset: int, not_modified: bool) -> tuple[Outcome, str | None] | None:
         """The source answered: an outcome if there is nothing to receive
         (not modified), else None and the work file is ready at ``offset``."""
         self.info = info
         if not_modified and self._placed:
             placed = self._placed
             outcome = _done(self.task, placed.info, placed.info.size or 0, placed.check, self.job.mountpath)
-            return outcome, Path(self.dest)
+            return outcome, self.dest
         if not_modified:
             return _skipped(self.task, info), None
         kept = self._kept
@@ -508,7 +508,7 @@ class Receiver:
         self._buffer = None
         self._set_sink(self._out.write)
 
-    def end(self) -> tuple[Outcome, Path | None]:
+    def end(self) -> tuple[Outcome, str | None]:
         """All bytes received: verify, then install (or upload)."""
         task, job = self.task, self.job
         held: list[bytes] | None = None
@@ -541,10 +541,10 @@ class Receiver:
         bucket_root = layout.bucket_root(job.mountpath, task.provider, task.namespace, task.bucket)
         if held is not None:  # verified in memory: written once, at its name
             _store_small(held, self.part, self.dest, bucket_root, job.fsync)
-            return _done(task, self.info, self.written, self._check, job.mountpath), Path(self.dest)
+            return _done(task, self.info, self.written, self._check, job.mountpath), self.dest
         _install(self.part, self.dest, bucket_root, job.fsync)
         # the .meta stays until the ledger has recorded the outcome: see _in_place
-        return _done(task, self.info, self.written, self._check, job.mountpath), Path(self.dest)
+        return _done(task, self.info, self.written, self._check, job.mountpath), self.dest
 
     def _end_segments(self) -> None:
         """Every segment complete: the checksum, in order, from the file."""

@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+StrPath = str | Path  # a file's path, as a string or pathlib's
 
-def fsync_dir(path: Path) -> None:
+
+def fsync_dir(path: StrPath) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -20,12 +22,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_files(paths: Iterable[Path]) -> None:
+def fsync_files(paths: Iterable[StrPath]) -> None:
     """fsync each file (data and size); one gone meanwhile is not ours to keep."""
     _each_file(paths, os.fsync, FileNotFoundError)
 
 
-def _each_file(paths: Iterable[Path], act: Callable[[int], object], skipped: type[OSError]) -> None:
+def _each_file(paths: Iterable[StrPath], act: Callable[[int], object], skipped: type[OSError]) -> None:
     """``act`` on each file, opened for reading (not through a symlink);
     a file whose open raises ``skipped`` is passed over."""
     for path in paths:
@@ -39,7 +41,7 @@ def _each_file(paths: Iterable[Path], act: Callable[[int], object], skipped: typ
             os.close(fd)
 
 
-def fsync_dirs(paths: Iterable[Path]) -> None:
+def fsync_dirs(paths: Iterable[StrPath]) -> None:
     """fsync each distinct directory once (a batch of renames)."""
     for path in set(paths):
         try:
@@ -100,7 +102,7 @@ def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
         pass
 
 
-def drop_files(paths: Iterable[Path]) -> None:
+def drop_files(paths: Iterable[StrPath]) -> None:
     """``drop_cached`` of whole files (durable ones: nothing dirty is left)."""
     _each_file(paths, drop_cached, OSError)
 

@@ -223,9 +223,9 @@ class Worker:
             return 0
         return sum(n for task_id, n in self._extra.items() if task_id not in self._stored)
 
-    def _collect(self, timeout: float) -> list[tuple[Outcome, Path | None]]:
+    def _collect(self, timeout: float) -> list[tuple[Outcome, str | None]]:
         """Outcomes ready to be recorded (their renames durable)."""
-        batch: list[tuple[Outcome, Path | None]] = []
+        batch: list[tuple[Outcome, str | None]] = []
         for item in _drain(self._synced, timeout):
             if isinstance(item, list):  # a synced batch
                 batch += item
@@ -254,16 +254,16 @@ class Worker:
             if stop:
                 return
 
-    def _downloading(self, batch: list[tuple[Outcome, Path | None]]) -> int:
+    def _downloading(self, batch: list[tuple[Outcome, str | None]]) -> int:
         """(From the sync thread) the claimed rows still downloading: not
         this batch's, nor the stored ones waiting to be recorded."""
         failed = sum(1 for outcome, _ in batch if outcome.state not in _STORED)  # (not counted as stored)
         return len(self._running) - len(self._stored) - failed
 
-    def _make_durable(self, batch: list[tuple[Outcome, Path | None]]) -> None:
+    def _make_durable(self, batch: list[tuple[Outcome, str | None]]) -> None:
         make_durable(batch, self.mountpath, self._batch_sync, drop=self._drop_cache)
 
-    def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, Path | None]]) -> float | None:
+    def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, str | None]]) -> float | None:
         """Record a batch; the soonest ``next_try`` (wall clock) of the rows
         it gave back for another attempt, if any."""
         if not batch:
@@ -333,17 +333,17 @@ class Worker:
             return
         self._curl.submit(task, ctx, route=route)
 
-    def _curl_done(self, batch: list[tuple[tuple[Outcome, Path | None], bool]]) -> None:
+    def _curl_done(self, batch: list[tuple[tuple[Outcome, str | None], bool]]) -> None:
         """From the curl thread: the outcomes of a round of its loop
         (``sidecar``: a .meta may exist), handed on at once."""
         self._bare.update(result[0].task_id for result, sidecar in batch if not sidecar)
         self._hand_on([result for result, _ in batch])
 
-    def _put(self, result: tuple[Outcome, Path | None]) -> None:
+    def _put(self, result: tuple[Outcome, str | None]) -> None:
         """An outcome to make durable and record (from any thread)."""
         self._hand_on([result])
 
-    def _hand_on(self, results: list[tuple[Outcome, Path | None]]) -> None:
+    def _hand_on(self, results: list[tuple[Outcome, str | None]]) -> None:
         """Outcomes to the syncer (from any thread), as one list."""
         stored = [result[0].task_id for result in results if result[0].state in _STORED]
         freed = False
@@ -483,7 +483,7 @@ def gathers(batch: int, downloading: int) -> bool:
 
 
 def make_durable(
-    batch: list[tuple[Outcome, Path | None]], mountpath: Path, batch_sync: bool, drop: bool = False
+    batch: list[tuple[Outcome, str | None]], mountpath: Path, batch_sync: bool, drop: bool = False
 ) -> None:
     """The files and renames of a batch, durable: one syncfs(2) of the
     mountpath for all of them, or (per-file mode, ``batch_sync`` off) an
@@ -502,12 +502,12 @@ def make_durable(
     evening)."""
     installed = [f for o, f in batch if f is not None and o.state is ObjectState.DONE]
     if not batch_sync:
-        durable.fsync_dirs(f.parent for f in installed)
+        durable.fsync_dirs(os.path.dirname(f) for f in installed)
     elif len(installed) > FEW_FILES:
         durable.syncfs(mountpath)
     elif installed:
         durable.fsync_files(installed)
-        durable.fsync_dirs(d for f in installed for d in _up_to(f.parent, mountpath))
+        durable.fsync_dirs(d for f in installed for d in _up_to(Path(f).parent, mountpath))
     if drop:
         durable.drop_files(installed)
 

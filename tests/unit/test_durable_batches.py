@@ -53,7 +53,7 @@ def test_nothing_installed_nothing_synced(tmp_path: Path, calls: list[tuple[str,
 def test_per_file_mode_fsyncs_the_directories_only(tmp_path: Path, calls: list[tuple[str, object]]) -> None:
     files = [tmp_path / "ais" / "b" / f"o{i}" for i in range(20)]
     worker.make_durable(_done(files), tmp_path, batch_sync=False)
-    assert calls == [("dirs", [tmp_path / "ais" / "b"])]
+    assert calls == [("dirs", [str(tmp_path / "ais" / "b")])]
 
 
 def test_fsync_files_skips_a_file_gone_meanwhile(tmp_path: Path) -> None:

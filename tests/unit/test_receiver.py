@@ -105,7 +105,7 @@ def test_a_small_object_is_one_file_without_a_sidecar(
     source.on_chunk = lambda: (part.exists(), meta.exists())
     outcome, changed = transfer.fetch(_task(), _job(tmp_path, source))
     assert outcome.state is ObjectState.DONE and outcome.size == len(data)
-    assert dest.read_bytes() == data and changed == dest
+    assert dest.read_bytes() == data and changed == str(dest)
     assert set(source.seen) == {(False, False)}  # received in memory: nothing on disk meanwhile
     assert not meta.exists() and not part.exists()
     assert (part.parent.exists() and os.listdir(part.parent)) in (False, [])
@@ -288,7 +288,7 @@ def test_an_object_larger_than_a_chunk_is_installed_even_with_hold(tmp_path: Pat
     job, held = _holding(tmp_path, source)
     outcome, changed = transfer.fetch(_task(), job)
     _, _, dest = _paths(tmp_path)
-    assert outcome.state is ObjectState.DONE and changed == dest and dest.read_bytes() == data
+    assert outcome.state is ObjectState.DONE and changed == str(dest) and dest.read_bytes() == data
     assert held == {}
 
 
@@ -343,7 +343,7 @@ def test_segments_are_hashed_in_order_whatever_order_they_complete_in(
             _write_segments(receiver, data, order, piece)
         outcome, dest = receiver.end()
         assert outcome.state is ObjectState.DONE and outcome.checksum == "md5:" + hashlib.md5(data).hexdigest()
-        assert dest is not None and dest.read_bytes() == data
+        assert dest is not None and Path(dest).read_bytes() == data
         transfer.drop_work(tmp_path, 7)
 
 
@@ -374,7 +374,7 @@ def test_segments_resumed_after_a_failure_are_hashed_from_the_start(
     _write_segments(again, data, [1, 0], 3_000)
     outcome, dest = again.end()
     assert outcome.checksum == "md5:" + hashlib.md5(data).hexdigest()
-    assert dest is not None and dest.read_bytes() == data
+    assert dest is not None and Path(dest).read_bytes() == data
 
 
 def test_segments_that_do_not_match_the_checksum_fail_the_object(tmp_path: Path) -> None:
