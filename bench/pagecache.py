@@ -11,8 +11,8 @@ it; which one meets it depends on the minute.
 
 ``--sync-every N`` makes each N files durable with one syncfs(2), as
 dlengine does a batch; ``--drop`` then lets their pages go
-(``posix_fadvise`` DONTNEED, as dlengine does for objects of 1 MiB or
-more): the next files are written into recycled pages, not new memory.
+(``posix_fadvise`` DONTNEED, as dlengine does for every object once
+durable): the next files are written into recycled pages, not new memory.
 
     python3 bench/pagecache.py --dir /tmp/pc --count 1000 --size 1MiB
     python3 bench/pagecache.py --dir /tmp/pc2 --count 1000 --size 1MiB --sync-every 64 [--drop]
