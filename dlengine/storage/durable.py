@@ -63,16 +63,23 @@ def _libc(name: str) -> Any:
 
 
 def syncfs_reports_errors() -> bool:
-    """syncfs(2) exists and reports write-back errors (Linux 5.8 and later):
-    then one call makes a whole batch of files and renames durable, and
-    says so when it could not."""
-    if _libc("syncfs") is None or not sys.platform.startswith("linux"):
+    """syncfs(2) reports write-back errors (Linux 5.8 and later): then one
+    call makes a whole batch of files and renames durable, and says so
+    when it could not. Whether the C library has it is asked by the first
+    batch that would use it (``has_syncfs``): ctypes is ~3 ms of a short
+    command's start, whose few files are fsynced one by one anyway."""
+    if not sys.platform.startswith("linux"):
         return False
     try:
         major, minor = (int(x) for x in os.uname().release.split(".")[:2])
     except ValueError:
         return False
     return (major, minor) >= (5, 8)
+
+
+def has_syncfs() -> bool:
+    """The C library has syncfs(2) (looked up once)."""
+    return _libc("syncfs") is not None
 
 
 def syncfs(path: Path) -> None:

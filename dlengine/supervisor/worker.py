@@ -491,7 +491,8 @@ def make_durable(
     already). A batch of a few files (large ones, or a trickle) has them
     and their directories up to the mountpath fsynced instead of a syncfs,
     which would wait for whatever else anyone wrote on the file system
-    meanwhile. ``drop``: then the pages of the batch's objects leave the
+    meanwhile (and so is every batch where the C library has no syncfs).
+    ``drop``: then the pages of the batch's objects leave the
     page cache (unless DLENGINE_KEEP_CACHE): a bulk download recycles a
     few batches' worth of memory instead of growing the cache by every byte
     it writes, which pushes the rest of the machine's cached data out, and
@@ -503,7 +504,7 @@ def make_durable(
     installed = [f for o, f in batch if f is not None and o.state is ObjectState.DONE]
     if not batch_sync:
         durable.fsync_dirs(os.path.dirname(f) for f in installed)
-    elif len(installed) > FEW_FILES:
+    elif len(installed) > FEW_FILES and durable.has_syncfs():
         durable.syncfs(mountpath)
     elif installed:
         durable.fsync_files(installed)

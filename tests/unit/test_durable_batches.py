@@ -4,6 +4,8 @@ mountpath) for a few, directory fsyncs in per-file mode."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from dlengine.ledger.models import Outcome
 from dlengine.ledger.states import ObjectState
 from dlengine.storage import durable
 from dlengine.supervisor import worker
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture
@@ -31,6 +35,26 @@ def test_many_files_one_syncfs(tmp_path: Path, calls: list[tuple[str, object]]) 
     files = [tmp_path / "ais" / "b" / f"o{i}" for i in range(worker.FEW_FILES + 1)]
     worker.make_durable(_done(files), tmp_path, batch_sync=True)
     assert calls == [("syncfs", tmp_path)]
+
+
+def test_many_files_fsynced_one_by_one_where_the_c_library_has_no_syncfs(
+    tmp_path: Path, calls: list[tuple[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Batch mode is chosen from the kernel alone; the C library is asked
+    at the first batch that would use syncfs.)"""
+    monkeypatch.setattr(durable, "has_syncfs", lambda: False)
+    files = [tmp_path / f"o{i}" for i in range(worker.FEW_FILES + 1)]
+    worker.make_durable(_done(files), tmp_path, batch_sync=True)
+    assert calls == [("files", sorted(files)), ("dirs", [tmp_path])]
+
+
+def test_choosing_batch_mode_imports_no_ctypes() -> None:
+    """ctypes (~3 ms) is for the first syncfs, not for every worker's and
+    download command's start."""
+    code = "import sys\nfrom dlengine.storage import durable\ndurable.syncfs_reports_errors()\n"
+    code += "print('ctypes' in sys.modules)"
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.split() == ["False"], out.stderr
 
 
 def test_a_few_files_fsynced_with_every_directory_up_to_the_mountpath(
