@@ -11,6 +11,8 @@ next case):
 - ``python -c pass``: the interpreter's floor (site, ``.pth`` files);
 - ``--help``: the command line alone (its imports, the parser);
 - ``run --quiet`` in a home whose jobs have all ended (a cron run);
+- ``run --quiet`` of a range job of 4 new 10 KiB objects (submitted with
+  ``--no-start`` just before): its spare workers, the downloads, the exit;
 - ``download http://127.0.0.1:P/oN.bin ais://b --wait``: one new 10 KiB
   object (nginx) in a home that exists;
 - ``submit job.json``: one new 10 KiB object; the command returns once the
@@ -50,6 +52,7 @@ from bench import Server, clean_env
 from harness.seaweedfs import SeaweedFS, weed_binary
 
 SIZE = 10 * 1024
+RANGE = 4  # objects of the range job that run downloads
 
 
 class Bench:
@@ -117,10 +120,19 @@ class Bench:
             job.write_text(json.dumps({"type": "single", "bucket": {"name": "s"}, "link": self.new_object()}))
             return self.timed([*dl, "submit", str(job)], env, checkout)
 
+        def run_range() -> tuple[float, float]:
+            links = [self.new_object() for _ in range(RANGE)]
+            template = links[0].rsplit("/", 1)[0] + f"/o{{{self.serial - RANGE + 1}..{self.serial}}}.bin"
+            job = self.work / "range.json"
+            job.write_text(json.dumps({"type": "range", "bucket": {"name": "r"}, "template": template}))
+            self.timed([*dl, "submit", "--no-start", str(job)], env, checkout)
+            return self.timed([*dl, "run", "--quiet"], env, checkout)
+
         cases: dict[str, Callable[[], tuple[float, float]]] = {
             "python -c pass": lambda: self.timed([py, "-c", "pass"], env, checkout),
             "--help": lambda: self.timed([*dl, "--help"], env, checkout),
             "run, nothing to do": lambda: self.timed([*dl, "run", "--quiet"], env, checkout),
+            f"run of a range job ({RANGE} x 10 KiB; its spares, CPU of all)": run_range,
             "download URL ais://b --wait (1 x 10 KiB)": lambda: self.timed(
                 [*dl, "download", self.new_object(), "ais://b", "--wait"], env, checkout
             ),
