@@ -160,9 +160,9 @@ def origin_of(link: str, info: ObjectInfo, size: int | None) -> dict[str, str]:
 
 def fetch(task: Task, job: Job) -> tuple[Outcome, str | None]:
     """Download one object into place, pulling its bytes from the source's
-    stream; returns its outcome and the directory whose entry changed (to
-    fsync before reporting). Raises dlengine errors, ``Aborted``, or OSError;
-    the worker classifies them."""
+    stream; returns its outcome and the path of the file it installed (made
+    durable before the outcome is reported). Raises dlengine errors,
+    ``Aborted``, or OSError; the worker classifies them."""
     assert job.source is not None
     receiver = Receiver(task, job)
     stream = job.source.open(receiver.request)

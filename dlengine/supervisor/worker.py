@@ -223,9 +223,9 @@ class Worker:
             return 0
         return sum(n for task_id, n in self._extra.items() if task_id not in self._stored)
 
-    def _collect(self, timeout: float) -> list[tuple[Outcome, str | None]]:
+    def _collect(self, timeout: float) -> list[work.Result]:
         """Outcomes ready to be recorded (their renames durable)."""
-        batch: list[tuple[Outcome, str | None]] = []
+        batch: list[work.Result] = []
         for item in _drain(self._synced, timeout):
             if isinstance(item, list):  # a synced batch
                 batch += item
@@ -254,16 +254,16 @@ class Worker:
             if stop:
                 return
 
-    def _downloading(self, batch: list[tuple[Outcome, str | None]]) -> int:
+    def _downloading(self, batch: list[work.Result]) -> int:
         """(From the sync thread) the claimed rows still downloading: not
         this batch's, nor the stored ones waiting to be recorded."""
         failed = sum(1 for outcome, _ in batch if outcome.state not in _STORED)  # (not counted as stored)
         return len(self._running) - len(self._stored) - failed
 
-    def _make_durable(self, batch: list[tuple[Outcome, str | None]]) -> None:
+    def _make_durable(self, batch: list[work.Result]) -> None:
         make_durable(batch, self.mountpath, self._batch_sync, drop=self._drop_cache)
 
-    def _report(self, conn: sqlite3.Connection, batch: list[tuple[Outcome, str | None]]) -> float | None:
+    def _report(self, conn: sqlite3.Connection, batch: list[work.Result]) -> float | None:
         """Record a batch; the soonest ``next_try`` (wall clock) of the rows
         it gave back for another attempt, if any."""
         if not batch:
@@ -333,17 +333,17 @@ class Worker:
             return
         self._curl.submit(task, ctx, route=route)
 
-    def _curl_done(self, batch: list[tuple[tuple[Outcome, str | None], bool]]) -> None:
+    def _curl_done(self, batch: list[tuple[work.Result, bool]]) -> None:
         """From the curl thread: the outcomes of a round of its loop
         (``sidecar``: a .meta may exist), handed on at once."""
         self._bare.update(result[0].task_id for result, sidecar in batch if not sidecar)
         self._hand_on([result for result, _ in batch])
 
-    def _put(self, result: tuple[Outcome, str | None]) -> None:
+    def _put(self, result: work.Result) -> None:
         """An outcome to make durable and record (from any thread)."""
         self._hand_on([result])
 
-    def _hand_on(self, results: list[tuple[Outcome, str | None]]) -> None:
+    def _hand_on(self, results: list[work.Result]) -> None:
         """Outcomes to the syncer (from any thread), as one list."""
         stored = [result[0].task_id for result in results if result[0].state in _STORED]
         freed = False
@@ -482,9 +482,7 @@ def gathers(batch: int, downloading: int) -> bool:
     return batch <= FEW_FILES < batch + downloading
 
 
-def make_durable(
-    batch: list[tuple[Outcome, str | None]], mountpath: Path, batch_sync: bool, drop: bool = False
-) -> None:
+def make_durable(batch: list[work.Result], mountpath: Path, batch_sync: bool, drop: bool = False) -> None:
     """The files and renames of a batch, durable: one syncfs(2) of the
     mountpath for all of them, or (per-file mode, ``batch_sync`` off) an
     fsync of each directory whose entries changed (the files were fsynced
