@@ -142,6 +142,10 @@ class _Transfer:
     signed: SignedGet | None = None  # a cloud object's GET (its URL is a secret)
     route: Route | None = None  # a source's plan (hf://), else the link itself is asked for
     hop: Request | None = None  # the request of this hop, when a route made it
+    # a large object of known size whose first request asks for its first
+    # segment only, bytes [0, opening) (0: for the whole object, the answer
+    # then cut at its segment's end: ``CurlLoop.opening``)
+    opening: int = 0
 
     @property
     def request(self) -> Request:
@@ -198,6 +202,10 @@ class _Transfer:
         if self.group is not None:
             self.group.check(self.segment, self.answer)
             return True
+        if self.opening and self.answer.status in (206, 416):
+            return self._opened()
+        if self.opening and self.answer.status in (200, 203) and self.loop is not None:
+            self.loop.ranges_ignored(self.task.link)  # (the whole object came: in one stream, as the next ones)
         if self.route is not None:
             answer = self.answer
             info, offset, not_modified = self.route.interpret(
@@ -218,6 +226,35 @@ class _Transfer:
             return True
         self.held = self.receiver.begin(info, offset, not_modified)
         return self.held is None
+
+    def _opened(self) -> bool:
+        """The 206 (or 416) to a first request for bytes [0, opening): it
+        goes on as segment 0 and the other segments start now, each guarded
+        by its ETag; an object no larger than that (it changed since its
+        listing) came whole in it."""
+        answer, loop = self.answer, self.loop
+        assert loop is not None
+        if answer.status == 416:  # (no byte at all now: the next attempt asks for the whole object)
+            raise errors.SourceChangedError(f"{self.where}: range not satisfiable: the object changed since listed")
+        request = self.receiver.request
+        span = answers.content_range(answer.headers.get("content-range"))
+        if span is None or span[0] != 0 or span[2] is None or span[1] != min(self.opening, span[2]) - 1:
+            got = answer.headers.get("content-range")
+            raise errors.SourceChangedError(f"{self.where}: HTTP 206 with range {got!r} to bytes=0-{self.opening - 1}")
+        info = answers.info_of(request.key, answer.headers, partial=True)
+        answers.check_size(request.key, info.size, self.max_size)
+        if self.signed is not None:
+            info = self.signed.refine(info, answer.headers)
+        size, etag = span[2], info.etag or ""
+        if size <= self.opening:
+            self.held = self.receiver.begin(info, 0, False)
+            return self.held is None
+        if not etag or etag.startswith("W/"):  # (nothing to guard the other segments by)
+            loop.ranges_ignored(self.task.link)
+            raise RangesIgnored(f"{self.task.link}: ranged answers carry no strong ETag; fetching it whole")
+        self.receiver.begin_segments(info, opened_bounds(self.opening, size))
+        loop.segmented(self, etag)
+        return True
 
     def _rerouted(self, route: Route, target: str) -> None:
         """A redirect on a route: the next hop's request, or the outcome
@@ -250,11 +287,27 @@ def segment_bounds(
         return None
     if answer.status != 200 or answer.headers.get("accept-ranges", "").lower() != "bytes":
         return None
+    bounds = split(size, threshold, most)
+    return bounds if len(bounds) > 1 else None
+
+
+def split(size: int, threshold: int, most: int = SEGMENTS) -> list[tuple[int, int]]:
+    """``size`` bytes as (start, end) segments of one size, at most
+    ``most`` (and ``SEGMENTS``), none smaller than a quarter of the threshold."""
     count = max(1, min(SEGMENTS, most, size // max(1, threshold // 4)))
-    if count < 2:
-        return None
     step = -(-size // count)
     return [(start, min(start + step, size)) for start in range(0, size, step)]
+
+
+def opened_bounds(opening: int, size: int) -> list[tuple[int, int]]:
+    """The segments of an object of ``size`` bytes whose first one,
+    [0, opening), was asked for by its first request: the rest in segments
+    of about that size (as many as ``split`` made of the listed size, if the
+    size is still the listed one), at most ``SEGMENTS`` in all."""
+    rest = size - opening
+    count = max(1, min(SEGMENTS - 1, -(-rest // opening)))
+    step = -(-rest // count)
+    return [(0, opening), *((start, min(start + step, size)) for start in range(opening, size, step))]
 
 
 class RangesIgnored(errors.TransientError):
@@ -557,6 +610,8 @@ class CurlLoop:
         t = self._transfer(task, ctx, receiver, signed)
         if route is not None:
             t.route, t.hop = route, dataclasses.replace(receiver.request, headers=route.headers)
+        else:
+            t.opening = self.opening(task, receiver.request, signed)
         self._add(t)
 
     def _transfer(
@@ -582,15 +637,40 @@ class CurlLoop:
         ``segments_now``, which looks at every transfer in flight)."""
         return (size or 0) >= self.segment_threshold
 
-    def segments_now(self) -> int:
-        """How many segments an object answering now may take: the objects
-        in flight share ``STREAMS`` streams (one alone takes them all;
-        eight or more come whole). Segments beside objects that already keep
-        the loop busy only add requests and connections: 8 x 64 MiB from
-        SeaweedFS, four objects a worker, two segments each were 1.06-1.16x
-        as fast as four (bench/RESULTS-cloud.md, fifth part)."""
-        objects = len({t.task.id for t in self._active.values()})
+    def segments_now(self, starting: int = 0) -> int:
+        """How many segments an object answering now (or one of
+        ``starting`` objects not in flight yet) may take: the objects in
+        flight share ``STREAMS`` streams (one alone takes them all; eight or
+        more come whole). Segments beside objects that already keep the loop
+        busy only add requests and connections: 8 x 64 MiB from SeaweedFS,
+        four objects a worker, two segments each were 1.06-1.16x as fast as
+        four (bench/RESULTS-cloud.md, fifth part)."""
+        objects = len({t.task.id for t in self._active.values()}) + starting
         return max(1, STREAMS // max(1, objects))
+
+    def opening(self, task: Task, request: Request, signed: SignedGet | None) -> int:
+        """Where the first segment of a large object ends when its first
+        request asks for that segment only (0: it asks for the whole
+        object). Only for a source whose ranged answers carry the object's
+        ETag (``SignedGet.ranged``: S3) and a size known before the first
+        answer (its listing's): the whole-object answer, cut at the end of
+        its segment, kept SeaweedFS sending the rest after the cut (8 x 64
+        MiB: ~40 ms more of its CPU an object, on a box the client shares
+        with it), and the cut closed a connection another request could
+        have reused (bench/RESULTS-cloud.md, 2026-12-03 night)."""
+        size = task.size or 0
+        if signed is None or not signed.ranged or request.offset or task.connections or not self.large(size):
+            return 0
+        if task.attempts > 1:  # (a failed first attempt: the next asks for the whole object, as any other)
+            return 0
+        if not self.may_segment(task.link):
+            return 0
+        bounds = split(size, self.segment_threshold, self.segments_now(starting=1))
+        return bounds[0][1] if len(bounds) > 1 else 0
+
+    def ranges_ignored(self, link: str) -> None:
+        """The objects of ``link``'s origin come whole from now on."""
+        self._whole_only.add(_origin(link))
 
     def segmented(self, first: _Transfer, validator: str) -> None:
         """``first`` answered for a large object: it goes on as segment 0,
@@ -678,7 +758,7 @@ class CurlLoop:
         if t.error is not None and not t.cut and group.error is None:
             group.error = t.error
             if isinstance(t.error, RangesIgnored):
-                self._whole_only.add(_origin(t.task.link))
+                self.ranges_ignored(t.task.link)
             for other in list(group.members):  # the object fails as one
                 self._release(other.handle)
                 group.members.discard(other)
@@ -756,6 +836,8 @@ def _configure(handle: Any, t: _Transfer) -> None:
         headers += [f"Range: bytes={t.ranged[0]}-{t.ranged[1]}", f"If-Range: {t.group.validator}"]
     else:
         headers += [f"{k}: {v}" for k, v in answers.conditional_headers(request).items()]
+        if t.opening:  # (with an If-None-Match, a 304 is still the answer to a stored copy)
+            headers.append(f"Range: bytes=0-{t.opening - 1}")
     setopt = handle.setopt
     setopt(pycurl.URL, t.url)
     tls.configure(handle)

@@ -447,7 +447,7 @@ class S3Source:
         with translated(self.link(key)):
             presigner = _presigner(self.bucket)
             url = presigner.url(key) if presigner is not None else None
-        return SignedGet(url, _SIGNED_HEADERS, refine_answer) if url else None
+        return SignedGet(url, _SIGNED_HEADERS, refine_answer, ranged=True) if url else None
 
     def upload(
         self, key: str, data: Path | bytes, md5_hex: str | None = None, metadata: dict[str, str] | None = None
