@@ -98,3 +98,26 @@ def test_only_the_named_command_gets_its_parser() -> None:
     every = commands(build_parser())
     assert {"submit", "download", "run", "serve", "bucket", "stop"} <= every
     assert commands(build_parser(["--help"])) == every == commands(build_parser(["nosuch"]))
+
+
+@pytest.mark.parametrize("value", [None, "", "0", "-3", "x", "57", "200"])
+def test_the_help_width_is_shutils(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
+    """``columns`` (argparse's width, without importing shutil) is what
+    ``shutil.get_terminal_size`` says, for every ``COLUMNS``."""
+    import shutil
+
+    from dlengine.cli.parser import columns
+
+    if value is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", value)
+    assert columns() == shutil.get_terminal_size().columns
+
+
+def test_help_is_wrapped_to_the_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "50")
+    _, narrow, _ = _outcome(["download", "--help"], build_parser(["download"]))
+    monkeypatch.setenv("COLUMNS", "160")
+    _, wide, _ = _outcome(["download", "--help"], build_parser(["download"]))
+    assert len(narrow.splitlines()[0]) <= 48 < len(wide.splitlines()[0])  # the usage line (argparse's margin of 2)
