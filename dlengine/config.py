@@ -55,6 +55,8 @@ _KNOBS: dict[str, tuple[str, Any]] = {
 
 @frozen
 class Settings:
+    """One home's settings, as ``load_settings`` reads them."""
+
     home: Path
     mountpaths: tuple[Path, ...]
     workers_per_mountpath: int

@@ -115,6 +115,8 @@ class _Answer:
 
 @dataclass(eq=False)
 class _Transfer:
+    """One request of the loop: its object, receiver, easy handle and answer."""
+
     task: Task
     ctx: work.Context
     receiver: transfer.Receiver

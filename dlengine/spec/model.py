@@ -51,6 +51,9 @@ class HubOptions(TypedDict, total=False):
 
 @frozen
 class Limits:
+    """A job's ``limits``: connections across all its workers, and bytes
+    per hour."""
+
     connections: int = 0  # 0 = no limit
     bytes_per_hour: int = 0  # 0 = no limit
 

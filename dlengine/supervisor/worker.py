@@ -58,6 +58,8 @@ IDLE_QUICK = 5.0  # seconds idle before looking at IDLE_LOOK_LATER (a lingering 
 
 @dataclass
 class _Running:
+    """An object being downloaded: its cancel flag and progress."""
+
     task: Task
     cancel: Cancel = field(default_factory=Cancel)
     stopping: bool = False  # cancelled because the worker stops, not an abort
