@@ -1,5 +1,6 @@
 """Process-wide matters: ending a process at once, without the
-interpreter's teardown, and a worker's malloc keeping the memory it frees.
+interpreter's teardown, a worker's malloc keeping the memory it frees, and
+its threads' names.
 
 Freeing every module, curl handle and the ledger's connection took tens of
 milliseconds of every short command and ~0.1 s of a worker's shutdown,
@@ -62,3 +63,17 @@ def keep_freed_memory() -> None:
         return
     mallopt(_M_TRIM_THRESHOLD, KEEP_FREED)
     mallopt(_M_MMAP_THRESHOLD, _MMAP_ABOVE)
+
+
+def name_thread(name: str) -> None:
+    """The calling thread's name as the system shows it (``top -H``,
+    ``ps -L``, ``perf``; at most 15 bytes): a worker's threads are told
+    apart without a Python profiler (``bench/floors.py`` splits a run's
+    CPU by them). Best effort: nothing happens where /proc is not there."""
+    import threading
+
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:
+            comm.write(name[:15])
+    except OSError:
+        pass

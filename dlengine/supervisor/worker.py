@@ -8,7 +8,9 @@ thread (``engine.curl``); the others (SDK sources without a signed GET,
 write-through buckets, throttled jobs) to download threads. Both hand
 their outcomes back through one queue; the sync thread makes a batch
 durable (one syncfs of the mountpath, or an fsync per directory) before
-the ledger thread records it.
+the ledger thread records it. The system shows the threads as
+``dl-curl``, ``dl-sync`` and ``dl-get`` (``top -H``, ``ps -L``); the
+ledger thread keeps the process's name, ``dlengine-worker``.
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ class Worker:
         """The libcurl loop; if it ever fails, the worker stops (its rows go
         back, the supervisor starts another worker) instead of waiting for
         outcomes that will not come."""
+        process.name_thread("dl-curl")
         try:
             self._curl.run()
         finally:
@@ -239,6 +242,7 @@ class Worker:
         """fsync the directories of renamed objects, a batch at a time, off
         the main thread (which keeps claiming): the renames must be durable
         before the ledger says "done", so a batch goes on only after it."""
+        process.name_thread("dl-sync")
         while True:
             batch = _flat(_drain(self._results, REPORT_INTERVAL))
             if batch and _STOP not in batch and gathers(len(batch), self._downloading(batch)):
@@ -370,6 +374,7 @@ class Worker:
         return self._job_headers[job_id]
 
     def _download_loop(self, pool: _Pool) -> None:
+        process.name_thread("dl-get")
         while (item := pool.get()) is not None:
             try:
                 self._download(*item)

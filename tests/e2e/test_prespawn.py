@@ -50,6 +50,30 @@ def test_the_workers_of_run_are_its_spares(home: Home, httpd: TestHTTPServer) ->
     assert home.status(job_id)["finished_cnt"] == 1
 
 
+def _thread_names(pid: int) -> set[str]:
+    names = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            names.add((task / "comm").read_text().strip())
+        except OSError:
+            pass  # (a thread that ended meanwhile)
+    return names
+
+
+def test_a_workers_threads_are_named(home: Home, httpd: TestHTTPServer) -> None:
+    """What ``top -H`` and ``bench/floors.py`` tell the threads apart by."""
+    httpd.put_generated("/slow.bin", 400_000, seed=2)
+    httpd.set_fault("/slow.bin", Fault(rate=200_000))
+    home.env["DLENGINE_WORKERS"] = "1"
+    job_id = home.submit({"type": "single", "bucket": {"name": "b"}, "link": httpd.url + "/slow.bin"})
+    runner = home.spawn("run", "--quiet")
+    pids = wait_for(lambda: worker_pids(runner.pid), timeout=60)
+    names = wait_for(lambda: {"dl-curl", "dl-sync"} <= (n := _thread_names(pids[0])) and n, timeout=30)
+    assert "dlengine-worker" in names  # the ledger thread keeps the process's name
+    assert runner.wait(60) == 0, runner.stderr.read() if runner.stderr else ""
+    assert home.status(job_id)["finished_cnt"] == 1
+
+
 def test_spares_nobody_takes_exit_quietly(home: Home) -> None:
     home.env["DLENGINE_WORKERS"] = "2"
     home.submit({"type": "single", "bucket": {"name": "b"}, "link": "http://127.0.0.1:9/x.bin"})  # work to fork for
