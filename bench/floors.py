@@ -30,7 +30,12 @@ nginx serves the objects on 127.0.0.1; every scratch tree is set aside and
 deleted after the last run (``harness/scratch.py``). Medians of ``--reps``
 rounds, in a Markdown table::
 
-    python3 bench/floors.py [--count 5000] [--size 10KiB] [--reps 3]
+    python3 bench/floors.py [--count 5000] [--size 10KiB] [--reps 3] [--python PY]
+
+``--python``: the interpreter of the layers and the run (a fresh venv's
+with pycurl, e.g. ``datapath.py --venv``'s: this box's own interpreter
+has site-packages ``.pth`` hooks that cost each process ~75 ms); the
+checkout is on its ``PYTHONPATH`` either way.
 """
 
 from __future__ import annotations
@@ -208,12 +213,12 @@ def _role(pid: int, root: int, thread: str) -> str:
     }.get(thread, "run: other threads")
 
 
-def run_dlengine(work: Path, base: str, count: int, width: int) -> dict[str, float]:
+def run_dlengine(work: Path, base: str, count: int, width: int, python: str) -> dict[str, float]:
     home = work / f"home-{time.monotonic_ns()}"
     env = clean_env({"DLENGINE_HOME": str(home), "PYTHONPATH": str(REPO)})
     job = {"type": "range", "template": f"{base}/obj-{{{1:0{width}d}..{count:0{width}d}}}.bin", "bucket": {"name": "b"}}
     (work / "job.json").write_text(json.dumps(job))
-    cli = [sys.executable, "-m", "dlengine"]
+    cli = [python, "-m", "dlengine"]
     subprocess.run(
         [*cli, "submit", "--no-start", str(work / "job.json")], env=env, cwd=work, check=True, capture_output=True
     )
@@ -260,12 +265,12 @@ def run_rclone(work: Path, port: int, key: str, count: int) -> dict[str, float]:
 # ---------------------------------------------------------------- driver
 
 
-def _layer(name: str, *args: object) -> dict[str, float]:
+def _layer(python: str, name: str, *args: object) -> dict[str, float]:
     """One layer in a fresh interpreter (its own heap, no other threads)."""
     code = f"import json, sys; sys.path[:0] = [{str(REPO)!r}, {str(Path(__file__).parent)!r}]\n"
     code += f"import floors; print(json.dumps(floors.layer_{name}(*json.loads(sys.argv[1]))))"
     out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(args)], env=clean_env(), cwd="/", capture_output=True, text=True
+        [python, "-c", code, json.dumps(args)], env=clean_env(), cwd="/", capture_output=True, text=True
     )
     if out.returncode != 0:
         raise RuntimeError(f"layer {name}: {out.stderr.strip()[-800:]}")
@@ -281,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=parse_size, default=10 * 1024, help="bytes each (default 10KiB)")
     parser.add_argument("--reps", type=int, default=3, help="rounds; medians are printed (default 3)")
     parser.add_argument("--no-rclone", action="store_true", help="leave rclone out")
+    parser.add_argument("--python", default=sys.executable, help="interpreter of the layers and the run")
     args = parser.parse_args(argv)
     if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
         print("floors.py: nginx is needed (it serves the objects on 127.0.0.1)", file=sys.stderr)
@@ -296,12 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{port}/{wl.key}"
         with nginx(work / "nginx", f"127.0.0.1:{port}", work / "data", "8m"):
             wait_http(f"{base}/{names[0]}")
+
+            def scratch(name: str) -> str:
+                return str(work / f"{name}-{time.monotonic_ns()}")
+
+            py = args.python
             rounds: list[Callable[[], dict[str, float]]] = [
-                lambda: _layer("curl", base, names),
-                lambda: _layer("store", str(work / f"store-{time.monotonic_ns()}"), names, args.size, rep % 2 == 1),
-                lambda: _layer("ledger", str(work / f"ledger-{time.monotonic_ns()}"), names, 1),
-                lambda: _layer("ledger", str(work / f"ledger-{time.monotonic_ns()}"), names, 2),
-                lambda: run_dlengine(work, base, args.count, wl.width),
+                lambda: _layer(py, "curl", base, names),
+                lambda: _layer(py, "store", scratch("store"), names, args.size, rep % 2 == 1),
+                lambda: _layer(py, "ledger", scratch("ledger"), names, 1),
+                lambda: _layer(py, "ledger", scratch("ledger"), names, 2),
+                lambda: run_dlengine(work, base, args.count, wl.width, args.python),
             ]
             if rclone:
                 rounds.append(lambda: run_rclone(work, port, wl.key, args.count))
