@@ -10,22 +10,35 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from typing import TYPE_CHECKING, Any
-
-from dlengine.errors import DlengineError, NotFoundError, SpecError, StateError
-
+# Nothing is imported here, typing neither (its TYPE_CHECKING is the
+# type checkers' constant of the same name, as PEP 781 describes): the
+# program (``cli.entry``) first sets the collector for its start-up
+# (``dlengine/startup.py``), which ``import typing`` alone made collect 7
+# times. The public names come on first use.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dlengine.client import Client
+    from dlengine.errors import DlengineError, NotFoundError, SpecError, StateError
+
+_PUBLIC = {
+    "Client": "dlengine.client",  # (worker processes import dlengine's modules without the client)
+    "DlengineError": "dlengine.errors",
+    "NotFoundError": "dlengine.errors",
+    "SpecError": "dlengine.errors",
+    "StateError": "dlengine.errors",
+}
 
 
-def __getattr__(name: str) -> Any:
-    """``Client`` on first use: worker processes import dlengine's modules
-    without paying for the client (the ledger's job code, spec parsing)."""
-    if name == "Client":
-        from dlengine.client import Client
+def __getattr__(name: str) -> object:
+    """A public name, imported on first use."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dlengine' has no attribute {name!r}")
+    import importlib
 
-        return Client
-    raise AttributeError(f"module 'dlengine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = ["Client", "DlengineError", "NotFoundError", "SpecError", "StateError", "__version__"]

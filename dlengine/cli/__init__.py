@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from dlengine import startup
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command; ``run``'s workers start before the rest is imported
@@ -32,6 +34,7 @@ def entry() -> None:
     the command, then its exit without the interpreter's teardown when
     nothing else runs (``cli.main.exit_now``). ``main`` stays a plain
     function for callers in-process."""
+    startup.begin()  # (the collector while the command imports: startup.py)
     code = main()
     from dlengine.cli.main import exit_now  # imported by main() by now
 

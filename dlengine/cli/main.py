@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dlengine import __version__
+from dlengine import __version__, startup
 from dlengine.cli.parser import build_parser
 from dlengine.errors import (
     ConfigError,
@@ -165,6 +165,7 @@ def follow_and_report(
     from dlengine.cli import output
 
     following = following or Following()
+    startup.done()  # (the command has started: what follows may run for hours)
     try:
         failed = output.follow(client, job_id, args.progress, args.interval, following.sleep)
     except KeyboardInterrupt:

@@ -34,6 +34,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
+from dlengine import startup
 from dlengine.supervisor.wake import Wake
 
 SPARE_NAME = b"dlengine-worker"  # its name in /proc (comm): a fork keeps the command line
@@ -171,6 +172,7 @@ def _spare_main(pipe: int) -> int:
     """A spare: wait for the arguments, then be the worker."""
     import ctypes
 
+    startup.done()  # (the worker's modules came with the fork: startup.py)
     try:
         ctypes.CDLL(None).prctl(15, SPARE_NAME, 0, 0, 0)  # PR_SET_NAME
     except (OSError, AttributeError):

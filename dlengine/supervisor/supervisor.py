@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dlengine import startup
 from dlengine.config import Settings
 from dlengine.errors import ConfigError, ErrorCode, FatalError, LedgerError, SupervisorError, SupervisorRunning
 from dlengine.ledger.ledger import Ledger
@@ -77,6 +78,7 @@ class Supervisor:
                 self._register_mountpaths(ledger)
                 if ledger.busy_job_ids():
                     self._start(ledger)
+            startup.done()  # (the collector as usual from here: startup.py)
             self._loop(ledger)
             self._raise_thread_error()
             return self._exit_code(ledger)

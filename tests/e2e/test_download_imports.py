@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness.httpd import TestHTTPServer
 from tests.unit.test_start_imports import _modules
+from tests.unit.test_startup_gc import probe
 
 
 def test_download_wait_of_one_object_imports_neither_supervisor_nor_sdk(tmp_path: Path, httpd: TestHTTPServer) -> None:
@@ -33,3 +34,13 @@ def test_download_wait_of_one_object_imports_neither_supervisor_nor_sdk(tmp_path
         "lzma",
     }
     assert sorted(unwanted & loaded) == []
+
+
+def test_download_wait_collects_nothing_while_it_starts(tmp_path: Path, httpd: TestHTTPServer) -> None:
+    """The collector (``dlengine/startup.py``): not run while the command
+    imports its modules, as usual once it follows the job."""
+    httpd.put("/imports/gc.bin", b"g" * 10240)
+    got = probe(tmp_path, "download", f"{httpd.url}/imports/gc.bin", "ais://b", "--wait")
+    assert (tmp_path / "home" / "data" / "ais" / "b" / "gc.bin").stat().st_size == 10240
+    assert got["collected"] == 0
+    assert got["threshold"] == got["default"] and not got["starting"]

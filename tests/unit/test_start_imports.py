@@ -24,6 +24,12 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
 
 
+def _site_path() -> str:
+    """PYTHONPATH for an interpreter without site (``-S``): the checkout,
+    then the site-packages directories (without their ``.pth`` hooks)."""
+    return os.pathsep.join([str(ROOT), *site.getsitepackages(), site.getusersitepackages()])
+
+
 def _modules(tmp_path: Path, *argv: str) -> set[str]:
     """The modules the command loaded beyond those of a bare interpreter
     in the same environment, both without site (``-S``, the site-packages
@@ -31,8 +37,7 @@ def _modules(tmp_path: Path, *argv: str) -> set[str]:
     modules (shutil, pathlib, typing on this box) that would otherwise
     hide in the bare interpreter's set."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DLENGINE_")}
-    path = os.pathsep.join([str(ROOT), *site.getsitepackages(), site.getusersitepackages()])
-    env.update(DLENGINE_HOME=str(tmp_path / "home"), PYTHONPATH=path)
+    env.update(DLENGINE_HOME=str(tmp_path / "home"), PYTHONPATH=_site_path())
 
     def probe(code: str, *args: str) -> set[str]:
         out = subprocess.run(
