@@ -36,10 +36,12 @@ from dlengine.redact import redact
 from dlengine.supervisor import prespawn
 
 WORKER_LOG_FORMAT = "%(asctime)s worker[%(process)d] %(message)s"
+# the collector set for start-up (dlengine/startup.py; worker_main calls done);
 # logging first, at the supervisor's level (run --quiet: the workers too); the
 # worker's own basicConfig then leaves it as it is
 _ENTRY = (
-    f"import logging, sys; logging.basicConfig(level=int(sys.argv.pop(1)), format={WORKER_LOG_FORMAT!r});"
+    "from dlengine import startup; startup.begin(); import logging, sys;"
+    f" logging.basicConfig(level=int(sys.argv.pop(1)), format={WORKER_LOG_FORMAT!r});"
     " from dlengine.supervisor.worker import main; main()"
 )
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlengine import jobsecrets, process, providers, throttle, transfer
+from dlengine import jobsecrets, process, providers, startup, throttle, transfer
 from dlengine.cancel import Cancel
 from dlengine.config import Settings
 from dlengine.engine import curl
@@ -559,6 +559,7 @@ def worker_main(
     worker = Worker(settings, mountpath_id, Path(mountpath), owner, wake_fd)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+    startup.done()  # (a fresh worker's start-up is over: dlengine/startup.py)
     worker.run()
 
 

@@ -99,3 +99,11 @@ def test_the_package_imports_nothing_before_the_program_sets_the_collector() -> 
     before, module = json.loads(out.stdout)
     assert module == "dlengine.errors"
     assert sorted({"typing", "enum", "re", "dlengine.errors"} & set(before)) == []
+
+
+def test_a_fresh_worker_begins_with_the_start_up_collector() -> None:
+    """The pool's command line of a fresh worker (``worker_main`` calls
+    ``done`` before the worker runs; a spare's came with its fork)."""
+    from dlengine.supervisor import pool
+
+    assert pool._ENTRY.startswith("from dlengine import startup; startup.begin();")
