@@ -11,8 +11,10 @@ rounds: dlengine with the signed GETs through its libcurl loop
 is from process start to exit (dlengine: ``dlengine run`` of a submitted
 backend job: the supervisor, its workers, fsync on); CPU is user + system
 of the tool's whole process tree (``RUSAGE_CHILDREN``), per object, the
-figure that survives a loaded machine. Every run is checked: the files'
-count and bytes.
+figure that survives a loaded machine; each run's line also gives the
+store's own CPU per object (the ``weed`` process, on the same two cores:
+what a tool's requests cost it). Every run is checked: the files' count
+and bytes.
 
 ``--venv`` measures dlengine as a user runs it: a fresh venv with a plain
 ``pip install '.[s3]'`` of this checkout and its ``dlengine`` command,
@@ -56,6 +58,15 @@ MARK = "<!-- cloud_peers -->"
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def _server_cpu(store: SeaweedFS) -> float:
+    """CPU seconds (user + system) the store's ``weed`` process has used:
+    it shares the two cores with the tool measured, and what a tool asks
+    of it (ranges, connections cut) is part of that tool's cost."""
+    assert store.proc is not None
+    fields = Path(f"/proc/{store.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -187,10 +198,13 @@ def _measure(tools: Tools, count: int, size: int, reps: int, tmp: Path) -> dict[
         for name in order:
             out = tmp / "out"
             set_aside(out, tmp / "trash")
+            served = _server_cpu(tools.store)
             wall, cpu, root = tools.run(name, prefix, out)
+            served = _server_cpu(tools.store) - served
             _check(root, count, size)
             runs[name].append((wall, cpu))
-            print(f"{prefix} {name}: {wall:.2f} s, {cpu / count * 1e3:.2f} ms CPU/object", flush=True)
+            print(f"{prefix} {name}: {wall:.2f} s, {cpu / count * 1e3:.2f} ms CPU/object"
+                  f" (the store's: {served / count * 1e3:.2f})", flush=True)  # fmt: skip
     shutil.rmtree(tmp / "out", ignore_errors=True)
     shutil.rmtree(tmp / "trash", ignore_errors=True)  # after the set's last run
     return {"count": count, "size": size, "runs": runs}
