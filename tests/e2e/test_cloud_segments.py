@@ -1,4 +1,4 @@
-"""Large GCS and Azure objects on the segmented path of the libcurl loop,
+"""Large S3, GCS and Azure objects on the segmented path of the libcurl loop,
 against the emulators (behind ``PacedFront``, which records every
 exchange and can slow the bodies so that a kill lands mid-segment): split
 into ranged segments where the server allows it, each answer checked
@@ -8,15 +8,17 @@ never stored as a mix of two versions."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from harness.cloud_servers import AZURITE_ACCOUNT, AzuriteServer, GCSServer, PacedFront
+from harness.cloud_servers import AZURITE_ACCOUNT, AzuriteServer, GCSServer, PacedFront, S3Server, s3_env
 from tests.conftest import Home, counters_match_rows, wait_for
 
 THRESHOLD = 4 << 20
@@ -89,14 +91,14 @@ def _put_blob(container: Any, name: str, data: bytes) -> str:
     return str(props.etag)
 
 
-def _kill_mid_segments(home: Home, paced: PacedFront, name: str) -> list[list[int]]:
-    """Run the job until all eight segments are under way and the map has
-    recorded some of their bytes, then kill -9 the supervisor and its
-    workers; the segment map left."""
+def _kill_mid_segments(home: Home, paced: PacedFront, name: str, ranged_requests: int = 7) -> list[list[int]]:
+    """Run the job until all eight segments are under way (``ranged_requests``
+    of them asked for with a Range) and the map has recorded some of their
+    bytes, then kill -9 the supervisor and its workers; the segment map left."""
     runner = home.spawn("run")
     ranged = lambda: [e for e in paced.since(0, name) if "range" in e.headers]  # noqa: E731
     # every segment answered (a loaded emulator can be slow to), some of their bytes in the map
-    wait_for(lambda: len(ranged()) == 7 and all(e.status for e in ranged()), timeout=60)
+    wait_for(lambda: len(ranged()) == ranged_requests and all(e.status for e in ranged()), timeout=60)
     wait_for(lambda: any(pos > start for start, pos, _ in _kept_map(home)), timeout=30)  # saved twice a second
     home.kill(runner)
     kept = _kept_map(home)
@@ -136,7 +138,7 @@ def test_azure_blob_in_segments_resumed_from_the_map_or_fetched_again_if_changed
     counters_match_rows(home.ledger(), job_id)
     again = paced.since(mark, "/big.bin")
     unfinished = sorted(pos for _, pos, end in kept if pos < end)
-    resumed = [e for e in again if e.headers.get("if-range") == etag]  # the resumed attempt's
+    resumed = [e for e in again if e.headers.get("if-range") == etag]
     fresh = [e for e in again if e not in resumed]
     if not changed:  # every unfinished segment asked for where the map says, nothing else
         assert sorted(e.range_start or 0 for e in resumed) == unfinished and fresh == [], again
@@ -149,6 +151,65 @@ def test_azure_blob_in_segments_resumed_from_the_map_or_fetched_again_if_changed
     assert all(e.status == 206 and e.answer.get("etag") != etag for e in resumed), again
     assert fresh and "range" not in fresh[0].headers and fresh[0].status == 200, again
     assert all(e.answer.get("etag") == fresh[0].answer.get("etag") != etag for e in fresh), again
+
+
+# --------------------------------------------------------------------- S3
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["same", "changed"])
+def test_s3_object_asks_for_its_first_segment_alone_and_resumes_from_the_map(
+    home: Home, s3_server: S3Server, front: Any, changed: bool
+) -> None:
+    """An S3 object of listed size: its first GET asks for segment 0 alone
+    (a 206, nothing cut), the other seven are guarded by that answer's
+    ETag; killed mid-segments, the next run resumes each where the map
+    says, or, the object having changed, stores the new version whole,
+    its MD5 (the ETag) verified."""
+    client, bucket = s3_server.client(), f"seg-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    first = os.urandom(SIZE)
+    etag = client.put_object(Bucket=bucket, Key="big.bin", Body=first)["ETag"]
+    paced = front(s3_server.port, rate=RATE)
+    home.env.update(s3_env(paced.url))
+    _segmented(home)
+    job_id = home.submit({"type": "backend", "bucket": {"name": bucket, "provider": "aws"}})
+    path = f"/{bucket}/big.bin"
+    kept = _kill_mid_segments(home, paced, path, ranged_requests=8)
+    gets = [e for e in paced.since(0, path) if e.method == "GET"]
+    step = SIZE // 8
+    assert (gets[0].status, gets[0].headers.get("range"), gets[0].headers.get("if-range")) == (
+        206, f"bytes=0-{step - 1}", None)  # fmt: skip
+    assert sorted(e.range_start or 0 for e in gets[1:]) == [i * step for i in range(1, 8)]
+    assert all(e.status == 206 and e.headers.get("if-range") == etag for e in gets[1:]), gets
+
+    paced.rate = None
+    now = first
+    if changed:
+        now = os.urandom(SIZE)
+        assert client.put_object(Bucket=bucket, Key="big.bin", Body=now)["ETag"] != etag
+    mark = len(paced.exchanges)
+    res = home.run()
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (home.mountpaths[0] / "aws" / bucket / "big.bin").read_bytes() == now
+    assert home.work_files() == []
+    counters_match_rows(home.ledger(), job_id)
+    conn = sqlite3.connect(home.path / "ledger.db")
+    try:
+        (checksum,) = conn.execute("SELECT checksum FROM catalog WHERE name = 'big.bin'").fetchone()
+    finally:
+        conn.close()
+    assert checksum == "md5:" + hashlib.md5(now).hexdigest()
+    again = [e for e in paced.since(mark, path) if e.method == "GET"]
+    resumed = [e for e in again if e.headers.get("if-range") == etag]
+    if not changed:  # every unfinished segment asked for where the map says, nothing else
+        unfinished = sorted(pos for _, pos, end in kept if pos < end)
+        assert sorted(e.range_start or 0 for e in resumed) == unfinished and len(again) == len(resumed), again
+        assert all(e.status == 206 for e in resumed), again
+        return
+    # the resumed segments are refused (their answers are of another
+    # version); the next attempt asks for the whole new object
+    assert resumed and all(e.status != 206 or e.answer.get("etag") != etag for e in resumed), again
+    assert any("range" not in e.headers and e.status == 200 for e in again), again
 
 
 # -------------------------------------------------------------------- GCS
