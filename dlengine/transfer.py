@@ -365,6 +365,34 @@ class Receiver:
         _write_meta(self.meta, self.info, self._check, os.fstat(self._fd).st_ino, self.segments)
         self._unsaved, self._saved_at = 0, time.monotonic()
 
+    def left(self, index: int) -> int:
+        """Bytes segment ``index`` has still to receive."""
+        assert self.segments is not None
+        _, pos, end = self.segments[index]
+        return end - pos - self._held_bytes[index]
+
+    def split(self, index: int) -> int | None:
+        """Give the second half of what segment ``index`` has still to
+        receive to a new segment, appended (its index; None when it has
+        nothing left): the segment now ends at the middle, the new one runs
+        from there to its old end, and the map says so (a kill resumes
+        both). The new one is appended before the old one's end moves: the
+        in-order hasher, reading the segments by their starts, never sees a
+        gap."""
+        segments = self.segments
+        assert segments is not None
+        seg = segments[index]
+        left = self.left(index)
+        if left < 2:
+            return None
+        middle = seg[2] - left // 2
+        segments.append([middle, middle, seg[2]])
+        self._held.append([])
+        self._held_bytes.append(0)
+        seg[2] = middle
+        self._save_map()
+        return len(segments) - 1
+
     def write_at(self, index: int, data: bytes) -> bool:
         """Bytes of segment ``index`` (past its end they are dropped); True
         once the segment is complete."""
@@ -639,10 +667,13 @@ class _InOrder:
         self._thread.join()
 
     def _prefix(self) -> int:
-        for _, pos, end in self._segments:  # (contiguous: each ends where the next starts)
+        # by their starts (a split appends the second half): contiguous,
+        # each ends where the next starts
+        ordered = sorted(self._segments)
+        for _, pos, end in ordered:
             if pos < end:
                 return pos
-        return self._segments[-1][2] if self._segments else 0
+        return ordered[-1][2] if ordered else 0
 
     def _run(self) -> None:
         try:

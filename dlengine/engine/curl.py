@@ -46,6 +46,7 @@ log = logging.getLogger("dlengine.curl")
 BUFFER_SIZE = 256 << 10  # libcurl's receive buffer (its write callbacks still get at most 16 KiB each)
 SCAN_INTERVAL = 0.25  # seconds between scans for aborted and stalled transfers
 SEGMENTS = 8  # segments (connections) per object at most; none smaller than a quarter of the threshold
+STEAL_LEAST = 1 << 20  # a segment split in two (``CurlLoop._steal``) keeps at least this many bytes a half
 STREAMS = SEGMENTS  # the streams large objects in flight share in one loop (``segments_now``)
 _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 # curl errors that, on a reused connection, mean leftovers of an earlier answer
@@ -134,6 +135,7 @@ class _Transfer:
     group: _Group | None = None  # the segments of the object, when ranged
     segment: int = -1  # which of them this transfer receives
     cut: bool = False  # stopped on purpose at the end of its segment
+    shortened: bool = False  # its segment's end moved before the end it asked for (``CurlLoop._steal``)
     url: str = ""  # where this request goes (the link, or a redirect's target)
     hops: int = 0  # redirects followed
     fresh: bool = False  # asked again on a new connection after garbage on a reused one
@@ -181,9 +183,9 @@ class _Transfer:
             if not self.begun and not self.begin():
                 return 0  # nothing to receive: stop (the held outcome stands)
             if self.segment >= 0:
-                if self.receiver.write_at(self.segment, data) and self.answer.status == 200:
+                if self.receiver.write_at(self.segment, data) and (self.answer.status == 200 or self.shortened):
                     self.cut = True
-                    return 0  # the whole-object answer reached its segment's end: stop it
+                    return 0  # a whole-object answer, or a shortened segment, reached its end: stop it
             else:
                 self.receiver.write(data)  # (which cuts a body past max_size)
         except BaseException as exc:  # noqa: BLE001 - reported when curl returns
@@ -764,8 +766,38 @@ class CurlLoop:
             for other in list(group.members):  # the object fails as one
                 self._release(other.handle)
                 group.members.discard(other)
+        if group.members and group.error is None:
+            self._steal(group)
         if not group.members:
             self._finish_group(group)
+
+    def _steal(self, group: _Group) -> None:
+        """A segment is complete while others still run: the second half of
+        what the furthest behind has left becomes a new segment, on the
+        connection just freed (aria2's way), so that the object does not
+        end at the pace of its slowest connection (on a lossy link each
+        connection's rate varies on its own). Only a segment more than
+        half of whose bytes are still to come, and at least two
+        ``steal_least`` of them: on a fast link segments end together and
+        nothing moves. The shortened segment stops at its new end."""
+        segments = group.first.receiver.segments
+        assert segments is not None
+        least = max(STEAL_LEAST, self.segment_threshold // 16)
+        lagging = []
+        for member in group.members:
+            start, _, end = segments[member.segment]
+            left = group.first.receiver.left(member.segment)
+            if left >= 2 * least and left * 2 > end - start:
+                lagging.append((left, member))
+        if not lagging:
+            return
+        _, victim = max(lagging, key=lambda item: item[0])
+        index = group.first.receiver.split(victim.segment)
+        if index is None:
+            return
+        victim.shortened = True
+        log.debug("%s: segment %d split; the second half is segment %d", group.first.where, victim.segment, index)
+        self._add_segment(group, index)
 
     def _finish_group(self, group: _Group) -> None:
         first = group.first

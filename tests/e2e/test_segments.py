@@ -5,6 +5,7 @@ ignores ranges fetched whole."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
 import pytest
@@ -113,6 +114,54 @@ def test_a_kill_resumes_every_segment_where_it_stopped(segmented: Home, httpd: T
     print(f"bytes re-fetched after a kill, 8 segments, chunk {CHUNK}: {refetched}")
     # bytes in flight when killed (socket buffers), never the segments again
     assert refetched < SIZE // 2, refetched
+
+
+def test_a_lagging_segment_hands_half_of_what_it_has_left_to_a_new_one(segmented: Home, httpd: TestHTTPServer) -> None:
+    """When a segment ends while another has most of its bytes still to
+    come, the second half of those goes to a new segment on the freed
+    connection, and the lagging one stops at the middle."""
+    path, size = "/seg/lagging.bin", 32 << 20
+    httpd.put_generated(path, size, seed=5, content_md5=True)  # (its MD5, computed in order, is checked)
+    httpd.set_fault(path, Fault(rate=1 << 20, times=1))  # the first request (segment 0) at 1 MiB/s, the rest at once
+    job_id = _submit(segmented, httpd, path)
+    assert segmented.run().returncode == 0
+    _assert_stored(segmented, httpd, path, job_id)
+    step = size // 8
+    spans = _ranged(httpd, path)
+    assert [s for s in spans if s[0] % step == 0] == [(i * step, (i + 1) * step - 1) for i in range(1, 8)]
+    stolen = [s for s in spans if s[0] % step]
+    assert stolen and stolen[0][0] > 0 and stolen[0][1] == step - 1, spans  # the second half of segment 0's rest
+    first = [r for r in httpd.requests if r.path == path and "Range" not in r.headers]
+    with segmented.ledger() as conn:
+        (checksum,) = conn.execute("SELECT checksum FROM objects").fetchone()
+    assert checksum == f"md5:{_md5(httpd.expected_bytes(path))}"  # verified, hashed in order across the halves
+    # cut at the middle (what the server counts as sent includes what was in flight then)
+    assert len(first) == 1 and first[0].bytes_sent < step - (1 << 20), first
+
+
+def test_a_kill_after_a_split_resumes_both_halves(segmented: Home, httpd: TestHTTPServer) -> None:
+    path, size = "/seg/split-kill.bin", 32 << 20
+    httpd.put_generated(path, size, seed=6, content_md5=True)
+    httpd.set_fault(path, Fault(rate=200_000, times=1))  # segment 0 slow: it is split, and the kill lands in it
+    job_id = _submit(segmented, httpd, path)
+    runner = segmented.spawn("run")
+    wait_for(lambda: len(_kept_map(segmented)) > 8, timeout=60)  # a split is in the map
+    segmented.kill(runner)
+    kept = _kept_map(segmented)
+    spans = sorted((start, end) for start, _, end in kept)
+    assert spans[0][0] == 0 and spans[-1][1] == size, spans
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans)), spans  # contiguous, by their starts
+    httpd.clear_faults()
+    before = len(httpd.requests)
+    assert segmented.run().returncode == 0
+    _assert_stored(segmented, httpd, path, job_id)
+    resumed = sorted(
+        int(r.headers["Range"].removeprefix("bytes=").partition("-")[0])
+        for r in httpd.requests[before:]
+        if r.path == path and "Range" in r.headers
+    )
+    unfinished = sorted(pos for _, pos, end in kept if pos < end)
+    assert set(unfinished) <= set(resumed), (resumed, unfinished)  # each unfinished half from where the map says
 
 
 def _kept_map(home: Home) -> list[list[int]]:
