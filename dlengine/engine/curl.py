@@ -46,7 +46,7 @@ log = logging.getLogger("dlengine.curl")
 BUFFER_SIZE = 256 << 10  # libcurl's receive buffer (its write callbacks still get at most 16 KiB each)
 SCAN_INTERVAL = 0.25  # seconds between scans for aborted and stalled transfers
 SEGMENTS = 8  # segments (connections) per object at most; none smaller than a quarter of the threshold
-STEAL_LEAST = 1 << 20  # a segment split in two (``CurlLoop._steal``) keeps at least this many bytes a half
+STEAL_LEAST = 1 << 20  # bytes each half of a segment split in two keeps at least (``CurlLoop._steal``)
 STREAMS = SEGMENTS  # the streams large objects in flight share in one loop (``segments_now``)
 _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 # curl errors that, on a reused connection, mean leftovers of an earlier answer
@@ -773,30 +773,20 @@ class CurlLoop:
 
     def _steal(self, group: _Group) -> None:
         """A segment is complete while others still run: the second half of
-        what the furthest behind has left becomes a new segment, on the
-        connection just freed (aria2's way), so that the object does not
-        end at the pace of its slowest connection (on a lossy link each
-        connection's rate varies on its own). Only a segment more than
-        half of whose bytes are still to come, and at least two
-        ``steal_least`` of them: on a fast link segments end together and
-        nothing moves. The shortened segment stops at its new end."""
-        segments = group.first.receiver.segments
-        assert segments is not None
-        least = max(STEAL_LEAST, self.segment_threshold // 16)
-        lagging = []
-        for member in group.members:
-            start, _, end = segments[member.segment]
-            left = group.first.receiver.left(member.segment)
-            if left >= 2 * least and left * 2 > end - start:
-                lagging.append((left, member))
-        if not lagging:
+        what the furthest behind has left (at least ``STEAL_LEAST`` a half)
+        becomes a new segment, on the connection just freed (as aria2
+        does), and the lagging one stops at the middle: on a lossy link
+        each connection's rate varies on its own, and an object ended at
+        the pace of its slowest connection, the others idle."""
+        receiver = group.first.receiver
+        left, victim = max(((receiver.left(m.segment), m) for m in group.members), key=lambda item: item[0])
+        if left < 2 * STEAL_LEAST:
             return
-        _, victim = max(lagging, key=lambda item: item[0])
-        index = group.first.receiver.split(victim.segment)
+        index = receiver.split(victim.segment)
         if index is None:
             return
         victim.shortened = True
-        log.debug("%s: segment %d split; the second half is segment %d", group.first.where, victim.segment, index)
+        log.debug("%s: segment %d split; its second half is segment %d", group.first.where, victim.segment, index)
         self._add_segment(group, index)
 
     def _finish_group(self, group: _Group) -> None:
