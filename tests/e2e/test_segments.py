@@ -100,15 +100,7 @@ def test_a_kill_resumes_every_segment_where_it_stopped(segmented: Home, httpd: T
     segmented.kill(runner)
     kept = _kept_map(segmented)
     assert len(kept) == 8 and any(pos > start for start, pos, _ in kept), kept
-    httpd.clear_faults()
-    before = len(httpd.requests)
-    assert segmented.run().returncode == 0
-    _assert_stored(segmented, httpd, path, job_id)
-    resumed = sorted(
-        int(r.headers["Range"].removeprefix("bytes=").partition("-")[0])
-        for r in httpd.requests[before:]
-        if r.path == path
-    )
+    resumed = _resumed(segmented, httpd, path, job_id)
     assert resumed == sorted(pos for _, pos, end in kept if pos < end)  # each from where the map says
     refetched = httpd.bytes_sent_for(path) - SIZE
     print(f"bytes re-fetched after a kill, 8 segments, chunk {CHUNK}: {refetched}")
@@ -151,17 +143,23 @@ def test_a_kill_after_a_split_resumes_both_halves(segmented: Home, httpd: TestHT
     spans = sorted((start, end) for start, _, end in kept)
     assert spans[0][0] == 0 and spans[-1][1] == size, spans
     assert all(a[1] == b[0] for a, b in itertools.pairwise(spans)), spans  # contiguous, by their starts
+    resumed = _resumed(segmented, httpd, path, job_id)
+    unfinished = sorted(pos for _, pos, end in kept if pos < end)
+    assert set(unfinished) <= set(resumed), (resumed, unfinished)  # each unfinished half from where the map says
+
+
+def _resumed(home: Home, httpd: TestHTTPServer, path: str, job_id: str) -> list[int]:
+    """After a kill: the faults cleared, the next run stores the object;
+    where each of its ranged requests started."""
     httpd.clear_faults()
     before = len(httpd.requests)
-    assert segmented.run().returncode == 0
-    _assert_stored(segmented, httpd, path, job_id)
-    resumed = sorted(
+    assert home.run().returncode == 0
+    _assert_stored(home, httpd, path, job_id)
+    return sorted(
         int(r.headers["Range"].removeprefix("bytes=").partition("-")[0])
         for r in httpd.requests[before:]
         if r.path == path and "Range" in r.headers
     )
-    unfinished = sorted(pos for _, pos, end in kept if pos < end)
-    assert set(unfinished) <= set(resumed), (resumed, unfinished)  # each unfinished half from where the map says
 
 
 def _kept_map(home: Home) -> list[list[int]]:
