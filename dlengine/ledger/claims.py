@@ -121,22 +121,23 @@ def claim(
             if alone:
                 return alone
         for job in active:
-            room = limit - used
-            if sharers > 1:  # the last rows of a job are shared, not all taken by the first to ask
-                room = min(room, max(1, -(-(job["pending_cnt"] + job["running_cnt"]) // sharers)))
+            room = limit - used  # connections
             if job["conns"]:
                 room = min(room, job["conns"] - job["running_cnt"])
-            if room <= 0:
+            take = room  # rows: as many as connections, or its share of the job's last ones
+            if sharers > 1:  # the last rows of a job are shared, not all taken by the first to ask
+                take = min(take, max(1, -(-(job["pending_cnt"] + job["running_cnt"]) // sharers)))
+            if take <= 0:
                 continue
             lease = now + lease_seconds
             weighed = threshold > 0 and not job["conns"]
-            if weighed:
-                candidates = conn.execute(_CANDIDATES_SQL, (job["seq"], mountpath_id, now, room))
+            if weighed:  # at most ``take`` rows, their segments' connections within ``room``
+                candidates = conn.execute(_CANDIDATES_SQL, (job["seq"], mountpath_id, now, take))
                 ids, weight = _weighed(candidates, room, threshold, segments)
                 sql = _CLAIM_IDS_SQL.format(",".join("?" * len(ids)))
                 rows = conn.execute(sql, (owner, lease, now, *ids)).fetchall() if ids else []
             else:
-                params = (owner, lease, now, job["seq"], mountpath_id, now, room)
+                params = (owner, lease, now, job["seq"], mountpath_id, now, take)
                 rows = conn.execute(_CLAIM_SQL, params).fetchall()
                 weight = len(rows)
             if rows:

@@ -91,6 +91,22 @@ def test_a_weighed_claim_counts_large_objects_as_their_segments(conn: sqlite3.Co
     assert [t.name for t in second] == ["k4", "k5", "k6", "k7"]
 
 
+def test_a_weighed_claim_of_two_workers_takes_its_share_of_rows_not_of_connections(
+    conn: sqlite3.Connection,
+) -> None:
+    """The share of a job's rows (``sharers``) is in rows, the room in
+    connections: of eight 64 MiB objects (four segments each), the first
+    of two workers takes four, not the one that four connections (its
+    share of rows read as connections) left room for."""
+    mib = 1 << 20
+    _listed_job(conn, [64 * mib] * 8)
+    mp = _mp(conn)
+    first = claims.claim(conn, mp, "a", 16, 30, threshold=64 * mib, sharers=2)
+    second = claims.claim(conn, mp, "b", 16, 30, threshold=64 * mib, sharers=2)
+    assert [t.name for t in first] == ["k0", "k1", "k2", "k3"]
+    assert [t.name for t in second] == ["k4", "k5", "k6", "k7"]
+
+
 def test_a_claim_takes_its_share_of_a_job_s_last_rows(conn: sqlite3.Connection) -> None:
     """Four links of unknown size and two workers: each takes two (the
     first no longer takes all four into its one loop); alone, one worker
