@@ -102,6 +102,19 @@ class Route(Protocol):
         """A failure as the ledger may record it (no signed URL, no token)."""
         ...
 
+    def segment_validator(self, headers: Mapping[str, str]) -> str | None:
+        """Whether the final answer (its ``headers``) may come in ranged
+        segments: the validator that guards them ("": none, its URL names
+        the bytes and a checksum the route knows verifies them), or None
+        to fetch it in one stream."""
+        ...
+
+    def names(self, validator: str) -> bool:
+        """Whether the source, by now, named the version ``validator``
+        stands for (kept bytes written under it belong to the bytes its
+        last redirect leads to)."""
+        ...
+
 
 class _Answer:
     """The final response's status line and headers (lower-case names)."""
@@ -221,12 +234,16 @@ class _Transfer:
             info = self.signed.refine(info, self.answer.headers)
         loop = self.loop
         bounds = None
-        whole = offset or not_modified or self.route is not None
+        validator = None if self.route is None else self.route.segment_validator(self.answer.headers)
+        whole = offset or not_modified or (self.route is not None and validator is None)
         if loop is not None and not whole and loop.large(info.size) and loop.may_segment(self.task.link):
-            bounds = segment_bounds(self.task, info, self.answer, loop.segment_threshold, loop.segments_now())
+            bounds = segment_bounds(
+                self.task, info, self.answer, loop.segment_threshold, loop.segments_now(), validator
+            )
         if bounds and loop is not None:
             self.receiver.begin_segments(info, bounds)
-            loop.segmented(self, info.etag or "")
+            guard = (info.etag or "") if validator is None else validator
+            loop.segmented(self, guard, vouched=validator is not None)
             return True
         self.held = self.receiver.begin(info, offset, not_modified)
         return self.held is None
@@ -273,7 +290,12 @@ class _Transfer:
 
 
 def segment_bounds(
-    task: Task, info: ObjectInfo, answer: _Answer, threshold: int, most: int = SEGMENTS
+    task: Task,
+    info: ObjectInfo,
+    answer: _Answer,
+    threshold: int,
+    most: int = SEGMENTS,
+    validator: str | None = None,
 ) -> list[tuple[int, int]] | None:
     """How to split an object into ranged segments (at most ``most``), or
     None to fetch it in one stream: it must be large, the server must
@@ -281,14 +303,17 @@ def segment_bounds(
     is guarded by it) and be the object's (what the segment map records).
     A cloud answer's ``info`` can carry its listing's ETag where the answer
     has none (GCS's emulator): every segment's 206, compared with it, would
-    then be "changed", attempt after attempt. A job with a connection limit
-    keeps one connection per object, so the limit holds."""
+    then be "changed", attempt after attempt. ``validator``: a route's own
+    (``Route.segment_validator``: an LFS file's CDN answer is not what the
+    Hub recorded it as), instead of the object's ETag. A job with a
+    connection limit keeps one connection per object, so the limit holds."""
     size = info.size or 0
-    etag = info.etag or ""
-    if size < threshold or task.connections or not etag or etag.startswith("W/"):
+    if size < threshold or task.connections:
         return None
-    if answer.headers.get("etag") != etag:
-        return None
+    if validator is None:
+        etag = info.etag or ""
+        if not etag or etag.startswith("W/") or answer.headers.get("etag") != etag:
+            return None
     if answer.status != 200 or answer.headers.get("accept-ranges", "").lower() != "bytes":
         return None
     bounds = split(size, threshold, most)
@@ -331,17 +356,18 @@ class _Group:
     the segments' progress for the next attempt) when one fails."""
 
     first: _Transfer
-    validator: str
+    validator: str  # "" (vouched): segments are checked by their ranges, the bytes by the route's checksum
     size: int
     members: set[_Transfer] = field(default_factory=set)
     error: BaseException | None = None
+    vouched: bool = False  # a route's CDN answer: its URL names the bytes (``Route.segment_validator``)
 
     def check(self, index: int, answer: _Answer) -> None:
         segments = self.first.receiver.segments
         assert segments is not None
         start = segments[index][1]
         link = self.first.task.link
-        if answer.status == 200 and answer.headers.get("etag") == self.validator:
+        if answer.status == 200 and (answer.headers.get("etag") == self.validator or not self.validator):
             raise RangesIgnored(f"{link}: the server ignores ranges; fetching it whole")
         if answer.status == 200:
             raise errors.SourceChangedError(f"{link}: the object changed (a ranged request got it whole)")
@@ -352,6 +378,8 @@ class _Group:
         if not got.startswith(f"bytes {start}-") or not got.endswith(f"/{self.size}"):
             raise errors.SourceChangedError(f"{link}: range {got!r} is not the one asked for (from {start})")
         etag = answer.headers.get("etag")
+        if self.vouched and not self.validator:
+            return  # (no ETag to compare: the route's checksum verifies the whole)
         if etag is None:  # (unverifiable, not changed: failing it as changed would fail every attempt)
             raise RangesIgnored(f"{link}: the server's ranged answers carry no ETag; fetching it whole")
         if etag != self.validator:
@@ -609,7 +637,7 @@ class CurlLoop:
             self._report((work.failure(task, exc, ctx), None), True)
             return
         if receiver.kept_segments and receiver.validator and route is None:
-            self._resume_segments(task, ctx, receiver, receiver.validator, signed)
+            self._resume_segments(self._transfer(task, ctx, receiver, signed), receiver.validator)
             return
         t = self._transfer(task, ctx, receiver, signed)
         if route is not None:
@@ -676,12 +704,12 @@ class CurlLoop:
         """The objects of ``link``'s origin come whole from now on."""
         self._whole_only.add(_origin(link))
 
-    def segmented(self, first: _Transfer, validator: str) -> None:
+    def segmented(self, first: _Transfer, validator: str, vouched: bool = False) -> None:
         """``first`` answered for a large object: it goes on as segment 0,
-        the other segments start now."""
+        the other segments start now (``vouched``: see ``_Group``)."""
         segments = first.receiver.segments
         assert segments is not None
-        group = _Group(first, validator, first.receiver.info.size or 0, {first})
+        group = _Group(first, validator, first.receiver.info.size or 0, {first}, vouched=vouched)
         first.group, first.segment = group, 0
         # from curl's write callback, where handles cannot be added: later
         self._later += [(group, index) for index in range(1, len(segments))]
@@ -692,25 +720,27 @@ class CurlLoop:
         assert segments is not None
         t = self._transfer(first.task, first.ctx, first.receiver, first.signed)
         t.url = first.url  # where the first answer came from, after its redirects
+        # a route's segments ask what its last hop asked, as that hop did
+        # (another origin than the first request's: no secret header)
+        t.route, t.hop, t.hops = first.route, first.hop, first.hops
         t.group, t.segment = group, index
         group.members.add(t)
         _, pos, end = segments[index]
         t.ranged = (pos, end - 1)
         self._add(t)
 
-    def _resume_segments(
-        self, task: Task, ctx: work.Context, receiver: transfer.Receiver, validator: str, signed: SignedGet | None
-    ) -> None:
+    def _resume_segments(self, first: _Transfer, validator: str, vouched: bool = False) -> None:
         """An attempt after a crash or a failure: every unfinished segment
-        goes on where it stopped, each guarded by the kept ETag."""
+        goes on where it stopped, each guarded by the kept ETag (or, for a
+        route's, as ``_Group`` says of ``vouched``), asking what ``first``
+        would have asked."""
+        receiver = first.receiver
         try:
             segments = receiver.resume_segments()
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
-            receiver.close()
-            self._report((work.failure(task, exc, ctx), None), True)
+            self._fail(first, exc)
             return
-        first = self._transfer(task, ctx, receiver, signed)
-        group = _Group(first, validator, receiver.info.size or 0)
+        group = _Group(first, validator, receiver.info.size or 0, vouched=vouched)
         first.group = group
         todo = [i for i, (_, pos, end) in enumerate(segments) if pos < end]
         if not todo:  # all bytes were there: verify and install
@@ -755,7 +785,24 @@ class CurlLoop:
         t.url, t.redirect = t.redirect or t.url, None
         t.hops += 1
         t.answer, t.lines, t.begun, t.fresh = _Answer(), [], False, False
+        if t.route is not None and self._resumes_on_route(t, t.route):
+            self._resume_segments(t, "", vouched=True)
+            return
         self._add(t)
+
+    def _resumes_on_route(self, t: _Transfer, route: Route) -> bool:
+        """Whether a route's redirect leads to where the kept segments of
+        its file can go on: the route vouches for segments there (an LFS
+        file of the Hub with its sha256) and the Hub still names the
+        version the kept bytes were written under. Each then asks its CDN
+        for the rest of its range, checked by the range (the CDN's ETag
+        of the first attempt is not kept), the whole by the sha256."""
+        receiver = t.receiver
+        if not receiver.kept_segments or not receiver.validator or t.request.offset or t.task.connections:
+            return False
+        if route.segment_validator({}) is None or not self.may_segment(t.task.link):
+            return False
+        return route.names(receiver.validator)
 
     def _finish_segment(self, group: _Group, t: _Transfer) -> None:
         group.members.discard(t)
@@ -857,7 +904,9 @@ def _configure(handle: Any, t: _Transfer) -> None:
     own = redirects.headers_for(origin, t.url, sent) if t.hops else sent
     headers = [*_BASE_HEADERS, *(f"{k}: {v}" for k, v in own.items())]
     if t.ranged is not None and t.group is not None:
-        headers += [f"Range: bytes={t.ranged[0]}-{t.ranged[1]}", f"If-Range: {t.group.validator}"]
+        headers.append(f"Range: bytes={t.ranged[0]}-{t.ranged[1]}")
+        if t.group.validator:
+            headers.append(f"If-Range: {t.group.validator}")
     else:
         headers += [f"{k}: {v}" for k, v in answers.conditional_headers(request).items()]
         if t.opening:  # (with an If-None-Match, a 304 is still the answer to a stored copy)

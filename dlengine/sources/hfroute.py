@@ -266,6 +266,24 @@ class HubRoute:
         answers.check_size(self.link, info.size, max_size)
         return info, got.offset, got.not_modified
 
+    def segment_validator(self, headers: Mapping[str, str]) -> str | None:
+        """An LFS file may come from its CDN in ranged segments: the CDN's
+        URL names those bytes (the Hub's sha256) and that sha256 verifies
+        the whole once every segment is in, so each segment is guarded by
+        the CDN's own strong ETag if it sends one, by its range alone if
+        not (as a resume there is: ``resume_point``). A file the Hub serves
+        itself, or one without a sha256 and size, comes in one stream."""
+        hub = self.hub
+        if hub is None or "sha256" not in hub.checksums or hub.size is None:
+            return None
+        etag = _get(headers, "ETag") or ""
+        return "" if etag.startswith("W/") else etag
+
+    def names(self, validator: str) -> bool:
+        """Whether the Hub's redirect was for the file ``validator`` (an
+        etag recorded in a work file's .meta) names."""
+        return self.hub is not None and bool(self.hub.etag) and self.hub.etag == validator
+
     def reword(self, exc: BaseException) -> BaseException:
         """``exc`` naming the link instead of a (signed) CDN URL, and never
         quoting the token."""

@@ -108,3 +108,44 @@ def test_a_weighed_claim_counts_an_object_as_its_segments(size: int) -> None:
         _task(), ObjectInfo("k", size=size, etag='"v1"'), _answer(200, accept_ranges="bytes", etag='"v1"'), THRESHOLD
     )
     assert connections(size, THRESHOLD, SEGMENTS) == (len(bounds) if bounds else 1)
+
+
+def test_a_routes_validator_stands_in_for_the_objects_etag() -> None:
+    """An LFS file's CDN answer (``Route.segment_validator``): the Hub's
+    etag (its sha256) is what is recorded, not the CDN's; segments need the
+    size and ranges still, not an answer carrying the recorded ETag."""
+    hub_info = ObjectInfo("k", size=SIZE, etag='"sha"')
+    cdn = _answer(200, accept_ranges="bytes", etag='"md5-of-cdn"')
+    assert segment_bounds(_task(), hub_info, cdn, THRESHOLD) is None  # (its ETag is not the object's)
+    assert len(segment_bounds(_task(), hub_info, cdn, THRESHOLD, validator='"md5-of-cdn"') or ()) == 8
+    assert (
+        len(segment_bounds(_task(), hub_info, _answer(200, accept_ranges="bytes"), THRESHOLD, validator="") or ()) == 8
+    )
+    assert segment_bounds(_task(), hub_info, _answer(200), THRESHOLD, validator="") is None  # no ranges
+    assert segment_bounds(_task(connections=2), hub_info, cdn, THRESHOLD, validator="") is None
+    assert segment_bounds(_task(), ObjectInfo("k", size=THRESHOLD - 1), cdn, THRESHOLD, validator="") is None
+
+
+def test_a_vouched_group_without_a_validator_checks_each_answers_range() -> None:
+    group = _group()
+    group.validator, group.vouched = "", True
+    group.check(1, _answer(206, content_range="bytes 150-199/200"))  # no ETag needed: the sha256 checks the whole
+    group.check(1, _answer(206, content_range="bytes 150-199/200", etag='"any"'))
+    with pytest.raises(SourceChangedError, match="range"):
+        group.check(1, _answer(206, content_range="bytes 150-199/300"))
+    with pytest.raises(RangesIgnored):
+        group.check(1, _answer(200, etag='"any"'))
+
+
+def test_the_hub_route_vouches_for_segments_of_lfs_files_only() -> None:
+    from dlengine.sources.hfroute import HubRoute
+
+    route = HubRoute("hf://datasets/o/r/f", "http://hub/resolve", {})
+    assert route.segment_validator({"etag": '"cdn"'}) is None  # the Hub's own answer (a small file)
+    route.hub = ObjectInfo("k", size=SIZE, etag='"blob"')
+    assert route.segment_validator({"etag": '"cdn"'}) is None  # no sha256 to verify the whole by
+    route.hub = ObjectInfo("k", size=SIZE, etag='"' + "a" * 64 + '"', checksums={"sha256": "a" * 64})
+    assert route.segment_validator({"etag": '"cdn"'}) == '"cdn"'
+    assert route.segment_validator({"etag": 'W/"cdn"'}) == ""  # a weak one guards nothing: ranges only
+    assert route.segment_validator({}) == ""
+    assert route.names('"' + "a" * 64 + '"') and not route.names('"other"')
