@@ -364,6 +364,7 @@ class Server:
         self.kind = self._choose(kind)
         self.version = ""
         self.listing = False  # does GET /dir/ list the directory (for rclone)?
+        self.limit_rate = ""  # nginx's per-connection cap on every answer (e.g. "8m"), "" for none
 
     @property
     def base_url(self) -> str:
@@ -478,7 +479,7 @@ http {{
     server {{
         listen 127.0.0.1:{self.port};
         root {self.root};
-        autoindex on;
+        autoindex on;{f"{chr(10)}        limit_rate {self.limit_rate};" if self.limit_rate else ""}
     }}
 }}
 """

@@ -23,7 +23,7 @@ and the Hub requests each step sent (info / tree pages / HEAD / GET). The
 downloaded bytes are checked (sha256) after the last step. Figures go to
 ``bench/RESULTS-hf.md`` with the command line.
 
-    python3 bench/hf_bench.py [--reps 3] [--small 2000] [--lfs 6] [--lfs-mib 64] [--only small|lfs]
+    python3 bench/hf_bench.py [--reps 3] [--small 2000] [--lfs 6] [--lfs-mib 64] [--only small|lfs] [--cdn-rate 8m]
 """
 
 from __future__ import annotations
@@ -277,6 +277,12 @@ def main() -> None:
     parser.add_argument("--only", choices=("small", "lfs"))
     parser.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS-hf.md")
     parser.add_argument("--wait", action="store_true", help="dlengine as `download --wait` (one command per step)")
+    parser.add_argument(
+        "--cdn-rate",
+        default="",
+        metavar="RATE",
+        help="cap every connection to the CDN at RATE (nginx limit_rate, e.g. 8m), as CDNs and mirrors do",
+    )
     args = parser.parse_args()
     global WAIT
     WAIT = args.wait
@@ -292,6 +298,7 @@ def main() -> None:
             (cdn_root / "lfs" / "probe").write_bytes(b"probe")
             probe = cdn_root / "lfs" / "probe"
         server = Server("nginx", cdn_root, work)
+        server.limit_rate = args.cdn_rate
         server.start(f"/lfs/{probe.name}")
         hub = Hub(work, f"http://localhost:{server.port}")
         try:
@@ -321,7 +328,8 @@ def report(
         "",
         "    python3 bench/hf_bench.py " + " ".join(sys.argv[1:]),
         "",
-        "Fake Hub `bench/hfhub.py` (own process) on 127.0.0.1, LFS bytes on nginx at `http://localhost:P`.",
+        "Fake Hub `bench/hfhub.py` (own process) on 127.0.0.1, LFS bytes on nginx at `http://localhost:P`"
+        + (f" (`limit_rate {args.cdn_rate}`: each connection capped)." if args.cdn_rate else "."),
         *(
             [
                 "dlengine: `dlengine download --hf-dataset R ais://bench --wait` (up to DLENGINE_INLINE files in the",
