@@ -21,7 +21,8 @@ Timed per step: wall clock and CPU (user + sys of every child process) of
 
 and the Hub requests each step sent (info / tree pages / HEAD / GET). The
 downloaded bytes are checked (sha256) after the last step. Figures go to
-``bench/RESULTS-hf.md`` with the command line.
+the end of ``bench/RESULTS-hf.md`` (a section of their own, with the
+command line; the rest of the file is kept).
 
     python3 bench/hf_bench.py [--reps 3] [--small 2000] [--lfs 6] [--lfs-mib 64] [--only small|lfs] [--cdn-rate 8m]
 """
@@ -313,7 +314,19 @@ def main() -> None:
     text = report(args, results)
     print(text)
     if not args.no_write:
+        save(text)
+
+
+def save(text: str) -> None:
+    """The run's report at the end of bench/RESULTS-hf.md, as a section of
+    its own: the file's earlier runs and hand-written notes are kept."""
+    if not RESULTS.exists():
         RESULTS.write_text(text)
+        return
+    title, _, body = text.partition("\n")
+    stamp = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    section = f"## {title.lstrip('# ')} ({stamp}, generated)\n{body}"
+    RESULTS.write_text(RESULTS.read_text().rstrip("\n") + "\n\n" + section)
 
 
 def report(
