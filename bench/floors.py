@@ -22,7 +22,9 @@ run        ``dlengine run --quiet`` of a range job of the same objects (a
            fresh home, submitted with ``--no-start``): its CPU per object
            split by thread, as the system names them (``dl-curl``,
            ``dl-sync``, the workers' ledger threads, the supervisor), read
-           from /proc every 10 ms
+           from /proc every 10 ms; beside each, its system CPU (the
+           kernel's: sockets, files, the scheduler), the rest being the
+           thread's own code (Python, libcurl, SQLite)
 rclone     ``rclone copy --transfers 16`` of the same objects, when installed
 ========== ==================================================================
 
@@ -74,6 +76,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLL = 0.01  # seconds between looks at the run's threads
 BATCH = 16  # rows a claim takes and a report records (a worker's claims are 8-32)
 CONCURRENCY = 32  # transfers at once in the libcurl layer (a worker's loop has 16-32)
+# a run's row of its threads' system CPU (in the kernel: sockets, files, the
+# scheduler), beside their total: Python glue or not is told apart by it
+SYSTEM = ": of it, the system's"
 
 
 def _cpu() -> float:
@@ -196,9 +201,10 @@ def layer_ledger(root: str, names: list[str], processes: int) -> dict[str, float
 # ---------------------------------------------------------------- whole runs
 
 
-def _threads(root: int) -> dict[tuple[int, int], tuple[str, int]]:
-    """(pid, tid) -> (thread name, CPU ticks) of ``root`` and its descendants."""
-    seen: dict[tuple[int, int], tuple[str, int]] = {}
+def _threads(root: int) -> dict[tuple[int, int], tuple[str, int, int]]:
+    """(pid, tid) -> (thread name, user CPU ticks, system CPU ticks) of
+    ``root`` and its descendants."""
+    seen: dict[tuple[int, int], tuple[str, int, int]] = {}
     todo = [root]
     while todo:
         pid = todo.pop()
@@ -210,7 +216,7 @@ def _threads(root: int) -> dict[tuple[int, int], tuple[str, int]]:
                     with open(f"/proc/{pid}/task/{tid}/stat") as f:
                         head, _, rest = f.read().rpartition(") ")
                     fields = rest.split()  # (from the state on: utime and stime are the 12th and 13th)
-                    seen[(pid, int(tid))] = (head.partition(" (")[2], int(fields[11]) + int(fields[12]))
+                    seen[(pid, int(tid))] = (head.partition(" (")[2], int(fields[11]), int(fields[12]))
     return seen
 
 
@@ -245,7 +251,7 @@ def run_dlengine(work: Path, base: str, count: int, width: int, python: str) -> 
         [*cli, "submit", "--no-start", str(work / "job.json")], env=env, cwd=work, check=True, capture_output=True
     )
     os.sync()
-    last: dict[tuple[int, int], tuple[str, int]] = {}
+    last: dict[tuple[int, int], tuple[str, int, int]] = {}
     proc = subprocess.Popen([*cli, "run", "--quiet"], env=env, cwd=work, stdin=subprocess.DEVNULL)
     while proc.poll() is None:
         last.update(_threads(proc.pid))
@@ -253,9 +259,10 @@ def run_dlengine(work: Path, base: str, count: int, width: int, python: str) -> 
     if proc.returncode != 0:
         raise RuntimeError(f"dlengine run exited {proc.returncode}")
     split: dict[str, float] = {}
-    for (pid, _tid), (thread, ticks) in last.items():
+    for (pid, _tid), (thread, user, system) in last.items():
         role = _role(pid, proc.pid, thread)
-        split[role] = split.get(role, 0.0) + ticks / CLK_TCK / count
+        split[role] = split.get(role, 0.0) + (user + system) / CLK_TCK / count
+        split[role + SYSTEM] = split.get(role + SYSTEM, 0.0) + system / CLK_TCK / count
     set_aside(home, work / "trash")
     return split
 
@@ -349,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, values in figures.items():
         rounds_text = ", ".join(f"{v * 1e6:.0f}" for v in values)
         print(f"| {key} | {statistics.median(values) * 1e6:.0f} | {rounds_text} |")
-    run_total = sum(statistics.median(v) for k, v in figures.items() if k.startswith("run: "))
+    run_total = sum(statistics.median(v) for k, v in figures.items() if k.startswith("run: ") and SYSTEM not in k)
     print(f"| run: all threads | {run_total * 1e6:.0f} | |")
     return 0
 
