@@ -554,7 +554,9 @@ def worker_main(
     if os.getppid() != parent_pid:
         return  # the parent died before we could ask to die with it
     process.keep_freed_memory()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(message)s")
+    from dlengine.supervisor.pool import WORKER_LOG_FORMAT
+
+    logging.basicConfig(level=logging.INFO, format=WORKER_LOG_FORMAT)  # (set by the pool's entry already: kept)
     install_log_redaction()
     worker = Worker(settings, mountpath_id, Path(mountpath), owner, wake_fd)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
