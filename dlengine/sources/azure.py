@@ -308,21 +308,23 @@ class AzureSource:
         SAS for this one blob, signed with the account key of the
         connection string or a user delegation key (token credentials);
         with the SAS the connection string or the account URL gives; the
-        bare URL for an anonymous client (public containers). The key and
+        bare URL for an anonymous client (public containers). A ranged GET
+        is answered with the blob's own ETag and stored MD5 (``ranged``: a
+        large blob's first request asks for its first segment only). The key and
         given-SAS cases import nothing of azure.*, a token credential
         nothing of azure.storage (``azdeleg``: the key over REST, the SAS
         signed here); the SDK signs what they cannot (an account URL it
         alone can name)."""
         account = _keyed_account()
         if account is not None:  # the SDK's SAS (or the one given) without the SDK (``azsas``)
-            return SignedGet(azsas.blob_url(account, self.container, key, SAS_HOURS), {}, refine_answer)
+            return SignedGet(azsas.blob_url(account, self.container, key, SAS_HOURS), {}, refine_answer, ranged=True)
         signer = _token_signer()
         if signer is not None:  # a user delegation SAS without the SDK
             delegation = _plain_key(signer)
             if delegation is None:
                 return None  # refused a while ago: the SDK path, with the token
             url = azdeleg.blob_url(signer[0], delegation, self.container, key, SAS_HOURS)
-            return SignedGet(url, {}, refine_answer)
+            return SignedGet(url, {}, refine_answer, ranged=True)
         with translated(self.link(key)):
             sdk = client()
             url = str(sdk.get_blob_client(self.container, key).url)
@@ -330,7 +332,7 @@ class AzureSource:
         if sas is None:
             return None
         joined = f"{url}{'&' if '?' in url else '?'}{sas}" if sas else url
-        return SignedGet(joined, {}, refine_answer)
+        return SignedGet(joined, {}, refine_answer, ranged=True)
 
     def upload(
         self, key: str, data: Path | bytes, md5_hex: str | None = None, metadata: dict[str, str] | None = None

@@ -75,7 +75,7 @@ class SignedGet:
     url: str
     headers: Mapping[str, str]
     refine: Refine
-    # the source answers a ranged GET with the object's own ETag (S3): a
+    # the source answers a ranged GET with the object's own ETag (S3, Azure): a
     # large object's first request may then ask for its first segment only
     ranged: bool = False
 

@@ -153,6 +153,38 @@ def test_azure_blob_in_segments_resumed_from_the_map_or_fetched_again_if_changed
     assert all(e.answer.get("etag") == fresh[0].answer.get("etag") != etag for e in fresh), again
 
 
+def test_azure_listed_blob_asks_for_its_first_segment_alone(
+    home: Home, azurite_server: AzuriteServer, front: Any
+) -> None:
+    """A blob of listed size (a backend job): its first GET asks for
+    segment 0 alone (a 206 with the blob's ETag and stored MD5: nothing
+    cut, the connection kept), the other seven are guarded by that ETag,
+    and the whole is verified by the stored MD5."""
+    from azure.storage.blob import ContentSettings
+
+    container = azurite_server.client().create_container(f"seg-{uuid.uuid4().hex[:10]}")
+    data = os.urandom(SIZE)
+    md5 = hashlib.md5(data).digest()
+    container.upload_blob("big.bin", data, content_settings=ContentSettings(content_md5=bytearray(md5)))
+    paced = front(azurite_server.port)
+    _azure_home(home, azurite_server, paced)
+    job_id = home.submit({"type": "backend", "bucket": {"name": container.container_name, "provider": "azure"}})
+    res = home.run()
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (home.mountpaths[0] / "azure" / container.container_name / "big.bin").read_bytes() == data
+    counters_match_rows(home.ledger(), job_id)
+    gets = [e for e in paced.since(0, "/big.bin") if e.method == "GET"]
+    step = SIZE // 8
+    etag = gets[0].answer.get("etag")
+    assert (gets[0].status, gets[0].headers.get("range"), gets[0].headers.get("if-range")) == (
+        206, f"bytes=0-{step - 1}", None)  # fmt: skip
+    assert sorted(e.range_start or 0 for e in gets[1:]) == [i * step for i in range(1, 8)]
+    assert all(e.status == 206 and e.headers.get("if-range") == etag for e in gets[1:]), gets
+    with home.ledger() as conn:
+        (checksum,) = conn.execute("SELECT checksum FROM catalog WHERE name = 'big.bin'").fetchone()
+    assert checksum == f"md5:{md5.hex()}"  # the stored MD5, from the ranged answer
+
+
 # --------------------------------------------------------------------- S3
 
 
