@@ -273,6 +273,8 @@ def _utf8_len(text: str, field: str) -> int:
 def unprintable(text: str) -> str | None:
     """The first character of ``text`` that a terminal would not print as
     itself (C0/C1 controls, DEL, line separators, bidi overrides), or None."""
+    if text.isascii() and text.isprintable():
+        return None  # (ASCII's unprintable characters are its controls, all Cc: a listed key's ~3 µs to ~0.1)
     for char in text:
         if char in _BIDI_CONTROLS or unicodedata.category(char) in _UNPRINTABLE_CATEGORIES:
             return char

@@ -1085,3 +1085,21 @@ def test_adjacent_ranges_that_could_repeat_names(template: str, ok: bool) -> Non
     else:
         with pytest.raises(SpecError, match="duplicate object names possible"):
             parse_job(job)
+
+
+def test_unprintable_finds_every_ascii_control_and_nothing_else() -> None:
+    """The ASCII fast path of ``names.unprintable`` answers as the per-character
+    reading does: every C0 control and DEL found, in a key or alone, every
+    printable character (space included) passed."""
+    from dlengine.spec.names import unprintable, validate_object_name
+
+    for code in [*range(0x20), 0x7F]:
+        char = chr(code)
+        assert unprintable(char) == char
+        assert unprintable(f"dir/obj{char}.bin") == char
+        if code:  # (NUL has its own message)
+            with pytest.raises(SpecError, match=f"U\\+{code:04X}"):
+                validate_object_name(f"dir/obj{char}.bin", "key")
+    printable = "".join(chr(code) for code in range(0x20, 0x7F))
+    assert unprintable(printable) is None
+    assert unprintable("a\u202eb") == "\u202e" and unprintable("caf\u00e9\u0085") == "\u0085"
