@@ -44,6 +44,17 @@ log = logging.getLogger("dlengine.worker")
 RENEW_INTERVAL = 1.0  # also how fast an abort reaches running downloads
 REPORT_INTERVAL = 0.05
 MAX_BATCH = 256
+# Outcomes ready to be recorded wait for this many more of them, for at most
+# REPORT_HOLD seconds (or until every claimed row has one): one transaction
+# records them all, and a transaction's cost is mostly fixed (per object,
+# claim and report in batches of 16 cost the ledger thread ~45 us, in
+# batches of 64 ~23: bench/floors.py's ledger layer; a whole run's ledger
+# threads, 10 KiB objects, 82 -> 66 us an object: bench/RESULTS.md). Nothing
+# is recorded before it is durable; the ledger only learns of it later. Not
+# while a job with a connection limit has rows here: an unrecorded row
+# holds one of its connections in the ledger's count.
+REPORT_BATCH = 128
+REPORT_HOLD = 0.1
 FEW_FILES = 8  # a batch of at most this many installed files: fsyncs, not a syncfs
 # a sync batch that starts with few outcomes waits this long for more: one
 # syncfs for the objects of 20 ms, not an fsync per file for each of them
@@ -108,6 +119,9 @@ class Worker:
             report_many=self._curl_done,
         )
         self._unfreed = 0  # stored outcomes since the ledger thread was last told (under _stored_lock)
+        self._held: list[work.Result] = []  # outcomes ready to be recorded, waiting for more (``_gathered``)
+        self._held_since = 0.0  # when the first of them came (time.monotonic)
+        self._limited = 0  # rows here of jobs with a connection limit (their outcomes are not held)
         self._bare: set[int] = set()  # rows whose work file has no .meta to remove
         # rows in the libcurl loop that take more than one connection (large
         # objects, in ranged segments): their connections beyond the first
@@ -199,7 +213,7 @@ class Worker:
                     self._start(conn, pool, task)
                 idle = 0.02 if tasks else min(idle * 2, 0.5)
                 next_claim = now if tasks else now + idle
-            retry_at = self._report(conn, self._collect(timeout=REPORT_INTERVAL if self._running else 0))
+            retry_at = self._report(conn, self._gathered())
             now = time.monotonic()
             if retry_at is not None:  # a retry due soon is claimed then, not after the idle backoff
                 next_claim, idle = min(next_claim, now + max(0.0, retry_at - time.time())), 0.02
@@ -236,6 +250,24 @@ class Worker:
                 batch += item
             elif item is not _FREED:
                 batch.append(item)
+        return batch
+
+    def _gathered(self) -> list[work.Result]:
+        """The outcomes to record now: none while those ready are fewer than
+        REPORT_BATCH, held for less than REPORT_HOLD, and other claimed rows
+        are still to have one (the last ones of a job go at once)."""
+        wait = REPORT_INTERVAL if self._running else 0
+        if self._held:
+            wait = max(0.0, min(wait, self._held_since + REPORT_HOLD - time.monotonic()))
+        got = self._collect(timeout=wait)
+        if got and not self._held:
+            self._held_since = time.monotonic()
+        self._held += got
+        held = len(self._held)
+        waiting = held < REPORT_BATCH and held < len(self._running) and not self._limited and not self.stop.is_set()
+        if waiting and time.monotonic() < self._held_since + REPORT_HOLD:
+            return []
+        batch, self._held = self._held, []
         return batch
 
     def _sync_loop(self) -> None:
@@ -283,7 +315,9 @@ class Worker:
         if ended and self.wake_fd >= 0:
             wake.poke(self.wake_fd)  # the supervisor sees it now, not at its next tick
         for outcome, _ in batch:
-            self._running.pop(outcome.task_id, None)
+            running = self._running.pop(outcome.task_id, None)
+            if running is not None and running.task.connections:
+                self._limited -= 1
             if self._extra:
                 self._extra.pop(outcome.task_id, None)
             if outcome.task_id in self._bare:
@@ -302,6 +336,8 @@ class Worker:
     def _start(self, conn: sqlite3.Connection, pool: _Pool, task: Task) -> None:
         running = _Running(task)
         self._running[task.id] = running
+        if task.connections:
+            self._limited += 1
         headers = self._headers(conn, task.job_id)
         ctx = self._context(running, headers)
         if ctx.throttle is None and not providers.writes_through(task):
@@ -413,6 +449,8 @@ class Worker:
             running.stopping = True
             running.cancel.set()
         deadline = time.monotonic() + 5
+        held, self._held = self._held, []
+        self._report(conn, held)
         while self._running and time.monotonic() < deadline:
             self._report(conn, self._collect(timeout=0.1))
 
