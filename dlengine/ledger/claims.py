@@ -7,13 +7,14 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
 from dlengine.errors import ErrorCode
 from dlengine.ledger.counters import Counts, count_moves
 from dlengine.ledger.db import write
 from dlengine.ledger.jobs import ABORTED_TIME, abort_queued, finish_jobs
-from dlengine.ledger.models import Outcome, StoredInfo, Task, build_rows
+from dlengine.ledger.models import Outcome, StoredInfo, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
 from dlengine.redact import redact
 
@@ -198,19 +199,32 @@ def _stored(conn: sqlite3.Connection, job: sqlite3.Row, names: list[str]) -> dic
     return found
 
 
+_TASK_FIELDS = tuple(f.name for f in fields(Task))
+
+
 def _tasks(job: sqlite3.Row, rows: list[sqlite3.Row], mountpath_id: int, stored: dict[str, StoredInfo]) -> list[Task]:
-    """The claimed rows (``_CLAIM_SQL``'s RETURNING, by position) as tasks:
-    the job's fields read once, not per row (a Dask claim is thousands)."""
-    seq, job_id, kind, conns = job["seq"], job["id"], job["type"], job["conns"] or 0
-    provider, namespace, bucket = job["provider"], job["namespace"], job["bucket"]
-    timeout, rate = job["timeout"], job["bytes_per_hour"]
-    # Task(id, job_id, job_seq, name, link, mountpath_id, attempts, provider, namespace, bucket, timeout,
-    #      bytes_per_hour, stored, job_type, size, etag, version, checksum, connections, deaths)
-    return build_rows(Task, (
-        (r[0], job_id, seq, r[1], r[2], mountpath_id, r[3], provider, namespace, bucket, timeout, rate,
-         stored.get(r[1]), kind, r[4], r[5], r[6], r[7], conns, r[8])
-        for r in rows
-    ))  # fmt: skip
+    """The claimed rows (``_CLAIM_SQL``'s RETURNING, by position) as tasks.
+    The job's fields are set once, in a template of a Task's fields that
+    each row's copy completes, and the copy becomes the Task's ``__dict__``
+    without ``__init__`` (as ``build_rows``): ~1 us a row instead of ~3
+    (the ledger thread claims every object; a Dask claim is thousands)."""
+    template: dict[str, object] = dict.fromkeys(_TASK_FIELDS)
+    template.update(
+        job_id=job["id"], job_seq=job["seq"], mountpath_id=mountpath_id, provider=job["provider"],
+        namespace=job["namespace"], bucket=job["bucket"], timeout=job["timeout"],
+        bytes_per_hour=job["bytes_per_hour"], job_type=job["type"], connections=job["conns"] or 0,
+    )  # fmt: skip
+    new, set_ = object.__new__, object.__setattr__
+    tasks = []
+    for row in rows:
+        task, values = new(Task), template.copy()
+        # (``_TAKEN``'s columns, in its order)
+        (values["id"], values["name"], values["link"], values["attempts"], values["size"], values["etag"],
+         values["version"], values["checksum"], values["deaths"]) = row  # fmt: skip
+        values["stored"] = stored.get(row[1])
+        set_(task, "__dict__", values)
+        tasks.append(task)
+    return tasks
 
 
 _FINAL_SQL = """

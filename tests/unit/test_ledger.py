@@ -199,6 +199,7 @@ def test_a_claimed_task_carries_its_row_and_its_job(conn: sqlite3.Connection) ->
         job_type="backend", size=5, etag='"e"', version="v1", checksum="md5:00", connections=4,
     )  # fmt: skip
     assert task == expected
+    assert vars(task) == vars(expected)  # (built without __init__: every field, nothing more)
 
 
 def test_report_ignores_rows_no_longer_leased(conn: sqlite3.Connection) -> None:
