@@ -17,7 +17,6 @@ its inode) by a 304.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -26,7 +25,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -739,7 +738,7 @@ def _store_small(pieces: list[bytes], part: str, dest: str, bucket_root: str, fs
     write: an unnamed file in its directory linked under its name
     (``layout.install_unnamed``); over an existing object, or where the file
     system has no unnamed files, the work file written and installed."""
-    with _install_errors(dest):
+    with _InstallErrors(dest):
         stored, created = layout.install_unnamed(dest, bucket_root, lambda fd: _write_pieces(fd, pieces, fsync))
     if fsync:  # a new directory's entry must be durable too, not only the name
         durable.fsync_dirs(d.parent for d in created)
@@ -936,21 +935,31 @@ def _verify(
 
 
 def _install(part: str, dest: str, bucket_root: str, fsync: bool = False) -> None:
-    with _install_errors(dest):
+    with _InstallErrors(dest):
         created = layout.install(part, dest, bucket_root)
     if fsync:  # a new directory's entry must be durable too, not only the rename
         durable.fsync_dirs(d.parent for d in created)
 
 
-@contextlib.contextmanager
-def _install_errors(dest: str) -> Iterator[None]:
-    """What cannot be stored at ``dest`` whatever is tried again: permanent."""
-    try:
-        yield
-    except IsADirectoryError:
-        raise errors.PermanentError(f"cannot store {dest}: a directory of that name exists") from None
-    except NotADirectoryError:
-        raise errors.PermanentError(f"cannot store {dest}: a parent is an object, not a directory") from None
+class _InstallErrors:
+    """What cannot be stored at ``dest`` whatever is tried again: permanent.
+    (A class: a generator's context manager cost ~1.2 us of every object, this ~0.3.)"""
+
+    __slots__ = ("dest",)
+
+    def __init__(self, dest: str) -> None:
+        self.dest = dest
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if kind is None:
+            return
+        if issubclass(kind, IsADirectoryError):
+            raise errors.PermanentError(f"cannot store {self.dest}: a directory of that name exists") from None
+        if issubclass(kind, NotADirectoryError):
+            raise errors.PermanentError(f"cannot store {self.dest}: a parent is an object, not a directory") from None
 
 
 def has_kept_bytes(mountpath: Path, row_id: int) -> bool:

@@ -87,13 +87,14 @@ def object_file(mountpath: Path, provider: str, namespace: str, bucket: str, nam
 
 
 def _unsafe(name: str) -> bool:
-    """An empty, ``.`` or ``..`` component (checked by splitting only
-    when a name could hold one)."""
+    """An empty, ``.`` or ``..`` component (looked for as substrings of
+    the name between slashes: no split, no loop, for every object)."""
     if "//" in name or name[-1] == "/":
         return True
     if "." not in name:
         return False
-    return any(p in (".", "..") for p in name.split("/"))
+    wrapped = f"/{name}/"
+    return "/./" in wrapped or "/../" in wrapped
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
