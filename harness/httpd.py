@@ -117,6 +117,9 @@ class Fault:
     in flight together, for as long as the test needs, however slow the box."""
     methods: frozenset[str] | None = None
     """Only requests with these methods match (and count for ``times``)."""
+    ranged: bool | None = None
+    """Only ranged requests (True) or only requests without a ``Range``
+    (False) match (and count for ``times``); None: both."""
 
     def __post_init__(self) -> None:
         for name in ("times", "reset_after", "stall_after", "extra_bytes"):
@@ -128,9 +131,9 @@ class Fault:
         if self.delay < 0 or self.stall_seconds < 0 or (self.drip is not None and self.drip < 0):
             raise ValueError("Fault.delay, Fault.stall_seconds and Fault.drip must be >= 0")
 
-    def applies_to(self, method: str) -> bool:
-        """Whether a request with this method matches the fault."""
-        return self.methods is None or method in self.methods
+    def applies_to(self, method: str, ranged: bool = False) -> bool:
+        """Whether a request with this method (and ``Range`` or not) matches the fault."""
+        return (self.methods is None or method in self.methods) and self.ranged in (None, ranged)
 
 
 _NO_FAULT = Fault()
@@ -474,7 +477,7 @@ class _Handler(QuietHandler):
             length -= len(chunk)
 
     def _respond(self, path: str, head: bool) -> None:
-        fault = self.server._take_fault(path, self.command) or _NO_FAULT
+        fault = self.server._take_fault(path, self.command, "Range" in self.headers) or _NO_FAULT
         if fault.delay and not self.server._sleep(fault.delay):
             self.close_connection = True
             return
@@ -955,11 +958,11 @@ class TestHTTPServer(http.server.ThreadingHTTPServer):
             else:
                 self._faults[key] = _FaultSlot(fault, fault.times or None)
 
-    def _take_fault(self, path: str, method: str) -> Fault | None:
+    def _take_fault(self, path: str, method: str, ranged: bool = False) -> Fault | None:
         with self._lock:
             for key in (path, None):
                 slot = self._faults.get(key)
-                if slot is not None and slot.fault.applies_to(method):
+                if slot is not None and slot.fault.applies_to(method, ranged):
                     if slot.remaining is not None:
                         slot.remaining -= 1
                         if slot.remaining == 0:

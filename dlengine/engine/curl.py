@@ -348,6 +348,18 @@ class RangesIgnored(errors.TransientError):
     restart = True
 
 
+class LinkExpired(errors.TransientError):
+    """A route's CDN refused a segment after it had served the file: its
+    URL is signed and expires (a segment split off late in a long
+    download asks it anew), not a file denied. The next attempt asks the
+    source for a new URL and resumes the segments kept."""
+
+    code = errors.ErrorCode.HTTP
+
+
+_EXPIRED = frozenset({401, 403, 410})  # what a CDN answers to a signed URL past its expiry
+
+
 @dataclass(eq=False)
 class _Group:
     """The ranged segments of one object in flight: every answer must be a
@@ -372,6 +384,11 @@ class _Group:
         if answer.status == 200:
             raise errors.SourceChangedError(f"{link}: the object changed (a ranged request got it whole)")
         if answer.status != 206:
+            if self.vouched and answer.status in _EXPIRED:
+                raise LinkExpired(
+                    f"{link}: HTTP {answer.status} from the CDN to a ranged request: its signed URL expired;"
+                    " the next attempt asks for a new one and goes on with the segments kept"
+                )
             interpret(self.first.receiver.request, answer, None)  # the error it means
             raise errors.SourceHTTPError(f"{link}: HTTP {answer.status} to a ranged request")
         got = answer.headers.get("content-range", "")

@@ -61,7 +61,7 @@ def test_a_large_lfs_file_comes_from_its_cdn_in_segments_without_the_token(
     assert stored is not None and stored.read_bytes() == data
     assert segmented.work_files() == []
 
-    assert len(hub.requests("/resolve/")) == 1  # the Hub once; every segment asks the CDN's URL itself
+    assert len(hub.requests("org/seg/resolve/")) == 1  # the Hub once; every segment asks the CDN's URL itself
     gets = _lfs_gets(cdn, path)
     step = SIZE // 8
     assert _starts(gets) == [i * step for i in range(1, 8)], gets  # segment 0 is the first answer, cut at its end
@@ -112,8 +112,30 @@ def test_a_kill_resumes_every_segment_on_the_cdn_the_hub_redirects_to_again(
     assert segmented.status(job)["finished_cnt"] == 1
     stored = segmented.find("ais", "kill", "model.bin")
     assert stored is not None and hashlib.sha256(stored.read_bytes()).digest() == hashlib.sha256(data).digest()
-    assert len(hub.requests("/resolve/")) == 1  # a fresh CDN URL from the Hub
+    assert len(hub.requests("org/kill/resolve/")) == 1  # a fresh CDN URL from the Hub
     again = [r.headers for r in cdn.requests[before:] if r.path == path]
     assert _starts(again) == sorted(pos for _, pos, end in kept if pos < end)  # each where the map says
     assert all("Range" in h for h in again)  # nothing asked again from the start
     assert not any("If-Range" in h for h in again)  # the Hub vouched for the bytes; the sha256 checks them
+
+
+def test_a_cdn_url_that_expires_under_the_segments_is_asked_for_again(
+    segmented: Home, hub: FakeHub, cdn: TestHTTPServer
+) -> None:
+    """The CDN refuses the segments (403: its signed URL expired, as one
+    split off late in a long download finds): not a file denied. The next
+    attempt asks the Hub for a new URL and goes on with what was kept."""
+    data = os.urandom(SIZE)
+    hub.add_repo("org/exp", {"model.bin": data})
+    path = f"/lfs/{hub.file('org/exp', 'model.bin').sha256}"
+    cdn.set_fault(path, Fault(status=403, ranged=True, times=7))  # every ranged segment of the first attempt
+    job = segmented.submit({"type": "single", "bucket": {"name": "exp"}, "link": "hf://datasets/org/exp/model.bin"})
+    res = segmented.run()
+    assert res.returncode == 0, res.stderr[-3000:]
+    status = segmented.status(job)
+    assert (status["finished_cnt"], status["error_cnt"]) == (1, 0), status
+    stored = segmented.find("ais", "exp", "model.bin")
+    assert stored is not None and stored.read_bytes() == data
+    assert len(hub.requests("org/exp/resolve/")) == 2  # a new CDN URL for the second attempt
+    ranged = [r for r in cdn.requests if r.path == path and "Range" in r.headers]
+    assert [r.status for r in ranged].count(403) == 7 and len(ranged) >= 14, [(r.status, r.headers) for r in ranged]

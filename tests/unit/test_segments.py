@@ -8,10 +8,10 @@ import itertools
 
 import pytest
 
-from dlengine.engine.curl import RangesIgnored, _Answer, _Group, _Transfer, segment_bounds
-from dlengine.errors import SourceChangedError
+from dlengine.engine.curl import LinkExpired, RangesIgnored, _Answer, _Group, _Transfer, segment_bounds
+from dlengine.errors import SourceChangedError, SourceDeniedError
 from dlengine.ledger.models import Task
-from dlengine.sources.base import ObjectInfo
+from dlengine.sources.base import ObjectInfo, Request
 
 THRESHOLD = 1 << 20
 SIZE = 8 << 20
@@ -71,6 +71,7 @@ def test_objects_in_flight_share_the_loops_segments() -> None:
 
 class _Receiver:
     segments = [[0, 100, 100], [100, 150, 200]]
+    request = Request("http://h/o")
 
 
 def _group() -> _Group:
@@ -135,6 +136,13 @@ def test_a_vouched_group_without_a_validator_checks_each_answers_range() -> None
         group.check(1, _answer(206, content_range="bytes 150-199/300"))
     with pytest.raises(RangesIgnored):
         group.check(1, _answer(200, etag='"any"'))
+    with pytest.raises(LinkExpired, match="HTTP 403 from the CDN"):  # its signed URL expired: asked for again
+        group.check(1, _answer(403))
+
+
+def test_a_refused_segment_of_a_plain_object_is_denied_not_expired() -> None:
+    with pytest.raises(SourceDeniedError):
+        _group().check(1, _answer(403))
 
 
 def test_the_hub_route_vouches_for_segments_of_lfs_files_only() -> None:
