@@ -52,7 +52,8 @@ from harness.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
 
 BUCKET = "bench-peers"
 RESULTS = ROOT / "bench" / "RESULTS-cloud.md"
-MARK = "<!-- cloud_peers -->"
+MARK = "<!-- cloud_peers -->"  # the generated section runs from here
+END = "<!-- cloud_peers: ends -->"  # to here; the rest of the file (hand-written) is kept
 
 
 def _cpu() -> float:
@@ -250,9 +251,23 @@ def _write(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespac
     text = "\n".join(lines)
     print(text)
     if save:
-        current = RESULTS.read_text()
-        head = current.split(MARK)[0].rstrip("\n")
-        RESULTS.write_text(f"{head}\n\n{text}")
+        RESULTS.write_text(replaced(RESULTS.read_text(), f"{text}{END}\n"))
+
+
+def replaced(current: str, section: str) -> str:
+    """``current`` with its generated section (``MARK`` to ``END``) made
+    ``section``, which starts with ``MARK``: the hand-written text around
+    it is kept (a section without its end is replaced up to the next
+    heading of its level); at the end when there is none yet."""
+    if MARK not in current:
+        return f"{current.rstrip()}\n\n{section}"
+    head, rest = current.split(MARK, 1)
+    if END in rest:
+        tail = rest.split(END, 1)[1].lstrip("\n")
+    else:
+        after = rest.split("\n## ", 2)  # [its heading line and body, the next sections...]
+        tail = "## " + "\n## ".join(after[2:]) if len(after) > 2 else ""
+    return f"{head}{section}\n{tail}" if tail else f"{head}{section}"
 
 
 if __name__ == "__main__":
