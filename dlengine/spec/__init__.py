@@ -17,6 +17,7 @@ from dlengine.spec.parse import (
     load_spec,
     object_count,
     parse_job,
+    range_pairs,
     spec_to_dict,
 )
 from dlengine.spec.template import MAX_TEMPLATE_OBJECTS, Template, parse_template
@@ -40,6 +41,7 @@ __all__ = [
     "parse_job",
     "parse_size",
     "parse_template",
+    "range_pairs",
     "spec_to_dict",
     "validate_object_name",
 ]

@@ -671,10 +671,19 @@ def iter_objects(spec: JobSpec) -> Iterator[ObjectRef]:
 
 
 def _iter_range(spec: JobSpec) -> Iterator[ObjectRef]:
+    for name, link in range_pairs(spec):
+        yield ObjectRef(name, link)
+
+
+def range_pairs(spec: JobSpec) -> Iterator[tuple[str, str]]:
+    """(name, link) of each object of a range job, lazily: what the
+    dispatcher inserts, without an ``ObjectRef`` and a generator more for
+    each (``dispatch.range_pages``: 2.1 -> 1.5 us a row; the supervisor
+    expands every object)."""
     template = parse_template(spec.template)
     prefix = join_subdir(spec.subdir, "")
     for link in template:
-        yield ObjectRef(prefix + _last_segment_name(link), link)
+        yield prefix + _last_segment_name(link), link
 
 
 def _last_segment_name(link: str) -> str:

@@ -22,7 +22,7 @@ from dlengine.ledger import jobs
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
 from dlengine.providers import parse_provider
-from dlengine.spec import JobType, iter_objects, load_spec
+from dlengine.spec import JobType, load_spec, range_pairs
 from dlengine.spec.model import BucketRef, JobSpec
 from dlengine.storage.mountpaths import bucket_placer
 from dlengine.supervisor import backend
@@ -41,8 +41,8 @@ def range_pages(spec: JobSpec, job: JobRecord, ledger: Ledger) -> Iterator[tuple
     """Pages of a range job from the job's cursor (a position); each with
     the cursor after it."""
     position = int(job.cursor or 0)
-    objects = islice(iter_objects(spec), position, None)
-    while page := [(o.name, o.link) for o in islice(objects, jobs.PAGE_SIZE)]:
+    objects = islice(range_pairs(spec), position, None)
+    while page := list(islice(objects, jobs.PAGE_SIZE)):
         position += len(page)
         yield page, str(position)
 

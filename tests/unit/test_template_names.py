@@ -7,14 +7,17 @@ percent-decodes are all distinct, valid, free of control characters and
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dlengine.errors import SpecError
-from dlengine.spec import iter_objects, object_count, parse_job, validate_object_name
+from dlengine.ledger import jobs
+from dlengine.spec import iter_objects, object_count, parse_job, range_pairs, validate_object_name
 from dlengine.spec.names import derive_name, join_subdir, unprintable
+from dlengine.supervisor import dispatch
 
 EXAMPLES = int(os.environ.get("DLENGINE_FUZZ_EXAMPLES", "400"))
 MAX_OBJECTS = 2000
@@ -53,7 +56,8 @@ def test_accepted_templates_insert_what_submission_checked(case: tuple[str, str]
         assert exc.field in ("template", "subdir"), exc
         return
     assume((object_count(spec) or 0) <= MAX_OBJECTS)
-    objects = list(iter_objects(spec))  # what the dispatcher inserts
+    objects = list(iter_objects(spec))
+    assert list(range_pairs(spec)) == [(o.name, o.link) for o in objects]  # (what the dispatcher inserts)
     names = [o.name for o in objects]
     assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)[:4]
     for obj in objects:
@@ -78,3 +82,13 @@ def test_refused_templates(template: str, reason: str) -> None:
     with pytest.raises(SpecError, match=reason) as info:
         parse_job({"type": "range", "bucket": {"name": "b"}, "template": template})
     assert info.value.field == "template"
+
+
+def test_the_dispatchers_pages_resume_at_their_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "PAGE_SIZE", 4)
+    spec = parse_job({"type": "range", "bucket": {"name": "b"}, "template": "http://h/d/o{1..10}.bin", "subdir": "s"})
+    pages = list(dispatch.range_pages(spec, SimpleNamespace(cursor=None), None))  # type: ignore[arg-type]
+    assert [cursor for _, cursor in pages] == ["4", "8", "10"]
+    assert [pair for page, _ in pages for pair in page] == [(o.name, o.link) for o in iter_objects(spec)]
+    rest = list(dispatch.range_pages(spec, SimpleNamespace(cursor="8"), None))  # type: ignore[arg-type]
+    assert rest == [([("s/o9.bin", "http://h/d/o9.bin"), ("s/o10.bin", "http://h/d/o10.bin")], "10")]
