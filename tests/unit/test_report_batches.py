@@ -27,7 +27,7 @@ class _Ledger:
 
     def __init__(self, running: int, connections: int = 0) -> None:
         self.me: Any = worker.Worker.__new__(worker.Worker)  # (no ledger, no libcurl loop)
-        self.me._synced = queue.Queue()
+        self.me._synced = queue.SimpleQueue()
         tasks = [SimpleNamespace(id=i, connections=connections) for i in range(running)]
         self.me._running = {t.id: worker._Running(t) for t in tasks}  # type: ignore[arg-type]
         self.me._held, self.me._held_since = [], 0.0

@@ -27,7 +27,7 @@ class _Syncer:
     def __init__(self, tmp_path: Path, running: int) -> None:
         self.mountpath = tmp_path
         self.me: Any = worker.Worker.__new__(worker.Worker)  # (no ledger, no libcurl loop)
-        self.me._results, self.me._synced = queue.Queue(), queue.Queue()
+        self.me._results, self.me._synced = queue.SimpleQueue(), queue.SimpleQueue()
         self.me._running = {i: object() for i in range(running)}
         self.me._stored, self.me._stored_lock = set(), threading.Lock()
         self.me.mountpath = tmp_path
