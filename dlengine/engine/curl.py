@@ -242,8 +242,7 @@ class _Transfer:
             )
         if bounds and loop is not None:
             self.receiver.begin_segments(info, bounds)
-            guard = (info.etag or "") if validator is None else validator
-            loop.segmented(self, guard, vouched=validator is not None)
+            loop.segmented(self, (info.etag or "") if validator is None else validator)
             return True
         self.held = self.receiver.begin(info, offset, not_modified)
         return self.held is None
@@ -372,7 +371,12 @@ class _Group:
     size: int
     members: set[_Transfer] = field(default_factory=set)
     error: BaseException | None = None
-    vouched: bool = False  # a route's CDN answer: its URL names the bytes (``Route.segment_validator``)
+
+    @property
+    def vouched(self) -> bool:
+        """A route's segments (its CDN's: the URL names the bytes and the
+        route's checksum verifies them, ``Route.segment_validator``)."""
+        return self.first.route is not None
 
     def check(self, index: int, answer: _Answer) -> None:
         segments = self.first.receiver.segments
@@ -721,12 +725,12 @@ class CurlLoop:
         """The objects of ``link``'s origin come whole from now on."""
         self._whole_only.add(_origin(link))
 
-    def segmented(self, first: _Transfer, validator: str, vouched: bool = False) -> None:
+    def segmented(self, first: _Transfer, validator: str) -> None:
         """``first`` answered for a large object: it goes on as segment 0,
-        the other segments start now (``vouched``: see ``_Group``)."""
+        the other segments start now."""
         segments = first.receiver.segments
         assert segments is not None
-        group = _Group(first, validator, first.receiver.info.size or 0, {first}, vouched=vouched)
+        group = _Group(first, validator, first.receiver.info.size or 0, {first})
         first.group, first.segment = group, 0
         # from curl's write callback, where handles cannot be added: later
         self._later += [(group, index) for index in range(1, len(segments))]
@@ -746,18 +750,18 @@ class CurlLoop:
         t.ranged = (pos, end - 1)
         self._add(t)
 
-    def _resume_segments(self, first: _Transfer, validator: str, vouched: bool = False) -> None:
+    def _resume_segments(self, first: _Transfer, validator: str) -> None:
         """An attempt after a crash or a failure: every unfinished segment
         goes on where it stopped, each guarded by the kept ETag (or, for a
-        route's, as ``_Group`` says of ``vouched``), asking what ``first``
-        would have asked."""
+        route's, as ``_Group.vouched`` says), asking what ``first`` would
+        have asked."""
         receiver = first.receiver
         try:
             segments = receiver.resume_segments()
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
             self._fail(first, exc)
             return
-        group = _Group(first, validator, receiver.info.size or 0, vouched=vouched)
+        group = _Group(first, validator, receiver.info.size or 0)
         first.group = group
         todo = [i for i, (_, pos, end) in enumerate(segments) if pos < end]
         if not todo:  # all bytes were there: verify and install
@@ -803,7 +807,7 @@ class CurlLoop:
         t.hops += 1
         t.answer, t.lines, t.begun, t.fresh = _Answer(), [], False, False
         if t.route is not None and self._resumes_on_route(t, t.route):
-            self._resume_segments(t, "", vouched=True)
+            self._resume_segments(t, "")
             return
         self._add(t)
 

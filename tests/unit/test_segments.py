@@ -12,6 +12,7 @@ from dlengine.engine.curl import LinkExpired, RangesIgnored, _Answer, _Group, _T
 from dlengine.errors import SourceChangedError, SourceDeniedError
 from dlengine.ledger.models import Task
 from dlengine.sources.base import ObjectInfo, Request
+from dlengine.sources.hfroute import HubRoute
 
 THRESHOLD = 1 << 20
 SIZE = 8 << 20
@@ -78,6 +79,7 @@ def _group() -> _Group:
     first = _Transfer.__new__(_Transfer)
     first.receiver = _Receiver()  # type: ignore[assignment]
     first.task = _task()
+    first.route = None
     return _Group(first, '"v1"', 200)
 
 
@@ -129,7 +131,8 @@ def test_a_routes_validator_stands_in_for_the_objects_etag() -> None:
 
 def test_a_vouched_group_without_a_validator_checks_each_answers_range() -> None:
     group = _group()
-    group.validator, group.vouched = "", True
+    group.validator = ""
+    group.first.route = HubRoute("hf://datasets/o/r/f", "http://hub/resolve", {})  # (a route's group is vouched)
     group.check(1, _answer(206, content_range="bytes 150-199/200"))  # no ETag needed: the sha256 checks the whole
     group.check(1, _answer(206, content_range="bytes 150-199/200", etag='"any"'))
     with pytest.raises(SourceChangedError, match="range"):
@@ -146,8 +149,6 @@ def test_a_refused_segment_of_a_plain_object_is_denied_not_expired() -> None:
 
 
 def test_the_hub_route_vouches_for_segments_of_lfs_files_only() -> None:
-    from dlengine.sources.hfroute import HubRoute
-
     route = HubRoute("hf://datasets/o/r/f", "http://hub/resolve", {})
     assert route.segment_validator({"etag": '"cdn"'}) is None  # the Hub's own answer (a small file)
     route.hub = ObjectInfo("k", size=SIZE, etag='"blob"')
