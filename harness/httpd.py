@@ -120,9 +120,13 @@ class Fault:
     ranged: bool | None = None
     """Only ranged requests (True) or only requests without a ``Range``
     (False) match (and count for ``times``); None: both."""
+    busy_beyond: int | None = None
+    """Answer 503 (``Retry-After: 1``) to a request that finds this many
+    others in flight already, as a server with a limit on connections
+    does; the others get the rest of the fault."""
 
     def __post_init__(self) -> None:
-        for name in ("times", "reset_after", "stall_after", "extra_bytes"):
+        for name in ("times", "reset_after", "stall_after", "extra_bytes", "busy_beyond"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"Fault.{name} must be >= 0, got {value}")
@@ -478,6 +482,9 @@ class _Handler(QuietHandler):
 
     def _respond(self, path: str, head: bool) -> None:
         fault = self.server._take_fault(path, self.command, "Range" in self.headers) or _NO_FAULT
+        if fault.busy_beyond is not None and self.server.in_flight > fault.busy_beyond:  # (before any wait)
+            self._send_message(503, "too many connections", {"Retry-After": "1"}, head)
+            return
         if fault.delay and not self.server._sleep(fault.delay):
             self.close_connection = True
             return

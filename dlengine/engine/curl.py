@@ -48,6 +48,10 @@ SCAN_INTERVAL = 0.25  # seconds between scans for aborted and stalled transfers
 SEGMENTS = 8  # segments (connections) per object at most; none smaller than a quarter of the threshold
 STEAL_LEAST = 1 << 20  # bytes each half of a segment split in two keeps at least (``CurlLoop._steal``)
 STREAMS = SEGMENTS  # the streams large objects in flight share in one loop (``segments_now``)
+GROW_WINDOW = 1.0  # seconds an object's segments run between two looks at their rate (``CurlLoop._grow``)
+GROWN_MOST = 16  # connections a growing object, and a loop's large objects together, take at most
+GROW_KEEPS = 0.75  # share of its rate a connection must keep when more are added, for more to come
+_BUSY = frozenset({429, 503})  # a server turning away one connection more than it takes
 _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 # curl errors that, on a reused connection, mean leftovers of an earlier answer
 _STALE_REPLY = frozenset({getattr(pycurl, "E_WEIRD_SERVER_REPLY", 8), pycurl.E_GOT_NOTHING})
@@ -319,6 +323,18 @@ def segment_bounds(
     return bounds if len(bounds) > 1 else None
 
 
+def grown(members: int, per_connection: float, before: float, room: int) -> int:
+    """How many connections to add to an object's ``members`` segments
+    after a window in which each made ``per_connection`` bytes/s
+    (``before``: in the window before, 0 for the first): half as many again
+    (``room`` at most); -1 (no more, ever) when the last ones added cost
+    each connection more than a quarter of its rate: then it was the link
+    (or this box) that limited the object, not each connection."""
+    if before and per_connection < GROW_KEEPS * before:
+        return -1
+    return max(0, min(max(1, members // 2), room))
+
+
 def split(size: int, threshold: int, most: int = SEGMENTS) -> list[tuple[int, int]]:
     """``size`` bytes as (start, end) segments of one size, at most
     ``most`` (and ``SEGMENTS``), none smaller than a quarter of the threshold."""
@@ -371,6 +387,16 @@ class _Group:
     size: int
     members: set[_Transfer] = field(default_factory=set)
     error: BaseException | None = None
+    # segments the server turned away (429, 503) while others ran: each
+    # waits for a connection of the group to end (``CurlLoop._steal``)
+    waiting: list[int] = field(default_factory=list)
+    turned_away: BaseException | None = None  # the last such answer's error
+    # growth (``CurlLoop._grow``): the window the rate is measured over
+    mark_at: float = field(default_factory=time.monotonic)
+    mark_bytes: int = 0  # the receiver's ``written`` when the window opened
+    width: int = 0  # connections the group had then (0: as many as now)
+    per_connection: float = 0.0  # bytes/s a connection made in the window before (0: none yet)
+    growing: bool = True
 
     @property
     def vouched(self) -> bool:
@@ -467,6 +493,7 @@ class CurlLoop:
         self.min_rate = min_rate
         self.max_size = max_size
         self._whole_only: set[str] = set()  # hosts that ignore ranges
+        self._crowded: set[str] = set()  # hosts that turned a connection away: their objects grow no more
         self._multi = pycurl.CurlMulti()
         self._free: list[Any] = []
         self._active: dict[Any, _Transfer] = {}
@@ -504,6 +531,7 @@ class CurlLoop:
                 now = time.monotonic()
                 if now >= next_scan:
                     self._scan(now)
+                    self._grow(now)
                     next_scan = now + SCAN_INTERVAL
                 self._hand_over()
                 self._wait(next_scan - now)
@@ -730,7 +758,7 @@ class CurlLoop:
         the other segments start now."""
         segments = first.receiver.segments
         assert segments is not None
-        group = _Group(first, validator, first.receiver.info.size or 0, {first})
+        group = _Group(first, validator, first.receiver.info.size or 0, {first}, mark_bytes=first.receiver.written)
         first.group, first.segment = group, 0
         # from curl's write callback, where handles cannot be added: later
         self._later += [(group, index) for index in range(1, len(segments))]
@@ -761,7 +789,7 @@ class CurlLoop:
         except BaseException as exc:  # noqa: BLE001 - errors are outcomes
             self._fail(first, exc)
             return
-        group = _Group(first, validator, receiver.info.size or 0)
+        group = _Group(first, validator, receiver.info.size or 0, mark_bytes=receiver.written)
         first.group = group
         todo = [i for i, (_, pos, end) in enumerate(segments) if pos < end]
         if not todo:  # all bytes were there: verify and install
@@ -828,6 +856,14 @@ class CurlLoop:
     def _finish_segment(self, group: _Group, t: _Transfer) -> None:
         group.members.discard(t)
         if t.error is not None and not t.cut and group.error is None:
+            if group.members and t.begun and t.answer.status in _BUSY:
+                # one connection more than the server takes: its range
+                # waits for one of the group's to end, and no more grow
+                log.debug("%s: segment %d turned away (HTTP %d); it waits", t.where, t.segment, t.answer.status)
+                group.waiting.append(t.segment)
+                group.turned_away, group.growing = t.error, False
+                self._crowded.add(_origin(t.url))
+                return
             group.error = t.error
             if isinstance(t.error, RangesIgnored):
                 self.ranges_ignored(t.task.link)
@@ -840,22 +876,70 @@ class CurlLoop:
             self._finish_group(group)
 
     def _steal(self, group: _Group) -> None:
-        """A segment is complete while others still run: the second half of
-        what the furthest behind has left (at least ``STEAL_LEAST`` a half)
-        becomes a new segment, on the connection just freed (as aria2
+        """A segment is complete while others still run: a segment the
+        server turned away goes on the connection just freed; else the
+        second half of what the furthest behind has left (at least
+        ``STEAL_LEAST`` a half) becomes a new segment there (as aria2
         does), and the lagging one stops at the middle: on a lossy link
         each connection's rate varies on its own, and an object ended at
         the pace of its slowest connection, the others idle."""
+        if group.waiting:
+            self._add_segment(group, group.waiting.pop(0))
+            return
+        self._split_off(group)
+
+    def _split_off(self, group: _Group) -> bool:
+        """The second half of what the group's furthest behind segment has
+        left, as a new segment on a connection of its own; False if no
+        segment has enough left."""
         receiver = group.first.receiver
         left, victim = max(((receiver.left(m.segment), m) for m in group.members), key=lambda item: item[0])
         if left < 2 * STEAL_LEAST:
-            return
+            return False
         index = receiver.split(victim.segment)
         if index is None:
-            return
+            return False
         victim.shortened = True
         log.debug("%s: segment %d split; its second half is segment %d", group.first.where, victim.segment, index)
         self._add_segment(group, index)
+        return True
+
+    def _grow(self, now: float) -> None:
+        """More connections for objects whose segments each go at a
+        connection's pace, not the link's or this box's (a mirror's or a
+        CDN's per-connection cap; a long lossy link, where a TCP
+        connection's rate falls with the loss): half as many again,
+        ``GROW_WINDOW`` after the last look, up to ``GROWN_MOST`` for the
+        loop's large objects together, while each connection keeps most of
+        its rate as more are added (``grown``). Each new one takes half of
+        what the furthest behind segment has left. A server that turns a
+        connection away (429, 503) ends its host's growth."""
+        groups = {t.group for t in self._active.values() if t.group is not None and t.group.growing}
+        if not groups:
+            return
+        streams = sum(1 for t in self._active.values() if t.group is not None)
+        for group in groups:
+            elapsed = now - group.mark_at
+            if group.error is not None or elapsed < GROW_WINDOW:
+                continue
+            if group.waiting or _origin(group.first.url) in self._crowded:
+                group.growing = False
+                continue
+            written = group.first.receiver.written
+            per = (written - group.mark_bytes) / elapsed / max(1, group.width or len(group.members))
+            add = grown(len(group.members), per, group.per_connection, GROWN_MOST - streams)
+            if add < 0:
+                group.growing = False
+                continue
+            added = 0
+            while added < add and self._split_off(group):
+                added += 1
+            if add and not added:  # (nothing left to split)
+                group.growing = False
+                continue
+            streams += added
+            group.per_connection = per
+            group.mark_at, group.mark_bytes, group.width = now, written, len(group.members)
 
     def _finish_group(self, group: _Group) -> None:
         first = group.first

@@ -148,6 +148,39 @@ def test_a_kill_after_a_split_resumes_both_halves(segmented: Home, httpd: TestHT
     assert set(unfinished) <= set(resumed), (resumed, unfinished)  # each unfinished half from where the map says
 
 
+def test_segments_grow_while_each_connection_is_capped(segmented: Home, httpd: TestHTTPServer) -> None:
+    """A server (a mirror, a CDN) that caps each connection's rate: each
+    connection added brings a connection's worth more, so the object takes
+    more connections than its first eight, up to 16."""
+    path, size = "/seg/capped.bin", 48 << 20
+    httpd.put_generated(path, size, seed=7, content_md5=True)
+    httpd.set_fault(path, Fault(rate=2_000_000))  # per connection: 8 x 6 MiB segments would take 3 s
+    job_id = _submit(segmented, httpd, path)
+    assert segmented.run().returncode == 0
+    _assert_stored(segmented, httpd, path, job_id)
+    assert 8 < httpd.peak_concurrency <= 16, httpd.peak_concurrency
+    assert all(r.status == 206 for r in httpd.requests if "Range" in r.headers)
+
+
+def test_a_server_that_turns_away_a_connection_more_still_serves_the_object(
+    segmented: Home, httpd: TestHTTPServer
+) -> None:
+    """Grown segments that the server turns away (503: it takes 8 connections
+    at most) wait for a connection of the object to end; the object is not
+    failed and retried for it, and no more connections are tried."""
+    path, size = "/seg/crowded.bin", 48 << 20
+    httpd.put_generated(path, size, seed=8, content_md5=True)
+    httpd.set_fault(path, Fault(rate=2_000_000, busy_beyond=8))
+    job_id = _submit(segmented, httpd, path)
+    assert segmented.run().returncode == 0
+    _assert_stored(segmented, httpd, path, job_id)
+    turned = [r for r in httpd.requests if r.status == 503]
+    assert turned and all("Range" in r.headers for r in turned), turned
+    assert len(turned) <= 8, len(turned)  # the first growth's, not one after another
+    with segmented.ledger() as conn:
+        assert [tuple(r) for r in conn.execute("SELECT state, attempts, error FROM objects")] == [("done", 1, None)]
+
+
 def _resumed(home: Home, httpd: TestHTTPServer, path: str, job_id: str) -> list[int]:
     """After a kill: the faults cleared, the next run stores the object;
     where each of its ranged requests started."""

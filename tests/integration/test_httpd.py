@@ -405,6 +405,19 @@ def test_peak_concurrency(httpd: TestHTTPServer, data_url: str) -> None:
     assert httpd.in_flight == 0
 
 
+def test_busy_beyond_turns_away_requests_past_a_limit(httpd: TestHTTPServer, data_url: str) -> None:
+    gate = threading.Event()
+    httpd.set_fault("/abc/shard-001.tar", Fault(hold=gate, busy_beyond=3))
+    with ThreadPoolExecutor(5) as pool:
+        kept = [pool.submit(lambda: requests.get(data_url, timeout=60).status_code) for _ in range(3)]
+        assert httpd.wait_in_flight(3, timeout=30)
+        turned = [requests.get(data_url, timeout=60) for _ in range(2)]  # answered at once, not held
+        gate.set()
+        statuses = [answer.result() for answer in kept]
+    assert statuses == [200] * 3
+    assert [(r.status_code, r.headers.get("Retry-After")) for r in turned] == [(503, "1")] * 2
+
+
 def test_keep_alive_reuses_connection(httpd: TestHTTPServer, data_url: str) -> None:
     with urllib3.HTTPConnectionPool("127.0.0.1", httpd.port, maxsize=1, retries=False) as pool:
         for _ in range(2):

@@ -158,3 +158,13 @@ def test_the_hub_route_vouches_for_segments_of_lfs_files_only() -> None:
     assert route.segment_validator({"etag": 'W/"cdn"'}) == ""  # a weak one guards nothing: ranges only
     assert route.segment_validator({}) == ""
     assert route.names('"' + "a" * 64 + '"') and not route.names('"other"')
+
+
+def test_an_object_grows_by_half_while_each_connection_keeps_its_rate() -> None:
+    from dlengine.engine.curl import GROW_KEEPS, grown
+
+    assert grown(8, 1e6, 0.0, 8) == 4  # the first look: half as many again
+    assert grown(12, 0.9e6, 1e6, 4) == 4  # each kept most of its rate: more (as many as there is room for)
+    assert grown(8, 1e6, 0.0, 0) == 0  # no room in the loop now: none, but it may grow later
+    assert grown(1, 1e6, 0.0, 8) == 1
+    assert grown(12, (GROW_KEEPS - 0.01) * 1e6, 1e6, 4) == -1  # the link, not each connection, was the limit
