@@ -49,7 +49,7 @@ SEGMENTS = 8  # segments (connections) per object at most; none smaller than a q
 STEAL_LEAST = 1 << 20  # bytes each half of a segment split in two keeps at least (``CurlLoop._steal``)
 STREAMS = SEGMENTS  # the streams large objects in flight share in one loop (``segments_now``)
 GROW_WINDOW = 1.0  # seconds an object's segments run between two looks at their rate (``CurlLoop._grow``)
-GROWN_MOST = 16  # connections a growing object, and a loop's large objects together, take at most
+GROWN_MOST = 16  # connections of a loop past which no object grows (``CurlLoop._grow``)
 GROW_KEEPS = 0.75  # share of its rate a connection must keep when more are added, for more to come
 _BUSY = frozenset({429, 503})  # a server turning away one connection more than it takes
 _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
@@ -909,15 +909,15 @@ class CurlLoop:
         connection's pace, not the link's or this box's (a mirror's or a
         CDN's per-connection cap; a long lossy link, where a TCP
         connection's rate falls with the loss): half as many again,
-        ``GROW_WINDOW`` after the last look, up to ``GROWN_MOST`` for the
-        loop's large objects together, while each connection keeps most of
+        ``GROW_WINDOW`` after the last look, while the loop has fewer than
+        ``GROWN_MOST`` connections in all, and each connection keeps most of
         its rate as more are added (``grown``). Each new one takes half of
         what the furthest behind segment has left. A server that turns a
         connection away (429, 503) ends its host's growth."""
         groups = {t.group for t in self._active.values() if t.group is not None and t.group.growing}
         if not groups:
             return
-        streams = sum(1 for t in self._active.values() if t.group is not None)
+        streams = len(self._active)  # (the loop's connections: large objects' segments and the rest)
         for group in groups:
             elapsed = now - group.mark_at
             if group.error is not None or elapsed < GROW_WINDOW:
