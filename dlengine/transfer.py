@@ -26,7 +26,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,7 +34,7 @@ from dlengine import errors
 from dlengine.cancel import Flag
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
-from dlengine.records import frozen
+from dlengine.records import frozen, mutable
 from dlengine.sources.base import ObjectInfo, Request, Source
 from dlengine.storage import durable, layout, space
 
@@ -108,7 +107,7 @@ def pick_checksum(info: ObjectInfo) -> tuple[str, str] | None:
     return None
 
 
-@dataclass
+@mutable
 class Job:
     """What a transfer needs beyond the task row."""
 

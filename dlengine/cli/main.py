@@ -298,12 +298,14 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def _with_executor(args: argparse.Namespace) -> Settings:
     """The settings, with ``--executor`` over the configured executor."""
-    import dataclasses
-
     from dlengine.config import load_settings
 
     settings = load_settings()
-    return dataclasses.replace(settings, executor=args.executor) if args.executor else settings
+    if not args.executor:
+        return settings
+    import dataclasses  # (not for every run: records need no dataclasses module, dlengine.records)
+
+    return dataclasses.replace(settings, executor=args.executor)
 
 
 def _log_to_stderr(quiet: bool) -> None:

@@ -7,9 +7,9 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
 from typing import Any
 
+from dlengine import records
 from dlengine.errors import ErrorCode
 from dlengine.ledger.counters import Counts, count_moves
 from dlengine.ledger.db import write
@@ -199,7 +199,7 @@ def _stored(conn: sqlite3.Connection, job: sqlite3.Row, names: list[str]) -> dic
     return found
 
 
-_TASK_FIELDS = tuple(f.name for f in fields(Task))
+_TASK_FIELDS = records.names(Task)
 
 
 def _tasks(job: sqlite3.Row, rows: list[sqlite3.Row], mountpath_id: int, stored: dict[str, StoredInfo]) -> list[Task]:

@@ -22,10 +22,10 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dlengine import records
 from dlengine.errors import ErrorCode, StateError
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.counters import Counts, count_moves
@@ -87,12 +87,12 @@ _FAIL_PLACED_SQL = (
 
 def record(cls: type[R], row: sqlite3.Row) -> R:
     """A typed record of a row: the fields of ``cls`` by column name."""
-    values: dict[str, Any] = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {name: row[name] for name in records.names(cls)}
     return cls(**values)
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
-    values: dict[str, Any] = {f.name: row[f.name] for f in fields(JobRecord)}
+    values: dict[str, Any] = {name: row[name] for name in records.names(JobRecord)}
     values["all_dispatched"] = bool(values["all_dispatched"])
     return JobRecord(**values)
 

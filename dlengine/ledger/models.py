@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields
 from typing import Any, TypeVar
 
+from dlengine import records
 from dlengine.errors import ErrorCode
 from dlengine.ledger.states import JobState, ObjectState
 from dlengine.records import frozen
@@ -192,7 +192,7 @@ def build_rows(cls: type[_Row], rows: Iterable[tuple[Any, ...]]) -> list[_Row]:
     field through ``object.__setattr__``, twice as slow as this for a
     ``Task`` (what ``pickle`` does too). For the thousands of rows of a
     Dask claim or result; no defaults, no ``__post_init__``."""
-    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    names = records.names(cls)
     new, set_ = object.__new__, object.__setattr__
     built = []
     for row in rows:

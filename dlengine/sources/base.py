@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import field
 from typing import Any, Protocol, TypedDict
 
 from dlengine.errors import DlengineError
-from dlengine.records import frozen
+from dlengine.records import field, frozen
 
 
 @frozen

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import field
 from enum import Enum
 from typing import TypedDict
 
 from dlengine.providers import Provider
-from dlengine.records import frozen
+from dlengine.records import field, frozen
 
 
 class JobType(str, Enum):

@@ -13,7 +13,6 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from dlengine import errors, throttle, transfer
 from dlengine.cancel import Flag
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
+from dlengine.records import field, mutable
 from dlengine.sources.base import Source
 from dlengine.supervisor.retry import backoff
 
@@ -41,7 +41,7 @@ def _never() -> bool:
     return False
 
 
-@dataclass
+@mutable
 class Context:
     """Everything but the task that one download needs. The plain fields
     cross process boundaries (Dask pickles them); the hooks are set where

@@ -22,7 +22,6 @@ import signal
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from dlengine.engine import curl
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
+from dlengine.records import field, mutable
 from dlengine.redact import install_log_redaction
 from dlengine.sources.base import ObjectInfo, SignedGet
 from dlengine.sources.signed import signed_get
@@ -69,7 +69,7 @@ IDLE_LOOK_LATER = 0.1
 IDLE_QUICK = 5.0  # seconds idle before looking at IDLE_LOOK_LATER (a lingering supervisor's default wait)
 
 
-@dataclass
+@mutable
 class _Running:
     """An object being downloaded: its cancel flag and progress."""
 

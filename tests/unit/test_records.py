@@ -1,5 +1,6 @@
 """quick_init: a frozen dataclass with a cheaper __init__ behaves as one;
-frozen: a frozen dataclass built without generated methods behaves as one."""
+frozen and mutable: records built without the dataclasses module or generated
+methods behave as the frozen and plain dataclasses."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from dlengine import records
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
-from dlengine.records import frozen, quick_init
+from dlengine.records import frozen, mutable, quick_init
 from dlengine.sources.base import ObjectInfo, Request
 
 
@@ -224,3 +226,83 @@ def test_frozen_refuses_what_it_cannot_build() -> None:
     for cls in (Post, KwOnly, OwnSetattr):
         with pytest.raises(TypeError):
             frozen(cls)
+
+
+@frozen
+class _Own:  # records.field, not dataclasses.field
+    key: str
+    tags: dict[str, str] = records.field(default_factory=dict)
+    hidden: int = records.field(default=0, repr=False, compare=False)
+
+
+def test_records_field_is_dataclasses_field() -> None:
+    assert str(inspect.signature(_Own)) == str(inspect.signature(_Twin)).replace("size: 'int | None' = None, ", "")
+    got = _Own("k", hidden=3)
+    assert repr(got) == "_Own(key='k', tags={})" and got == _Own("k", hidden=4)
+    assert _Own.hidden == 0 and "tags" not in _Own.__dict__  # the class keeps defaults, not the field() specs
+    assert [(f.name, f.repr, f.compare) for f in dataclasses.fields(got)] == [
+        ("key", True, True), ("tags", True, True), ("hidden", False, False),
+    ]  # fmt: skip
+    assert dataclasses.asdict(dataclasses.replace(got, key="j")) == {"key": "j", "tags": {}, "hidden": 3}
+
+
+@mutable
+class _Plain:
+    key: str
+    size: int | None = None
+    tags: dict[str, str] = records.field(default_factory=dict)
+
+
+@dataclass
+class _PlainTwin:
+    key: str
+    size: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def test_mutable_is_a_plain_dataclass() -> None:
+    assert str(inspect.signature(_Plain)) == str(inspect.signature(_PlainTwin))
+    got, want = _Plain("k", 2), _PlainTwin("k", 2)
+    assert repr(got) == repr(want).replace("_PlainTwin", "_Plain") and got == _Plain("k", 2) and got != _Plain("k")
+    got.size = 5  # assignable, as there
+    assert got.size == 5 and dataclasses.asdict(got) == {"key": "k", "size": 5, "tags": {}}
+    assert _Plain.__hash__ is None and _PlainTwin.__hash__ is None  # eq without frozen: unhashable
+    params = _Plain.__dataclass_params__  # type: ignore[attr-defined]
+    assert (params.init, params.repr, params.eq, params.frozen) == (True, True, True, False)
+    assert _Plain("a").tags is not _Plain("b").tags
+
+
+def test_dataclass_records_are_made_when_asked_for() -> None:
+    @frozen
+    class Late:
+        """(documented: an undocumented record's docstring is its signature, made at once)"""
+
+        a: int
+        b: str = "x"
+
+    assert isinstance(Late.__dict__["__init__"], records._LazyInit)  # compiled at the first instance
+    assert not isinstance(Late.__dict__["__dataclass_fields__"], dict)  # made at the first question
+    assert records.names(Late) == ("a", "b") == Late.__match_args__  # type: ignore[attr-defined]
+    assert dataclasses.fields(Late(1))[1].default == "x"  # an instance first: the same fields
+    assert dataclasses.is_dataclass(Late) and isinstance(Late.__dict__["__dataclass_fields__"], dict)
+    assert not isinstance(Late.__dict__["__init__"], records._LazyInit)
+
+
+def test_records_refuse_what_the_dataclass_refuses() -> None:
+    class Shared:
+        items: list[int] = []
+
+    class Order:
+        a: int = 0
+        b: int
+
+    class Unnamed:
+        a = records.field(default=1)
+
+    for cls, kind in ((Shared, ValueError), (Order, TypeError)):
+        with pytest.raises(kind):
+            frozen(cls)
+        with pytest.raises(kind):
+            dataclass(cls)
+    with pytest.raises(TypeError, match="no type annotation"):
+        frozen(Unnamed)
