@@ -10,7 +10,6 @@ its main thread is left) and every worker end this way instead.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import NoReturn
@@ -18,8 +17,11 @@ from typing import NoReturn
 
 def exit_at_once(code: int) -> NoReturn:
     """Flush logs and output (a reader that went away is not ours to
-    answer), save coverage when the suite measures it, then ``os._exit``."""
-    logging.shutdown()
+    answer), save coverage when the suite measures it, then ``os._exit``.
+    Logs only when logging was imported (most commands log nothing)."""
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.shutdown()
     try:
         sys.stdout.flush()
         sys.stderr.flush()

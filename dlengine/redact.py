@@ -11,14 +11,16 @@ status or a log line. The link itself stays in the ledger's objects table
 Only the values go: ``?X-Amz-Signature=***&X-Amz-Expires=3600`` still says
 which kind of link it was and when it expires. Azure's ``se`` (expiry) and
 ``sp`` (permissions) are not secrets and are kept for that reason.
+
+The logs' formatter that redacts every line is ``dlengine.logredact``'s
+(this module is imported by commands that log nothing: not logging).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 
-__all__ = ["MASK", "RedactingFormatter", "install_log_redaction", "redact"]
+__all__ = ["MASK", "is_secret_param", "redact"]
 
 MASK = "***"
 
@@ -72,21 +74,3 @@ def is_secret_param(name: str) -> bool:
     """Whether a query parameter of this name carries a credential."""
     lowered = name.lower()
     return lowered in _SECRET_PARAMS or any(part in lowered for part in _SECRET_PARTS)
-
-
-class RedactingFormatter(logging.Formatter):
-    """A log formatter whose every line (message, arguments, traceback) has
-    gone through ``redact``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
-
-
-def install_log_redaction(logger: logging.Logger | None = None) -> None:
-    """Make every handler of ``logger`` (the root logger by default, once
-    ``logging.basicConfig`` has set it up) redact what it writes."""
-    for handler in (logger or logging.getLogger()).handlers:
-        current = handler.formatter or logging.Formatter()
-        if not isinstance(current, RedactingFormatter):
-            formatter = RedactingFormatter(current._fmt, current.datefmt)  # keep its format
-            handler.setFormatter(formatter)

@@ -18,7 +18,6 @@ its inode) by a 304.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import mmap
 import os
@@ -72,12 +71,27 @@ class _Crc32:
         return f"{self._value:08x}"
 
 
-_HASHERS: dict[str, Callable[[], Hasher]] = {
-    "md5": lambda: hashlib.md5(usedforsecurity=False),
-    "sha256": hashlib.sha256,
-    "sha1": lambda: hashlib.sha1(usedforsecurity=False),
-    "crc32": _Crc32,
-}
+# hashlib imported at the first checksum: its OpenSSL start (~11 M
+# instructions) is not paid by a download that verifies none
+def _md5() -> Hasher:
+    import hashlib
+
+    return hashlib.md5(usedforsecurity=False)
+
+
+def _sha256() -> Hasher:
+    import hashlib
+
+    return hashlib.sha256()
+
+
+def _sha1() -> Hasher:
+    import hashlib
+
+    return hashlib.sha1(usedforsecurity=False)
+
+
+_HASHERS: dict[str, Callable[[], Hasher]] = {"md5": _md5, "sha256": _sha256, "sha1": _sha1, "crc32": _Crc32}
 
 
 class _Crc32c:
@@ -147,6 +161,8 @@ ORIGIN_SOURCE = "dlengine-source"
 
 def link_digest(link: str) -> str:
     """A link as object metadata can hold it (ASCII, short)."""
+    import hashlib
+
     return hashlib.sha256(link.encode()).hexdigest()[:32]
 
 

@@ -312,7 +312,7 @@ def _log_to_stderr(quiet: bool) -> None:
     """The log of run and serve (the other commands log nothing)."""
     import logging
 
-    from dlengine.redact import install_log_redaction
+    from dlengine.logredact import install_log_redaction
 
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr

@@ -6,7 +6,6 @@ and adding a mountpath moves only the objects that now hash highest on it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 
 
@@ -25,6 +24,8 @@ def placer(mountpaths: Sequence[str], bucket_key: str) -> Callable[[str], str]:
     if len(mountpaths) == 1:
         only = mountpaths[0]
         return lambda _name: only
+    import hashlib  # (not for one mountpath: its OpenSSL start, ~11 M instructions, is not every submit's)
+
     # one hash state per mountpath, already fed with (mountpath, bucket)
     seeded = [(mp, hashlib.blake2b(f"{mp}\0{bucket_key}\0".encode(), digest_size=8)) for mp in mountpaths]
 

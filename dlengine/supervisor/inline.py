@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from dlengine.config import Settings
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
-from dlengine.redact import RedactingFormatter
+from dlengine.logredact import RedactingFormatter
 from dlengine.supervisor.joblog import log_ended
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.wake import Wake

@@ -32,8 +32,8 @@ from dlengine.engine import curl
 from dlengine.ledger import claims, db, jobs
 from dlengine.ledger.models import Outcome, Task
 from dlengine.ledger.states import ObjectState
+from dlengine.logredact import install_log_redaction
 from dlengine.records import field, mutable
-from dlengine.redact import install_log_redaction
 from dlengine.sources.base import ObjectInfo, SignedGet
 from dlengine.sources.signed import signed_get
 from dlengine.storage import durable, layout

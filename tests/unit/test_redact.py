@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from dlengine.redact import RedactingFormatter, install_log_redaction, redact
+from dlengine.logredact import RedactingFormatter, install_log_redaction
+from dlengine.redact import redact
 
 CASES = [
     (

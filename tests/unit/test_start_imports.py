@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.httpd import TestHTTPServer
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 # a command run in-process in a fresh interpreter; prints dlengine's modules and the others loaded
@@ -116,6 +118,10 @@ def test_run_with_nothing_to_do_imports_neither_data_path_nor_spec_parser(tmp_pa
         "shutil",  # (and bz2, lzma, ~4 ms): not for argparse's width, not for layout's rmtree
         "bz2",
         "lzma",
+        "dataclasses",  # (and inspect, ast, dis: ~43 M instructions): records need none (dlengine.records)
+        "inspect",
+        "hashlib",  # (and _hashlib's OpenSSL start): not for one mountpath's placement
+        "_hashlib",
     }
     assert not unwanted & loaded
 
@@ -136,5 +142,23 @@ def test_submit_starts_a_supervisor_without_importing_it(tmp_path: Path) -> None
     finally:
         lock.release()
     assert {"dlengine.client", "dlengine.supervisor.background"} <= loaded  # (the control: it asked)
-    unwanted = {"dlengine.supervisor.supervisor", "dlengine.supervisor.pool", "dlengine.supervisor.prespawn"}
+    unwanted = {
+        "dlengine.supervisor.supervisor",
+        "dlengine.supervisor.pool",
+        "dlengine.supervisor.prespawn",
+        "dataclasses",  # (and inspect, ast, dis): records need none (dlengine.records)
+        "inspect",
+        "logging",  # submit logs nothing (the logs' redaction is dlengine.logredact's, not dlengine.redact's)
+        "hashlib",  # (and _hashlib's OpenSSL start): not for one mountpath's placement
+        "_hashlib",
+    }
     assert not unwanted & loaded
+
+
+def test_download_that_verifies_no_checksum_imports_no_hashlib(tmp_path: Path, httpd: TestHTTPServer) -> None:
+    """hashlib (and _hashlib's OpenSSL start, ~11 M instructions) comes
+    with the first checksum a transfer verifies, not with the data path."""
+    httpd.put("/a.bin", b"x" * 10240, etag="v1", content_md5=False)  # (a quoted MD5 ETag would be verified)
+    loaded = _modules(tmp_path, "download", f"{httpd.url}/a.bin", "ais://b", "--wait")
+    assert {"dlengine.supervisor.worker", "dlengine.engine.curl"} <= loaded  # (the control: downloaded here)
+    assert not {"hashlib", "_hashlib"} & loaded
