@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workload", default="small", choices=[k for k, v in dp.WORKLOADS.items() if not v[2]])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quiet-wait", type=float, default=3.0, help="max s to wait for a quiet machine per run")
+    dp.add_fs_option(parser)
     args = parser.parse_args(argv)
     shape, _, _, _, _, _ = dp.WORKLOADS[args.workload]
     count, size = dp.parse_shape(shape)
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.enter_context(dp.nginx(workdir / "nginx", f"127.0.0.1:{port}", data, "8m"))
         dp.wait_http(f"http://127.0.0.1:{port}/")
         bench = dp.Bench(args, workdir, data, f"http://127.0.0.1:{port}", None, [sys.executable, "-m", "dlengine"])
+        dp.runs_on(bench, stack, wl.nbytes)
+        dp.log(f"runs write to {bench.fs}")
         dp.generate(data, wl)
         names = [name for name, _ in args.checkout] + ["rclone"]
         roots = dict(args.checkout)

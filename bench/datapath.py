@@ -80,6 +80,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from harness import loopfs  # noqa: E402
 from harness.scratch import set_aside  # noqa: E402
 
 DEFAULT_RESULTS = REPO / "bench" / "RESULTS.md"
@@ -550,6 +551,16 @@ class Bench:
     wan: Wan | None
     dlengine: list[str]
     samples: dict[str, list[Sample]] = field(default_factory=dict)
+    # where the runs write (their homes, ledgers and objects): a fresh
+    # journaled ext4 (``harness/loopfs.py``), else ``workdir/runs``
+    runs: Path | None = None
+    fs: str = ""  # the results' line about it
+
+    @property
+    def journaled(self) -> bool:
+        """Deleting is free there (no ``recently_deleted`` trap): each run's
+        files go as soon as they are checked, not into a trash kept to the end."""
+        return self.runs is not None
 
     def base(self, wl: Workload) -> str:
         if wl.wan:
@@ -561,8 +572,11 @@ class Bench:
         return self.wan.on_client() if wl.wan and self.wan else []
 
     def run_dir(self, wl: Workload, tool: str, rep: int) -> Path:
-        path = self.workdir / "runs" / f"{wl.key}-{tool}-{rep}"
-        set_aside(path, self.workdir / "trash")  # not deleted: see harness/scratch.py
+        path = (self.runs or self.workdir / "runs") / f"{wl.key}-{tool}-{rep}"
+        if self.journaled:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            set_aside(path, self.workdir / "trash")  # not deleted: see harness/scratch.py
         path.mkdir(parents=True)
         return path
 
@@ -646,7 +660,7 @@ class Bench:
         if sample.ok:
             problem = verify(wl, self.data / wl.key, dest, seed=rep)
             sample.ok, sample.note = not problem, problem
-        if wl.size >= 8 * MIB:  # a few big files: cheap to drop, costly to keep
+        if wl.size >= 8 * MIB or self.journaled:  # (a few big files: cheap to drop, costly to keep)
             shutil.rmtree(dest, ignore_errors=True)
         return sample
 
@@ -856,6 +870,7 @@ def report(bench: Bench, workloads: list[Workload], started: dt.datetime, elapse
         f"- server: {first_line(['/usr/sbin/nginx', '-v'])}, 1 worker, sendfile, keep-alive, autoindex; "
         f"capped: `limit_rate {args.limit_rate}` per connection",
         f"- WAN: {wan}",
+        f"- written to: {bench.fs or 'the work directory'}",
         f"- peers: {first_line(['rclone', 'version'])}; {first_line(['aria2c', '--version'])}",
         *(f"- {tool}: `{cmd}`" for tool, cmd in PEER_COMMANDS.items()),
         "- WAN workloads: every client command runs in the client namespace (`ip netns exec`), nginx in the other",
@@ -918,6 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet-wait", type=float, help="max s to wait for a quiet machine before each run (default 3; --quick 1)"
     )
     p.add_argument("--workdir", type=Path, help="keep data and runs here (default: a temp dir, removed)")
+    add_fs_option(p)
     p.add_argument("--label", default="latest", help="results section name, e.g. before / after")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     p.add_argument("--no-results", action="store_true", help="do not write the results file")
@@ -931,6 +947,34 @@ def build_parser() -> argparse.ArgumentParser:
         " machine, stay out of the figures)",
     )
     return p
+
+
+def add_fs_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fs",
+        choices=("journaled", "workdir"),
+        default="journaled",
+        help="where the runs write: journaled (default) = a fresh ext4 with its journal on a loop device, as"
+        " most disks are formatted (root only; else the work directory, said in the results); workdir = the"
+        " work directory's file system (this machine's root: ext4 without a journal, whose creates slow down"
+        " 10-30x for minutes after any deletion: harness/loopfs.py)",
+    )
+
+
+def runs_on(bench: Bench, stack: contextlib.ExitStack, largest: int) -> None:
+    """The runs' file system, per ``--fs``, for workloads of at most
+    ``largest`` bytes (a run's objects, twice over: a tool's copy being
+    written while the last one is deleted, and the ledgers)."""
+    why_not = "asked for (--fs workdir)" if bench.args.fs == "workdir" else loopfs.unavailable()
+    mnt = None
+    if why_not is None:
+        try:
+            mnt = stack.enter_context(loopfs.journaled(bench.workdir / "fs", max(4 << 30, 3 * largest)))
+        except OSError as exc:
+            why_not = str(exc)
+    if mnt is None and bench.args.fs == "journaled":
+        log(f"--fs journaled: {why_not}; the runs write to the work directory")
+    bench.runs, bench.fs = mnt, loopfs.describe(mnt, why_not)
 
 
 def choose(args: argparse.Namespace) -> list[Workload]:
@@ -996,6 +1040,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.venv:
             dlengine = [str(fresh_venv(workdir / "venv"))]
         bench = Bench(args, workdir, data, lo_url, wan, dlengine)
+        runs_on(bench, stack, max((wl.nbytes for wl in workloads), default=0))
         bench.warm_up()
         reps = args.reps or (1 if args.quick else 3)
         for wl in workloads:
