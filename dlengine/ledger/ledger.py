@@ -32,7 +32,7 @@ from dlengine.ledger.counters import Counts, count_moves
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject, ObjectRow, Outcome, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
 
-__all__ = ["Ledger", "record", "surely_idle"]
+__all__ = ["Ledger", "queued_rows", "record"]
 
 R = TypeVar("R")
 
@@ -41,6 +41,19 @@ R = TypeVar("R")
 _UNDISPATCHED_SQL = f"SELECT * FROM jobs WHERE all_dispatched = 0 AND state IN {ACTIVE_JOB_STATES!r} ORDER BY seq"
 # an aborted job counts as busy until its workers have stopped its downloads
 _BUSY_JOBS_SQL = f"SELECT id FROM jobs WHERE state IN {ACTIVE_JOB_STATES!r} OR running_cnt > 0"
+# the rows queued for workers (pending, or running: pending again after a
+# restart) of active jobs: their mountpath and size, which the pools are
+# sized by (supervisor/sizing.py); read through the partial indexes
+# objects_todo and objects_running (no other row), LIMIT where every pool
+# would be full anyway
+_QUEUED_SQL = (
+    "SELECT o.mountpath, o.size FROM jobs j JOIN objects o ON o.job = j.seq AND o.state = 'pending'"
+    f" WHERE j.state IN {ACTIVE_JOB_STATES!r}"
+    " UNION ALL SELECT o.mountpath, o.size FROM jobs j JOIN objects o ON o.job = j.seq AND o.state = 'running'"
+    f" WHERE j.state IN {ACTIVE_JOB_STATES!r} LIMIT ?"
+)
+# an active job with rows still to come from the dispatcher (a range, a listing)
+_UNDISPATCHED_ANY_SQL = f"SELECT 1 FROM jobs WHERE all_dispatched = 0 AND state IN {ACTIVE_JOB_STATES!r} LIMIT 1"
 _ENDED_SINCE_SQL = "SELECT * FROM jobs WHERE finished_time >= ?"
 _JOB_BY_ID_SQL = "SELECT * FROM jobs WHERE id IN ({})"
 _OBJECT_STATE_SQL = "SELECT state FROM objects WHERE id = ?"
@@ -97,22 +110,27 @@ def _job(row: sqlite3.Row) -> JobRecord:
     return JobRecord(**values)
 
 
-def surely_idle(path: Path) -> bool:
-    """True only when the ledger at ``path`` surely holds no busy job
-    (``Ledger.busy_job_ids`` empty): none there yet, or every job ended.
-    Asked over a plain connection, nothing created or migrated; a question
+def _queued(conn: sqlite3.Connection, limit: int) -> list[tuple[int, int | None]] | None:
+    if conn.execute(_UNDISPATCHED_ANY_SQL).fetchone() is not None:
+        return None
+    return [(int(r[0]), r[1]) for r in conn.execute(_QUEUED_SQL, (limit,))]
+
+
+def queued_rows(path: Path, limit: int) -> list[tuple[int, int | None]] | None:
+    """``Ledger.queued`` of the ledger at ``path`` (empty: none there yet),
+    asked over a plain connection, nothing created or migrated; a question
     SQLite cannot answer at once (locked past a second, not a ledger of this
-    schema) is False."""
+    schema) is None, as rows still to be dispatched are."""
     if not path.exists():
-        return True
+        return []
     try:
         conn = sqlite3.connect(path, timeout=1.0)
         try:
-            return conn.execute(_BUSY_JOBS_SQL + " LIMIT 1").fetchone() is None
+            return _queued(conn, limit)
         finally:
             conn.close()
     except sqlite3.Error:
-        return False
+        return None
 
 
 class Ledger:
@@ -150,6 +168,13 @@ class Ledger:
         """Ids of these mountpaths, registering new ones (one transaction)."""
         with db.write(self._conn):
             return jobs.mountpath_ids(self._conn, paths)
+
+    def queued(self, limit: int) -> list[tuple[int, int | None]] | None:
+        """(mountpath id, size or None) of at most ``limit`` rows queued for
+        workers (pending or running) in active jobs; None while an active
+        job has rows still to be dispatched (how many, and where, is not
+        known yet)."""
+        return _queued(self._conn, limit)
 
     def placed_mountpaths(self) -> list[tuple[int, str]]:
         """(id, path) of every mountpath that pending objects of active jobs

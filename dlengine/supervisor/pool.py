@@ -131,27 +131,42 @@ def _exit(code: int) -> str:
 
 
 class MountpathPool:
-    """Keeps ``size`` worker processes alive for one mountpath."""
+    """Keeps ``wanted`` worker processes alive for one mountpath, at most
+    ``size``: as many as its queued work can use (``sizing``), growing when
+    more comes (``want``), never shrinking."""
 
-    def __init__(self, settings: Settings, mountpath_id: int, mountpath: Path, size: int, wake_fd: int = -1) -> None:
+    def __init__(
+        self, settings: Settings, mountpath_id: int, mountpath: Path, size: int, wake_fd: int = -1, wanted: int = -1
+    ) -> None:
         """``wake_fd``: the write end of the supervisor's wake pipe, which a
-        worker pokes when a job it reported has ended."""
+        worker pokes when a job it reported has ended. ``wanted``: workers
+        to start with (-1: ``size``)."""
         self.settings = settings
         self.wake_fd = wake_fd
         self.mountpath_id = mountpath_id
         self.mountpath = mountpath
         self.size = size
+        self.wanted = size if wanted < 0 else min(wanted, size)
         self.workers: dict[str, _Started] = {}  # owner -> process
         self.early_deaths = 0  # in a row
         self.last_early: Death | None = None
         self._not_before = 0.0  # (monotonic) no worker starts sooner: the back-off
 
+    @property
+    def full(self) -> bool:
+        """It wants as many workers as it may have: no more to ask."""
+        return self.wanted >= self.size
+
+    def want(self, count: int) -> None:
+        """At least ``count`` workers (at most ``size``), from the next ``fill``."""
+        self.wanted = max(self.wanted, min(count, self.size))
+
     def fill(self) -> None:
         """Start the missing workers, unless the back-off says not yet."""
-        if len(self.workers) >= self.size or time.monotonic() < self._not_before:
+        if len(self.workers) >= self.wanted or time.monotonic() < self._not_before:
             return
         config = settings_arg(self.settings)
-        while len(self.workers) < self.size:
+        while len(self.workers) < self.wanted:
             owner = f"{os.uname().nodename}:{self.mountpath_id}:{os.urandom(4).hex()}"
             level = str(logging.getLogger().getEffectiveLevel())
             args = [level, config, str(self.mountpath_id), str(self.mountpath), owner, str(os.getpid())]

@@ -10,15 +10,17 @@ imported: each spare waits on a pipe for one line, the arguments a pool
 would have put on a worker's command line. The pool takes a spare when it
 needs a worker (``take``) and sends that line; a spare nobody takes reads
 end-of-file (this process ended, or ``discard``) and exits without a word.
-Workers the pool starts later (one died, or work came to a supervisor that
-had none) are fresh interpreters as before. A spare's stderr is a pipe
-from the start, which the pool reads as it reads a fresh worker's.
+Workers the pool starts later (one died, work came to a supervisor that
+had none, or more than its first workers can use) are fresh interpreters
+as before, once no spare is left. A spare's stderr is a pipe from the
+start, which the pool reads as it reads a fresh worker's.
 
 Only what must be known before forking is read here (the settings,
-whether another supervisor holds the home, and whether the ledger holds a
-busy job at all: a cron ``run`` with nothing to do forks none, and its
-supervisor starts no workers); any doubt means no spares (or, about the
-ledger, spares as usual).
+whether another supervisor holds the home, and the rows queued in the
+ledger: a cron ``run`` with nothing to do forks none, and its supervisor
+starts no workers; a small job forks as many as its pool will start,
+``sizing``: one object, one worker); any doubt means no spares (or, about
+the ledger, spares as usual: as many as the pools may have).
 """
 
 from __future__ import annotations
@@ -125,11 +127,13 @@ def early(argv: Sequence[str]) -> None:
         settings = load_settings()
         if settings.remote_executor or HomeLock(settings.lock_path).is_held():
             return
-        from dlengine.ledger.ledger import surely_idle
+        from dlengine.ledger.ledger import queued_rows
+        from dlengine.supervisor import sizing
 
-        if surely_idle(settings.ledger_path):
+        queued = queued_rows(settings.ledger_path, sizing.limit(settings, len(settings.mountpaths)))
+        count = sizing.spares(settings, queued)
+        if not count:
             return  # (a cron run with nothing to do): the supervisor starts workers only if work comes
-        count = settings.workers_for_each_mountpath() * len(settings.mountpaths)
         import dlengine.supervisor.pool  # (the supervisor's anyway) the spares' log format and settings
         import dlengine.supervisor.worker  # noqa: F401 - imported once, for every spare
 

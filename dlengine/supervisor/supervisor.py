@@ -17,7 +17,7 @@ from dlengine.errors import ConfigError, ErrorCode, FatalError, LedgerError, Sup
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
 from dlengine.storage import identity, layout
-from dlengine.supervisor import prespawn
+from dlengine.supervisor import prespawn, sizing
 from dlengine.supervisor.joblog import log_ended
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.retry import StepFailures
@@ -140,7 +140,7 @@ class Supervisor:
             reason = given_up or self._unusable(ledger, Path(path))
             if reason is None:
                 log.info("serving mountpath %s: objects are placed on it", path)
-                self._start_pool(mountpath_id, Path(path))
+                self._start_pool(mountpath_id, Path(path), self._wanted(ledger))
                 continue
             count = ledger.fail_placed(mountpath_id, reason, ErrorCode.WORKER if given_up else ErrorCode.MOUNTPATH)
             log.warning("%d object(s) failed: %s", count, reason)
@@ -205,17 +205,34 @@ class Supervisor:
 
     def _start_pools(self, ledger: Ledger) -> None:
         ids = self._register_mountpaths(ledger)
+        wanted = self._wanted(ledger)
         for path in self.settings.mountpaths:
-            self._start_pool(ids[str(path)], path)
+            self._start_pool(ids[str(path)], path, wanted)
 
-    def _start_pool(self, mountpath_id: int, path: Path) -> None:
+    def _start_pool(self, mountpath_id: int, path: Path, wanted: dict[int, int] | None) -> None:
+        """A pool of as many workers as ``wanted`` says (None: its size)."""
         from dlengine.supervisor.pool import MountpathPool
 
-        pool = MountpathPool(
-            self.settings, mountpath_id, path, self.settings.workers_for_each_mountpath(), wake_fd=self._wake.w
-        )
+        size = self.settings.workers_for_each_mountpath()
+        count = size if wanted is None else wanted.get(mountpath_id, 0)
+        pool = MountpathPool(self.settings, mountpath_id, path, size, wake_fd=self._wake.w, wanted=count)
         pool.fill()
         self.pools.append(pool)
+
+    def _wanted(self, ledger: Ledger) -> dict[int, int] | None:
+        """Workers each mountpath's queued work can use (``sizing``)."""
+        mountpaths = max(len(self.settings.mountpaths), len(self.pools))
+        return sizing.wanted(self.settings, ledger.queued(sizing.limit(self.settings, mountpaths)), mountpaths)
+
+    def _grow_pools(self, ledger: Ledger) -> None:
+        """Pools not full yet grow to what their queued work can use now
+        (a larger job came to a supervisor that started small)."""
+        growing = [pool for pool in self.pools if not pool.full]
+        if not growing:
+            return
+        wanted = self._wanted(ledger)
+        for pool in growing:
+            pool.want(pool.size if wanted is None else wanted.get(pool.mountpath_id, 0))
 
     def _loop(self, ledger: Ledger) -> None:
         """Ticks until idle for ``linger`` or stopped; a tick that keeps
@@ -290,7 +307,8 @@ class Supervisor:
     def _tend_pools(self, ledger: Ledger) -> None:
         """Replace dead workers (after a back-off if they died at start);
         their rows go back to pending at once. A pool whose workers keep
-        dying at start is given up."""
+        dying at start is given up; one that may grow, grows first."""
+        self._grow_pools(ledger)
         for pool in list(self.pools):
             deaths = pool.reap()
             if deaths:

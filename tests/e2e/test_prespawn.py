@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from harness.httpd import Fault, TestHTTPServer
@@ -38,16 +39,90 @@ def _comm(pid: int) -> str:
     return Path(f"/proc/{pid}/comm").read_text().strip()
 
 
+def _slow(httpd: TestHTTPServer, *names: str, rate: int = 200_000) -> dict[str, str]:
+    """Links of 400 KB objects sent at ``rate`` bytes a second (at 200,000
+    two seconds: the workers are there to look at)."""
+    for seed, name in enumerate(names):
+        httpd.put_generated(f"/{name}", 400_000, seed=seed)
+        httpd.set_fault(f"/{name}", Fault(rate=rate))
+    return {name: f"{httpd.url}/{name}" for name in names}
+
+
+def _workers_until_it_ends(runner: subprocess.Popen[str]) -> list[list[int]]:
+    """The worker pids of ``runner`` every 20 ms until it exits."""
+    seen = []
+    while runner.poll() is None:
+        seen.append(worker_pids(runner.pid))
+        time.sleep(0.02)
+    return seen
+
+
 def test_the_workers_of_run_are_its_spares(home: Home, httpd: TestHTTPServer) -> None:
-    httpd.put_generated("/slow.bin", 400_000, seed=1)
-    httpd.set_fault("/slow.bin", Fault(rate=200_000))  # two seconds: the workers are there to look at
+    """Two objects of unknown size (links: they may be large files) use
+    both workers from the start, both forked spares."""
     home.env["DLENGINE_WORKERS"] = "2"
-    job_id = home.submit({"type": "single", "bucket": {"name": "b"}, "link": httpd.url + "/slow.bin"})
+    job_id = home.submit({"type": "multi", "bucket": {"name": "b"}, "objects": _slow(httpd, "s1.bin", "s2.bin")})
     runner = home.spawn("run", "--quiet")
     pids = wait_for(lambda: len(worker_pids(runner.pid)) == 2 and worker_pids(runner.pid), timeout=60)
     assert [_comm(pid) for pid in pids] == ["dlengine-worker"] * 2  # forked, not started as interpreters
     assert runner.wait(60) == 0, runner.stderr.read() if runner.stderr else ""
+    assert home.status(job_id)["finished_cnt"] == 2
+
+
+def test_a_one_object_run_forks_and_uses_one_worker(home: Home, httpd: TestHTTPServer) -> None:
+    """Issue 17: a job of one object pays for one worker, not for as many
+    as the cores allow (``supervisor.sizing``)."""
+    home.env["DLENGINE_WORKERS"] = "2"
+    (link,) = _slow(httpd, "one.bin").values()
+    job_id = home.submit({"type": "single", "bucket": {"name": "b"}, "link": link})
+    assert _probe(home, "run", "--quiet")["spares"] == 1
+    runner = home.spawn("run", "--quiet")
+    pids = wait_for(lambda: worker_pids(runner.pid), timeout=60)
+    assert [_comm(pid) for pid in pids] == ["dlengine-worker"]  # the spare
+    seen = _workers_until_it_ends(runner)
+    assert runner.returncode == 0, runner.stderr.read() if runner.stderr else ""
+    assert max(len(pids) for pids in seen) == 1, seen  # (1.5 s of looks: never a second one)
     assert home.status(job_id)["finished_cnt"] == 1
+
+
+def test_spares_for_what_is_queued(home: Home) -> None:
+    """As many spares as the queued rows can use, at most the pools' size;
+    a range still to be dispatched (its rows not in the ledger yet) gets
+    them all."""
+    home.env["DLENGINE_WORKERS"] = "3"
+    link = "http://127.0.0.1:9/{}.bin"  # (never asked: the spares are discarded)
+    home.submit({"type": "single", "bucket": {"name": "b"}, "link": link.format("x")})
+    assert _probe(home, "run", "--quiet")["spares"] == 1
+    home.submit({"type": "multi", "bucket": {"name": "b"}, "objects": {"y": link.format("y")}})
+    assert _probe(home, "run", "--quiet")["spares"] == 2
+    home.submit({"type": "range", "bucket": {"name": "r"}, "template": link.format("r{1..40}")})
+    assert _probe(home, "run", "--quiet")["spares"] == 3
+
+
+def test_a_lingering_supervisor_grows_to_every_worker_for_a_larger_job(home: Home, httpd: TestHTTPServer) -> None:
+    """A supervisor that started with one worker for one object starts the
+    others (fresh interpreters) once a job that can use them comes, and
+    they share its rows."""
+    home.env["DLENGINE_WORKERS"] = "2"
+    links = _slow(httpd, "first.bin", *(f"m{i}.bin" for i in range(8)))
+    first = home.submit({"type": "single", "bucket": {"name": "b"}, "link": links.pop("first.bin")})
+    runner = home.spawn("run", "--linger", "60", "--quiet")
+    try:
+        (spare,) = wait_for(lambda: worker_pids(runner.pid), timeout=60)
+        time.sleep(0.5)  # (a tick or two: still one)
+        assert worker_pids(runner.pid) == [spare]
+        second = home.submit({"type": "multi", "bucket": {"name": "c"}, "objects": links})
+        pids = wait_for(lambda: len(worker_pids(runner.pid)) == 2 and worker_pids(runner.pid), timeout=30)
+        assert spare in pids
+        conn = home.ledger()
+        sql = "SELECT count(DISTINCT owner) FROM objects o JOIN jobs j ON j.seq = o.job"
+        sql += " WHERE j.id = ? AND o.state = 'running'"
+        wait_for(lambda: conn.execute(sql, (second,)).fetchone()[0] == 2, timeout=30)  # both workers have a share
+        wait_for(lambda: home.status(second)["finished_cnt"] == 8, timeout=60)
+        assert home.status(first)["finished_cnt"] == 1
+        conn.close()
+    finally:
+        home.kill(runner)
 
 
 def _thread_names(pid: int) -> set[str]:
@@ -76,7 +151,8 @@ def test_a_workers_threads_are_named(home: Home, httpd: TestHTTPServer) -> None:
 
 def test_spares_nobody_takes_exit_quietly(home: Home) -> None:
     home.env["DLENGINE_WORKERS"] = "2"
-    home.submit({"type": "single", "bucket": {"name": "b"}, "link": "http://127.0.0.1:9/x.bin"})  # work to fork for
+    objects = {"x": "http://127.0.0.1:9/x.bin", "y": "http://127.0.0.1:9/y.bin"}  # work to fork for
+    home.submit({"type": "multi", "bucket": {"name": "b"}, "objects": objects})
     assert _probe(home, "run", "--quiet") == {"spares": 2, "codes": [0, 0]}
 
 
@@ -142,7 +218,7 @@ def test_no_spares_and_no_workers_when_nothing_is_busy(home: Home, httpd: TestHT
         httpd.put_generated("/b.bin", 1000, seed=4)
         second = home.submit({"type": "single", "bucket": {"name": "b"}, "link": httpd.url + "/b.bin"})
         wait_for(lambda: home.status(second)["finished_cnt"] == 1, timeout=60)
-        assert len(worker_pids(runner.pid)) == 2  # started for it (fresh interpreters: no spares were forked)
+        assert len(worker_pids(runner.pid)) == 1  # started for it (a fresh interpreter: no spares were forked)
     finally:
         home.kill(runner)
 
