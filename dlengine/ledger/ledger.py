@@ -32,7 +32,7 @@ from dlengine.ledger.counters import Counts, count_moves
 from dlengine.ledger.models import CatalogEntry, JobRecord, NewJob, NewObject, ObjectRow, Outcome, Task
 from dlengine.ledger.states import ACTIVE_JOB_STATES, ObjectState
 
-__all__ = ["Ledger", "queued_rows", "record"]
+__all__ = ["Ledger", "queued_rows", "record", "surely_idle"]
 
 R = TypeVar("R")
 
@@ -114,6 +114,24 @@ def _queued(conn: sqlite3.Connection, limit: int) -> list[tuple[int, int | None]
     if conn.execute(_UNDISPATCHED_ANY_SQL).fetchone() is not None:
         return None
     return [(int(r[0]), r[1]) for r in conn.execute(_QUEUED_SQL, (limit,))]
+
+
+def surely_idle(path: Path) -> bool:
+    """True only when the ledger at ``path`` surely holds no busy job
+    (``Ledger.busy_job_ids`` empty): none there yet, or every job ended.
+    Asked over a plain connection, nothing created or migrated; a question
+    SQLite cannot answer at once (locked past a second, not a ledger of this
+    schema) is False."""
+    if not path.exists():
+        return True
+    try:
+        conn = sqlite3.connect(path, timeout=1.0)
+        try:
+            return conn.execute(_BUSY_JOBS_SQL + " LIMIT 1").fetchone() is None
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
 
 
 def queued_rows(path: Path, limit: int) -> list[tuple[int, int | None]] | None:

@@ -127,13 +127,16 @@ def early(argv: Sequence[str]) -> None:
         settings = load_settings()
         if settings.remote_executor or HomeLock(settings.lock_path).is_held():
             return
-        from dlengine.ledger.ledger import queued_rows
-        from dlengine.supervisor import sizing
+        from dlengine.ledger.ledger import queued_rows, surely_idle
+
+        if surely_idle(settings.ledger_path):
+            return  # (a cron run with nothing to do): the supervisor starts workers only if work comes
+        from dlengine.supervisor import sizing  # (a busy ledger only: a cron run pays no import for it)
 
         queued = queued_rows(settings.ledger_path, sizing.limit(settings, len(settings.mountpaths)))
         count = sizing.spares(settings, queued)
         if not count:
-            return  # (a cron run with nothing to do): the supervisor starts workers only if work comes
+            return  # (nothing queued: only an aborted job still stopping)
         import dlengine.supervisor.pool  # (the supervisor's anyway) the spares' log format and settings
         import dlengine.supervisor.worker  # noqa: F401 - imported once, for every spare
 

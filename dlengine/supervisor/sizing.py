@@ -18,14 +18,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from dlengine.config import Settings
+if TYPE_CHECKING:
+    from dlengine.config import Settings
 
 # rows worth counting at most: beyond that many, pools are full anyway (a
 # bound on the read before the fork and on each tick's while one is not)
 MAX_COUNTED = 4096
 
-Queued = Sequence[tuple[int, int | None]]  # (mountpath id, size or None) of each queued row
+Queued = Sequence["tuple[int, int | None]"]  # (mountpath id, size or None) of each queued row
 
 
 def limit(settings: Settings, mountpaths: int) -> int:

@@ -17,7 +17,7 @@ from dlengine.errors import ConfigError, ErrorCode, FatalError, LedgerError, Sup
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import JobRecord
 from dlengine.storage import identity, layout
-from dlengine.supervisor import prespawn, sizing
+from dlengine.supervisor import prespawn
 from dlengine.supervisor.joblog import log_ended
 from dlengine.supervisor.lock import HomeLock
 from dlengine.supervisor.retry import StepFailures
@@ -221,6 +221,8 @@ class Supervisor:
 
     def _wanted(self, ledger: Ledger) -> dict[int, int] | None:
         """Workers each mountpath's queued work can use (``sizing``)."""
+        from dlengine.supervisor import sizing  # (imported once pools start, with them)
+
         mountpaths = max(len(self.settings.mountpaths), len(self.pools))
         return sizing.wanted(self.settings, ledger.queued(sizing.limit(self.settings, mountpaths)), mountpaths)
 
