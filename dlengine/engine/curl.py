@@ -870,8 +870,8 @@ class CurlLoop:
             for other in list(group.members):  # the object fails as one
                 self._release(other.handle)
                 group.members.discard(other)
-        if group.members and group.error is None:
-            self._steal(group)
+        if group.error is None and (group.members or group.waiting):
+            self._steal(group)  # (a segment turned away goes on, even if this one was the last running)
         if not group.members:
             self._finish_group(group)
 

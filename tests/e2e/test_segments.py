@@ -181,6 +181,29 @@ def test_a_server_that_turns_away_a_connection_more_still_serves_the_object(
         assert [tuple(r) for r in conn.execute("SELECT state, attempts, error FROM objects")] == [("done", 1, None)]
 
 
+def test_a_server_that_takes_one_connection_serves_the_segments_one_by_one(
+    segmented: Home, httpd: TestHTTPServer
+) -> None:
+    """Every segment but the first is turned away (503: one connection at
+    most): they wait, and when the one that runs ends, the next goes on
+    the connection it freed, until the object is whole; it is not failed
+    with a segment "ended early" when the last running one ends (five
+    times, then given up: before). A second attempt may be needed: the
+    first answer (the whole object, cut at its segment's end) still counts
+    at the server for a moment after the cut, and a segment turned away
+    with none running fails the attempt; the next resumes from the map."""
+    path = "/seg/single.bin"
+    httpd.put_generated(path, SIZE, seed=9, content_md5=True)
+    httpd.set_fault(path, Fault(rate=4_000_000, busy_beyond=1))
+    job_id = _submit(segmented, httpd, path)
+    assert segmented.run().returncode == 0
+    _assert_stored(segmented, httpd, path, job_id)
+    assert [r.status for r in httpd.requests if r.status == 503]  # (they were turned away)
+    with segmented.ledger() as conn:
+        [(state, attempts, error)] = conn.execute("SELECT state, attempts, error FROM objects").fetchall()
+    assert (state, error) == ("done", None) and attempts <= 2, (state, attempts, error)
+
+
 def _resumed(home: Home, httpd: TestHTTPServer, path: str, job_id: str) -> list[int]:
     """After a kill: the faults cleared, the next run stores the object;
     where each of its ranged requests started."""
