@@ -74,8 +74,8 @@ def journaled(scratch: Path, size: int) -> Iterator[Path | None]:
         mnt.chmod(0o755)
         yield mnt
     finally:
-        if mounted:
-            subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120)
+        if mounted and subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=60)  # (busy: detached when free)
         if device:
             subprocess.run(["losetup", "-d", device], capture_output=True, timeout=60)
         image.unlink(missing_ok=True)
