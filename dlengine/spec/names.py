@@ -89,7 +89,10 @@ def _check_authority(link: str, field: str) -> None:
     """No backslash and no ``user:password@`` in the host part, whatever
     the scheme (see ``normalize_link``); in ``hf://name@revision/...`` the
     ``@`` is a revision."""
-    parts = urlsplit(link)
+    try:
+        parts = urlsplit(link)
+    except ValueError as exc:  # an unclosed "[" of an IPv6 host: urllib's "Invalid IPv6 URL"
+        raise SpecError(field, f"link {_show(_no_userinfo(link))} is malformed: {exc}") from None
     if "\\" in parts.netloc:
         raise SpecError(field, f"link {_show(_no_userinfo(link))} has a '\\' in its host part; refused")
     if "@" in parts.netloc and parts.scheme != "hf":
@@ -130,6 +133,8 @@ def _check_http_host(link: str, field: str) -> None:
     host = parts.hostname or ""
     if host == "":
         raise SpecError(field, f"link {_show(link)} has no host")
+    if any(char.isspace() for char in host):  # libcurl refuses it, but only when the object is tried
+        raise SpecError(field, f"link {_show(link)} has a space in its host {host!r}")
     try:
         parts.port  # noqa: B018 - urllib validates the port lazily
     except ValueError as exc:

@@ -48,6 +48,8 @@ DOWNLOAD_CASES = [
     (["download", LINK, "ais://b", "--timeout", "99999999999999h"], "timeout"),
     (["download", LINK, "ais://b", "--header", "Host: evil.example"], "headers.Host"),
     (["download", "http://169.254.169.254\\@127.0.0.1/x", "ais://b"], "host part"),
+    (["download", "http://[::1/x-{1..3}", "ais://b"], "template: link 'http://[::1/x-{1..3}' is malformed"),
+    (["download", "http://exa mple/x", "ais://b"], "space in its host"),
 ]
 
 

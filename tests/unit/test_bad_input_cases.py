@@ -48,6 +48,8 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("backslash authority", single(link="http://169.254.169.254\\@127.0.0.1/x"), "link", "host part"),
     ("backslash host", single(link="http://127.0.0.1\\169.254.169.254/x"), "link", "host part"),
     ("userinfo", single(link="http://user:s3cret@127.0.0.1/x"), "link", "user:password@"),
+    ("unclosed IPv6 host", single(link="http://[::1/x"), "link", "malformed: Invalid IPv6 URL"),
+    ("space in host", single(link="http://exa mple/x"), "link", "space in its host"),
     ("user only", single(link="https://user@127.0.0.1/x"), "link", "user:password@"),
     ("s3 userinfo", single(link="s3://AKIA:s3cret@bucket/k"), "link", "user:password@"),
     ("multi userinfo", {"type": "multi", "bucket": B, "objects": ["http://u:p@h/x"]}, "objects[0]", "user:password@"),
