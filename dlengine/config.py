@@ -151,6 +151,17 @@ def home_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(given or Path.home() / ".dlengine").expanduser().absolute()
 
 
+def make_home(home: Path) -> None:
+    """Create the home if it is missing, private (it holds the ledger and
+    job secrets); one that cannot be is bad input naming DLENGINE_HOME."""
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:  # mkdir's answer for a file there: "File exists" would not say what is wrong
+        raise ConfigError(f"{ENV_HOME}: {home} is a file, not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"{ENV_HOME}: cannot create {home}: {exc.strerror or exc}") from None
+
+
 def _read_config_file(home: Path) -> dict[str, Any]:
     path = home / "config.json"
     if not path.exists():

@@ -11,6 +11,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dlengine.config import make_home
 from dlengine.errors import ConfigError, ErrorCode, LedgerError
 
 if TYPE_CHECKING:
@@ -54,10 +55,7 @@ def connect(path: Path) -> sqlite3.Connection:
     ``BEGIN IMMEDIATE`` so writers queue on SQLite's lock instead of failing
     half-way with SQLITE_BUSY on upgrade.
     """
-    try:  # a home dlengine creates is private: it holds the ledger and job secrets
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"DLENGINE_HOME: cannot create {path.parent}: {exc.strerror or exc}") from None
+    make_home(path.parent)
     try:
         conn = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, factory=_Connection

@@ -10,6 +10,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from dlengine.config import make_home
+
 
 class HomeLock:
     def __init__(self, path: Path) -> None:
@@ -18,7 +20,7 @@ class HomeLock:
 
     def acquire(self) -> bool:
         """Take the lock without waiting; False if someone holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_home(self.path.parent)  # `run` on a fresh home: created private, as the ledger makes it
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

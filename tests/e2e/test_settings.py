@@ -51,10 +51,21 @@ def test_home_that_cannot_be_created_is_exit_2_naming_it(home: Home) -> None:
     assert "DLENGINE_HOME" in res.stderr and "internal error" not in res.stderr
 
 
-def test_created_home_is_private(home: Home) -> None:
+@pytest.mark.parametrize("command", ["show", "run"])
+def test_home_that_is_a_file_is_exit_2_saying_so(home: Home, command: str) -> None:
+    home.path.mkdir(parents=True, exist_ok=True)
+    (home.path / "file").write_text("x")
+    home.env["DLENGINE_HOME"] = str(home.path / "file")
+    res = home.cli(command, timeout=30)
+    assert res.returncode == 2, res.stderr  # run: was exit 3, "dlengine: .../file: File exists"
+    assert res.stderr == f"dlengine: error: DLENGINE_HOME: {home.path / 'file'} is a file, not a directory\n"
+
+
+@pytest.mark.parametrize("command", ["show", "run"])
+def test_created_home_is_private(home: Home, command: str) -> None:
     home.env["DLENGINE_HOME"] = str(home.path / "fresh")
-    assert home.cli("show", timeout=30).returncode == 0
-    assert stat.S_IMODE(os.stat(home.path / "fresh").st_mode) == 0o700
+    assert home.cli(command, timeout=30).returncode == 0
+    assert stat.S_IMODE(os.stat(home.path / "fresh").st_mode) == 0o700  # run: the lock was first, 0o755
 
 
 @pytest.mark.parametrize(
