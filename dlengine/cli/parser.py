@@ -83,7 +83,8 @@ def _download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "dst", help="destination: a bucket (ais://abc, ais://abc/sub/dir/, s3://bkt) or a directory (./data/, /srv/ds)"
     )
     # a shell that expanded an unquoted {1..3} passes several SRCs: caught to say so (AIStore's hint)
-    p.add_argument("unexpected", nargs="*", help=argparse.SUPPRESS)
+    # (a default: argparse would name it among the missing arguments of a bare `dlengine download`)
+    p.add_argument("unexpected", nargs="*", default=[], help=argparse.SUPPRESS)
     p.add_argument("--desc", "--description", dest="desc", help="job description (default: generated)")
     p.add_argument(
         "--timeout",

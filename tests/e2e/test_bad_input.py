@@ -117,6 +117,12 @@ def test_bad_download_arguments(home: Home, args: list[str], named: str) -> None
     _assert_nothing_created(home)
 
 
+def test_download_without_arguments_names_what_is_missing(home: Home) -> None:
+    res = home.cli("download")
+    assert res.returncode == 2
+    assert res.stderr.splitlines()[-1] == "dlengine download: error: the following arguments are required: dst"
+
+
 def test_range_template_with_duplicate_names_creates_nothing(home: Home) -> None:
     # two ranges that collide: 1+11 and 11+1 both give "x111"
     res = home.cli("download", "http://h/x{1..12}{1..12}", "ais://b", "--no-start")
