@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dlengine import __version__, startup
-from dlengine.cli.parser import build_parser
+from dlengine.cli.parser import build_parser, parse
 from dlengine.errors import (
     ConfigError,
     DlengineError,
@@ -35,7 +35,7 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.version:
         print(f"dlengine {__version__}")
         return EXIT_OK

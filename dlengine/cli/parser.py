@@ -193,6 +193,41 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, but an option no parser knows is refused
+    by the command it was given to, with that command's usage and the
+    closest option it has (``--wiat``: did you mean --wait?), as rclone and
+    git do; argparse's own answer is the top-level usage alone."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        owner = _command_parser(parser, args)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}{_closest(owner, extra)}")
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the innermost command ``args`` name (``bucket ls``)."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if not subs or name not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[name]
+
+
+def _closest(parser: argparse.ArgumentParser, extra: Sequence[str]) -> str:
+    """`` (did you mean --wait?)`` for the first unknown option like a known one."""
+    import difflib  # (a mistyped option only)
+
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    for word in extra:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.partition("=")[0], known, n=1)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
+
+
 _Sub = argparse._SubParsersAction  # (argparse's type of ``add_subparsers``' result)
 
 

@@ -123,6 +123,23 @@ def test_download_without_arguments_names_what_is_missing(home: Home) -> None:
     assert res.stderr.splitlines()[-1] == "dlengine download: error: the following arguments are required: dst"
 
 
+@pytest.mark.parametrize(
+    ("args", "usage", "error"),
+    [
+        (["download", "http://h/x", "ais://b", "--wiat"], "dlengine download", "--wiat (did you mean --wait?)"),
+        (["bucket", "ls", "--jsn"], "dlengine bucket ls", "--jsn (did you mean --json?)"),
+        (["show", "dnl-x", "extra"], "dlengine show", "extra"),
+    ],
+)
+def test_unknown_option_is_refused_by_its_command(home: Home, args: list[str], usage: str, error: str) -> None:
+    res = home.cli(*args)
+    assert res.returncode == 2
+    first, *_, last = res.stderr.splitlines()
+    assert first.startswith(f"usage: {usage} ")  # was the top-level usage: 'dlengine [-h] [--version] COMMAND ...'
+    assert last == f"{usage}: error: unrecognized arguments: {error}"
+    _assert_nothing_created(home)
+
+
 def test_range_template_with_duplicate_names_creates_nothing(home: Home) -> None:
     # two ranges that collide: 1+11 and 11+1 both give "x111"
     res = home.cli("download", "http://h/x{1..12}{1..12}", "ais://b", "--no-start")
