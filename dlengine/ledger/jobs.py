@@ -364,11 +364,22 @@ def remove_job(conn: sqlite3.Connection, job_id: str) -> None:
     """Forget a finished or aborted job; stored objects stay in the catalog."""
     with write(conn):
         row = job_row(conn, job_id)
-        if row["state"] in ACTIVE_JOB_STATES or row["running_cnt"] > 0:
-            # an aborted job whose downloads still stop has no finished_time yet
+        if row["state"] in ACTIVE_JOB_STATES:
             raise StateError(f"job {job_id} is still running: abort it first, and wait until it has finished")
+        _check_stopped(row, job_id)
         conn.execute("DELETE FROM objects WHERE job = ?", (row["seq"],))
         conn.execute("DELETE FROM jobs WHERE seq = ?", (row["seq"],))
+
+
+def _check_stopped(row: sqlite3.Row, job_id: str) -> None:
+    """An aborted job whose downloads still stop (no finished_time yet) is
+    not ended for rm and retry: say so, not "abort it first"."""
+    running = row["running_cnt"]
+    if running > 0:
+        downloads = "download is" if running == 1 else "downloads are"
+        raise StateError(
+            f"job {job_id} is being aborted: {running} {downloads} still stopping; try again in a few seconds"
+        )
 
 
 def retry_job(conn: sqlite3.Connection, job_id: str) -> int:
@@ -379,6 +390,7 @@ def retry_job(conn: sqlite3.Connection, job_id: str) -> int:
         row = job_row(conn, job_id)
         if row["state"] in ACTIVE_JOB_STATES:
             raise StateError(f"job {job_id} is still running")
+        _check_stopped(row, job_id)  # (its running rows would not be queued again: "re-queued 0")
         counts, count = Counts(), 0
         for state in (ObjectState.FAILED.value, ObjectState.ABORTED.value):
             # one statement per state, a literal (a partial index may serve it): the counters know what moved

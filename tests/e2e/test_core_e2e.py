@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from dlengine.ledger.ledger import Ledger
 from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import Home, wait_for
 
@@ -153,6 +154,20 @@ def test_remove_rules(home: Home, httpd: TestHTTPServer) -> None:
     res = home.cli("show", job_id)
     assert res.returncode == 2 and "not found" in res.stderr
     assert home.ls("ais://r") == {"x.bin": 1}  # objects stay
+
+
+def test_rm_and_retry_of_a_job_still_stopping_say_so(home: Home) -> None:
+    job_id = home.submit({"type": "single", "bucket": {"name": "r"}, "link": "http://127.0.0.1:9/x.bin"})
+    ledger = Ledger.open(home.path / "ledger.db")
+    ((mountpath_id, _),) = ledger.placed_mountpaths()
+    assert len(ledger.claim(mountpath_id, "w", 1, 30.0)) == 1  # a worker's download in flight
+    ledger.close()
+    assert home.cli("abort", job_id).returncode == 0
+    assert home.status(job_id)["state"] == "aborted"  # (its finished_time once the download stopped)
+    for command in ("rm", "retry"):  # were "still running: abort it first", and "re-queued 0 ... object(s)"
+        res = home.cli(command, job_id)
+        assert res.returncode == 2, (command, res.stdout)
+        assert f"job {job_id} is being aborted: 1 download is still stopping" in res.stderr, res.stderr
 
 
 def test_show_list_filters(home: Home, httpd: TestHTTPServer) -> None:
