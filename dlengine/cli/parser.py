@@ -232,14 +232,39 @@ _Sub = argparse._SubParsersAction  # (argparse's type of ``add_subparsers``' res
 
 
 def _submit(sub: _Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("submit", help="submit a job.json (or - for stdin)", description="Submit a job request file.")
+    p = sub.add_parser(
+        "submit",
+        help="submit a job.json (or - for stdin)",
+        description="Submit a job request file: AIStore's downloader request body (type single, multi, range or"
+        " backend).",
+        epilog="""job.json, e.g.:
+  {"type": "range", "bucket": {"name": "abc"}, "template": "http://host/shard-{001..100}.tar",
+   "subdir": "train/", "timeout": "30s", "limits": {"connections": 8}}
+  {"type": "single", "bucket": {"name": "abc"}, "link": "http://host/data/file.tar", "object_name": "x.tar"}
+  {"type": "multi", "bucket": {"name": "abc"}, "objects": ["http://host/a.tar", "http://host/b.tar"]}
+
+examples:
+  id=$(dlengine submit job.json)          # the job id is the last line of stdout
+  dlengine submit job.json --wait         # follow it; exit 1 if objects failed
+  dlengine submit job.json --dry-run      # what it would download, and where; creates nothing
+  dlengine submit - < job.json            # - reads the request from stdin""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", help="job request (JSON); - reads stdin")
     _follow_flags(p)
 
 
 def _show(sub: _Sub[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "show", help="list jobs, or show one job", description="Without ID: list jobs (active ones unless --all)."
+        "show",
+        help="list jobs, or show one job",
+        description="Without ID: list jobs (active ones unless --all).",
+        epilog="""examples:
+  dlengine show                      # active jobs
+  dlengine show --all --regex abc    # every job whose description matches abc
+  dlengine show "$id" -v             # one job: counters, running objects, errors
+  dlengine show "$id" --json         # its status object (AIStore's fields)""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("id", nargs="?", help="job id")
     p.add_argument("--all", action="store_true", help="include finished and aborted jobs")
@@ -252,7 +277,17 @@ def _show(sub: _Sub[argparse.ArgumentParser]) -> None:
 
 def _selecting(sub: _Sub[argparse.ArgumentParser], names: tuple[str, ...], text: str) -> None:
     """abort and rm: one job, or every one that --all / --regex selects."""
-    p = sub.add_parser(names[0], aliases=names[1:], help=text, description=text[0].upper() + text[1:] + ".")
+    p = sub.add_parser(
+        names[0],
+        aliases=names[1:],
+        help=text,
+        description=text[0].upper() + text[1:] + ".",
+        epilog=f"""examples:
+  dlengine {names[0]} "$id"
+  dlengine {names[0]} --regex 'shard-.*'   # every job whose description matches
+  dlengine {names[0]} --all""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("id", nargs="?", help="job id")
     p.add_argument("--all", action="store_true", help="every job (of the state this command acts on)")
     p.add_argument("--regex", metavar="R", help="every job whose description matches R")
@@ -267,7 +302,14 @@ def _rm(sub: _Sub[argparse.ArgumentParser]) -> None:
 
 
 def _retry(sub: _Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("retry", help="re-queue a job's failed objects", description="Re-queue a job's failed objects.")
+    p = sub.add_parser(
+        "retry",
+        help="re-queue a job's failed objects",
+        description="Re-queue a job's failed objects (and those an abort stopped).",
+        epilog="""examples:
+  dlengine retry "$id" && dlengine wait "$id"   # the failed objects again, followed""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("id", help="job id")
     p.add_argument("--no-start", action="store_true", help="do not start a background supervisor")
 
@@ -277,6 +319,9 @@ def _wait(sub: _Sub[argparse.ArgumentParser]) -> None:
         "wait",
         help="follow a job until it ends (again, e.g. after Ctrl-C)",
         description="Follow a job until it ends; exit 1 if it had failures or was aborted (as `ais wait download`).",
+        epilog="""examples:
+  dlengine wait "$id" --progress     # again after a Ctrl-C: the download went on""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("id", help="job id")
     p.add_argument("--progress", action="store_true", help="a progress bar on a terminal")
@@ -289,6 +334,10 @@ def _run(sub: _Sub[argparse.ArgumentParser]) -> None:
         "run",
         help="process queued jobs until none is left (for cron)",
         description="Run the supervisor in the foreground; exit when no job is left.",
+        epilog="""examples:
+  */10 * * * * dlengine run --quiet     # crontab: a second run while one works exits at once (0)
+  dlengine download "http://host/x-{1..9}.tar" ais://abc --no-start && dlengine run""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--linger", type=_seconds, default=0.0, metavar="S", help="wait S seconds for new jobs before exiting"
@@ -303,6 +352,11 @@ def _ls(sub: _Sub[argparse.ArgumentParser]) -> None:
         help="list the objects stored in a bucket (no bucket: the buckets)",
         description="List a bucket (NAME, SIZE; -l adds when each was stored and its path); without a bucket,"
         " the buckets this home knows, as `dlengine bucket ls` (and `ais ls`).",
+        epilog="""examples:
+  dlengine ls                        # the buckets
+  dlengine ls ais://abc/train/ -l    # the objects under train/, with their paths
+  dlengine ls ./data/ --json""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bucket", nargs="?", help="e.g. ais://abc, ais://abc/prefix, s3://bkt (its local copy), ./data/")
     p.add_argument("-l", "--long", action="store_true", help="also STORED (UTC time) and PATH of each object")
@@ -311,7 +365,16 @@ def _ls(sub: _Sub[argparse.ArgumentParser]) -> None:
 
 
 def _bucket(sub: _Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("bucket", help="manage buckets", description="Manage local buckets.")
+    p = sub.add_parser(
+        "bucket",
+        help="manage buckets",
+        description="Manage local buckets.",
+        epilog="""examples:
+  dlengine bucket create ais://abc
+  dlengine bucket ls
+  dlengine bucket rm ais://abc       # deletes its stored objects""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     bsub = p.add_subparsers(dest="bucket_command", metavar="ACTION", required=True)
     pc = bsub.add_parser("create", help="create a bucket", description="Create a local bucket.")
     pc.add_argument("bucket", nargs="+", help="e.g. ais://abc")

@@ -12,6 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from harness.httpd import Fault, TestHTTPServer
 from tests.conftest import ROOT, Home, wait_for
 
@@ -232,3 +234,24 @@ def test_following_a_job_no_supervisor_serves_says_so(home: Home) -> None:
         proc.kill()
         proc.communicate(timeout=10)
     assert home.status(job_id)["state"] == "pending"  # following never took the supervisor's lock
+
+
+@pytest.mark.parametrize(
+    "command", ["submit", "download", "show", "abort", "stop", "rm", "retry", "wait", "run", "serve", "ls", "bucket"]
+)
+def test_every_command_help_teaches_with_examples(home: Home, command: str) -> None:
+    res = home.cli(command, "--help")
+    assert res.returncode == 0
+    assert "\nexamples:\n" in res.stdout, res.stdout  # (were only the top-level's, download's and serve's)
+    assert f"dlengine {command.replace('stop', 'abort')} " in res.stdout.split("\nexamples:\n", 1)[1]
+
+
+def test_the_job_files_of_submit_help_are_valid(home: Home) -> None:
+    text = home.cli("submit", "--help").stdout
+    block = text.split("job.json, e.g.:\n", 1)[1].split("\n\n", 1)[0]
+    jobs = ["{" + part for part in block.replace("\n   ", " ").split("{", 1)[1].split("\n  {")]
+    assert [json.loads(job)["type"] for job in jobs] == ["range", "single", "multi"]
+    for job in jobs:
+        res = home.cli("submit", "-", "--dry-run", input=job)
+        assert res.returncode == 0, (job, res.stderr)
+    assert not (home.path / "ledger.db").exists()
