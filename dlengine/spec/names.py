@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 import unicodedata
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from dlengine.errors import SpecError
 from dlengine.providers import Provider
@@ -26,6 +26,8 @@ _SCHEME_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 # "file:/etc/passwd" has a scheme too: a port is one digit or more.
 _SCHEME_OPAQUE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?![0-9]+(?:[/?#]|$))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HTTP_PARTS = re.compile(r"(https?://)([^/?#]*)(.*)", re.DOTALL)  # scheme, authority, the rest
+_NOT_ON_THE_WIRE = re.compile(r"[^\x21-\x7e]")  # a space, or not ASCII
 # Characters that move the cursor, end a line or reorder text on a
 # terminal: a name holding one forges rows of `ls` and `show`.
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -75,6 +77,8 @@ def normalize_link(link: str, field: str) -> str:
     scheme, rest = text.split(":", 1)
     scheme = scheme.lower()
     text = f"{scheme}:{rest}"
+    if scheme in ("http", "https"):
+        text = _ascii_link(text, field)
     _check_authority(text, field)
     if scheme in ("http", "https"):
         _check_http_host(text, field)
@@ -83,6 +87,26 @@ def normalize_link(link: str, field: str) -> str:
     elif scheme == "hf":
         _check_hf_link(text, field)
     return text
+
+
+def _ascii_link(link: str, field: str) -> str:
+    """``link`` as it goes on the wire, as requests and Go's net/url (so
+    AIStore) send it: a space or a non-ASCII character after the host
+    percent-encoded as UTF-8 (``a b/é.txt`` -> ``a%20b/%C3%A9.txt``, still
+    named ``é.txt``), a non-ASCII host IDNA-encoded. libcurl refuses a
+    space ("URL rejected: Bad path"), and pycurl cannot pass on a URL that
+    is not ASCII at all."""
+    match = _HTTP_PARTS.fullmatch(link)
+    if match is None:
+        return link
+    scheme, authority, rest = match.groups()
+    try:
+        if not authority.isascii():
+            authority = authority.encode("idna").decode("ascii")
+        rest = _NOT_ON_THE_WIRE.sub(lambda char: quote(char.group(), safe=""), rest)
+    except UnicodeError:  # a label IDNA refuses, a lone surrogate
+        raise SpecError(field, f"link {_show(_no_userinfo(link))} is not a valid URL (host or characters)") from None
+    return scheme + authority + rest
 
 
 def _check_authority(link: str, field: str) -> None:

@@ -255,3 +255,22 @@ def test_the_job_files_of_submit_help_are_valid(home: Home) -> None:
         res = home.cli("submit", "-", "--dry-run", input=job)
         assert res.returncode == 0, (job, res.stderr)
     assert not (home.path / "ledger.db").exists()
+
+
+def test_links_with_spaces_and_non_ascii_characters_download(home: Home, httpd: TestHTTPServer, tmp_path: Path) -> None:
+    """As requests and AIStore (Go's net/url) send them: percent-encoded.
+    Were: a space failed each attempt ('URL rejected: Bad path'); a non-ASCII
+    character killed the worker's curl thread (UnicodeEncodeError) with a
+    traceback on the terminal."""
+    names = ["é.txt", "a b.txt", "データ.bin"]
+    for i, name in enumerate(names):
+        httpd.put(f"/u/dir é/{name}", f"{i}".encode())
+    listing = tmp_path / "names.txt"
+    listing.write_text("".join(f"{name}\n" for name in names))
+    res = home.cli("download", f"{httpd.url}/u/dir é", "ais://u", "--object-list", str(listing), "--wait")
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert home.ls("ais://u") == {name: 1 for name in names}
+    single = home.cli("download", f"{httpd.url}/u/dir é/a b.txt", "ais://u/copy.txt", "--wait")
+    assert single.returncode == 0, single.stderr
+    assert home.ls("ais://u")["copy.txt"] == 1

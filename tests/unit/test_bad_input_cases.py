@@ -50,6 +50,8 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("userinfo", single(link="http://user:s3cret@127.0.0.1/x"), "link", "user:password@"),
     ("unclosed IPv6 host", single(link="http://[::1/x"), "link", "malformed: Invalid IPv6 URL"),
     ("space in host", single(link="http://exa mple/x"), "link", "space in its host"),
+    ("IDNA refuses the host", single(link="http://bü..cher/x"), "link", "not a valid URL"),
+    ("lone surrogate", single(link="http://127.0.0.1/\ud800"), "link", "not a valid URL"),
     ("user only", single(link="https://user@127.0.0.1/x"), "link", "user:password@"),
     ("s3 userinfo", single(link="s3://AKIA:s3cret@bucket/k"), "link", "user:password@"),
     ("multi userinfo", {"type": "multi", "bucket": B, "objects": ["http://u:p@h/x"]}, "objects[0]", "user:password@"),
