@@ -11,7 +11,7 @@ import importlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from dlengine import errors, providers
 from dlengine.sources.base import ObjectInfo, Source
@@ -103,7 +103,9 @@ def resolve(link: str, pool_size: int = 16) -> tuple[Source, str]:
         scheme, bucket, key = split_cloud_link(link)
         if cloud_module(scheme).available() or scheme not in _PUBLIC_HTTPS:
             return cloud_source(scheme, bucket), key
-        return _http(pool_size), _PUBLIC_HTTPS[scheme].format(bucket=bucket, key=key)
+        # the key percent-encoded, as the providers' own URLs carry it: a space, '?', '#' or 'é' in it
+        # would otherwise be a bad URL (libcurl: "URL rejected"), a query, a fragment, or not ASCII at all
+        return _http(pool_size), _PUBLIC_HTTPS[scheme].format(bucket=bucket, key=quote(key, safe="/"))
     if scheme == "hf":
         from dlengine.sources import hf
 

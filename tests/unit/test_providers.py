@@ -37,3 +37,23 @@ def test_backend_job_of_an_unlistable_provider_is_refused(provider: str) -> None
 def test_aliases(alias: str, provider: Provider) -> None:
     assert parse_provider(alias) is provider
     assert str(provider) == provider.value and f"{provider}" == provider.value
+
+
+@pytest.mark.parametrize(
+    ("link", "url"),
+    [
+        ("gs://b/dir é/a b?#.txt", "https://storage.googleapis.com/b/dir%20%C3%A9/a%20b%3F%23.txt"),
+        ("s3://b/train/x~1_2-3.tar", "https://b.s3.amazonaws.com/train/x~1_2-3.tar"),
+        ("s3://b/50%.txt", "https://b.s3.amazonaws.com/50%25.txt"),  # keys are literal
+    ],
+)
+def test_a_cloud_link_without_its_sdk_is_a_public_url_of_the_key(
+    link: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class NoSdk:
+        @staticmethod
+        def available() -> bool:
+            return False
+
+    monkeypatch.setattr(registry, "cloud_module", lambda scheme: NoSdk)
+    assert registry.resolve(link)[1] == url
