@@ -327,10 +327,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     supervisor = Supervisor(_with_executor(args), linger=args.linger)
     supervisor.install_signal_handlers()
     try:
-        return supervisor.run()
+        code = supervisor.run()
     except SupervisorRunning as exc:
         print(f"dlengine: {exc}; nothing to do", file=sys.stderr)
         return EXIT_OK
+    if supervisor.stopped_by is None:
+        return code
+    _say_what_is_left(_client(), supervisor.stopped_by.name)
+    return EXIT_INTERRUPTED if supervisor.stopped_by.name == "SIGINT" else code  # (a SIGTERM: a service's stop)
+
+
+def _say_what_is_left(client: Client, signal_name: str) -> None:
+    """After a run stopped by a signal: what it left, and who takes it up."""
+    left = client.ledger.busy_job_ids()
+    if not left:
+        print(f"dlengine: run stopped by {signal_name}; no job is left", file=sys.stderr)
+        return
+    shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+    print(
+        f"dlengine: run stopped by {signal_name}: {len(left)} job(s) not done ({shown}): they go on at the next"
+        " `dlengine run`",
+        file=sys.stderr,
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -57,6 +57,7 @@ class Supervisor:
         self._busy: set[str] = set()  # jobs busy at the last tick
         self._logged: set[str] = set()  # ended jobs already logged
         self.started = 0.0
+        self.stopped_by: signal.Signals | None = None  # the signal that stopped it (install_signal_handlers)
 
     def run(self) -> int:
         """Process jobs until done; returns 1 if a job it saw failed objects
@@ -384,8 +385,9 @@ class Supervisor:
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stop_now())
+            signal.signal(sig, lambda number, _: self._stop_now(signal.Signals(number)))
 
-    def _stop_now(self) -> None:
+    def _stop_now(self, by: signal.Signals | None = None) -> None:
+        self.stopped_by = self.stopped_by or by
         self.stop.set()
         self._wake.poke()

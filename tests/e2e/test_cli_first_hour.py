@@ -146,6 +146,26 @@ def test_ctrl_c_says_the_job_goes_on(home: Home, httpd: TestHTTPServer) -> None:
     assert home.cli("stop", job_id).returncode == 0
 
 
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_a_run_stopped_by_a_signal_says_what_it_left(
+    home: Home, httpd: TestHTTPServer, sig: signal.Signals, code: int
+) -> None:
+    httpd.put_generated("/slow/big.bin", 4 << 20)
+    httpd.set_fault("/slow/big.bin", Fault(rate=256 << 10))  # ~16 s: long enough to interrupt
+    job_id = home.submit({"type": "single", "bucket": {"name": "abc"}, "link": f"{httpd.url}/slow/big.bin"})
+    runner = home.spawn("run")
+    wait_for(lambda: httpd.bytes_sent_for("/slow/big.bin") > 0, timeout=60)
+    runner.send_signal(sig)
+    _, err = runner.communicate(timeout=30)
+    assert runner.returncode == code  # SIGINT: 130 as every command's Ctrl-C (was 0); SIGTERM: a service's stop
+    assert err.splitlines()[-1] == (  # was silent
+        f"dlengine: run stopped by {sig.name}: 1 job(s) not done ({job_id}): they go on at the next `dlengine run`"
+    )
+    httpd.clear_faults()
+    assert home.run().returncode == 0
+    assert home.ls("ais://abc") == {"big.bin": 4 << 20}
+
+
 def test_unquoted_braces_get_the_hint(home: Home) -> None:
     res = home.cli("download", "http://h/a-1.tar", "http://h/a-2.tar", "http://h/a-3.tar", "ais://abc")
     assert res.returncode == 2
