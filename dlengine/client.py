@@ -197,7 +197,10 @@ class Client:
     def _check_directory(self, directory: Path) -> None:
         """A directory destination may not overlap the home or a mountpath:
         an object named like the ledger, or a bucket of another job, would
-        be overwritten."""
+        be overwritten. Nor be, or lie under, a file (as --dry-run says too)."""
+        existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise SpecError("bucket.name", f"cannot use {directory} as a directory: {existing} is not a directory")
         for taken in (self.settings.home, *self.settings.mountpaths):
             if _overlap(directory, taken):
                 raise SpecError(

@@ -109,3 +109,14 @@ def test_the_http_api_refuses_a_directory_destination(home: Home, tmp_path: Path
         assert not (tmp_path / "x").exists()
     finally:
         api.session.close()
+
+
+def test_a_file_as_the_directory_is_refused_by_dry_run_too(home: Home, tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("mine")
+    for where in (tmp_path / "file.txt", tmp_path / "file.txt" / "sub"):
+        for extra in ("--dry-run", "--no-start"):  # --dry-run said where it would store, a file
+            res = home.cli("download", "http://127.0.0.1:9/x.bin", f"{where}/", extra)
+            assert res.returncode == 2, (where, extra, res.stdout)
+            assert f"cannot use {where} as a directory: {tmp_path / 'file.txt'} is not a directory" in res.stderr
+    assert (tmp_path / "file.txt").read_text() == "mine"
+    assert not (home.path / "ledger.db").exists() or home.cli("show", "--all", "--json").stdout.strip() == "[]"
