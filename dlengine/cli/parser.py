@@ -194,25 +194,40 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """``parser.parse_args(argv)``, but an option no parser knows is refused
-    by the command it was given to, with that command's usage and the
-    closest option it has (``--wiat``: did you mean --wait?), as rclone and
-    git do; argparse's own answer is the top-level usage alone."""
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        owner = _command_parser(parser, args)
+    """``parser.parse_args(argv)``, but with a command's arguments in any
+    order (``download SRC --wait DST``, as rclone and aria2c take them;
+    argparse takes a command's positionals in one run), and an option no
+    parser knows refused by the command it was given to, with that
+    command's usage and the closest option it has (``--wiat``: did you mean
+    --wait?); argparse's own answer is the top-level usage alone."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(words)
+    if not extra:
+        return args
+    owner, commands = _command_parser(parser, args)
+    if any(word.startswith("-") and word != "-" for word in extra) or words[: len(commands)] != commands:
         owner.error(f"unrecognized arguments: {' '.join(extra)}{_closest(owner, extra)}")
-    return args
+    # only positionals were left over, after an option: the command's parser again, positionals in one run
+    seed = argparse.Namespace(**{k: v for k, v in vars(args).items() if k in _TOP_LEVEL_DESTS})
+    return owner.parse_intermixed_args(words[len(commands) :], namespace=seed)
 
 
-def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
-    """The parser of the innermost command ``args`` name (``bucket ls``)."""
+_TOP_LEVEL_DESTS = frozenset({"version", "command", "bucket_command"})  # set before a command's own arguments
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The parser of the innermost command ``args`` name (``bucket ls``),
+    and the words that name it."""
+    commands: list[str] = []
     while True:
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         name = getattr(args, subs[0].dest, None) if subs else None
         if not subs or name not in subs[0].choices:
-            return parser
+            return parser, commands
         parser = subs[0].choices[name]
+        commands.append(name)
 
 
 def _closest(parser: argparse.ArgumentParser, extra: Sequence[str]) -> str:

@@ -294,3 +294,14 @@ def test_links_with_spaces_and_non_ascii_characters_download(home: Home, httpd: 
     single = home.cli("download", f"{httpd.url}/u/dir é/a b.txt", "ais://u/copy.txt", "--wait")
     assert single.returncode == 0, single.stderr
     assert home.ls("ais://u")["copy.txt"] == 1
+
+
+def test_options_may_come_between_src_and_dst(home: Home, httpd: TestHTTPServer) -> None:
+    """As rclone and aria2c take them (was: 'unrecognized arguments: DST')."""
+    httpd.put("/o/x.bin", b"x")
+    res = home.cli("download", f"{httpd.url}/o/x.bin", "--wait", "--desc", "mine", "ais://o")
+    assert res.returncode == 0, res.stderr
+    assert home.ls("ais://o") == {"x.bin": 1}
+    assert home.status(res.stdout.split()[-1])["description"] == "mine"
+    three = home.cli("download", f"{httpd.url}/o/a", "--no-start", f"{httpd.url}/o/b", "ais://o")
+    assert three.returncode == 2 and "enclose source in quotation marks" in three.stderr  # still the hint
