@@ -12,7 +12,7 @@ from dlengine.errors import ConfigError
 
 EPILOG = """\
 exit codes: 0 success; 1 a job ended with failed objects or was aborted;
-2 bad input (job spec, arguments, unknown id); 3 internal error.
+2 bad input (job spec, arguments, unknown id); 3 internal error; 130 Ctrl-C.
 
 environment: DLENGINE_HOME (ledger, config, default mountpath; ~/.dlengine),
 DLENGINE_MOUNTPATHS (data directories, ':'-separated).
