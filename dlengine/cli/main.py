@@ -256,7 +256,13 @@ def _selected(client: Client, args: argparse.Namespace, *, active: bool) -> list
     if not (args.all or args.regex):
         raise SpecError("ID", "is required (or --all, or --regex R)")
     jobs = client.list(args.regex, active_only=active)
-    return [j["id"] for j in jobs if (j["state"] in ("pending", "running")) == active]
+    chosen = [j for j in jobs if (j["state"] in ("pending", "running")) == active]
+    if active:
+        return [j["id"] for j in chosen]
+    for job in chosen:  # an aborted job whose downloads still stop: not ended yet, not a reason to stop half-way
+        if job["finished_time"] is None:
+            print(f"dlengine: note: {job['id']} is being aborted (downloads still stopping): left", file=sys.stderr)
+    return [j["id"] for j in chosen if j["finished_time"] is not None]
 
 
 def cmd_abort(args: argparse.Namespace) -> int:

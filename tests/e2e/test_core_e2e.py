@@ -157,6 +157,8 @@ def test_remove_rules(home: Home, httpd: TestHTTPServer) -> None:
 
 
 def test_rm_and_retry_of_a_job_still_stopping_say_so(home: Home) -> None:
+    ended = home.submit({"type": "single", "bucket": {"name": "r"}, "link": "http://127.0.0.1:9/ended.bin"})
+    assert home.run().returncode == 1  # (refused: failed at once)
     job_id = home.submit({"type": "single", "bucket": {"name": "r"}, "link": "http://127.0.0.1:9/x.bin"})
     ledger = Ledger.open(home.path / "ledger.db")
     ((mountpath_id, _),) = ledger.placed_mountpaths()
@@ -168,6 +170,11 @@ def test_rm_and_retry_of_a_job_still_stopping_say_so(home: Home) -> None:
         res = home.cli(command, job_id)
         assert res.returncode == 2, (command, res.stdout)
         assert f"job {job_id} is being aborted: 1 download is still stopping" in res.stderr, res.stderr
+    res = home.cli("rm", "--all")  # was exit 2 at the first such job, the ended ones after it left
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"removed {ended}\n"
+    assert f"{job_id} is being aborted (downloads still stopping): left" in res.stderr
+    assert home.status(job_id)["state"] == "aborted"
 
 
 def test_show_list_filters(home: Home, httpd: TestHTTPServer) -> None:
