@@ -378,7 +378,8 @@ def _check_stopped(row: sqlite3.Row, job_id: str) -> None:
     if running > 0:
         downloads = "download is" if running == 1 else "downloads are"
         raise StateError(
-            f"job {job_id} is being aborted: {running} {downloads} still stopping; try again in a few seconds"
+            f"job {job_id} is being aborted: {running} {downloads} still stopping:"
+            " wait until it has finished (a few seconds)"
         )
 
 
