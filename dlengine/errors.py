@@ -237,6 +237,15 @@ class RedirectError(PermanentError):
     default_message = "too many redirects"
 
 
+class MalformedLinkError(PermanentError):
+    """A URL libcurl refuses or cannot be given (a redirect's target,
+    most likely: links are checked when a job is submitted): no attempt
+    would go otherwise."""
+
+    code = ErrorCode.INVALID
+    default_message = "malformed link"
+
+
 class ObjectTooLargeError(PermanentError):
     """The object is (or is declared) larger than the maximum object size."""
 

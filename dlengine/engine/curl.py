@@ -452,6 +452,7 @@ _CURL_ERRORS: dict[int, tuple[type[errors.DlengineError], errors.ErrorCode | Non
     pycurl.E_SSL_CONNECT_ERROR: (errors.TLSError, None),
     pycurl.E_SSL_CACERT_BADFILE: (errors.TLSError, None),
     pycurl.E_FILESIZE_EXCEEDED: (errors.SizeMismatchError, None),
+    pycurl.E_URL_MALFORMAT: (errors.MalformedLinkError, None),  # (as it is, every attempt: not retried)
 }
 
 
@@ -706,7 +707,14 @@ class CurlLoop:
     def _add(self, t: _Transfer) -> None:
         handle = self._free.pop() if self._free else pycurl.Curl()
         t.handle = handle
-        _configure(handle, t)
+        try:
+            _configure(handle, t)
+        except Exception as exc:  # noqa: BLE001 - a request libcurl cannot be given fails its object, not the loop
+            handle.reset()
+            self._free.append(handle)
+            t.error = errors.MalformedLinkError(f"{t.where}: cannot be requested ({type(exc).__name__}: {exc})")
+            self._finish(t)
+            return
         self._active[handle] = t
         self._multi.add_handle(handle)
 

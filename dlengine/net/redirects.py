@@ -9,8 +9,9 @@ egress policy when its connection opens (``dlengine.net.egress``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from dlengine import errors
 
@@ -31,13 +32,25 @@ def next_hop(url: str, status: int, location: str | None, hops: int) -> str | No
         return None
     if hops >= MAX_REDIRECTS:
         raise errors.RedirectError(f"{url}: more than {MAX_REDIRECTS} redirects")
-    target = urljoin(url, location.strip())
+    target = urljoin(url, _on_the_wire(location.strip()))
     scheme = urlsplit(target).scheme.lower()
     if scheme not in _SCHEMES:
         raise errors.RedirectError(f"{url}: HTTP {status} redirects to a {scheme or 'relative'}: link; refused")
     if "\\" in urlsplit(target).netloc or not urlsplit(target).hostname:
         raise errors.RedirectError(f"{url}: HTTP {status} redirects to a malformed link; refused")
     return target
+
+
+_NOT_ON_THE_WIRE = re.compile(r"[^\x21-\x7e]")  # a space, a control, anything past ASCII
+
+
+def _on_the_wire(location: str) -> str:
+    """A Location as the next request sends it, as curl and browsers do:
+    a space or a byte past ASCII (the raw UTF-8 of a non-ASCII name, which
+    some servers send; header lines are read as Latin-1, a character a
+    byte) percent-encoded. libcurl refuses a space, and pycurl cannot pass
+    on a URL that is not ASCII at all."""
+    return _NOT_ON_THE_WIRE.sub(lambda char: quote(char.group().encode("latin-1", "ignore") or char.group()), location)
 
 
 def same_origin(a: str, b: str) -> bool:
