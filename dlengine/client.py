@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from dlengine import jobsecrets
-from dlengine.config import Settings, load_settings
+from dlengine.config import Settings, load_settings, make_home
 from dlengine.errors import NotFoundError, SpecError
-from dlengine.ledger import jobs
+from dlengine.ledger import db, jobs
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES
@@ -89,14 +89,30 @@ class Client:
     """Talks to the ledger of one home. Cheap to create; not thread-safe
     (make one per thread)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, reading: bool = False) -> None:
+        """``reading``: for commands that only read (``show``, ``ls``, and
+        ``abort``/``rm``/``retry``/``wait`` of a job id): a home with no
+        ledger yet is read as an empty one, and nothing is created (a
+        mistyped DLENGINE_HOME would otherwise be made a new, empty home)."""
         self.settings = settings or load_settings()
         self._ledger: Ledger | None = None
+        self._reading = reading
+
+    @property
+    def has_ledger(self) -> bool:
+        """Whether the home has a ledger (a job was ever submitted there)."""
+        return self.settings.ledger_path.exists()
 
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            self._ledger = Ledger.open(self.settings.ledger_path)
+            path = self.settings.ledger_path
+            if self._reading and not path.exists():
+                if path.parent.exists() and not path.parent.is_dir():
+                    make_home(path.parent)  # (the error that names DLENGINE_HOME)
+                self._ledger = Ledger(db.connect_empty())
+            else:
+                self._ledger = Ledger.open(path)
         return self._ledger
 
     def close(self) -> None:

@@ -85,10 +85,17 @@ def exit_now(code: int) -> None:
     exit_at_once(code)
 
 
-def _client() -> Client:
+def _client(reading: bool = False) -> Client:
+    """``reading``: a command that only reads (or acts on a job it must
+    find first): a home with no ledger is read as empty, nothing created,
+    and a note says so (a mistyped DLENGINE_HOME is the likely cause)."""
     from dlengine.client import Client
 
-    return Client()
+    client = Client(reading=reading)
+    home = client.settings.ledger_path.parent
+    if reading and not client.has_ledger and (home.is_dir() or not home.exists()):  # (a file: the error says it)
+        print(f"dlengine: note: {home} has no ledger (DLENGINE_HOME): no job was ever submitted there", file=sys.stderr)
+    return client
 
 
 def _submit_and_report(client: Client, job: Any, args: argparse.Namespace) -> int:
@@ -225,7 +232,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from dlengine.cli import output
 
-    client = _client()
+    client = _client(reading=True)
     if args.progress:
         if not args.id:
             raise SpecError("--progress", "needs a job ID (dlengine show ID --progress)")
@@ -266,7 +273,7 @@ def _selected(client: Client, args: argparse.Namespace, *, active: bool) -> list
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
-    client = _client()
+    client = _client(reading=True)
     ids = _selected(client, args, active=True)
     for job_id in ids:
         if client.abort(job_id):
@@ -279,7 +286,7 @@ def cmd_abort(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    client = _client()
+    client = _client(reading=True)
     ids = _selected(client, args, active=False)
     for job_id in ids:
         client.remove(job_id)
@@ -291,13 +298,13 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     """Follow a job (again): ``dlengine wait ID`` after a Ctrl-C."""
-    client = _client()
+    client = _client(reading=True)
     client.summary(args.id)  # an unknown id is exit 2 before anything is drawn
     return follow_and_report(client, args.id, args, print_id=False)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    count = _client().retry(args.id, start=not args.no_start)
+    count = _client(reading=True).retry(args.id, start=not args.no_start)
     print(f"re-queued {count} failed or aborted object(s) of {args.id}")
     return EXIT_OK
 
@@ -371,7 +378,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     from dlengine.cli import output
 
-    client = _client()
+    client = _client(reading=True)
     if args.bucket is None:  # the buckets, as `ais ls`
         if args.remote or args.long:
             raise SpecError("bucket", "--remote and -l list one bucket: name it (e.g. s3://bkt)")

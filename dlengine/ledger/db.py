@@ -75,6 +75,18 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def connect_empty() -> sqlite3.Connection:
+    """An empty ledger of the latest schema, in memory: what a command that
+    only reads sees of a home that has no ledger yet (``Client(reading=True)``):
+    no job, no bucket, and nothing created on disk."""
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False, factory=_Connection)
+    conn.path = ":memory:"
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    _migrate(conn, Path(":memory:"))
+    return conn
+
+
 def _cannot_create(path: Path) -> None:
     """Why SQLite's "unable to open database file" when the ledger does not
     exist yet: a home that is read-only, or not this user's, is bad input

@@ -67,10 +67,12 @@ def test_a_home_that_cannot_be_written_says_why(home: Home, tmp_path: Path) -> N
     # a container image with the home made beforehand on a read-only root
     with tmpfs(tmp_path / "ro", 1 << 20, "ro") as readonly:
         home.env["DLENGINE_HOME"] = str(readonly)
-        shown = home.cli("show")
+        shown = home.cli("show")  # (reads it as an empty home: nothing to write)
+        submitted = home.cli("download", "http://127.0.0.1:9/t/x.tar", "ais://abc", "--no-start")
         ran = home.cli("run")
-    assert shown.returncode == 2, shown
-    assert "Read-only file system" in shown.stderr and str(readonly) in shown.stderr, shown.stderr
+    assert shown.returncode == 0 and "has no ledger" in shown.stderr, shown
+    assert submitted.returncode == 2, submitted
+    assert "Read-only file system" in submitted.stderr and str(readonly) in submitted.stderr, submitted.stderr
     assert ran.returncode == 3 and "Read-only file system" in ran.stderr, ran.stderr
     assert "Errno" not in ran.stderr and len(ran.stderr.splitlines()) == 1, ran.stderr
 

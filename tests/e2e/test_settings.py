@@ -46,7 +46,7 @@ def test_run_linger_must_be_finite(home: Home, linger: str) -> None:
 
 def test_home_that_cannot_be_created_is_exit_2_naming_it(home: Home) -> None:
     home.env["DLENGINE_HOME"] = "/proc/dlengine-cannot-exist"
-    res = home.cli("show", timeout=30)
+    res = home.cli("run", timeout=30)  # (a command that makes the home: `show` reads none as empty)
     assert res.returncode == 2, res.stderr
     assert "DLENGINE_HOME" in res.stderr and "internal error" not in res.stderr
 
@@ -61,11 +61,35 @@ def test_home_that_is_a_file_is_exit_2_saying_so(home: Home, command: str) -> No
     assert res.stderr == f"dlengine: error: DLENGINE_HOME: {home.path / 'file'} is a file, not a directory\n"
 
 
-@pytest.mark.parametrize("command", ["show", "run"])
-def test_created_home_is_private(home: Home, command: str) -> None:
+def test_created_home_is_private(home: Home) -> None:
     home.env["DLENGINE_HOME"] = str(home.path / "fresh")
-    assert home.cli(command, timeout=30).returncode == 0
-    assert stat.S_IMODE(os.stat(home.path / "fresh").st_mode) == 0o700  # run: the lock was first, 0o755
+    assert home.cli("run", timeout=30).returncode == 0
+    assert stat.S_IMODE(os.stat(home.path / "fresh").st_mode) == 0o700  # the lock was first: was 0o755
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (("show",), 0),
+        (("show", "--all", "--json"), 0),
+        (("ls",), 0),
+        (("abort", "--all"), 0),
+        (("show", "dnl-nope"), 2),
+        (("wait", "dnl-nope"), 2),
+        (("abort", "dnl-nope"), 2),
+        (("rm", "dnl-nope"), 2),
+        (("retry", "dnl-nope"), 2),
+    ],
+)
+def test_commands_that_read_create_no_home(home: Home, command: tuple[str, ...], code: int) -> None:
+    """A mistyped DLENGINE_HOME: read as an empty home, with a note naming
+    it, and nothing created (was: a new home and ledger made there)."""
+    home.env["DLENGINE_HOME"] = str(home.path / "mistyped")
+    res = home.cli(*command, timeout=30)
+    assert res.returncode == code, res.stderr
+    assert f"{home.path / 'mistyped'} has no ledger (DLENGINE_HOME)" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (home.path / "mistyped").exists()
 
 
 @pytest.mark.parametrize(
