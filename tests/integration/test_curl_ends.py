@@ -6,22 +6,20 @@ In process, one CurlLoop against the test server."""
 from __future__ import annotations
 
 import hashlib
-import queue
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dlengine import errors, transfer
-from dlengine.engine import curl
 from dlengine.ledger.models import Task
 from dlengine.ledger.states import ObjectState
 from dlengine.storage import layout
 from dlengine.supervisor import work
 from harness.httpd import Fault, TestHTTPServer
+from tests.curl_driver import LoopDriver
 
 SIZE = 9 << 20  # (more than HASH_ON_THREAD: a stream of it is hashed on a thread)
 
@@ -32,29 +30,12 @@ def server() -> Iterator[TestHTTPServer]:
         yield httpd
 
 
-class _Loop:
-    def __init__(self, threshold: int) -> None:
-        self.results: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.loop = curl.CurlLoop(lambda result, _sidecar: self.results.put(result), threshold)
-        self.thread = threading.Thread(target=self.loop.run, daemon=True)
-        self.thread.start()
-
-    def get(self, tmp_path: Path, link: str, row: int = 1) -> Any:
-        task = Task(row, "j", 1, f"o{row}.bin", link, 1, 1, "ais", "", "bkt", 10.0, 0)
-        self.loop.submit(task, work.Context(workdir=tmp_path, headers={}, fsync=False, max_attempts=1))
-        return self.results.get(timeout=60)
-
-    def stop(self) -> None:
-        self.loop.stop()
-        self.thread.join(20)
-
-
 @pytest.mark.parametrize("threshold", [1 << 20, 1 << 40], ids=["segments", "stream"])
 def test_an_object_hashed_on_a_thread_is_verified_and_installed(
     tmp_path: Path, server: TestHTTPServer, threshold: int
 ) -> None:
     server.put_generated("/big.bin", SIZE, seed=3)
-    loop = _Loop(threshold)
+    loop = LoopDriver(threshold)
     try:
         outcome, dest = loop.get(tmp_path, server.url + "/big.bin")
     finally:
@@ -71,7 +52,7 @@ def test_an_object_hashed_on_a_thread_is_verified_and_installed(
 def test_a_wrong_checksum_still_fails_the_object(tmp_path: Path, server: TestHTTPServer, threshold: int) -> None:
     server.put_generated("/bad.bin", SIZE, seed=4)
     server.set_fault("/bad.bin", Fault(wrong_md5=True))
-    loop = _Loop(threshold)
+    loop = LoopDriver(threshold)
     try:
         outcome, dest = loop.get(tmp_path, server.url + "/bad.bin")
     finally:
@@ -100,7 +81,7 @@ def test_a_stopping_loop_reports_the_ends_still_running(
     monkeypatch.setattr(transfer._InOrder, "result", late)
     server.put_generated("/big.bin", SIZE, seed=5)
     server.put("/small.bin", b"s" * 1000)
-    loop = _Loop(1 << 20)
+    loop = LoopDriver(1 << 20)
     try:
         task = Task(1, "j", 1, "o1.bin", server.url + "/big.bin", 1, 1, "ais", "", "bkt", 10.0, 0)
         loop.loop.submit(task, work.Context(workdir=tmp_path, headers={}, fsync=False))

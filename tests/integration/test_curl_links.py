@@ -5,20 +5,15 @@ object, never the loop. In process, one CurlLoop against the test server."""
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dlengine import errors
-from dlengine.engine import curl
-from dlengine.ledger.models import Task
 from dlengine.ledger.states import ObjectState
-from dlengine.supervisor import work
 from harness.httpd import Fault, TestHTTPServer
+from tests.curl_driver import LoopDriver
 
 
 @pytest.fixture
@@ -28,28 +23,11 @@ def server() -> Iterator[TestHTTPServer]:
 
 
 @pytest.fixture
-def loop() -> Iterator[_Loop]:
-    running = _Loop()
+def loop() -> Iterator[LoopDriver]:
+    running = LoopDriver(max_attempts=5)
     yield running
     running.stop()
-
-
-class _Loop:
-    def __init__(self) -> None:
-        self.results: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.loop = curl.CurlLoop(lambda result, _sidecar: self.results.put(result))
-        self.thread = threading.Thread(target=self.loop.run, daemon=True)
-        self.thread.start()
-
-    def get(self, tmp_path: Path, link: str, row: int = 1) -> Any:
-        task = Task(row, "j", 1, f"o{row}.bin", link, 1, 1, "ais", "", "bkt", 10.0, 0)
-        self.loop.submit(task, work.Context(workdir=tmp_path, headers={}, fsync=False, max_attempts=5))
-        return self.results.get(timeout=60)
-
-    def stop(self) -> None:
-        self.loop.stop()
-        self.thread.join(20)
-        assert not self.thread.is_alive()
+    assert not running.thread.is_alive()
 
 
 def _raw(text: str) -> str:
@@ -59,7 +37,7 @@ def _raw(text: str) -> str:
 
 
 def test_a_location_with_raw_utf8_and_a_space_is_followed_percent_encoded(
-    tmp_path: Path, server: TestHTTPServer, loop: _Loop
+    tmp_path: Path, server: TestHTTPServer, loop: LoopDriver
 ) -> None:
     server.put_generated("/d/é x.bin", 10_000, seed=1)  # (the server decodes the paths it is asked)
     server.set_fault("/r/x", Fault(status=302, location=_raw("/d/é x.bin")))
@@ -70,7 +48,7 @@ def test_a_location_with_raw_utf8_and_a_space_is_followed_percent_encoded(
 
 
 def test_a_location_libcurl_refuses_fails_the_object_at_once(
-    tmp_path: Path, server: TestHTTPServer, loop: _Loop
+    tmp_path: Path, server: TestHTTPServer, loop: LoopDriver
 ) -> None:
     server.set_fault("/r/bad", Fault(status=302, location="http://127.0.0.1:99999/x"))
     (outcome, _dest) = loop.get(tmp_path, server.url + "/r/bad")
@@ -80,7 +58,7 @@ def test_a_location_libcurl_refuses_fails_the_object_at_once(
 
 
 def test_a_url_pycurl_cannot_take_fails_its_object_not_the_loop(
-    tmp_path: Path, server: TestHTTPServer, loop: _Loop
+    tmp_path: Path, server: TestHTTPServer, loop: LoopDriver
 ) -> None:
     server.put_generated("/ok.bin", 10_000, seed=2)
     (outcome, _dest) = loop.get(tmp_path, server.url + "/é.bin", row=1)  # (the spec encodes it: not this loop)
