@@ -13,7 +13,7 @@ from typing import Any, NotRequired, TypedDict
 from dlengine import jobsecrets
 from dlengine.config import Settings, load_settings, make_home
 from dlengine.errors import NotFoundError, SpecError
-from dlengine.ledger import db, jobs
+from dlengine.ledger import jobs
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import NewJob, NewObject
 from dlengine.ledger.states import ACTIVE_JOB_STATES
@@ -110,7 +110,7 @@ class Client:
             if self._reading and not path.exists():
                 if path.parent.exists() and not path.parent.is_dir():
                     make_home(path.parent)  # (the error that names DLENGINE_HOME)
-                self._ledger = Ledger(db.connect_empty())
+                self._ledger = Ledger.empty()
             else:
                 self._ledger = Ledger.open(path)
         return self._ledger

@@ -163,6 +163,12 @@ class Ledger:
         """Open (creating and migrating if needed) the ledger at ``path``."""
         return cls(db.connect(path))
 
+    @classmethod
+    def empty(cls) -> Ledger:
+        """An empty ledger in memory (``db.connect_empty``): a home that
+        has none yet, as a command that only reads sees it."""
+        return cls(db.connect_empty())
+
     def close(self) -> None:
         self._conn.close()
 
