@@ -122,16 +122,7 @@ def surely_idle(path: Path) -> bool:
     Asked over a plain connection, nothing created or migrated; a question
     SQLite cannot answer at once (locked past a second, not a ledger of this
     schema) is False."""
-    if not path.exists():
-        return True
-    try:
-        conn = sqlite3.connect(path, timeout=1.0)
-        try:
-            return conn.execute(_BUSY_JOBS_SQL + " LIMIT 1").fetchone() is None
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return False
+    return _ask_plainly(path, lambda conn: conn.execute(_BUSY_JOBS_SQL + " LIMIT 1").fetchone() is None, True, False)
 
 
 def queued_rows(path: Path, limit: int) -> list[tuple[int, int | None]] | None:
@@ -139,16 +130,25 @@ def queued_rows(path: Path, limit: int) -> list[tuple[int, int | None]] | None:
     asked over a plain connection, nothing created or migrated; a question
     SQLite cannot answer at once (locked past a second, not a ledger of this
     schema) is None, as rows still to be dispatched are."""
+    none_yet: list[tuple[int, int | None]] = []
+    return _ask_plainly(path, lambda conn: _queued(conn, limit), none_yet, None)
+
+
+def _ask_plainly(path: Path, question: Callable[[sqlite3.Connection], R], missing: R, unanswered: R) -> R:
+    """``question`` asked of the ledger at ``path`` over a plain connection,
+    nothing created or migrated (before the fork of spares): ``missing``
+    when there is no ledger yet, ``unanswered`` when SQLite cannot answer
+    at once (locked past a second, not a ledger of this schema)."""
     if not path.exists():
-        return []
+        return missing
     try:
         conn = sqlite3.connect(path, timeout=1.0)
         try:
-            return _queued(conn, limit)
+            return question(conn)
         finally:
             conn.close()
     except sqlite3.Error:
-        return None
+        return unanswered
 
 
 class Ledger:

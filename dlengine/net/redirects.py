@@ -50,7 +50,13 @@ def _on_the_wire(location: str) -> str:
     some servers send; header lines are read as Latin-1, a character a
     byte) percent-encoded. libcurl refuses a space, and pycurl cannot pass
     on a URL that is not ASCII at all."""
-    return _NOT_ON_THE_WIRE.sub(lambda char: quote(char.group().encode("latin-1", "ignore") or char.group()), location)
+    return _NOT_ON_THE_WIRE.sub(lambda char: quote(_byte_of(char.group())), location)
+
+
+def _byte_of(char: str) -> bytes:
+    """What a header character stands for: the byte it was read from
+    (Latin-1), or, past Latin-1 (a Location not read from the wire), its UTF-8."""
+    return char.encode("latin-1") if ord(char) < 256 else char.encode("utf-8")
 
 
 def same_origin(a: str, b: str) -> bool:
