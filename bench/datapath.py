@@ -957,7 +957,7 @@ def add_fs_option(p: argparse.ArgumentParser) -> None:
         help="where the runs write: journaled (default) = a fresh ext4 with its journal on a loop device, as"
         " most disks are formatted (root only; else the work directory, said in the results); workdir = the"
         " work directory's file system (this machine's root: ext4 without a journal, whose creates slow down"
-        " 10-30x for minutes after any deletion: harness/loopfs.py)",
+        " up to ~15x for minutes after any deletion: harness/loopfs.py)",
     )
 
 

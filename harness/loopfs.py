@@ -4,11 +4,11 @@ destination trees.
 This machine's root file system is ext4 *without* a journal. There the
 inode allocator skips every inode freed in the last one to five minutes
 (``recently_deleted``, which reads each one's table block), so after any
-process deletes a few thousand files the next creates can cost 10-30x
+process deletes a few thousand files the next creates can cost up to ~15x
 their usual time: a 10 KiB file made with ``O_TMPFILE`` + ``linkat`` in
-33 µs, or in 270-490 µs right after a deletion; a named create 29-39 µs,
-or 145 µs (measured 2026-12-04, ``harness/loopfs.py``'s note in
-bench/RESULTS.md). Which tool meets it depends on which block group its
+38-43 µs on a journaled ext4, in 168-286 µs here right after a deletion; a
+named create in 29-31 µs, or 28-445 µs (``bench/fs_creates.py``, 2026-12-04,
+in bench/RESULTS.md). Which tool meets it depends on which block group its
 directory lands in: the benchmarks' figures went bimodal with it. ``mkfs.ext4``'s default, and most
 users' disks, have a journal, and there ``recently_deleted`` is never
 asked: the same creates take 29-38 µs whatever was deleted before.
