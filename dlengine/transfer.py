@@ -18,6 +18,7 @@ its inode) by a 304.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import mmap
 import os
@@ -136,6 +137,8 @@ class Job:
     # write-backs (those already hashed: a checksum computed from the file
     # reads them there), not all at the end (``worker.make_durable``)
     drop_cache: bool = False
+    hold_files: bool = False  # a small object's descriptor held for its batch's sync (``durable.hold``)
+    no_meta: bool = False  # its row has no .meta: none to look for (``work.Context.no_meta``)
     cancel: Flag | None = None
     progress: Progress | None = None
     throttle: Throttle | None = None
@@ -212,7 +215,7 @@ class Receiver:
         # (strings, not pathlib: this is once per object, the hot path)
         self.dest = layout.object_file(job.mountpath, task.provider, task.namespace, task.bucket, task.name)
         self.part, self.meta = layout.work_files(job.mountpath, task.id)
-        kept = _read_meta(self.meta, job.key)
+        kept = None if job.no_meta else _read_meta(self.meta, job.key)
         # kept ranged segments resume each where it stopped, not at the
         # .part's size (which is the whole object's: it is preallocated)
         self.kept_segments = kept.segments if kept and kept.segments and os.path.exists(self.part) else None
@@ -582,7 +585,7 @@ class Receiver:
             return _done(task, self.info, self.written, self._check, job.mountpath, job.remote.uri), None
         bucket_root = layout.bucket_root(job.mountpath, task.provider, task.namespace, task.bucket)
         if held is not None:  # verified in memory: written once, at its name
-            _store_small(held, self.part, self.dest, bucket_root, job.fsync)
+            _store_small(held, self.part, self.dest, bucket_root, job.fsync, job.hold_files)
             return _done(task, self.info, self.written, self._check, job.mountpath), self.dest
         _install(self.part, self.dest, bucket_root, job.fsync)
         # the .meta stays until the ledger has recorded the outcome: see _in_place
@@ -748,13 +751,16 @@ def _hash_read(fd: int, offset: int, end: int, hasher: Hasher) -> None:
         offset += len(data)
 
 
-def _store_small(pieces: list[bytes], part: str, dest: str, bucket_root: str, fsync: bool) -> None:
+def _store_small(pieces: list[bytes], part: str, dest: str, bucket_root: str, fsync: bool, hold: bool) -> None:
     """A small object received in memory and verified, stored with one
     write: an unnamed file in its directory linked under its name
     (``layout.install_unnamed``); over an existing object, or where the file
-    system has no unnamed files, the work file written and installed."""
+    system has no unnamed files, the work file written and installed.
+    ``hold``: its descriptor is kept for its batch's sync, which then drops
+    its pages through it (``durable.hold``, ``worker.make_durable``)."""
+    keep = functools.partial(durable.hold, dest) if hold else None
     with _InstallErrors(dest):
-        stored, created = layout.install_unnamed(dest, bucket_root, lambda fd: _write_pieces(fd, pieces, fsync))
+        stored, created = layout.install_unnamed(dest, bucket_root, lambda fd: _write_pieces(fd, pieces, fsync), keep)
     if fsync:  # a new directory's entry must be durable too, not only the name
         durable.fsync_dirs(d.parent for d in created)
     if not stored:

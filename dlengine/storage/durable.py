@@ -114,6 +114,39 @@ def drop_files(paths: Iterable[StrPath]) -> None:
     _each_file(paths, drop_cached, OSError)
 
 
+# descriptors of new files kept open from their write to their batch's
+# sync (``hold``, ``let_go``): the sync thread's page drop then opens no
+# file by its path again (a lookup of every component: ~3 µs an object)
+_held: dict[str, int] = {}
+HELD_MOST = 256  # descriptors held at once at most (the rest: by path)
+
+
+def hold(path: str, fd: int) -> bool:
+    """Keep ``fd``, of the new file ``path``, open until ``let_go``; False
+    (the caller closes it) when enough are held already."""
+    if len(_held) >= HELD_MOST or path in _held:
+        return False
+    _held[path] = fd
+    return True
+
+
+def let_go(paths: Iterable[StrPath], drop: bool) -> None:
+    """After their sync (or its failure: ``drop`` False), the descriptors
+    ``hold`` kept for ``paths`` closed; with ``drop``, each file's pages
+    let go first (a file not held opened by its path for that)."""
+    for path in paths:
+        fd = _held.pop(os.fspath(path), -1)
+        if fd < 0:
+            if drop:
+                drop_files((path,))
+            continue
+        try:
+            if drop:
+                drop_cached(fd)
+        finally:
+            os.close(fd)
+
+
 _SYNC_FILE_RANGE_WRITE = 2
 WRITEBACK_EVERY = 8 << 20  # bytes of a large object written between early write-backs
 

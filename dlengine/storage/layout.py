@@ -15,6 +15,7 @@ import errno
 import functools
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,16 +126,23 @@ def install(part: str | Path, path: str | Path, root: str | Path) -> list[Path]:
     return created
 
 
-# unnamed files (open(2) O_TMPFILE) and a way to name them (linkat through
-# /proc/self/fd: AT_EMPTY_PATH wants a capability): Linux, most file systems
+# unnamed files (open(2) O_TMPFILE) and a way to name them: linkat of the
+# descriptor itself (AT_EMPTY_PATH: root's, or anyone's on the file it opened
+# since Linux 6.10), else through /proc/self/fd (a lookup in /proc more: 1-3 µs
+# an object); Linux, most file systems
 _PROC_FD = "/proc/self/fd"
+_AT_EMPTY_PATH = 0x1000
+_by_descriptor = True  # (tried until refused once)
+_linkat: Callable[..., int] | None = None  # the C library's, looked up at the first such link
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0) if os.path.isdir(_PROC_FD) else 0
 # what open(2) answers where the file system (or the kernel) has no O_TMPFILE
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL, errno.ENOSYS}
 _unnamed_refused: set[str] = set()  # bucket directories whose file system has none
 
 
-def install_unnamed(path: str, root: str, write: Callable[[int], None]) -> tuple[bool, list[Path]]:
+def install_unnamed(
+    path: str, root: str, write: Callable[[int], None], keep: Callable[[int], bool] | None = None
+) -> tuple[bool, list[Path]]:
     """Create the object ``path`` inside the bucket directory ``root`` from
     an unnamed file (``O_TMPFILE``) opened in its own directory, filled by
     ``write(fd)``, then linked under its name: never seen half-written,
@@ -151,7 +159,10 @@ def install_unnamed(path: str, root: str, write: Callable[[int], None]) -> tuple
     asking first would cost a lookup of every new name, ~10 µs an object)
     or the file system cannot make or name unnamed files (then ``write``
     is not called): the caller then writes the work file and calls
-    ``install``."""
+    ``install``.
+
+    ``keep``: offered the new file's descriptor once it is named; True if
+    it took it (and closes it later), else it is closed here."""
     parent, _, leaf = path.rpartition("/")
     fd, created = _open_parent(path, parent, root)
     try:
@@ -164,11 +175,15 @@ def install_unnamed(path: str, root: str, write: Callable[[int], None]) -> tuple
                 raise
             _unnamed_refused.add(root)
             return False, created
+        kept = False
         try:
             write(tmp)
-            return _link(tmp, fd, leaf, root), created
+            linked = _link(tmp, fd, leaf, root)
+            kept = linked and keep is not None and keep(tmp)
+            return linked, created
         finally:
-            os.close(tmp)
+            if not kept:
+                os.close(tmp)
     finally:
         os.close(fd)
 
@@ -177,7 +192,10 @@ def _link(tmp: int, fd: int, leaf: str, root: str) -> bool:
     """Name the unnamed file ``tmp`` ``leaf`` in the directory ``fd``;
     False if the name was taken meanwhile or the file system refuses."""
     try:
-        os.link(f"{_PROC_FD}/{tmp}", leaf, dst_dir_fd=fd, follow_symlinks=True)
+        # (by descriptor where ctypes is loaded already, as in every worker:
+        # a command storing a few objects does not import it, ~3 ms)
+        if not (_by_descriptor and "ctypes" in sys.modules and _link_descriptor(tmp, fd, leaf)):
+            os.link(f"{_PROC_FD}/{tmp}", leaf, dst_dir_fd=fd, follow_symlinks=True)
     except FileExistsError:
         return False
     except OSError as exc:
@@ -186,6 +204,26 @@ def _link(tmp: int, fd: int, leaf: str, root: str) -> bool:
         _unnamed_refused.add(root)
         return False
     return True
+
+
+def _link_descriptor(tmp: int, fd: int, leaf: str) -> bool:
+    """linkat(tmp, "", fd, leaf, AT_EMPTY_PATH); False, and never tried
+    again in this process, where the kernel refuses it (no capability: the
+    link then goes through /proc)."""
+    global _by_descriptor, _linkat
+    if _linkat is None:
+        import ctypes
+
+        _linkat = ctypes.CDLL(None, use_errno=True).linkat
+    if _linkat(tmp, b"", fd, os.fsencode(leaf), _AT_EMPTY_PATH) == 0:
+        return True
+    import ctypes
+
+    err = ctypes.get_errno()
+    if err in (errno.ENOENT, errno.EPERM, errno.EINVAL, errno.ENOSYS):
+        _by_descriptor = False
+        return False
+    raise OSError(err, os.strerror(err), leaf)  # (EEXIST: FileExistsError)
 
 
 def _check_leaf(fd: int, leaf: str, path: str) -> None:
@@ -274,6 +312,22 @@ def _not_a_directory(fd: int, name: str, path: str, exc: OSError) -> Exception:
 @functools.lru_cache(maxsize=64)
 def work_dir(mountpath: Path) -> Path:
     return mountpath / WORK_DIR
+
+
+def work_names(mountpath: Path, most: int = 256) -> frozenset[str] | None:
+    """The names in ``mountpath``'s work directory (one listing, where each
+    object would ask whether its ``.meta`` exists); None if it holds more
+    than ``most`` or cannot be read (then each object asks)."""
+    names: list[str] = []
+    try:
+        with os.scandir(work_dir(mountpath)) as entries:
+            for entry in entries:
+                names.append(entry.name)
+                if len(names) > most:
+                    return None
+    except OSError:
+        return None
+    return frozenset(names)
 
 
 def work_paths(mountpath: Path, row_id: int) -> tuple[Path, Path]:

@@ -53,6 +53,12 @@ class Context:
     chunk_size: int = 1 << 20
     fsync: bool = True
     drop_cache: bool = False  # a large object's pages leave the page cache as they are written out
+    # a new small file's descriptor kept open for the sync thread, which drops
+    # its pages through it after the batch's sync (``durable.hold``, ``let_go``)
+    hold_files: bool = False
+    # the work directory, listed after the row was claimed, has no .meta of
+    # it (no earlier attempt's bytes): the transfer looks for none
+    no_meta: bool = False
     max_attempts: int = 5
     pool_size: int = 16
     cancel: Flag | None = None
@@ -95,6 +101,8 @@ def transfer_job(
         chunk_size=throttle.read_size(task.bytes_per_hour, ctx.chunk_size),
         fsync=ctx.fsync,
         drop_cache=ctx.drop_cache,
+        hold_files=ctx.hold_files,
+        no_meta=ctx.no_meta,
         cancel=ctx.cancel,
         progress=ctx.progress,
         throttle=ctx.throttle,

@@ -210,10 +210,12 @@ class Worker:
                     sharers=self.settings.workers_for_each_mountpath(),
                     idle=not self._running,
                 )
+                # (after the claim: an earlier attempt's .meta is there by now)
+                kept = layout.work_names(self.mountpath) if tasks else None
                 for task in tasks:
                     if task.deaths:  # a worker died with it: nothing else is claimed while it runs
                         self._alone = task.id
-                    self._start(conn, pool, task)
+                    self._start(conn, pool, task, kept is not None and f"{task.id}.meta" not in kept)
                 idle = 0.02 if tasks else min(idle * 2, 0.5)
                 next_claim = now if tasks else now + idle
             retry_at = self._report(conn, self._gathered())
@@ -336,13 +338,15 @@ class Worker:
             if oid in self._running:
                 self._running[oid].cancel.set()
 
-    def _start(self, conn: sqlite3.Connection, pool: _Pool, task: Task) -> None:
+    def _start(self, conn: sqlite3.Connection, pool: _Pool, task: Task, no_meta: bool = False) -> None:
+        """``no_meta``: the work directory has no .meta of the row."""
         running = _Running(task)
         self._running[task.id] = running
         if task.connections:
             self._limited += 1
         headers = self._headers(conn, task.job_id)
         ctx = self._context(running, headers)
+        ctx.no_meta = no_meta
         if ctx.throttle is None and not providers.writes_through(task):
             if curl.eligible(task.link):
                 self._to_curl(task, ctx)
@@ -431,6 +435,7 @@ class Worker:
             chunk_size=self.settings.chunk_size,
             fsync=self._file_sync,
             drop_cache=self._drop_cache,
+            hold_files=self._drop_cache and self.settings.fsync,  # (the sync thread lets them go)
             max_attempts=self.settings.max_attempts,
             pool_size=self._threads,
             cancel=running.cancel,
@@ -548,15 +553,18 @@ def make_durable(batch: list[work.Result], mountpath: Path, batch_sync: bool, dr
     its three pages into fresh memory (bench/RESULTS.md, 2026-12-03
     evening)."""
     installed = [f for o, f in batch if f is not None and o.state is ObjectState.DONE]
-    if not batch_sync:
-        durable.fsync_dirs(os.path.dirname(f) for f in installed)
-    elif len(installed) > FEW_FILES and durable.has_syncfs():
-        durable.syncfs(mountpath)
-    elif installed:
-        durable.fsync_files(installed)
-        durable.fsync_dirs(d for f in installed for d in _up_to(Path(f).parent, mountpath))
-    if drop:
-        durable.drop_files(installed)
+    synced = False
+    try:
+        if not batch_sync:
+            durable.fsync_dirs(os.path.dirname(f) for f in installed)
+        elif len(installed) > FEW_FILES and durable.has_syncfs():
+            durable.syncfs(mountpath)
+        elif installed:
+            durable.fsync_files(installed)
+            durable.fsync_dirs(d for f in installed for d in _up_to(Path(f).parent, mountpath))
+        synced = True
+    finally:  # (the descriptors the installs held: ``durable.hold``)
+        durable.let_go(installed, drop and synced)
 
 
 def _up_to(directory: Path, top: Path) -> list[Path]:

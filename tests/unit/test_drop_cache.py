@@ -197,3 +197,60 @@ def test_segments_let_go_only_of_pages_already_hashed(
     assert seen, "nothing let go"
     assert all(end <= hashed for _, end, hashed in seen)
     assert all(_covered(ranges["written"], start, end) for start, end, _ in seen)
+
+
+def _stored_small(bucket: Path, name: str, size: int) -> Path:
+    """A small object as the libcurl loop stores it with the worker's
+    settings: an unnamed file linked under its name, its descriptor held
+    for the sync (``transfer._store_small``, ``durable.hold``)."""
+    dest = bucket / name
+    transfer._store_small([os.urandom(size)], str(bucket / f".{name}.part"), str(dest), str(bucket), False, True)
+    return dest
+
+
+@pytest.mark.usefixtures("drops")
+def test_held_descriptors_drop_their_pages_and_close(tmp_path: Path) -> None:
+    """The sync thread drops the pages of the small objects through the
+    descriptors their installs held (no open by path), and closes them."""
+    bucket = tmp_path / "ais" / "b"
+    bucket.mkdir(parents=True)
+    before = set(os.listdir("/proc/self/fd"))
+    files = [_stored_small(bucket, f"o{i}", 10 << 10) for i in range(worker.FEW_FILES + 1)]
+    assert len(set(os.listdir("/proc/self/fd")) - before) == len(files)  # held from the write to the sync
+    assert all(_resident(f) for f in files)
+    batch: list[tuple[Outcome, str | None]] = [(Outcome(i, ObjectState.DONE), str(f)) for i, f in enumerate(files)]
+    worker.make_durable(batch, tmp_path, batch_sync=True, drop=True)
+    assert [_resident(f) for f in files] == [0] * len(files)
+    assert set(os.listdir("/proc/self/fd")) == before and not durable._held
+
+
+def test_held_descriptors_close_when_the_sync_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed sync (its outcomes go back for another attempt) still lets
+    go of every descriptor, and drops nothing (its pages may be dirty)."""
+    bucket = tmp_path / "ais" / "b"
+    bucket.mkdir(parents=True)
+    before = set(os.listdir("/proc/self/fd"))
+    files = [_stored_small(bucket, f"o{i}", 10 << 10) for i in range(worker.FEW_FILES + 1)]
+
+    def failing(path: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(durable, "syncfs", failing)
+    batch: list[tuple[Outcome, str | None]] = [(Outcome(i, ObjectState.DONE), str(f)) for i, f in enumerate(files)]
+    with pytest.raises(OSError, match="Input/output"):
+        worker.make_durable(batch, tmp_path, batch_sync=True, drop=True)
+    assert set(os.listdir("/proc/self/fd")) == before and not durable._held
+    assert all(_resident(f) for f in files)
+
+
+def test_no_more_than_held_most_are_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``HELD_MOST`` open descriptors the installs close theirs (the
+    drop then opens those by path): a worker never runs out of them."""
+    monkeypatch.setattr(durable, "HELD_MOST", 3)
+    bucket = tmp_path / "ais" / "b"
+    bucket.mkdir(parents=True)
+    before = set(os.listdir("/proc/self/fd"))
+    files = [_stored_small(bucket, f"o{i}", 4096) for i in range(5)]
+    assert len(set(os.listdir("/proc/self/fd")) - before) == 3
+    durable.let_go([str(f) for f in files], drop=True)
+    assert set(os.listdir("/proc/self/fd")) == before and not durable._held

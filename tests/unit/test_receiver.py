@@ -157,6 +157,34 @@ def test_a_reset_keeps_the_bytes_and_the_next_attempt_resumes(tmp_path: Path) ->
     assert outcome.state is ObjectState.DONE and dest.read_bytes() == data  # the checksum covers the kept prefix
 
 
+@pytest.mark.usefixtures("hashing")
+def test_the_work_directory_listed_after_a_claim_names_the_rows_to_resume(tmp_path: Path) -> None:
+    """A worker lists .work once after each claim instead of asking every
+    row whether its .meta exists: the row of an earlier attempt is named
+    there and resumes; a row not named looks for nothing (``Job.no_meta``:
+    it starts from zero, whatever appears meanwhile); a work directory of
+    more entries than the listing takes leaves every row to look."""
+    data, source = _reset_at_100k(tmp_path)
+    names = layout.work_names(tmp_path)
+    assert names is not None and "7.meta" in names and "8.meta" not in names
+    job = _job(tmp_path, source)
+    job.no_meta = "7.meta" not in names
+    outcome, _ = transfer.fetch(_task(), job)
+    assert source.requests[-1].offset == 100_000 and outcome.state is ObjectState.DONE
+    assert _paths(tmp_path)[2].read_bytes() == data
+    again = tmp_path / "again"
+    _, source = _reset_at_100k(again)
+    job = _job(again, source)
+    job.no_meta = True  # (as if listed before the earlier attempt: not what a worker does)
+    outcome, _ = transfer.fetch(_task(), job)
+    assert source.requests[-1].offset == 0 and outcome.state is ObjectState.DONE
+    assert layout.work_names(tmp_path, most=2) is not None
+    for row in range(3):
+        (tmp_path / ".work" / f"{100 + row}.meta").write_text("{}")
+    assert layout.work_names(tmp_path, most=2) is None
+    assert layout.work_names(tmp_path / "nowhere") is None
+
+
 class _Killed(BaseException):
     """The process stopped here (a kill -9): nothing after it runs."""
 

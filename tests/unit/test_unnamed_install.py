@@ -96,6 +96,61 @@ def test_without_unnamed_files_nothing_is_written(tmp_path: Path, monkeypatch: p
     assert not stored and called == [] and created == [root / "d"]
 
 
+def _open_fds() -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+@pytest.mark.parametrize("way", ["descriptor", "proc"])
+def test_named_by_its_descriptor_or_through_proc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str) -> None:
+    """linkat(AT_EMPTY_PATH) where the kernel allows it (root, or Linux
+    6.10 and later), else through /proc/self/fd: the same object either
+    way, and a refusal (an older kernel's ENOENT, which this machine's
+    kernel never gives: a stand-in linkat) sends this and every later link
+    through /proc."""
+    import ctypes
+
+    monkeypatch.setattr(layout, "_by_descriptor", True)
+    calls: list[bytes] = []
+    if way == "proc":
+
+        def refused(tmp: int, empty: bytes, fd: int, leaf: bytes, flags: int) -> int:
+            calls.append(leaf)
+            ctypes.set_errno(2)  # ENOENT
+            return -1
+
+        monkeypatch.setattr(layout, "_linkat", refused)
+    root = tmp_path / "ais" / "b"
+    before = _open_fds()
+    for name in ("x.bin", "y.bin"):
+        assert layout.install_unnamed(str(root / name), str(root), lambda fd: os.write(fd, b"payload") and None)[0]
+        assert (root / name).read_bytes() == b"payload"
+    assert layout._by_descriptor is (way == "descriptor")
+    assert calls == ([b"x.bin"] if way == "proc" else [])  # (refused once, then never asked again)
+    assert _open_fds() == before  # nothing left open
+
+
+def test_a_descriptor_kept_by_the_caller_stays_open(tmp_path: Path) -> None:
+    """``keep`` takes the named file's descriptor (the worker's sync thread
+    drops its pages through it later): it stays open, on the very file; a
+    ``keep`` that declines has it closed."""
+    root = tmp_path / "ais" / "b"
+    kept: list[int] = []
+
+    def keep(fd: int) -> bool:
+        kept.append(fd)
+        return True
+
+    before = _open_fds()
+    assert layout.install_unnamed(str(root / "x"), str(root), lambda fd: os.write(fd, b"xx") and None, keep)[0]
+    assert layout.install_unnamed(
+        str(root / "y"), str(root), lambda fd: os.write(fd, b"yy") and None, lambda fd: False
+    )[0]
+    (fd,) = kept
+    assert _open_fds() == before | {fd}
+    assert os.fstat(fd).st_ino == (root / "x").stat().st_ino
+    os.close(fd)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
