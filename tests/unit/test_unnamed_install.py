@@ -96,8 +96,20 @@ def test_without_unnamed_files_nothing_is_written(tmp_path: Path, monkeypatch: p
     assert not stored and called == [] and created == [root / "d"]
 
 
-def _open_fds() -> set[int]:
-    return {int(n) for n in os.listdir("/proc/self/fd")}
+def _open_under(directory: Path) -> set[int]:
+    """This process's descriptors open on a file under ``directory`` (an
+    unnamed file's too: its link reads "DIR/#INODE (deleted)"); others, which
+    a thread or the garbage collector of another test may open or close
+    meanwhile, left out."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # (closed since the listing)
+            continue
+        if target.startswith(f"{directory}/"):
+            found.add(int(name))
+    return found
 
 
 @pytest.mark.parametrize("way", ["descriptor", "proc"])
@@ -120,13 +132,12 @@ def test_named_by_its_descriptor_or_through_proc(tmp_path: Path, monkeypatch: py
 
         monkeypatch.setattr(layout, "_linkat", refused)
     root = tmp_path / "ais" / "b"
-    before = _open_fds()
     for name in ("x.bin", "y.bin"):
         assert layout.install_unnamed(str(root / name), str(root), lambda fd: os.write(fd, b"payload") and None)[0]
         assert (root / name).read_bytes() == b"payload"
     assert layout._by_descriptor is (way == "descriptor")
     assert calls == ([b"x.bin"] if way == "proc" else [])  # (refused once, then never asked again)
-    assert _open_fds() == before  # nothing left open
+    assert _open_under(tmp_path) == set()  # nothing left open
 
 
 def test_a_descriptor_kept_by_the_caller_stays_open(tmp_path: Path) -> None:
@@ -140,13 +151,12 @@ def test_a_descriptor_kept_by_the_caller_stays_open(tmp_path: Path) -> None:
         kept.append(fd)
         return True
 
-    before = _open_fds()
     assert layout.install_unnamed(str(root / "x"), str(root), lambda fd: os.write(fd, b"xx") and None, keep)[0]
     assert layout.install_unnamed(
         str(root / "y"), str(root), lambda fd: os.write(fd, b"yy") and None, lambda fd: False
     )[0]
     (fd,) = kept
-    assert _open_fds() == before | {fd}
+    assert _open_under(tmp_path) == {fd}
     assert os.fstat(fd).st_ino == (root / "x").stat().st_ino
     os.close(fd)
 
