@@ -521,8 +521,13 @@ class CurlLoop:
         self._wake.poke()
 
     def run(self) -> None:
-        """Until ``stop``: start submitted transfers, drive them, report."""
+        """Until ``stop``: start submitted transfers, drive them, report.
+        If the loop itself fails, the transfers in flight are not reported
+        (not as aborted: nobody aborted them): their work files stay for
+        the next attempt, and the error goes on to the caller, whose
+        worker dies of it (``supervisor.worker``)."""
         next_scan = 0.0
+        failed = False
         try:
             while True:
                 self._take_inbox()
@@ -538,14 +543,22 @@ class CurlLoop:
                 self._wait(next_scan - now)
         except BaseException:
             log.exception("the libcurl loop failed")
+            failed = True
             raise
         finally:
             for handle in list(self._active):
                 t = self._active.get(handle)
-                if t is not None:  # (a failed segment releases the others)
-                    t.error = transfer.Aborted()
-                    self._release(handle)
-                    self._finish(t)
+                if t is None:  # (a failed segment releases the others)
+                    continue
+                self._release(handle)
+                if failed:  # not an outcome: its row goes back with its worker's death, its bytes kept
+                    try:
+                        t.receiver.close()
+                    except OSError as exc:
+                        log.warning("%s: work file not closed cleanly: %s", t.where, exc)
+                    continue
+                t.error = transfer.Aborted()
+                self._finish(t)
             ended = self._wait_for_ends()
             self._hand_over()
             self._multi.close()

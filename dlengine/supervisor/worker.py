@@ -67,6 +67,8 @@ SYNC_GATHER = 0.02
 IDLE_LOOK = 0.01
 IDLE_LOOK_LATER = 0.1
 IDLE_QUICK = 5.0  # seconds idle before looking at IDLE_LOOK_LATER (a lingering supervisor's default wait)
+LOOP_FAILED = 3  # the exit code of a worker whose libcurl loop failed (a dead worker to its supervisor)
+FAILED_WAIT = 1.0  # seconds such a worker waits for the outcomes already on their way (through the sync)
 
 
 @mutable
@@ -133,6 +135,9 @@ class Worker:
         # it kill this one too, it takes no other object down with it)
         self._alone: int | None = None
         self._downloaders: list[threading.Thread] = []  # (started by the ledger thread, at the first object for them)
+        # what broke the libcurl loop, if it failed: the rows it held are
+        # left running for the supervisor to give back as a dead worker's
+        self.failed: BaseException | None = None
 
     def run(self) -> None:
         conn = db.connect(self.settings.ledger_path)
@@ -174,12 +179,15 @@ class Worker:
             self._downloaders.append(thread)
 
     def _run_curl(self) -> None:
-        """The libcurl loop; if it ever fails, the worker stops (its rows go
-        back, the supervisor starts another worker) instead of waiting for
-        outcomes that will not come."""
+        """The libcurl loop; if it ever fails, the worker stops (and its
+        process exits LOOP_FAILED: its rows go back as a dead worker's, the
+        supervisor starts another) instead of waiting for outcomes that
+        will not come."""
         process.name_thread("dl-curl")
         try:
             self._curl.run()
+        except BaseException as exc:  # noqa: BLE001 - logged by the loop; the worker exits non-zero (``failed``)
+            self.failed = exc
         finally:
             self.stop.set()
 
@@ -452,11 +460,13 @@ class Worker:
         self._put(work.run_task(task, ctx))
 
     def _shutdown(self, conn: sqlite3.Connection) -> None:
-        """Stop downloads, keep their work files, give their rows back."""
+        """Stop downloads, keep their work files, give their rows back
+        (after a loop failure, those of the loop's rows stay running: their
+        outcomes will not come, the supervisor gives them back)."""
         for running in self._running.values():
             running.stopping = True
             running.cancel.set()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + (FAILED_WAIT if self.failed is not None else 5)
         held, self._held = self._held, []
         self._report(conn, held)
         while self._running and time.monotonic() < deadline:
@@ -597,11 +607,12 @@ def _die_with_parent() -> None:
 
 def worker_main(
     settings: Settings, mountpath_id: int, mountpath: str, owner: str, parent_pid: int, wake_fd: int = -1
-) -> None:
-    """Entry point of a worker process (spawned by the supervisor)."""
+) -> int:
+    """Entry point of a worker process (spawned by the supervisor); its
+    exit code."""
     _die_with_parent()
     if os.getppid() != parent_pid:
-        return  # the parent died before we could ask to die with it
+        return 0  # the parent died before we could ask to die with it
     process.keep_freed_memory()
     from dlengine.supervisor.pool import WORKER_LOG_FORMAT
 
@@ -612,6 +623,14 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     startup.done()  # (a fresh worker's start-up is over: dlengine/startup.py)
     worker.run()
+    if worker.failed is not None:
+        exc = worker.failed
+        log.error(
+            "worker %s: its libcurl loop failed (%s: %s); exiting %d, its objects go back to the supervisor",
+            owner, type(exc).__name__, exc, LOOP_FAILED,
+        )  # fmt: skip
+        return LOOP_FAILED
+    return 0
 
 
 def main() -> None:
@@ -623,11 +642,11 @@ def main() -> None:
 
     config, mountpath_id, mountpath, owner, parent_pid = sys.argv[1:6]
     wake_fd = int(sys.argv[6]) if len(sys.argv) > 6 else -1
-    worker_main(settings_from_arg(config), int(mountpath_id), mountpath, owner, int(parent_pid), wake_fd)
-    _leave()
+    code = worker_main(settings_from_arg(config), int(mountpath_id), mountpath, owner, int(parent_pid), wake_fd)
+    _leave(code)
 
 
-def _leave() -> None:
+def _leave(code: int) -> None:
     """End the process without the interpreter's teardown: what matters
     is in the ledger and on disk by now."""
-    process.exit_at_once(0)
+    process.exit_at_once(code)
