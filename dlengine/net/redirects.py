@@ -15,7 +15,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from dlengine import errors
 
-__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "headers_for", "next_hop", "same_origin"]
+__all__ = ["MAX_REDIRECTS", "NOT_ON_THE_WIRE", "REDIRECT_STATUSES", "headers_for", "next_hop", "same_origin"]
 
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -41,7 +41,11 @@ def next_hop(url: str, status: int, location: str | None, hops: int) -> str | No
     return target
 
 
-_NOT_ON_THE_WIRE = re.compile(r"[^\x21-\x7e]")  # a space, a control, anything past ASCII
+# what a URL cannot carry as it is (a space, a control, anything past
+# ASCII): percent-encoded in a Location followed here, and in a job's link
+# (``spec.names.normalize_link``), which imports it from here (the lighter
+# module: a worker's start imports this one, not the spec package)
+NOT_ON_THE_WIRE = re.compile(r"[^\x21-\x7e]")
 
 
 def _on_the_wire(location: str) -> str:
@@ -50,7 +54,7 @@ def _on_the_wire(location: str) -> str:
     some servers send; header lines are read as Latin-1, a character a
     byte) percent-encoded. libcurl refuses a space, and pycurl cannot pass
     on a URL that is not ASCII at all."""
-    return _NOT_ON_THE_WIRE.sub(lambda char: quote(_byte_of(char.group())), location)
+    return NOT_ON_THE_WIRE.sub(lambda char: quote(_byte_of(char.group())), location)
 
 
 def _byte_of(char: str) -> bytes:

@@ -13,6 +13,7 @@ import unicodedata
 from urllib.parse import quote, unquote, urlsplit
 
 from dlengine.errors import SpecError
+from dlengine.net.redirects import NOT_ON_THE_WIRE
 from dlengine.providers import Provider
 from dlengine.spec import hflink
 
@@ -27,7 +28,6 @@ _SCHEME_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _SCHEME_OPAQUE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?![0-9]+(?:[/?#]|$))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HTTP_PARTS = re.compile(r"(https?://)([^/?#]*)(.*)", re.DOTALL)  # scheme, authority, the rest
-_NOT_ON_THE_WIRE = re.compile(r"[^\x21-\x7e]")  # a space, or not ASCII
 # Characters that move the cursor, end a line or reorder text on a
 # terminal: a name holding one forges rows of `ls` and `show`.
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -103,7 +103,7 @@ def _ascii_link(link: str, field: str) -> str:
     try:
         if not authority.isascii():
             authority = authority.encode("idna").decode("ascii")
-        rest = _NOT_ON_THE_WIRE.sub(lambda char: quote(char.group(), safe=""), rest)
+        rest = NOT_ON_THE_WIRE.sub(lambda char: quote(char.group(), safe=""), rest)
     except UnicodeError:  # a label IDNA refuses, a lone surrogate
         raise SpecError(field, f"link {_show(_no_userinfo(link))} is not a valid URL (host or characters)") from None
     return scheme + authority + rest

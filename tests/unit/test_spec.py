@@ -289,6 +289,19 @@ def test_normalize_link(link: str, normalized: str) -> None:
     assert normalize_link(normalized, "link") == normalized  # idempotent
 
 
+def test_links_and_redirects_share_what_goes_on_the_wire() -> None:
+    """A job's link and a redirect's Location have the same characters
+    percent-encoded, by one definition (the net module's, which the spec
+    imports), not two copies that could drift apart."""
+    from dlengine.net import redirects
+    from dlengine.spec import names
+
+    assert names.NOT_ON_THE_WIRE is redirects.NOT_ON_THE_WIRE
+    assert normalize_link("http://h/a b/\u00e9.txt", "link") == "http://h/a%20b/%C3%A9.txt"
+    # (a Location's raw UTF-8, read as Latin-1: a character a byte)
+    assert redirects.next_hop("http://h/x", 302, "/a b/\u00c3\u00a9.txt", 0) == "http://h/a%20b/%C3%A9.txt"
+
+
 @pytest.mark.parametrize(
     ("link", "reason"),
     [
