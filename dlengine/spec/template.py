@@ -20,6 +20,7 @@ MAX_TEMPLATE_OBJECTS = 10_000_000
 # "{1..-3}" is reported instead of being silently kept as literal text.
 _RANGE_LIKE = re.compile(r"\{([^{}.]*)\.\.([^{}.]*)(?:\.\.([^{}.]*))?\}")
 _DECIMAL = re.compile(r"[0-9]+")  # not \d: int() would take Arabic-Indic digits
+_BRACE = re.compile(r"[{}]")
 
 
 @frozen
@@ -132,7 +133,8 @@ class Template:
 
 def parse_template(text: str, field: str = "template") -> Template:
     """Parse a brace-range template, refusing anything bash would not expand
-    the way a user expects, and more than ``MAX_TEMPLATE_OBJECTS`` objects."""
+    the way a user expects (a brace outside a range too), and more than
+    ``MAX_TEMPLATE_OBJECTS`` objects."""
     literals: list[str] = []
     ranges: list[BraceRange] = []
     cursor = 0
@@ -143,9 +145,33 @@ def parse_template(text: str, field: str = "template") -> Template:
     literals.append(text[cursor:])
     if not ranges:
         raise SpecError(field, f"no brace range such as {{1..10}} or {{001..100}} in {text!r}")
+    _check_stray_braces(text, ranges, field)
     template = Template(text, tuple(literals), tuple(ranges))
     _check_count(template, field)
     return template
+
+
+def _check_stray_braces(text: str, ranges: list[BraceRange], field: str) -> None:
+    """A brace outside every range (``x-{{1..10}``, ``x-{1..10}}``, a
+    list ``{a,b}``) is a typo, not text to keep: bash would keep it, and
+    every link would be wrong. Refused naming the template and the brace's
+    position (counted from 1); a literal brace is ``%7B``/``%7D``."""
+    cursor = 0
+    for start, end in [*(r.span for r in ranges), (len(text), len(text))]:
+        found = _BRACE.search(text, cursor, start)
+        if found is not None:
+            brace, at = found.group(), found.start() + 1
+            raise SpecError(
+                field,
+                f"{_shown(text)}: stray {brace!r} at position {at}: braces only open and close ranges"
+                f" such as {{1..10}} (a literal one is {'%7B' if brace == '{' else '%7D'})",
+            )
+        cursor = end
+
+
+def _shown(text: str) -> str:
+    """``repr`` of a template, cut so an error message stays one line."""
+    return repr(text if len(text) <= 200 else text[:200] + "...")
 
 
 def _parse_range(match: re.Match[str], field: str) -> BraceRange:

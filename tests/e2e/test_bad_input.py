@@ -140,6 +140,15 @@ def test_unknown_option_is_refused_by_its_command(home: Home, args: list[str], u
     _assert_nothing_created(home)
 
 
+@pytest.mark.parametrize(("template", "position"), [("x-{{1..10}", 20), ("x-{1..10}}", 27)])
+def test_range_template_with_a_stray_brace_creates_nothing(home: Home, template: str, position: int) -> None:
+    link = f"http://127.0.0.1/{template}"
+    res = home.cli("download", link, "ais://b", "--no-start")
+    assert res.returncode == 2, res.stderr
+    assert f"template: {link!r}: stray {link[position - 1]!r} at position {position}" in res.stderr, res.stderr
+    _assert_nothing_created(home)
+
+
 def test_range_template_with_duplicate_names_creates_nothing(home: Home) -> None:
     # two ranges that collide: 1+11 and 11+1 both give "x111"
     res = home.cli("download", "http://h/x{1..12}{1..12}", "ais://b", "--no-start")

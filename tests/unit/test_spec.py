@@ -171,7 +171,6 @@ def test_template_padding_keeps_wider_numbers() -> None:
         ("x{1..9..4}", ["x1", "x5", "x9"]),
         ("x{5..5}", ["x5"]),
         ("x{2..3..100}", ["x2"]),
-        ("{1..2}-{a}", ["1-{a}", "2-{a}"]),  # non-range braces stay literal
     ],
 )
 def test_template_steps(text: str, expected: list[str]) -> None:
@@ -255,6 +254,27 @@ def test_template_refuses(text: str, reason: str) -> None:
     assert info.value.field == "template"
     assert reason in info.value.reason
     assert str(info.value).startswith("template: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "brace", "position"),
+    [
+        ("http://127.0.0.1/x-{{1..10}", "{", 20),
+        ("http://127.0.0.1/x-{1..10}}", "}", 27),
+        ("http://h/}{1..3}", "}", 10),
+        ("http://h/x-{1..2}{", "{", 18),
+        ("http://h/{1..2}-{a,b}-{1..2}", "{", 17),  # a list between two ranges
+        ("http://h/x{1..2}}y{3..4}", "}", 17),
+        ("{1..2}-{a}", "{", 8),  # (were kept literally: 1-{a}, 2-{a})
+    ],
+)
+def test_template_refuses_a_stray_brace_naming_it_and_its_position(text: str, brace: str, position: int) -> None:
+    """Taken literally, a stray brace made every link wrong (x-{1, x-{2...)."""
+    assert text[position - 1] == brace  # (the position counts from 1)
+    with pytest.raises(SpecError) as info:
+        parse_template(text)
+    assert info.value.field == "template"
+    assert info.value.reason.startswith(f"{text!r}: stray {brace!r} at position {position}: "), info.value.reason
 
 
 def test_template_parse_classmethod_names_the_field() -> None:
