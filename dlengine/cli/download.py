@@ -10,6 +10,7 @@ from typing import Any
 from dlengine.errors import SpecError
 from dlengine.spec import derive_name, parse_size
 from dlengine.spec.model import BucketRef
+from dlengine.spec.parse import MAX_CONNECTIONS
 from dlengine.spec.uri import parse_bucket_uri
 
 _CLOUD_SCHEMES = ("s3", "gs", "az")
@@ -59,6 +60,38 @@ def _backend_job(src: str, dst: BucketRef, sync: bool) -> dict[str, Any]:
     return job
 
 
+def check_limit_flags(args: argparse.Namespace) -> None:
+    """The numeric flags, checked before anything is listed, asked or
+    written: a negative (or otherwise wrong) one is refused naming the
+    flag (not the job field it becomes)."""
+    if args.max_conns is not None:
+        connections_flag(args.max_conns)
+    for flag, text, least in (
+        ("--limit-bph", args.limit_bph, 0),
+        ("--blob-threshold", args.blob_threshold, 0),
+        ("--max-job-bytes", args.max_job_bytes, 1),
+    ):
+        if text:
+            size_flag(text, flag, least)
+
+
+def connections_flag(count: int) -> int:
+    """``--max-conns``: 0 (no limit) up to what a job's limit may be."""
+    if not 0 <= count <= MAX_CONNECTIONS:
+        raise SpecError("--max-conns", f"must be from 0 (no limit) to {MAX_CONNECTIONS}, got {count}")
+    return count
+
+
+def size_flag(text: str, flag: str, least: int = 0) -> int:
+    """A size given to ``flag`` (``1GiB``), at least ``least`` bytes."""
+    if text.strip().startswith("-"):
+        raise SpecError(flag, f"must not be negative, got {text!r}")
+    size = parse_size(text, flag)
+    if size < least:
+        raise SpecError(flag, f"must be at least {least}, got {text!r}")
+    return size
+
+
 def add_common_fields(job: dict[str, Any], args: argparse.Namespace) -> None:
     """--desc, --timeout, --max-conns, --limit-bph, --header into a job request."""
     if args.desc:
@@ -67,9 +100,9 @@ def add_common_fields(job: dict[str, Any], args: argparse.Namespace) -> None:
         job["timeout"] = args.timeout
     limits = {}
     if args.max_conns is not None:
-        limits["connections"] = args.max_conns
+        limits["connections"] = connections_flag(args.max_conns)
     if args.limit_bph:
-        limits["bytes_per_hour"] = parse_size(args.limit_bph, "--limit-bph")
+        limits["bytes_per_hour"] = size_flag(args.limit_bph, "--limit-bph")
     if limits:
         job["limits"] = limits
     if args.header:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dlengine.cli import output
-from dlengine.cli.download import add_common_fields
+from dlengine.cli.download import add_common_fields, size_flag
 from dlengine.client import Client
 from dlengine.errors import PermanentError, SpecError
 from dlengine.ledger.models import NewObject
@@ -41,7 +41,7 @@ from dlengine.ledger.states import ACTIVE_JOB_STATES
 from dlengine.progress import human_bytes
 from dlengine.providers import Provider
 from dlengine.sources.base import ObjectInfo
-from dlengine.spec import JobSpec, hflink, parse_job, parse_size, validate_object_name
+from dlengine.spec import JobSpec, hflink, parse_job, validate_object_name
 from dlengine.spec.model import BucketRef, HubOptions
 from dlengine.spec.names import validate_bucket_name
 from dlengine.spec.uri import parse_bucket_uri
@@ -309,10 +309,7 @@ def _listed_files(
 def _max_job_bytes(args: argparse.Namespace) -> int | None:
     if not args.max_job_bytes:
         return None
-    limit = parse_size(args.max_job_bytes, "--max-job-bytes")
-    if limit <= 0:
-        raise SpecError("--max-job-bytes", "must be more than 0")
-    return limit
+    return size_flag(args.max_job_bytes, "--max-job-bytes", least=1)
 
 
 def _with_sizes(files: Sequence[ObjectInfo], lister: hf.HubLister, field: str) -> list[ObjectInfo]:

@@ -216,11 +216,9 @@ def cmd_download(args: argparse.Namespace) -> int:
             f"too many arguments ({len(args.unexpected) + 2} where SRC DST was expected): enclose source in"
             ' quotation marks, e.g. "http://host/shard-{001..010}.tar"',
         )
-    from dlengine.cli.download import job_from_args
-    from dlengine.spec import parse_size
+    from dlengine.cli.download import check_limit_flags, job_from_args
 
-    if args.blob_threshold:
-        parse_size(args.blob_threshold, "--blob-threshold")  # checked, then left to the data path
+    check_limit_flags(args)  # (--blob-threshold: checked, then left to the data path)
     if hfflags.requested(args):
         from dlengine.cli import hf  # the Hub's planning: only for --hf-* downloads
 

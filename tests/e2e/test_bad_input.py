@@ -103,7 +103,11 @@ def test_missing_job_file(home: Home) -> None:
     [
         (["download", "http://h/x.bin", "weird://b"], "provider"),
         (["download", "http://h/x.bin", "ais://b", "--limit-bph", "lots"], "--limit-bph"),
-        (["download", "http://h/x.bin", "ais://b", "--max-conns", "-2"], "limits.connections"),
+        (["download", "http://h/x.bin", "ais://b", "--max-conns", "-2"], "--max-conns: must be from 0 (no limit)"),
+        (["download", "http://h/x.bin", "ais://b", "--max-conns=-1"], "--max-conns: must be from 0 (no limit)"),
+        (["download", "http://h/x.bin", "ais://b", "--limit-bph=-1"], "--limit-bph: must not be negative"),
+        (["download", "http://h/x.bin", "ais://b", "--limit-bph=-1MiB"], "--limit-bph: must not be negative"),
+        (["download", "http://h/x.bin", "ais://b", "--blob-threshold=-1"], "--blob-threshold: must not be negative"),
         (["download", "http://h/x.bin", "ais://b", "--timeout", "soon"], "timeout"),
         (["download", "file:///etc/passwd", "ais://b"], "scheme"),
         (["download", "http://169.254.169.254/latest/meta-data", "ais://b"], "link-local"),

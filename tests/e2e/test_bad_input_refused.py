@@ -41,7 +41,7 @@ def _nothing_created(home: Home) -> None:
 CLI_CASES = CASES[::3]
 DOWNLOAD_CASES = [
     (["download", "file:/etc/passwd", "ais://b"], "scheme 'file'"),
-    (["download", LINK, "ais://b", "--max-conns", str(10**30)], "limits.connections"),
+    (["download", LINK, "ais://b", "--max-conns", str(10**30)], "--max-conns"),
     (["download", LINK, "ais://b", "--limit-bph", "999999999PiB"], "--limit-bph"),
     (["download", LINK, "ais://b", "--limit-bph", "0.5"], "--limit-bph"),
     (["download", LINK, "ais://b", "--timeout", "1ns"], "timeout"),

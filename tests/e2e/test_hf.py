@@ -278,6 +278,28 @@ def test_max_job_bytes_splits_a_repo_into_jobs(hhome: Home, hub: FakeHub) -> Non
     assert stored(hhome, "ais", "batch2") == {name: files[name] for name in named}
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "reason"),
+    [
+        ("--max-job-bytes", "-1", "must not be negative, got '-1'"),
+        ("--max-job-bytes", "0", "must be at least 1, got '0'"),
+        ("--max-conns", "-1", "must be from 0 (no limit) to 100000, got -1"),
+        ("--limit-bph", "-5MiB", "must not be negative, got '-5MiB'"),
+    ],
+)
+def test_a_negative_limit_is_refused_before_the_hub_is_asked(
+    hhome: Home, hub: FakeHub, flag: str, value: str, reason: str
+) -> None:
+    """(--max-job-bytes was checked only after the listing, --max-conns
+    named the job field limits.connections instead of the flag.)"""
+    hub.add_repo("org/limits", {"a.json": b"{}"})
+    hub.reset()
+    res = hhome.cli("download", "--hf-dataset", "org/limits", "ais://limits", f"{flag}={value}", "--no-start")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == f"dlengine: error: {flag}: {reason}", res.stderr
+    assert hub.requests() == [] and not (hhome.path / "ledger.db").exists()
+
+
 # -------------------------------------------------------------- Hub errors
 
 
