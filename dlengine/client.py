@@ -12,7 +12,7 @@ from typing import Any, NotRequired, TypedDict
 
 from dlengine import jobsecrets
 from dlengine.config import Settings, load_settings, make_home
-from dlengine.errors import NotFoundError, SpecError
+from dlengine.errors import BucketExistsError, NotFoundError, SpecError
 from dlengine.ledger import jobs
 from dlengine.ledger.ledger import Ledger
 from dlengine.ledger.models import NewJob, NewObject
@@ -327,9 +327,29 @@ class Client:
 
     # buckets
 
-    def create_bucket(self, uri: str) -> bool:
-        """Create a local bucket; False if it existed."""
-        bucket = _whole_bucket(uri)
+    def create_bucket(self, uri: str, exist_ok: bool = False) -> bool:
+        """Create a local bucket; if it exists already, raise
+        ``BucketExistsError`` (``exist_ok``: return False instead)."""
+        return self.create_buckets([uri], exist_ok)[0]
+
+    def create_buckets(self, uris: Sequence[str], exist_ok: bool = False) -> builtins.list[bool]:
+        """Create local buckets, each created or not as ``create_bucket``
+        says; every one is checked before any is created (one that exists,
+        unless ``exist_ok``, or is named twice, or a directory that cannot
+        be a bucket: none is created)."""
+        buckets = [_whole_bucket(uri) for uri in uris]
+        seen: set[str] = set()
+        for uri, bucket in zip(uris, buckets, strict=True):
+            if bucket.provider is Provider.DIR:
+                self._check_directory(Path(bucket.name))
+            named_before = bucket.uri() in seen
+            seen.add(bucket.uri())
+            exists = named_before or self.ledger.bucket_exists(bucket.provider, bucket.namespace, bucket.name)
+            if exists and not exist_ok:
+                raise BucketExistsError(f'bucket "{uri}" already exists')  # (the words of ``ais bucket create``)
+        return [self._create_bucket(bucket) for bucket in buckets]
+
+    def _create_bucket(self, bucket: BucketRef) -> bool:
         created = self.ledger.ensure_bucket(bucket.provider, bucket.namespace, bucket.name)
         if bucket.provider is Provider.DIR:
             self._claim_directory(Path(bucket.name))

@@ -6,6 +6,7 @@ What a worker does with an error is decided by its branch::
     ├── SpecError            (ValueError)  bad job request; nothing is created
     ├── NotFoundError        (LookupError) unknown job id or bucket
     ├── StateError                         operation not allowed in the job's state
+    │   └── BucketExistsError              ``bucket create`` of a bucket there already
     ├── SupervisorRunning                  another supervisor holds this home
     ├── LedgerError                        corrupt, too new, or its disk is full
     ├── SupervisorError                    a supervisor thread kept failing
@@ -122,6 +123,13 @@ class NotFoundError(DlengineError, LookupError):
 
 class StateError(DlengineError):
     default_message = "operation not allowed in this state"
+
+
+class BucketExistsError(StateError):
+    """A bucket to create exists already (AIStore's ``ErrBucketAlreadyExists``,
+    its message too): bad input, exit 2."""
+
+    default_message = "bucket already exists"
 
 
 class SupervisorRunning(DlengineError):

@@ -406,8 +406,7 @@ def cmd_bucket(args: argparse.Namespace) -> int:
             removed = client.remove_bucket(uri)
             print(f"removed {uri} ({removed} stored object(s) deleted)")
         return EXIT_OK
-    for uri in args.bucket:
-        created = client.create_bucket(uri)
+    for uri, created in zip(args.bucket, client.create_buckets(args.bucket, args.ignore_error), strict=True):
         print(f"{'created' if created else 'exists:'} {uri}")
     return EXIT_OK
 

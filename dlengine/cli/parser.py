@@ -391,8 +391,14 @@ def _bucket(sub: _Sub[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bsub = p.add_subparsers(dest="bucket_command", metavar="ACTION", required=True)
-    pc = bsub.add_parser("create", help="create a bucket", description="Create a local bucket.")
+    pc = bsub.add_parser(
+        "create",
+        help="create a bucket",
+        description="Create local buckets. One that exists already is an error (exit 2), and then none is"
+        " created, as with `ais bucket create`; --ignore-error lets it be.",
+    )
     pc.add_argument("bucket", nargs="+", help="e.g. ais://abc")
+    pc.add_argument("--ignore-error", action="store_true", help="a bucket that exists is not an error ('exists:')")
     pl = bsub.add_parser(
         "ls", help="list buckets", description="List the buckets this home knows (BUCKET, OBJECTS, SIZE)."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from dlengine.ledger.ledger import Ledger
 from harness.httpd import Fault, TestHTTPServer
@@ -220,6 +221,28 @@ def test_submit_json_output_and_last_line(home: Home, httpd: TestHTTPServer) -> 
     res = home.cli("download", f"{httpd.url}/j/x.bin", "ais://j", "--no-start", "--json")
     assert res.returncode == 0
     assert json.loads(res.stdout)["id"].startswith("dnl-")
+
+
+def test_bucket_create_of_an_existing_bucket_is_an_error_naming_it(home: Home, tmp_path: Path) -> None:
+    """As ``ais bucket create``: the second create says the bucket exists,
+    exit 2, and a command naming one that exists creates none of the
+    others; --ignore-error lets an existing one be."""
+    assert home.cli("bucket", "create", "ais://twice").stdout == "created ais://twice\n"
+    res = home.cli("bucket", "create", "ais://twice")
+    assert (res.returncode, res.stdout) == (2, ""), res
+    assert res.stderr == 'dlengine: error: bucket "ais://twice" already exists\n'
+    res = home.cli("bucket", "create", "ais://other", "ais://twice")
+    assert res.returncode == 2 and 'bucket "ais://twice" already exists' in res.stderr, res.stderr
+    directory = f"{tmp_path / 'dir'}/"
+    assert home.cli("bucket", "create", directory).returncode == 0
+    res = home.cli("bucket", "create", directory)
+    assert res.returncode == 2 and f'bucket "{directory}" already exists' in res.stderr, res.stderr
+    res = home.cli("bucket", "create", str(home.path / "inside"))  # refused: the home
+    assert res.returncode == 2 and "overlaps" in res.stderr, res.stderr
+    uris = [b["uri"] for b in json.loads(home.cli("bucket", "ls", "--json").stdout)]
+    assert sorted(uris) == sorted(["ais://twice", f"dir://{tmp_path / 'dir'}"])  # no other, no refused one
+    res = home.cli("bucket", "create", "--ignore-error", "ais://twice", "ais://other")
+    assert (res.returncode, res.stdout) == (0, "exists: ais://twice\ncreated ais://other\n"), res
 
 
 def test_bucket_create_and_ls_unknown(home: Home) -> None:
