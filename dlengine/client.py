@@ -390,7 +390,9 @@ class Client:
     def remove_bucket(self, uri: str) -> int:
         """Delete a bucket's stored objects, catalog and record (refused while
         a job of it is active); returns how many objects were deleted. In a
-        directory destination only the files dlengine stored go."""
+        directory destination only what dlengine made goes: the files it
+        stored, its work directory and its mark, then the directory if
+        nothing else is left (the user's files stay, and the directory)."""
         bucket = _whole_bucket(uri)
         key = (bucket.provider.value, bucket.namespace, bucket.name)
         if not self.ledger.bucket_exists(*key):
@@ -402,6 +404,10 @@ class Client:
             for mountpath in mountpaths:
                 layout.remove_bucket_dir(layout.bucket_dir(mountpath, *key))
         self.ledger.remove_bucket(*key)
+        if bucket.provider is Provider.DIR:
+            directory = Path(bucket.name)
+            identity.release(directory, self.ledger.home_id())
+            layout.remove_directory_bucket(directory)
         return deleted
 
     def list_remote(self, uri: str, prefix: str = "") -> Iterator[ListedObject]:

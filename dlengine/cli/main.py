@@ -404,11 +404,22 @@ def cmd_bucket(args: argparse.Namespace) -> int:
     if args.bucket_command == "rm":
         for uri in args.bucket:
             removed = client.remove_bucket(uri)
-            print(f"removed {uri} ({removed} stored object(s) deleted)")
+            print(f"removed {uri} ({removed} stored object(s) deleted{_kept_directory(uri)})")
         return EXIT_OK
     for uri, created in zip(args.bucket, client.create_buckets(args.bucket, args.ignore_error), strict=True):
         print(f"{'created' if created else 'exists:'} {uri}")
     return EXIT_OK
+
+
+def _kept_directory(uri: str) -> str:
+    """Of a removed directory bucket still there: why (the user's files)."""
+    from dlengine.providers import Provider
+    from dlengine.spec.uri import parse_bucket_uri
+
+    bucket, _ = parse_bucket_uri(uri)
+    if bucket.provider is Provider.DIR and os.path.isdir(bucket.name):
+        return f"; {bucket.name} kept: it holds files dlengine did not store"
+    return ""
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -407,7 +407,9 @@ def _bucket(sub: _Sub[argparse.ArgumentParser]) -> None:
         "rm",
         help="remove a bucket and its stored objects",
         description="Remove buckets: their stored objects (only files dlengine stored, also in a directory"
-        " destination), their catalog and their record. Refused while a job of the bucket is active.",
+        " destination), their catalog and their record. A directory destination loses its work directory and"
+        " home mark too, and goes itself unless it holds files dlengine did not store (those stay)."
+        " Refused while a job of the bucket is active.",
     )
     pr.add_argument("bucket", nargs="+", help="e.g. ais://abc, ./data/")
 

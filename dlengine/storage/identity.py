@@ -45,6 +45,24 @@ def claim(mountpath: Path, home_id: str, home: Path, field: str = "DLENGINE_MOUN
         os.close(fd)  # releases the lock
 
 
+def release(mountpath: Path, home_id: str) -> None:
+    """Remove this home's mark from ``mountpath`` (a directory bucket that
+    is removed); a mark of another home, or one this process cannot read,
+    stays as it is."""
+    path = mountpath / MARK
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # none, or a symlink: nothing of ours
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # (not while a claim of another home writes it)
+        held = _read(fd)
+        if held is not None and held.get("id") == home_id:
+            path.unlink()
+    finally:
+        os.close(fd)
+
+
 def _read(fd: int) -> dict[str, str] | None:
     text = os.pread(fd, 65536, 0).decode("utf-8", "replace").strip()
     if not text:

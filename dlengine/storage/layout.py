@@ -414,6 +414,25 @@ def _prune(directory: Path, root: Path) -> None:
         directory = directory.parent
 
 
+def remove_directory_bucket(directory: Path) -> list[str]:
+    """What dlengine made in a directory bucket whose stored objects (and
+    home mark) are gone: its work directory, then the directory itself if
+    nothing else is left in it. A directory holding anything else (the
+    user's files) stays, with them; returns their names (sorted)."""
+    work = work_dir(directory)
+    if work.is_dir() and not work.is_symlink():
+        import shutil  # (as remove_bucket_dir)
+
+        shutil.rmtree(work)
+    try:
+        left = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    if not left:
+        directory.rmdir()
+    return left
+
+
 def remove_bucket_dir(root: Path) -> None:
     """What is left of a removed bucket's directory under a mountpath
     (never a directory destination: those keep the user's other files)."""

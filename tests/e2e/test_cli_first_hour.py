@@ -202,13 +202,40 @@ def test_bucket_ls_and_rm(home: Home, httpd: TestHTTPServer, tmp_path: Path) -> 
     assert json.loads(home.cli("ls", "--json").stdout) == list(buckets.values())
     assert home.cli("ls", "--remote").returncode == 2  # lists one bucket: names none
 
+    (out / ".work").mkdir(exist_ok=True)
+    (out / ".work" / "99.part").write_bytes(b"kept bytes of an object that failed")  # (its work directory's)
     res = home.cli("bucket", "rm", "ais://abc", str(out))
     assert res.returncode == 0, res.stderr
     assert not (home.path / "data" / "ais" / "abc").exists()
     assert home.cli("ls", "ais://abc").returncode == 2
-    assert (out / "mine.txt").read_text() == "the user's own file"  # only what dlengine stored goes
-    assert not (out / "a.bin").exists() and not (out / "n").exists()
+    # only what dlengine made goes (its objects, work directory and mark): the user's file stays, and so
+    # the directory, which the output says
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert (out / "mine.txt").read_text() == "the user's own file"
+    assert f"removed {out} (2 stored object(s) deleted; {out} kept: it holds files dlengine did not store)" in (
+        res.stdout
+    )
     assert home.cli("bucket", "rm", "ais://abc").returncode == 2  # gone: not found
+
+
+def test_bucket_rm_of_a_directory_leaves_nothing_of_dlengine(home: Home, httpd: TestHTTPServer, tmp_path: Path) -> None:
+    """A directory bucket that holds only what dlengine made goes whole,
+    as ``ais bucket rm`` leaves nothing of a bucket: not its work
+    directory and home mark (which were left behind)."""
+    httpd.put("/d/a.bin", b"alpha")
+    httpd.put("/d/n/c.bin", b"charlie")
+    out = tmp_path / "data"
+    objects = {"a.bin": f"{httpd.url}/d/a.bin", "n/c.bin": f"{httpd.url}/d/n/c.bin"}
+    job_id = home.submit({"type": "multi", "bucket": {"name": str(out), "provider": "dir"}, "objects": objects})
+    assert home.run().returncode == 0 and home.status(job_id)["finished_cnt"] == 2
+    assert (out / "n" / "c.bin").read_bytes() == b"charlie"
+    assert (out / ".dlengine-home").exists() and (out / ".work").is_dir()
+    res = home.cli("bucket", "rm", f"{out}/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"removed {out}/ (2 stored object(s) deleted)\n"
+    assert not out.exists(), sorted(str(p) for p in out.rglob("*"))
+    assert tmp_path.is_dir()  # nothing outside it
+    assert home.cli("bucket", "rm", f"{out}/").returncode == 2  # gone: not found
 
 
 def test_bucket_rm_refused_while_a_job_is_active(home: Home) -> None:

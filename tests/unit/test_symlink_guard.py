@@ -54,3 +54,28 @@ def test_every_component_is_checked(tmp_path: Path) -> None:
     assert not (tmp_path / "elsewhere").exists()
     layout.install(part, root / "a" / "sub" / "y.bin", root)  # a real directory still works
     assert (root / "a" / "sub" / "y.bin").read_bytes() == b"elsewhere" and not part.exists()
+
+
+def test_removing_a_directory_bucket_follows_no_symlink_and_keeps_another_homes_mark(tmp_path: Path) -> None:
+    """``bucket rm`` of a directory: a ``.work`` that is a symlink is not
+    followed (what it points to stays, so does the directory), and a mark
+    of another home is not this home's to remove."""
+    from dlengine.storage import identity
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "theirs.bin").write_bytes(b"x")
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (bucket / ".work").symlink_to(outside)
+    identity.claim(bucket, "another-home", tmp_path / "other")
+    identity.release(bucket, "this-home")
+    assert layout.remove_directory_bucket(bucket) == [".dlengine-home", ".work"]
+    assert _tree(outside) == ["theirs.bin"] and bucket.is_dir()
+
+    identity.release(bucket, "another-home")  # (its own: gone)
+    (bucket / ".work").unlink()
+    (bucket / ".work").mkdir()
+    (bucket / ".work" / "3.part").write_bytes(b"kept")
+    assert layout.remove_directory_bucket(bucket) == [] and not bucket.exists()
+    assert _tree(tmp_path) == ["outside", "outside/theirs.bin"]
