@@ -62,6 +62,9 @@ def signed_get(link: str, listed: ObjectInfo | None = None) -> SignedGet | None:
 
 def _source(scheme: str, bucket: str, module: Any) -> Any:
     """One source per bucket and process, as ``registry.cloud_source`` keeps."""
+    source = _instances.get((scheme, bucket))  # (made once, then only read: no lock)
+    if source is not None:
+        return source
     with _lock:
         source = _instances.get((scheme, bucket))
         if source is None:
