@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from io import BytesIO
 from urllib.parse import unquote_plus
@@ -110,6 +109,8 @@ class Page:
 
 def parse_page(body: bytes) -> Page:
     """A ListObjectsV2 answer (``encoding-type=url``) read as botocore reads it."""
+    import xml.etree.ElementTree as ET  # here: ~12 ms to import, and a worker that only signs GETs never parses
+
     root = ET.fromstring(body)
     ns = _NS if root.tag.startswith(_NS) else ""
     encoded = (root.findtext(f"{ns}EncodingType") or "").lower() == "url"
@@ -151,6 +152,8 @@ def list_pages(sign: Callable[[dict[str, str]], str], page_size: int, prefix: st
 
 def error_code(body: bytes) -> str:
     """The ``<Code>`` of an S3 error answer ('' if none)."""
+    import xml.etree.ElementTree as ET
+
     try:
         return ET.fromstring(body).findtext("Code") or ""
     except ET.ParseError:

@@ -162,3 +162,31 @@ def test_download_that_verifies_no_checksum_imports_no_hashlib(tmp_path: Path, h
     loaded = _modules(tmp_path, "download", f"{httpd.url}/a.bin", "ais://b", "--wait")
     assert {"dlengine.supervisor.worker", "dlengine.engine.curl"} <= loaded  # (the control: downloaded here)
     assert not {"hashlib", "_hashlib"} & loaded
+
+
+def test_a_workers_signed_s3_get_imports_no_xml_parser(tmp_path: Path) -> None:
+    """A worker signs S3 GETs (and asks the bucket's region once) without
+    the listing's XML parser or upload's base64 (~3 ms of a fresh worker's
+    way to its first GET, with bytecode cached)."""
+    code = (
+        "import json, sys\nimport dlengine.supervisor.worker\nbefore = set(sys.modules)\n"
+        "from dlengine.sources.signed import signed_get\n"
+        "got = signed_get('s3://bkt/dir/k.bin')\n"
+        "print(json.dumps({'url': bool(got and got.url), 'new': sorted(set(sys.modules) - before)}))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DLENGINE_", "AWS_"))}
+    env.update(
+        DLENGINE_HOME=str(tmp_path / "home"),
+        PYTHONPATH=str(ROOT),
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",  # (nothing listens: the region HEAD fails, the configured one stands)
+        AWS_ACCESS_KEY_ID="AK",
+        AWS_SECRET_ACCESS_KEY="SK",
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+    )
+    command = [sys.executable, "-c", code]
+    out = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["url"] and "dlengine.sources.s3" in got["new"]  # (the control: signed by the S3 source)
+    assert not {"xml.etree.ElementTree", "pyexpat", "base64", "boto3", "botocore"} & set(got["new"])
