@@ -150,7 +150,7 @@ class Client:
             spec, record, lambda: self.ledger.create_job(record, objects, place, dispatched=not later, total=total)
         )
         if start:
-            _start_background(self.settings)
+            _start_background(self.settings, self.close)
         return job_id
 
     def active_twins(self, job: JobInput) -> builtins.list[str]:
@@ -291,7 +291,7 @@ class Client:
     def retry(self, job_id: str, *, start: bool = True) -> int:
         count = self.ledger.retry(job_id)
         if count and start:
-            _start_background(self.settings)
+            _start_background(self.settings, self.close)
         return count
 
     def wait(
@@ -483,8 +483,10 @@ def _check_executor(spec: JobSpec) -> None:
         raise SpecError("bucket", reason)
 
 
-def _start_background(settings: Settings) -> None:
+def _start_background(settings: Settings, release: Callable[[], None]) -> None:
+    """``release``: closes the client's ledger (reopened when next asked
+    for): the supervisor may then be forked from this process."""
     # imported here: a CLI call that only reads the ledger does not start one
     from dlengine.supervisor.background import start_background
 
-    start_background(settings)
+    start_background(settings, release)

@@ -14,6 +14,20 @@ import os
 import sys
 from typing import NoReturn
 
+_program = False  # this process is the dlengine command line (``cli.entry``), not a caller's
+
+
+def be_the_program() -> None:
+    """Said by ``cli.entry``: this process is the command line, which may
+    fork itself (``supervisor.background``); a caller's process (the
+    Python API, a test calling ``cli.main``) never is."""
+    global _program
+    _program = True
+
+
+def is_the_program() -> bool:
+    return _program
+
 
 def exit_at_once(code: int) -> NoReturn:
     """Flush logs and output (a reader that went away is not ours to

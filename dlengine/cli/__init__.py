@@ -10,7 +10,9 @@ from dlengine import startup
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command; ``run``'s workers start before the rest is imported
-    (``supervisor.prespawn``; only ``run`` imports it)."""
+    (``supervisor.prespawn``; only ``run`` imports it). Also ``program``:
+    once ``dlengine.cli.main`` (the module) is imported, this package's
+    ``main`` names that module."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] != "run":
         return _command(argv)
@@ -21,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command(argv)
     finally:
         prespawn.discard()
+
+
+program = main
 
 
 def _command(argv: Sequence[str] | None) -> int:
@@ -35,6 +40,9 @@ def entry() -> None:
     nothing else runs (``cli.main.exit_now``). ``main`` stays a plain
     function for callers in-process."""
     startup.begin()  # (the collector while the command imports: startup.py)
+    from dlengine import process  # (typing: after begin)
+
+    process.be_the_program()
     code = main()
     from dlengine.cli.main import exit_now  # imported by main() by now
 
@@ -42,4 +50,4 @@ def entry() -> None:
     sys.exit(code)
 
 
-__all__ = ["entry", "main"]
+__all__ = ["entry", "main", "program"]

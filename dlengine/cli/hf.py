@@ -96,7 +96,7 @@ def download(args: argparse.Namespace, client: Client) -> int:
     if not (args.wait or args.progress):
         from dlengine.supervisor.background import start_background  # only when there is work
 
-        start_background(client.settings)
+        start_background(client.settings, client.close)
         return _report(client, ids, args)
     from dlengine.cli.main import start_jobs
 

@@ -151,7 +151,7 @@ def start_jobs(client: Client, job_ids: list[str]) -> Iterator[Following]:
     if run is None:
         from dlengine.supervisor.background import start_background
 
-        start_background(client.settings)
+        start_background(client.settings, client.close)  # (its ledger reopened to follow)
         yield Following()
         return
     with run:
