@@ -58,6 +58,7 @@ class Supervisor:
         self._logged: set[str] = set()  # ended jobs already logged
         self.started = 0.0
         self.stopped_by: signal.Signals | None = None  # the signal that stopped it (install_signal_handlers)
+        self._idle_since: float | None = None  # (time.monotonic) since when no job is busy
 
     def run(self) -> int:
         """Process jobs until done; returns 1 if a job it saw failed objects
@@ -240,7 +241,7 @@ class Supervisor:
     def _loop(self, ledger: Ledger) -> None:
         """Ticks until idle for ``linger`` or stopped; a tick that keeps
         failing (the ledger's disk is full) ends the supervisor."""
-        self._idle_since: float | None = None
+        self._idle_since = None
         self._next_sweep = time.monotonic() + EXPIRY_SWEEP
         self._next_placed = time.monotonic() + PLACED_CHECK
         failures = StepFailures("the supervisor")
@@ -249,7 +250,14 @@ class Supervisor:
             if failures.attempt(lambda: self._tick(ledger), self.stop):
                 self._idle_exit = True
                 return
-            self._wake.wait(TICK)
+            self._wake.wait(self._pause(time.monotonic()))
+
+    def _pause(self, now: float) -> float:
+        """Seconds until the next tick: TICK, or less when the linger ends
+        sooner (its idle workers polled the ledger up to a TICK more)."""
+        if self._idle_since is None or self.linger is None:
+            return TICK
+        return max(0.0, min(TICK, self._idle_since + self.linger - now))
 
     def _hand_over(self) -> None:
         """A job submitted while this supervisor was stopping found the lock
