@@ -24,16 +24,19 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlengine.config import Settings
 from dlengine.redact import redact
 from dlengine.supervisor import prespawn
+
+if TYPE_CHECKING:  # imported to start a fresh worker: a supervisor whose workers are its spares needs none
+    import subprocess
 
 WORKER_LOG_FORMAT = "%(asctime)s worker[%(process)d] %(message)s"
 # the collector set for start-up (dlengine/startup.py; worker_main calls done);
@@ -121,6 +124,15 @@ class _Started:
     at: float = dataclasses.field(default_factory=time.monotonic)
 
 
+def _timed_out() -> type[Exception]:
+    """``subprocess.TimeoutExpired``, imported when a wait timed out (an
+    except clause's class is looked up only then): raised by a fresh
+    worker's ``Popen.wait`` and a spare's, which imports it too."""
+    import subprocess
+
+    return subprocess.TimeoutExpired
+
+
 def _exit(code: int) -> str:
     if code >= 0:
         return f"exit code {code}"
@@ -178,6 +190,8 @@ class MountpathPool:
         spare = prespawn.take(args) if spares_wake is not None and spares_wake.w == self.wake_fd >= 0 else None
         if spare is not None:
             return _Started(spare, _Tail(spare.stderr))
+        import subprocess
+
         r, w = os.pipe()
         try:
             proc = subprocess.Popen(
@@ -243,11 +257,11 @@ class MountpathPool:
             proc = started.proc
             try:
                 proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+            except _timed_out():
                 proc.kill()
                 try:
                     proc.wait(1)
-                except subprocess.TimeoutExpired:
+                except _timed_out():
                     pass
             started.tail.join(1)  # its last lines copied out
         self.workers.clear()

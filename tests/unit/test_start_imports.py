@@ -190,3 +190,21 @@ def test_a_workers_signed_s3_get_imports_no_xml_parser(tmp_path: Path) -> None:
     got = json.loads(out.stdout.splitlines()[-1])
     assert got["url"] and "dlengine.sources.s3" in got["new"]  # (the control: signed by the S3 source)
     assert not {"xml.etree.ElementTree", "pyexpat", "base64", "boto3", "botocore"} & set(got["new"])
+
+
+def test_run_whose_workers_are_its_spares_imports_no_subprocess(tmp_path: Path, httpd: TestHTTPServer) -> None:
+    """``subprocess`` comes with the first fresh worker (one died, or work
+    came that the spares cannot take), not with the pools."""
+    httpd.put("/a.bin", b"x" * 10240, etag="v1", content_md5=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLENGINE_")}
+    env.update(DLENGINE_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    job = json.dumps({"type": "single", "bucket": {"name": "b"}, "link": f"{httpd.url}/a.bin"})
+    sub = subprocess.run(
+        [sys.executable, "-m", "dlengine", "submit", "--no-start", "-"],
+        env=env, cwd=tmp_path, input=job, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert sub.returncode == 0, sub.stderr
+    loaded = _modules(tmp_path, "run", "--quiet")
+    assert {"dlengine.supervisor.pool", "dlengine.supervisor.worker"} <= loaded  # (the control: a pool ran)
+    assert (tmp_path / "home" / "data").is_dir() and any((tmp_path / "home" / "data").rglob("a.bin"))
+    assert "subprocess" not in loaded
