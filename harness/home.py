@@ -54,6 +54,15 @@ class Home:
         self.procs.append(proc)
         return proc
 
+    def site_hook(self, directory: Path, source: str, **env: str) -> None:
+        """Every Python process of this home runs ``source`` at its start
+        (a ``sitecustomize`` module in ``directory``, first on its path),
+        with ``env`` in its environment: a test's way into a worker."""
+        directory.mkdir()
+        (directory / "sitecustomize.py").write_text(source)
+        self.env["PYTHONPATH"] = f"{directory}{os.pathsep}{ROOT}"
+        self.env.update(env)
+
     def submit(self, job: dict[str, Any], *extra: str) -> str:
         res = self.cli("submit", "-", "--no-start", *extra, input=json.dumps(job))
         assert res.returncode == 0, res.stderr

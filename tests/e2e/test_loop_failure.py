@@ -7,11 +7,10 @@ round with a transfer in flight (once: a marker file)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from harness.httpd import Fault, TestHTTPServer
-from tests.conftest import ROOT, Home
+from tests.conftest import Home
 
 # Wraps CurlLoop._perform at the import of dlengine.engine.curl (in the
 # supervisor before it forks its spares, or in a fresh worker): the first
@@ -48,12 +47,8 @@ sys.meta_path.insert(0, _Hook())
 
 
 def _break_loop_once(home: Home, tmp_path: Path) -> Path:
-    hook_dir = tmp_path / "hook"
-    hook_dir.mkdir()
-    (hook_dir / "sitecustomize.py").write_text(_HOOK)
     mark = tmp_path / "broke"
-    home.env["PYTHONPATH"] = f"{hook_dir}{os.pathsep}{ROOT}"
-    home.env["LOOPHOOK_MARK"] = str(mark)
+    home.site_hook(tmp_path / "hook", _HOOK, LOOPHOOK_MARK=str(mark))
     return mark
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from harness.httpd import Fault, TestHTTPServer
-from tests.conftest import ROOT, Home, wait_for, worker_pids
+from tests.conftest import Home, wait_for, worker_pids
 
 # Appends "<monotonic> <kind> <pid>" to $FAILHOOK_LOG for each worker that
 # starts on $FAILHOOK_MOUNTPATH (every mountpath if unset), and makes it die:
@@ -62,12 +62,8 @@ sys.meta_path.insert(0, _Hook())
 
 def _doom_workers(home: Home, tmp_path: Path, mountpath: Path | None = None) -> Path:
     """Install the hook for ``home``'s processes; returns its log of starts."""
-    hook_dir = tmp_path / "hook"
-    hook_dir.mkdir()
-    (hook_dir / "sitecustomize.py").write_text(_HOOK)
     log = tmp_path / "starts.log"
-    home.env["PYTHONPATH"] = f"{hook_dir}{os.pathsep}{ROOT}"
-    home.env["FAILHOOK_LOG"] = str(log)
+    home.site_hook(tmp_path / "hook", _HOOK, FAILHOOK_LOG=str(log))
     if mountpath is not None:
         home.env["FAILHOOK_MOUNTPATH"] = str(mountpath)
     return log
