@@ -27,6 +27,7 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -482,9 +483,16 @@ class CurlLoop:
         min_rate: int = 0,
         max_size: int | None = None,
         report_many: ReportMany | None = None,
+        connections: int = 0,
+        fewest: int = 0,
     ) -> None:
         """Outcomes go to ``report``, or (``report_many`` instead) those of
-        each round at once: one hand-over to another thread, not one per object."""
+        each round at once: one hand-over to another thread, not one per object.
+        ``connections``: objects in flight at most (0: every one submitted;
+        an object in segments counts once); those submitted beyond them wait
+        in order, each started as soon as a transfer ends (``_fill``), not
+        when the submitter's next batch comes. A server that turns an object
+        away (429, 503) brings them down to ``fewest`` for good."""
         if (report is None) == (report_many is None):
             raise ValueError("CurlLoop takes report or report_many")
         self._report = report or self._keep
@@ -504,6 +512,9 @@ class CurlLoop:
         self._poked = False  # the wake pipe holds a poke the loop has not seen yet
         self._stopped = False
         self._later: list[tuple[_Group, int]] = []  # segments to start once curl returns
+        self.connections = connections
+        self.fewest = min(fewest or connections, connections)
+        self._backlog: deque[_Submitted] = deque()  # submitted, waiting for a connection (``_fill``)
 
     def submit(
         self, task: Task, ctx: work.Context, signed: SignedGet | None = None, route: Route | None = None
@@ -539,6 +550,8 @@ class CurlLoop:
                     self._scan(now)
                     self._grow(now)
                     next_scan = now + SCAN_INTERVAL
+                if self._backlog:
+                    self._fill()
                 self._hand_over()
                 self._wait(next_scan - now)
         except BaseException:
@@ -559,6 +572,10 @@ class CurlLoop:
                     continue
                 t.error = transfer.Aborted()
                 self._finish(t)
+            while self._backlog:  # (never started: nothing of theirs to keep)
+                task, ctx, _, _ = self._backlog.popleft()
+                if not failed:
+                    self._report((work.failure(task, transfer.Aborted(), ctx), None), True)
             ended = self._wait_for_ends()
             self._hand_over()
             self._multi.close()
@@ -594,14 +611,27 @@ class CurlLoop:
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
-                return
+                break
             if item is None:
                 self._stopped = True
                 return
             if isinstance(item, _Ended):
                 self._ended(item)
                 continue
-            self._start(*item)
+            if self.connections:
+                self._backlog.append(item)
+            else:
+                self._start(*item)
+        if self._backlog:
+            self._fill()
+
+    def _fill(self) -> None:
+        """Waiting objects onto the connections free now."""
+        backlog = self._backlog
+        room = self.connections - len({t.task.id for t in self._active.values()})
+        while backlog and room > 0:
+            self._start(*backlog.popleft())
+            room -= 1
 
     def _perform(self) -> None:
         while True:
@@ -676,7 +706,16 @@ class CurlLoop:
 
     def _scan(self, now: float) -> None:
         """End transfers aborted while nothing arrives (the write callback
-        sees the others) and transfers that stalled."""
+        sees the others) and transfers that stalled; objects aborted while
+        they wait for a connection."""
+        if any(_cancelled(ctx) for _, ctx, _, _ in self._backlog):
+            waiting, self._backlog = self._backlog, deque()
+            for item in waiting:
+                task, ctx, _, _ = item
+                if _cancelled(ctx):
+                    self._report((work.failure(task, transfer.Aborted(), ctx), None), True)
+                else:
+                    self._backlog.append(item)
         for handle, t in list(self._active.items()):
             cancel = t.ctx.cancel
             if cancel is not None and cancel.is_set():
@@ -1007,10 +1046,20 @@ class CurlLoop:
             self._report(item.got, item.sidecar)
 
     def _fail(self, t: _Transfer, exc: BaseException) -> None:
+        if t.group is None and t.begun and t.answer.status in _BUSY and self.connections > self.fewest:
+            log.info(
+                "%s: HTTP %d: %d objects at once at most from now on, not %d",
+                t.where, t.answer.status, self.fewest, self.connections,
+            )  # fmt: skip
+            self.connections = self.fewest
         t.receiver.close()
         if t.route is not None:
             exc = t.route.reword(exc)
         self._report((work.failure(t.task, exc, t.ctx), None), True)
+
+
+def _cancelled(ctx: work.Context) -> bool:
+    return ctx.cancel is not None and ctx.cancel.is_set()
 
 
 def _origin(link: str) -> str:

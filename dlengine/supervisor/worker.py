@@ -69,6 +69,17 @@ IDLE_LOOK_LATER = 0.1
 IDLE_QUICK = 5.0  # seconds idle before looking at IDLE_LOOK_LATER (a lingering supervisor's default wait)
 LOOP_FAILED = 3  # the exit code of a worker whose libcurl loop failed (a dead worker to its supervisor)
 FAILED_WAIT = 1.0  # seconds such a worker waits for the outcomes already on their way (through the sync)
+# Rows claimed beyond the libcurl loop's connections wait in its backlog,
+# each started the moment a transfer ends: as many as end in AHEAD_SECONDS
+# at the current pace, at most AHEAD times DLENGINE_THREADS. Small objects
+# find the next one there (without it, 40% of the loop's waits found
+# nothing in flight: the ledger thread's next claim had not come); a slow
+# object's row is not held here while another worker has a free
+# connection (objects that take seconds leave no room ahead).
+AHEAD_SECONDS = 0.25
+AHEAD = 3
+PACE_LEAST = 0.05  # seconds: the shortest window the pace is measured over
+TURNED_AWAY = 16  # objects in flight per loop at most once a server answered 429 or 503
 
 
 @mutable
@@ -104,14 +115,15 @@ class Worker:
         # limits and have their leases renewed like the others). Only while
         # objects finish quickly: a row queued behind long downloads would
         # wait there instead of going to another worker's free thread.
-        self._finished = 0  # outcomes since the last renewal (~1 s)
+        self._ended = 0  # outcomes handed on so far (under _stored_lock)
+        self._ended_mark, self._mark_at = 0, time.monotonic()  # ``_ended`` at the last renewal, and when
         # rows stored (by the loop, the threads) and not recorded yet: they
         # wait for a sync and a report, not for a connection (a failure keeps
         # its place until recorded: a fatal one stops its job before more
         # of it are claimed)
         self._stored: set[int] = set()
         self._stored_lock = threading.Lock()
-        self._rate = 0
+        self._rate = 0.0  # outcomes a second over the last renewal's window
         self._throttles = throttle.Throttles(settings.ledger_path, settings.chunk_size)
         self._batch_sync = settings.fsync and settings.sync == "batch" and durable.syncfs_reports_errors()
         self._file_sync = settings.fsync and not self._batch_sync
@@ -122,6 +134,8 @@ class Worker:
             settings.min_rate,
             settings.max_object_size,
             report_many=self._curl_done,
+            connections=self._threads,
+            fewest=min(self._threads, TURNED_AWAY),
         )
         self._unfreed = 0  # stored outcomes since the ledger thread was last told (under _stored_lock)
         self._held: list[work.Result] = []  # outcomes ready to be recorded, waiting for more (``_gathered``)
@@ -197,7 +211,7 @@ class Worker:
         idle_since: float | None = None  # when the worker last had nothing running
         while not self.stop.is_set():
             now = time.monotonic()
-            room = self._threads + min(self._threads, self._rate // 4)  # objects in the loop at most
+            room = self._room(now)
             free = room - len(self._running) + len(self._stored) - self._extra_busy()
             # claim before reporting, in batches of at least half the room
             # (a claim is a transaction: per object, one of 8 cost 17 us,
@@ -233,7 +247,8 @@ class Worker:
             if now >= next_renew:
                 self._renew(conn)
                 next_renew = now + RENEW_INTERVAL
-                self._rate, self._finished = self._finished, 0
+                self._rate = (self._ended - self._ended_mark) / max(PACE_LEAST, now - self._mark_at)
+                self._ended_mark, self._mark_at = self._ended, now
             if self._running:
                 idle_since = None
             else:
@@ -241,6 +256,19 @@ class Worker:
                 look = IDLE_LOOK if now - idle_since < IDLE_QUICK else IDLE_LOOK_LATER
                 if wait_for_ledger(conn, self.stop, next_claim, look):
                     next_claim, idle = time.monotonic(), 0.02
+
+    def _room(self, now: float) -> int:
+        """Rows to hold at most: in flight (on the libcurl loop's
+        connections, or the download threads) and waiting for one."""
+        in_flight = self._curl.connections if not self._downloaders else self._threads
+        return in_flight + min(AHEAD * self._threads, int(self._pace(now) * AHEAD_SECONDS))
+
+    def _pace(self, now: float) -> float:
+        """Outcomes a second: over the last renewal's window, or over the
+        current one when that is faster (a job's first objects claim ahead
+        within ~PACE_LEAST, not after the first renewal, a second later)."""
+        current = (self._ended - self._ended_mark) / max(PACE_LEAST, now - self._mark_at)
+        return max(self._rate, current)
 
     @property
     def _threshold(self) -> int:
@@ -319,7 +347,6 @@ class Worker:
         it gave back for another attempt, if any."""
         if not batch:
             return None
-        self._finished += len(batch)
         with self._stored_lock:
             self._stored.difference_update(o.task_id for o, _ in batch)
         ended = claims.report(conn, self.owner, [o for o, _ in batch])
@@ -404,8 +431,9 @@ class Worker:
         """Outcomes to the syncer (from any thread), as one list."""
         stored = [result[0].task_id for result in results if result[0].state in _STORED]
         freed = False
-        if stored:
-            with self._stored_lock:
+        with self._stored_lock:
+            self._ended += len(results)
+            if stored:
                 self._stored.update(stored)
                 self._unfreed += len(stored)
                 freed = self._unfreed >= max(1, self._threads // 2)
