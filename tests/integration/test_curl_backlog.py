@@ -7,6 +7,7 @@ server, requests held in flight by the server until the test lets them go."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,26 @@ def _objects(server: TestHTTPServer, count: int) -> list[str]:
     return [f"{server.url}/b/o{i}.bin" for i in range(count)]
 
 
+@contextlib.contextmanager
+def _held(
+    tmp_path: Path, server: TestHTTPServer, count: int, connections: int = 0, submitted: int | None = None
+) -> Iterator[tuple[LoopDriver, threading.Event, list[str]]]:
+    """A loop of ``connections`` with ``count`` objects on the server, the
+    first ``submitted`` of them (all: None) submitted, every request held
+    by the server until the gate is set."""
+    links = _objects(server, count)
+    gate = threading.Event()
+    server.set_default_fault(Fault(hold=gate))
+    loop = LoopDriver(connections=connections)
+    try:
+        for row, link in enumerate(links[:submitted], 1):
+            loop.submit(tmp_path, link, row)
+        yield loop, gate, links
+    finally:
+        gate.set()
+        loop.stop()
+
+
 def _outcomes(loop: LoopDriver, count: int) -> dict[int, tuple[object, str | None]]:
     got = {}
     for _ in range(count):
@@ -40,21 +61,12 @@ def _outcomes(loop: LoopDriver, count: int) -> dict[int, tuple[object, str | Non
 
 
 def test_objects_beyond_the_connections_wait_and_all_come(tmp_path: Path, server: TestHTTPServer) -> None:
-    links = _objects(server, 8)
-    gate = threading.Event()
-    server.set_default_fault(Fault(hold=gate))
-    loop = LoopDriver(connections=3)
-    try:
-        for row, link in enumerate(links, 1):
-            loop.submit(tmp_path, link, row)
+    with _held(tmp_path, server, 8, connections=3) as (loop, gate, _):
         assert server.wait_in_flight(3, timeout=10)
         time.sleep(0.3)  # (time for a fourth to start, if the loop let it)
         assert server.in_flight == 3
         gate.set()
         got = _outcomes(loop, 8)
-    finally:
-        gate.set()
-        loop.stop()
     assert sorted(got) == list(range(1, 9))
     for row, (outcome, dest) in got.items():
         assert outcome.state is ObjectState.DONE, outcome  # type: ignore[attr-defined]
@@ -65,30 +77,15 @@ def test_objects_beyond_the_connections_wait_and_all_come(tmp_path: Path, server
 
 def test_without_a_limit_every_object_is_in_flight(tmp_path: Path, server: TestHTTPServer) -> None:
     """(The control: the test server holds 8 requests at once.)"""
-    links = _objects(server, 8)
-    gate = threading.Event()
-    server.set_default_fault(Fault(hold=gate))
-    loop = LoopDriver()
-    try:
-        for row, link in enumerate(links, 1):
-            loop.submit(tmp_path, link, row)
+    with _held(tmp_path, server, 8) as (loop, gate, _):
         assert server.wait_in_flight(8, timeout=10)
         gate.set()
         got = _outcomes(loop, 8)
-    finally:
-        gate.set()
-        loop.stop()
     assert all(outcome.state is ObjectState.DONE for outcome, _ in got.values())  # type: ignore[attr-defined]
 
 
 def test_an_object_aborted_while_it_waits_is_reported_at_once(tmp_path: Path, server: TestHTTPServer) -> None:
-    links = _objects(server, 3)
-    gate = threading.Event()
-    server.set_default_fault(Fault(hold=gate))
-    loop = LoopDriver(connections=1)
-    try:
-        for row, link in enumerate(links[:2], 1):
-            loop.submit(tmp_path, link, row)
+    with _held(tmp_path, server, 3, connections=1, submitted=2) as (loop, gate, links):
         waiting = loop.submit(tmp_path, links[2], 3)
         assert server.wait_in_flight(1, timeout=10)
         assert waiting.cancel is not None
@@ -98,27 +95,15 @@ def test_an_object_aborted_while_it_waits_is_reported_at_once(tmp_path: Path, se
         assert server.in_flight == 1
         gate.set()
         got = _outcomes(loop, 2)
-    finally:
-        gate.set()
-        loop.stop()
     assert sorted(got) == [1, 2]
     assert server.request_count() == 2  # the aborted one was never asked for
 
 
 def test_stopping_reports_the_waiting_objects_aborted(tmp_path: Path, server: TestHTTPServer) -> None:
-    links = _objects(server, 4)
-    gate = threading.Event()
-    server.set_default_fault(Fault(hold=gate))
-    loop = LoopDriver(connections=1)
-    try:
-        for row, link in enumerate(links, 1):
-            loop.submit(tmp_path, link, row)
+    with _held(tmp_path, server, 4, connections=1) as (loop, _, _):
         assert server.wait_in_flight(1, timeout=10)
         loop.loop.stop()
         got = _outcomes(loop, 4)
-    finally:
-        gate.set()
-        loop.stop()
     assert {row: outcome.state for row, (outcome, _) in got.items()} == dict.fromkeys(  # type: ignore[attr-defined]
         range(1, 5), ObjectState.ABORTED
     )
