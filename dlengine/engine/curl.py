@@ -506,6 +506,7 @@ class CurlLoop:
         self._multi = pycurl.CurlMulti()
         self._free: list[Any] = []
         self._active: dict[Any, _Transfer] = {}
+        self._objects: dict[int, int] = {}  # the objects of ``_active`` (row id -> its handles there)
         self._inbox: queue.SimpleQueue[_Submitted | _Ended | None] = queue.SimpleQueue()
         self._ending = 0  # objects whose end runs on a thread (``_end``)
         self._wake = Wake()
@@ -628,7 +629,7 @@ class CurlLoop:
     def _fill(self) -> None:
         """Waiting objects onto the connections free now."""
         backlog = self._backlog
-        room = self.connections - len({t.task.id for t in self._active.values()})
+        room = self.connections - len(self._objects)
         while backlog and room > 0:
             self._start(*backlog.popleft())
             room -= 1
@@ -768,6 +769,8 @@ class CurlLoop:
             self._finish(t)
             return
         self._active[handle] = t
+        row = t.task.id
+        self._objects[row] = self._objects.get(row, 0) + 1
         self._multi.add_handle(handle)
 
     def may_segment(self, link: str) -> bool:
@@ -786,7 +789,7 @@ class CurlLoop:
         busy only add requests and connections: 8 x 64 MiB from SeaweedFS,
         four objects a worker, two segments each were 1.06-1.16x as fast as
         four (bench/RESULTS-cloud.md, fifth part)."""
-        objects = len({t.task.id for t in self._active.values()}) + starting
+        objects = len(self._objects) + starting
         return max(1, STREAMS // max(1, objects))
 
     def opening(self, task: Task, request: Request, signed: SignedGet | None) -> int:
@@ -860,6 +863,12 @@ class CurlLoop:
 
     def _release(self, handle: Any) -> _Transfer:
         t = self._active.pop(handle)
+        row = t.task.id
+        left = self._objects[row] - 1
+        if left:
+            self._objects[row] = left
+        else:
+            del self._objects[row]
         try:
             self._multi.remove_handle(handle)
         except pycurl.error:

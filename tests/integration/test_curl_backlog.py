@@ -73,6 +73,7 @@ def test_objects_beyond_the_connections_wait_and_all_come(tmp_path: Path, server
         assert dest is not None and Path(dest).read_bytes() == bytes([row - 1]) * (999 + row)
     assert server.peak_concurrency == 3
     assert server.request_count() == 8
+    assert loop.loop._objects == {}  # (every handle released, each object's count with it)
 
 
 def test_without_a_limit_every_object_is_in_flight(tmp_path: Path, server: TestHTTPServer) -> None:

@@ -5,6 +5,7 @@ answer must be. End to end: tests/e2e/test_segments.py."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import pytest
 
@@ -64,6 +65,7 @@ def test_objects_in_flight_share_the_loops_segments() -> None:
             # (the transfers in flight: two of the first object's segments, one for each other)
             active = [SimpleNamespace(task=SimpleNamespace(id=i)) for i in (0, *range(objects))]
             loop._active = {object(): t for t in active}  # type: ignore[misc]
+            loop._objects = dict(Counter(t.task.id for t in active))  # (what ``_add`` counts)
             assert loop.segments_now() == most, objects
     finally:
         loop._multi.close()
