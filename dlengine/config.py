@@ -23,9 +23,7 @@ ENV_MOUNTPATHS = "DLENGINE_MOUNTPATHS"
 # name in config.json -> (environment variable, default)
 _KNOBS: dict[str, tuple[str, Any]] = {
     "workers_per_mountpath": ("DLENGINE_WORKERS", 0),  # 0 = cores / mountpaths
-    # concurrent downloads per worker: objects in flight in its libcurl
-    # loop, download threads for the rest; 0 = auto (``auto_threads``)
-    "threads_per_worker": ("DLENGINE_THREADS", 0),
+    "threads_per_worker": ("DLENGINE_THREADS", 16),
     "default_timeout": ("DLENGINE_TIMEOUT", 60.0),  # seconds per request
     "lease_seconds": ("DLENGINE_LEASE", 30.0),
     "linger_seconds": ("DLENGINE_LINGER", 5.0),  # background supervisor idle exit
@@ -106,25 +104,10 @@ class Settings:
         return max(1, (os.cpu_count() or 1) // len(self.mountpaths))
 
 
-# the objects in flight over HTTP(S) that DLENGINE_THREADS's default aims at
-# per mountpath, split among its workers (each at least THREADS_LEAST):
-# small objects on a fast link are latency-bound, not CPU-bound, at 16 a
-# worker (10,000 x 10 KiB on 2 cores: 1.39 s at 16, 1.08 s at 64, nginx on
-# the loopback: bench/RESULTS.md, 2026-12-07 night)
-CONNECTIONS_AIMED = 128
-THREADS_LEAST = 16
-
-
-def auto_threads(workers: int) -> int:
-    """DLENGINE_THREADS's default for ``workers`` workers a mountpath:
-    64 on 2 cores, 32 on 4, 16 from 8 on."""
-    return max(THREADS_LEAST, CONNECTIONS_AIMED // max(1, workers))
-
-
 # name -> (lowest, highest) accepted value; numbers outside are refused on load
 BOUNDS: dict[str, tuple[float, float]] = {
     "workers_per_mountpath": (0, 1024),
-    "threads_per_worker": (0, 4096),
+    "threads_per_worker": (1, 4096),
     "default_timeout": (0.001, 7 * 86400),
     "lease_seconds": (1, 86400),
     "linger_seconds": (0, 7 * 86400),
@@ -225,9 +208,4 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if name in CHOICES and value not in CHOICES[name]:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(CHOICES[name])}")
         values[name] = value
-    mountpaths = _mountpaths(home, file_cfg, environ)
-    settings = Settings(home=home, mountpaths=mountpaths, **values)
-    if settings.threads_per_worker == 0:  # (not dataclasses.replace: every command reads the settings)
-        values["threads_per_worker"] = auto_threads(settings.workers_for_each_mountpath())
-        settings = Settings(home=home, mountpaths=mountpaths, **values)
-    return settings
+    return Settings(home=home, mountpaths=_mountpaths(home, file_cfg, environ), **values)

@@ -489,10 +489,11 @@ class CurlLoop:
         """Outcomes go to ``report``, or (``report_many`` instead) those of
         each round at once: one hand-over to another thread, not one per object.
         ``connections``: objects in flight at most (0: every one submitted;
-        an object in segments counts once); those submitted beyond them wait
-        in order, each started as soon as a transfer ends (``_fill``), not
-        when the submitter's next batch comes. A server that turns an object
-        away (429, 503) brings them down to ``fewest`` for good."""
+        an object in segments counts once; its owner may change it, ``allow``);
+        those submitted beyond them wait in order, each started as soon as a
+        transfer ends (``_fill``), not when the submitter's next batch comes.
+        A server that turns an object away (429, 503) brings them down to
+        ``fewest`` for good."""
         if (report is None) == (report_many is None):
             raise ValueError("CurlLoop takes report or report_many")
         self._report = report or self._keep
@@ -515,6 +516,7 @@ class CurlLoop:
         self._later: list[tuple[_Group, int]] = []  # segments to start once curl returns
         self.connections = connections
         self.fewest = min(fewest or connections, connections)
+        self.turned_away = False  # a server answered 429 or 503: ``fewest`` from now on
         self._backlog: deque[_Submitted] = deque()  # submitted, waiting for a connection (``_fill``)
 
     def submit(
@@ -625,6 +627,11 @@ class CurlLoop:
                 self._start(*item)
         if self._backlog:
             self._fill()
+
+    def allow(self, connections: int) -> None:
+        """Objects in flight at most from now on (from any thread): fewer
+        than asked once a server turned one away."""
+        self.connections = min(connections, self.fewest) if self.turned_away else connections
 
     def _fill(self) -> None:
         """Waiting objects onto the connections free now."""
@@ -1055,12 +1062,10 @@ class CurlLoop:
             self._report(item.got, item.sidecar)
 
     def _fail(self, t: _Transfer, exc: BaseException) -> None:
-        if t.group is None and t.begun and t.answer.status in _BUSY and self.connections > self.fewest:
-            log.info(
-                "%s: HTTP %d: %d objects at once at most from now on, not %d",
-                t.where, t.answer.status, self.fewest, self.connections,
-            )  # fmt: skip
-            self.connections = self.fewest
+        if t.group is None and t.begun and t.answer.status in _BUSY and not self.turned_away:
+            log.info("%s: HTTP %d: %d objects at once at most from now on", t.where, t.answer.status, self.fewest)
+            self.turned_away = True
+            self.connections = min(self.connections, self.fewest)
         t.receiver.close()
         if t.route is not None:
             exc = t.route.reword(exc)

@@ -69,13 +69,19 @@ IDLE_LOOK_LATER = 0.1
 IDLE_QUICK = 5.0  # seconds idle before looking at IDLE_LOOK_LATER (a lingering supervisor's default wait)
 LOOP_FAILED = 3  # the exit code of a worker whose libcurl loop failed (a dead worker to its supervisor)
 FAILED_WAIT = 1.0  # seconds such a worker waits for the outcomes already on their way (through the sync)
-# Rows claimed beyond the libcurl loop's connections wait in its backlog,
-# each started the moment a transfer ends: as many as end in AHEAD_SECONDS
-# at the current pace, at most AHEAD times DLENGINE_THREADS. Small objects
-# find the next one there (without it, 40% of the loop's waits found
-# nothing in flight: the ledger thread's next claim had not come); a slow
-# object's row is not held here while another worker has a free
-# connection (objects that take seconds leave no room ahead).
+# The libcurl loop keeps DLENGINE_THREADS objects in flight, twice as many
+# once a second's pace says they end quickly (as many more as end in
+# AHEAD_SECONDS, at most THREADS more: the rows the worker held before this
+# backlog existed, all of them in flight). More at once, or all of them
+# from the start, stalled a simple server: a fake Hub on Python's
+# ThreadingHTTPServer (listen backlog 5) took 29-62 s instead of 3.7 for
+# 2,001 small files at 64 or 128 connections opened together
+# (bench/RESULTS.md, 2026-12-07 night). The rows claimed beyond them wait in
+# the loop's backlog, each started the moment a transfer ends: as many as
+# end in AHEAD_SECONDS at the current pace, at most AHEAD times the threads
+# (without it, 40% of the loop's waits found nothing in flight: the ledger
+# thread's next claim had not come). Objects that take seconds leave no
+# room ahead: their rows are not held here while another worker is free.
 AHEAD_SECONDS = 0.25
 AHEAD = 3
 PACE_LEAST = 0.05  # seconds: the shortest window the pace is measured over
@@ -259,9 +265,12 @@ class Worker:
 
     def _room(self, now: float) -> int:
         """Rows to hold at most: in flight (on the libcurl loop's
-        connections, or the download threads) and waiting for one."""
-        in_flight = self._curl.connections if not self._downloaders else self._threads
-        return in_flight + min(AHEAD * self._threads, int(self._pace(now) * AHEAD_SECONDS))
+        connections, which this sets, or the download threads) and waiting
+        for one."""
+        threads = self._threads
+        self._curl.allow(threads + min(threads, int(self._rate * AHEAD_SECONDS)))
+        in_flight = self._curl.connections if not self._downloaders else threads
+        return in_flight + min(AHEAD * threads, int(self._pace(now) * AHEAD_SECONDS))
 
     def _pace(self, now: float) -> float:
         """Outcomes a second: over the last renewal's window, or over the

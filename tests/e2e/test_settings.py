@@ -15,6 +15,7 @@ from tests.conftest import Home
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
+        ("DLENGINE_THREADS", "0"),
         ("DLENGINE_THREADS", "-3"),
         ("DLENGINE_THREADS", "2.5"),
         ("DLENGINE_WORKERS", "many"),

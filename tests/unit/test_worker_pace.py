@@ -1,78 +1,88 @@
 """A worker holds more rows than its libcurl loop has connections (the
 rest wait in the loop's backlog) as soon as its first objects end fast,
 not after the first lease renewal a second later; slow objects leave no
-room ahead (their rows would wait here while another worker is free)."""
+room ahead (their rows would wait here while another worker is free). The
+loop's connections themselves grow as they did before the backlog: from
+DLENGINE_THREADS to twice as many once a second's pace says objects end
+quickly (opened all at once, more stalled a simple server), never again
+past ``fewest`` once a server turned an object away."""
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from dlengine.engine import curl
+from dlengine.ledger.models import Outcome
+from dlengine.ledger.states import ObjectState
 from dlengine.supervisor import worker
 
 
-class _Loop:
-    connections = 16
-
-
-def _worker(threads: int = 16) -> Any:
-    me: Any = worker.Worker.__new__(worker.Worker)  # (no ledger, no libcurl loop)
-    me._threads, me._curl, me._downloaders = threads, _Loop(), []
+@pytest.fixture
+def me() -> Iterator[Any]:
+    """A worker of 16 threads with a real libcurl loop (not running), no ledger."""
+    me: Any = worker.Worker.__new__(worker.Worker)
+    me._threads, me._downloaders = 16, []
+    me._curl = curl.CurlLoop(lambda result, sidecar: None, connections=16, fewest=8)
     me._stored, me._stored_lock, me._unfreed = set(), threading.Lock(), 0
     me._results = me._synced = queue.SimpleQueue()
     me._ended, me._ended_mark, me._mark_at, me._rate = 0, 0, 100.0, 0.0
-    return me
+    yield me
+    me._curl.stop()
+    me._curl.run()  # (stops at once: closes its handles and pipe)
 
 
 def _end(me: Any, count: int) -> None:
     """``count`` outcomes handed on, as the libcurl loop hands them (``_hand_on``)."""
-    from dlengine.ledger.models import Outcome
-    from dlengine.ledger.states import ObjectState
-
     me._hand_on([(Outcome(i, ObjectState.DONE), f"/x/o{i}") for i in range(count)])
 
 
-def test_nothing_ended_yet_is_the_connections_alone() -> None:
-    me = _worker()
+def test_nothing_ended_yet_is_the_connections_alone(me: Any) -> None:
     assert me._room(100.01) == 16
+    assert me._curl.connections == 16
 
 
-def test_fast_ends_claim_ahead_at_once() -> None:
-    me = _worker()
+def test_fast_ends_claim_ahead_at_once(me: Any) -> None:
     _end(me, 16)  # in 0.1 s: 160 a second
     assert me._pace(100.1) == pytest.approx(160)
     assert me._room(100.1) == 16 + 40  # a quarter second of them...
+    assert me._curl.connections == 16  # (in flight: still the threads, until a renewal's pace)
     _end(me, 400)
     assert me._room(100.1) == 16 + worker.AHEAD * 16  # ...at most AHEAD times the threads
 
 
-def test_a_short_window_is_not_taken_at_its_word() -> None:
+def test_a_short_window_is_not_taken_at_its_word(me: Any) -> None:
     """One object ended 1 ms in: measured over PACE_LEAST, not 1 ms."""
-    me = _worker()
     _end(me, 1)
     assert me._pace(100.001) == pytest.approx(1 / worker.PACE_LEAST)
 
 
-def test_slow_objects_leave_no_room_ahead() -> None:
-    me = _worker()
+def test_slow_objects_leave_no_room_ahead(me: Any) -> None:
     _end(me, 3)
     assert me._room(102.0) == 16  # 1.5 a second: nothing ends within a quarter second
 
 
-def test_the_last_windows_pace_holds_until_the_current_one_is_faster() -> None:
-    me = _worker()
-    me._rate = 100.0
-    assert me._room(100.5) == 16 + 25
-    _end(me, 80)  # 160 a second now
-    assert me._room(100.5) == 16 + 40
+def test_a_renewals_pace_doubles_the_connections_at_most(me: Any) -> None:
+    me._rate = 40.0
+    assert me._room(100.5) == (16 + 10) + 10
+    assert me._curl.connections == 26
+    me._rate = 1000.0
+    assert me._room(100.5) == 32 + worker.AHEAD * 16
+    assert me._curl.connections == 32
 
 
-def test_download_threads_count_as_the_threads() -> None:
-    me = _worker(threads=4)
-    me._curl.connections = 2  # (turned away: fewer)
-    assert me._room(100.01) == 2
+def test_a_server_that_turned_an_object_away_keeps_them_few(me: Any) -> None:
+    me._rate = 1000.0
+    me._curl.turned_away = True
+    assert me._room(100.5) == 8 + worker.AHEAD * 16
+    assert me._curl.connections == 8
+
+
+def test_download_threads_count_as_the_threads(me: Any) -> None:
     me._downloaders = [object()]
-    assert me._room(100.01) == 4
+    me._curl.turned_away = True
+    assert me._room(100.01) == 16
