@@ -725,8 +725,7 @@ class CurlLoop:
                 else:
                     self._backlog.append(item)
         for handle, t in list(self._active.items()):
-            cancel = t.ctx.cancel
-            if cancel is not None and cancel.is_set():
+            if _cancelled(t.ctx):
                 t.error = transfer.Aborted()
             elif t.stalled(now):
                 t.error = errors.SourceTimeoutError(

@@ -253,8 +253,7 @@ class Worker:
             if now >= next_renew:
                 self._renew(conn)
                 next_renew = now + RENEW_INTERVAL
-                self._rate = (self._ended - self._ended_mark) / max(PACE_LEAST, now - self._mark_at)
-                self._ended_mark, self._mark_at = self._ended, now
+                self._renew_pace(now)
             if self._running:
                 idle_since = None
             else:
@@ -265,19 +264,27 @@ class Worker:
 
     def _room(self, now: float) -> int:
         """Rows to hold at most: in flight (on the libcurl loop's
-        connections, which this sets, or the download threads) and waiting
-        for one."""
+        connections, or the download threads) and waiting for one."""
+        in_flight = self._curl.connections if not self._downloaders else self._threads
+        return in_flight + min(AHEAD * self._threads, int(self._pace(now) * AHEAD_SECONDS))
+
+    def _renew_pace(self, now: float) -> None:
+        """(At a lease renewal) the window's pace becomes the last one's,
+        a new window opens, and the libcurl loop's connections follow it."""
+        self._rate = self._window_pace(now)
+        self._ended_mark, self._mark_at = self._ended, now
         threads = self._threads
         self._curl.allow(threads + min(threads, int(self._rate * AHEAD_SECONDS)))
-        in_flight = self._curl.connections if not self._downloaders else threads
-        return in_flight + min(AHEAD * threads, int(self._pace(now) * AHEAD_SECONDS))
 
     def _pace(self, now: float) -> float:
         """Outcomes a second: over the last renewal's window, or over the
         current one when that is faster (a job's first objects claim ahead
         within ~PACE_LEAST, not after the first renewal, a second later)."""
-        current = (self._ended - self._ended_mark) / max(PACE_LEAST, now - self._mark_at)
-        return max(self._rate, current)
+        return max(self._rate, self._window_pace(now))
+
+    def _window_pace(self, now: float) -> float:
+        """Outcomes a second since the last renewal."""
+        return (self._ended - self._ended_mark) / max(PACE_LEAST, now - self._mark_at)
 
     @property
     def _threshold(self) -> int:

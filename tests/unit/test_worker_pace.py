@@ -67,18 +67,21 @@ def test_slow_objects_leave_no_room_ahead(me: Any) -> None:
 
 
 def test_a_renewals_pace_doubles_the_connections_at_most(me: Any) -> None:
-    me._rate = 40.0
-    assert me._room(100.5) == (16 + 10) + 10
+    _end(me, 40)
+    me._renew_pace(101.0)  # 40 a second
+    assert me._room(101.5) == (16 + 10) + 10
     assert me._curl.connections == 26
-    me._rate = 1000.0
-    assert me._room(100.5) == 32 + worker.AHEAD * 16
+    _end(me, 1000)
+    me._renew_pace(102.0)  # 1,000 a second
+    assert me._room(102.5) == 32 + worker.AHEAD * 16
     assert me._curl.connections == 32
 
 
 def test_a_server_that_turned_an_object_away_keeps_them_few(me: Any) -> None:
-    me._rate = 1000.0
+    _end(me, 1000)
     me._curl.turned_away = True
-    assert me._room(100.5) == 8 + worker.AHEAD * 16
+    me._renew_pace(101.0)
+    assert me._room(101.5) == 8 + worker.AHEAD * 16
     assert me._curl.connections == 8
 
 
