@@ -22,9 +22,11 @@ import dataclasses
 import errno
 import functools
 import logging
+import os
 import queue
 import select
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -57,6 +59,29 @@ _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 # curl errors that, on a reused connection, mean leftovers of an earlier answer
 _STALE_REPLY = frozenset({getattr(pycurl, "E_WEIRD_SERVER_REPLY", 8), pycurl.E_GOT_NOTHING})
 _BASE_HEADERS = ["Accept-Encoding: identity", "User-Agent: dlengine"]
+# Connections being opened at once at most (opened, no answer yet), as a
+# browser opens 6 a host: a simple server's listen queue is that deep
+# (Python's http.server and ThreadingHTTPServer: 5), and connections opened
+# faster than it accepts them are lost in it: the kernel drops their SYN
+# (sent again after 1 s, then 2, 4, ...) or their handshake's last ACK (the
+# request then resent with backoff). 64 objects in flight opened together
+# took 62 s for 2,000 x 10 KiB from `python3 -m http.server` (bench/RESULTS.md,
+# 2026-12-08). On connections a server keeps open, the loop's connections
+# grow by one an answer (TCP's slow start); one that closes after each
+# answer gets OPENING objects in flight.
+OPENING = 6
+# A request on a new connection with no byte of an answer after REASK_AFTER,
+# while requests sent REASK_LATER or more after it have their answers, and
+# its server has not taken it (the connection not established, or the
+# request's bytes not acknowledged: ``_unheard``): lost in a full listen
+# queue. It is asked again (at most REASKS times), not left to TCP's
+# backoff (up to a minute). A server that took a request and is slow to
+# answer it is never asked twice.
+REASK_AFTER = 1.0
+REASK_LATER = 4
+REASKS = 3
+_TCP_ESTABLISHED = 1  # tcp_info.tcpi_state
+_TCP_INFO_SIZE = 32  # bytes of struct tcp_info read: through tcpi_unacked (bytes 24-27)
 
 Report = Callable[[work.Result, bool], None]
 """Where outcomes go: (result, whether the work file may have a .meta)."""
@@ -168,6 +193,11 @@ class _Transfer:
     # segment only, bytes [0, opening) (0: for the whole object, the answer
     # then cut at its segment's end: ``CurlLoop.opening``)
     opening: int = 0
+    seq: int = 0  # the loop's number of this request (``CurlLoop._add``)
+    sent_at: float = 0.0  # when it was added (time.monotonic)
+    opened: bool = False  # it opened a connection of its own (``_open_socket``)
+    unanswered: bool = False  # counted in ``CurlLoop._opening`` (a connection opened for it, no answer yet)
+    reasks: int = 0  # asked again after nothing came on a new connection (``CurlLoop._stuck``)
 
     @property
     def request(self) -> Request:
@@ -215,6 +245,8 @@ class _Transfer:
         """Interpret the final answer once; False if it has no body to keep."""
         self.begun = True
         self.parse()
+        if self.loop is not None:
+            self.loop.answered(self)
         location = self.answer.headers.get("location")
         self.redirect = redirects.next_hop(self.url, self.answer.status, location, self.hops)
         if self.redirect is not None:
@@ -493,7 +525,7 @@ class CurlLoop:
         those submitted beyond them wait in order, each started as soon as a
         transfer ends (``_fill``), not when the submitter's next batch comes.
         A server that turns an object away (429, 503) brings them down to
-        ``fewest`` for good."""
+        ``fewest`` for good. New connections open OPENING at a time."""
         if (report is None) == (report_many is None):
             raise ValueError("CurlLoop takes report or report_many")
         self._report = report or self._keep
@@ -518,6 +550,11 @@ class CurlLoop:
         self.fewest = min(fewest or connections, connections)
         self.turned_away = False  # a server answered 429 or 503: ``fewest`` from now on
         self._backlog: deque[_Submitted] = deque()  # submitted, waiting for a connection (``_fill``)
+        self._seq = 0  # requests added so far (``_Transfer.seq``)
+        self._answered = 0  # the latest request (by number) answered so far
+        self._opening = 0  # requests on connections opened for them, not answered yet (OPENING)
+        self._idle = 0  # connections kept open by their servers, free (as far as the loop knows)
+        self.reasked = 0  # requests asked again, lost in a full listen queue (``_stuck``)
 
     def submit(
         self, task: Task, ctx: work.Context, signed: SignedGet | None = None, route: Route | None = None
@@ -628,16 +665,61 @@ class CurlLoop:
         if self._backlog:
             self._fill()
 
+    def answered(self, t: _Transfer) -> None:
+        """A request got its answer."""
+        if t.seq > self._answered:
+            self._answered = t.seq
+        if t.unanswered:
+            t.unanswered = False
+            self._opening -= 1
+
+    def opened(self, t: _Transfer) -> None:
+        """A connection opens for ``t`` (from ``_open_socket``)."""
+        t.opened = True
+        if not t.unanswered:  # (a connection thought free was gone)
+            t.unanswered = True
+            self._opening += 1
+
+    def _stuck(self, t: _Transfer, now: float) -> bool:
+        """Nothing came on the new connection of ``t`` for REASK_AFTER while
+        requests sent REASK_LATER or more after it were answered, and its
+        server has not taken the request."""
+        return (
+            t.opened
+            and not t.lines
+            and t.reasks < REASKS
+            and self._answered >= t.seq + REASK_LATER
+            and now - t.sent_at >= REASK_AFTER
+            and _unheard(t.handle)
+        )
+
+    def _reask(self, handle: Any, t: _Transfer, now: float) -> None:
+        """Ask ``t`` again (its connection closed; on a new one, or one
+        free now), not counted as an attempt."""
+        self._release(handle)
+        t.reasks += 1
+        self.reasked += 1
+        log.log(
+            logging.INFO if t.reasks == 1 else logging.DEBUG,
+            "%s: no answer on a new connection after %.1f s while later requests had theirs"
+            " (lost in a server's full listen queue?); asked again",
+            t.where,
+            now - t.sent_at,
+        )
+        t.answer, t.lines, t.begun = _Answer(), [], False
+        self._add(t)
+
     def allow(self, connections: int) -> None:
         """Objects in flight at most from now on (from any thread): fewer
         than asked once a server turned one away."""
         self.connections = min(connections, self.fewest) if self.turned_away else connections
 
     def _fill(self) -> None:
-        """Waiting objects onto the connections free now."""
+        """Waiting objects onto the connections free now, and onto new
+        ones OPENING at a time."""
         backlog = self._backlog
         room = self.connections - len(self._objects)
-        while backlog and room > 0:
+        while backlog and room > 0 and (self._idle > 0 or self._opening < OPENING):
             self._start(*backlog.popleft())
             room -= 1
 
@@ -655,7 +737,10 @@ class CurlLoop:
         while True:
             queued, ok, failed = self._multi.info_read()
             for handle in ok:
-                if handle in self._active:  # (not released by its group's failure meanwhile)
+                t = self._active.get(handle)
+                if t is not None:  # (not released by its group's failure meanwhile)
+                    if _kept_open(t.lines):
+                        self._idle += 1
                     self._finish(self._release(handle))
             for handle, code, message in failed:
                 if handle not in self._active:
@@ -727,6 +812,9 @@ class CurlLoop:
         for handle, t in list(self._active.items()):
             if _cancelled(t.ctx):
                 t.error = transfer.Aborted()
+            elif self._stuck(t, now):
+                self._reask(handle, t, now)
+                continue
             elif t.stalled(now):
                 t.error = errors.SourceTimeoutError(
                     f"{t.where}: timeout: less than {max(1, t.min_rate)} bytes/s over {t.timeout:g} s"
@@ -775,6 +863,13 @@ class CurlLoop:
             self._finish(t)
             return
         self._active[handle] = t
+        self._seq += 1
+        t.seq, t.sent_at, t.opened = self._seq, time.monotonic(), False
+        if self._idle > 0 and not t.fresh:
+            self._idle -= 1
+        else:
+            t.unanswered = True
+            self._opening += 1
         row = t.task.id
         self._objects[row] = self._objects.get(row, 0) + 1
         self._multi.add_handle(handle)
@@ -869,6 +964,9 @@ class CurlLoop:
 
     def _release(self, handle: Any) -> _Transfer:
         t = self._active.pop(handle)
+        if t.unanswered:
+            t.unanswered = False
+            self._opening -= 1
         row = t.task.id
         left = self._objects[row] - 1
         if left:
@@ -1075,6 +1173,33 @@ def _cancelled(ctx: work.Context) -> bool:
     return ctx.cancel is not None and ctx.cancel.is_set()
 
 
+def _unheard(handle: Any) -> bool:
+    """Whether the server has not taken the request of ``handle`` in:
+    its connection is not established, or the request's bytes are not
+    acknowledged (Linux's TCP_INFO; elsewhere: True)."""
+    fd = handle.getinfo(pycurl.ACTIVESOCKET)
+    if fd < 0 or not hasattr(socket, "TCP_INFO"):
+        return True
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    except OSError:
+        return True
+    state, unacked = info[0], int.from_bytes(info[24:28], sys.byteorder)
+    return state != _TCP_ESTABLISHED or unacked > 0
+
+
+def _kept_open(lines: list[bytes]) -> bool:
+    """Whether the server keeps the connection of an answer (its header
+    lines) open: HTTP/1.1 and later unless it says "close"; 1.0 only with
+    "keep-alive"."""
+    status = next((line for line in reversed(lines) if line[:5] == b"HTTP/"), b"")
+    said = next((line[11:].strip().lower() for line in lines if line[:11].lower() == b"connection:"), b"")
+    if not status or b"close" in said:
+        return False
+    return status[5:8] != b"1.0" or b"keep-alive" in said
+
+
 def _origin(link: str) -> str:
     scheme, _, rest = link.partition("://")
     return f"{scheme.lower()}://{rest.split('/', 1)[0].lower()}"
@@ -1121,4 +1246,6 @@ def _open_socket(t: _Transfer, purpose: int, address: Any) -> Any:
     except errors.DlengineError as exc:
         t.error = exc
         return pycurl.SOCKET_BAD
+    if t.loop is not None:
+        t.loop.opened(t)
     return socket.socket(address.family, address.socktype, address.protocol)

@@ -69,23 +69,25 @@ IDLE_LOOK_LATER = 0.1
 IDLE_QUICK = 5.0  # seconds idle before looking at IDLE_LOOK_LATER (a lingering supervisor's default wait)
 LOOP_FAILED = 3  # the exit code of a worker whose libcurl loop failed (a dead worker to its supervisor)
 FAILED_WAIT = 1.0  # seconds such a worker waits for the outcomes already on their way (through the sync)
-# The libcurl loop keeps DLENGINE_THREADS objects in flight, twice as many
-# once a second's pace says they end quickly (as many more as end in
-# AHEAD_SECONDS, at most THREADS more: the rows the worker held before this
-# backlog existed, all of them in flight). More at once, or all of them
-# from the start, stalled a simple server: a fake Hub on Python's
-# ThreadingHTTPServer (listen backlog 5) took 29-62 s instead of 3.7 for
-# 2,001 small files at 64 or 128 connections opened together
-# (bench/RESULTS.md, 2026-12-07 night). The rows claimed beyond them wait in
-# the loop's backlog, each started the moment a transfer ends: as many as
-# end in AHEAD_SECONDS at the current pace, at most AHEAD times the threads
-# (without it, 40% of the loop's waits found nothing in flight: the ledger
-# thread's next claim had not come). Objects that take seconds leave no
-# room ahead: their rows are not held here while another worker is free.
+# The libcurl loop keeps DLENGINE_THREADS objects in flight, and as many
+# more as end in AHEAD_SECONDS at the current pace, at most WIDEST times the
+# threads: 16 to 64 by default (64 against 16: 10,000 x 10 KiB from nginx
+# 24% faster, 2,000 x 50 KiB over a lossy 40 ms link twice as fast:
+# bench/RESULTS.md, 2026-12-07 night). Opened all at once they stalled a
+# simple server for up to a minute (a fake Hub on ThreadingHTTPServer, listen
+# queue 5: 29-62 s instead of 3.7 for 2,001 small files); the loop opens
+# them ``curl.OPENING`` at a time (2026-12-08). The rows claimed beyond them
+# wait in the loop's backlog, each started the moment a transfer ends: as
+# many as end in AHEAD_SECONDS, at most AHEAD times the threads (without
+# it, 40% of the loop's waits found nothing in flight: the ledger thread's
+# next claim had not come). Objects that take seconds leave no room ahead
+# and no connections beyond the threads: their rows are not held here
+# while another worker is free.
 AHEAD_SECONDS = 0.25
 AHEAD = 3
 PACE_LEAST = 0.05  # seconds: the shortest window the pace is measured over
 TURNED_AWAY = 16  # objects in flight per loop at most once a server answered 429 or 503
+WIDEST = 4  # times DLENGINE_THREADS the loop may keep in flight, as many as end in AHEAD_SECONDS
 
 
 @mutable
@@ -264,17 +266,19 @@ class Worker:
 
     def _room(self, now: float) -> int:
         """Rows to hold at most: in flight (on the libcurl loop's
-        connections, or the download threads) and waiting for one."""
-        in_flight = self._curl.connections if not self._downloaders else self._threads
-        return in_flight + min(AHEAD * self._threads, int(self._pace(now) * AHEAD_SECONDS))
+        connections, which follow the pace, or on the download threads)
+        and waiting for one."""
+        threads, ending = self._threads, int(self._pace(now) * AHEAD_SECONDS)
+        if self._downloaders:
+            return threads + min(AHEAD * threads, ending)
+        self._curl.allow(threads + min((WIDEST - 1) * threads, ending))
+        return self._curl.connections + min(AHEAD * threads, ending)
 
     def _renew_pace(self, now: float) -> None:
-        """(At a lease renewal) the window's pace becomes the last one's,
-        a new window opens, and the libcurl loop's connections follow it."""
+        """(At a lease renewal) the window's pace becomes the last one's
+        and a new window opens."""
         self._rate = self._window_pace(now)
         self._ended_mark, self._mark_at = self._ended, now
-        threads = self._threads
-        self._curl.allow(threads + min(threads, int(self._rate * AHEAD_SECONDS)))
 
     def _pace(self, now: float) -> float:
         """Outcomes a second: over the last renewal's window, or over the

@@ -2,10 +2,10 @@
 rest wait in the loop's backlog) as soon as its first objects end fast,
 not after the first lease renewal a second later; slow objects leave no
 room ahead (their rows would wait here while another worker is free). The
-loop's connections themselves grow as they did before the backlog: from
-DLENGINE_THREADS to twice as many once a second's pace says objects end
-quickly (opened all at once, more stalled a simple server), never again
-past ``fewest`` once a server turned an object away."""
+loop's connections follow the same pace: DLENGINE_THREADS, and as many
+more as end in a quarter second, up to ``WIDEST`` times the threads (the
+loop opens them a few at a time: ``curl.OPENING``), never again past
+``fewest`` once a server turned an object away."""
 
 from __future__ import annotations
 
@@ -46,13 +46,24 @@ def test_nothing_ended_yet_is_the_connections_alone(me: Any) -> None:
     assert me._curl.connections == 16
 
 
+def test_slow_objects_bring_the_connections_back(me: Any) -> None:
+    _end(me, 1000)
+    me._renew_pace(101.0)
+    assert me._room(101.1) > 16 * worker.WIDEST
+    _end(me, 2)
+    me._renew_pace(102.0)  # (2 a second)
+    assert me._room(102.1) == 16
+    assert me._curl.connections == 16
+
+
 def test_fast_ends_claim_ahead_at_once(me: Any) -> None:
     _end(me, 16)  # in 0.1 s: 160 a second
     assert me._pace(100.1) == pytest.approx(160)
-    assert me._room(100.1) == 16 + 40  # a quarter second of them...
-    assert me._curl.connections == 16  # (in flight: still the threads, until a renewal's pace)
+    assert me._room(100.1) == (16 + 40) + 40  # a quarter second of them more in flight, as many ahead...
+    assert me._curl.connections == 16 + 40
     _end(me, 400)
-    assert me._room(100.1) == 16 + worker.AHEAD * 16  # ...at most AHEAD times the threads
+    assert me._room(100.1) == 16 * worker.WIDEST + worker.AHEAD * 16  # ...at most WIDEST, AHEAD times the threads
+    assert me._curl.connections == 16 * worker.WIDEST
 
 
 def test_a_short_window_is_not_taken_at_its_word(me: Any) -> None:
@@ -66,15 +77,15 @@ def test_slow_objects_leave_no_room_ahead(me: Any) -> None:
     assert me._room(102.0) == 16  # 1.5 a second: nothing ends within a quarter second
 
 
-def test_a_renewals_pace_doubles_the_connections_at_most(me: Any) -> None:
+def test_a_renewals_pace_holds_for_the_next_window(me: Any) -> None:
     _end(me, 40)
     me._renew_pace(101.0)  # 40 a second
     assert me._room(101.5) == (16 + 10) + 10
     assert me._curl.connections == 26
     _end(me, 1000)
     me._renew_pace(102.0)  # 1,000 a second
-    assert me._room(102.5) == 32 + worker.AHEAD * 16
-    assert me._curl.connections == 32
+    assert me._room(102.9) == 16 * worker.WIDEST + worker.AHEAD * 16  # (the window's few ends: the last pace holds)
+    assert me._curl.connections == 16 * worker.WIDEST
 
 
 def test_a_server_that_turned_an_object_away_keeps_them_few(me: Any) -> None:

@@ -1,0 +1,184 @@
+"""New connections of a libcurl loop open ``curl.OPENING`` at a time: a
+simple server's listen queue is that deep, and connections opened faster
+than it accepts them are lost in it (a SYN dropped, waited for 1, 2, 4...
+seconds). On connections the server keeps open the loop grows past that,
+one connection an answer; a server that closes each connection gets
+OPENING objects in flight. A request lost in a full listen queue (its
+connection not established while later requests are answered) is asked
+again; a server that took a request and is slow to answer it is not.
+
+In process, one CurlLoop against real servers on 127.0.0.1: the test
+server (HTTP/1.1, keep-alive), Python's own ``http.server`` (HTTP/1.0,
+one connection a request) and a bare listening socket whose queue is full."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dlengine.engine import curl
+from dlengine.ledger.states import ObjectState
+from harness.httpd import Fault, TestHTTPServer
+from tests.curl_driver import LoopDriver
+
+
+@pytest.fixture
+def server() -> Iterator[TestHTTPServer]:
+    with TestHTTPServer() as httpd:
+        yield httpd
+
+
+def _objects(server: TestHTTPServer, count: int, first: int = 0) -> list[str]:
+    for i in range(first, first + count):
+        server.put(f"/b/o{i}.bin", bytes([i % 256]) * (1000 + i))
+    return [f"{server.url}/b/o{i}.bin" for i in range(first, first + count)]
+
+
+def _all_done(loop: LoopDriver, count: int) -> dict[int, Any]:
+    got = {}
+    for _ in range(count):
+        outcome, dest = loop.results.get(timeout=30)
+        assert outcome.state is ObjectState.DONE, outcome
+        got[outcome.task_id] = dest
+    return got
+
+
+def test_new_connections_open_a_few_at_a_time(tmp_path: Path, server: TestHTTPServer) -> None:
+    links = _objects(server, 16)
+    gate = threading.Event()
+    server.set_default_fault(Fault(hold=gate))
+    loop = LoopDriver(connections=16)
+    try:
+        for row, link in enumerate(links, 1):
+            loop.submit(tmp_path, link, row)
+        assert server.wait_in_flight(curl.OPENING, timeout=10)
+        time.sleep(0.3)  # (time for more to connect, if the loop let them)
+        assert server.in_flight == curl.OPENING
+        gate.set()
+        got = _all_done(loop, 16)
+    finally:
+        gate.set()
+        loop.stop()
+    assert sorted(got) == list(range(1, 17))
+    assert server.request_count() == 16
+
+
+def test_connections_kept_open_grow_past_the_few(tmp_path: Path, server: TestHTTPServer) -> None:
+    """(The control: one more connection an answer, up to the loop's 16.)"""
+    links = _objects(server, 64)
+    server.set_default_fault(Fault(delay=0.05))
+    loop = LoopDriver(connections=16)
+    try:
+        for row, link in enumerate(links, 1):
+            loop.submit(tmp_path, link, row)
+        _all_done(loop, 64)
+    finally:
+        loop.stop()
+    assert curl.OPENING < server.peak_concurrency <= 16
+    assert len({record.connection for record in server.requests}) <= 16
+
+
+class _Closing(http.server.SimpleHTTPRequestHandler):
+    """Python's file server (HTTP/1.0: a connection a request), each answer
+    a little slow, counting the requests waiting for theirs at once."""
+
+    lock = threading.Lock()
+    now = peak = 0
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        with cls.lock:
+            cls.now += 1
+            cls.peak = max(cls.peak, cls.now)
+        time.sleep(0.03)
+        with cls.lock:  # (before the answer: a request answered makes room for the next one)
+            cls.now -= 1
+        super().do_GET()
+
+
+def test_a_server_closing_each_connection_gets_a_few_objects_at_once(tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    root.mkdir()
+    for i in range(30):
+        (root / f"f{i}").write_bytes(bytes([i]) * 5000)
+    handler = type("Handler", (_Closing,), {"now": 0, "peak": 0, "lock": threading.Lock()})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    loop = LoopDriver(connections=16)
+    try:
+        for i in range(30):
+            loop.submit(tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}/f{i}", i + 1)
+        got = _all_done(loop, 30)
+    finally:
+        loop.stop()
+        httpd.shutdown()
+        httpd.server_close()
+    assert all(Path(got[i + 1]).read_bytes() == bytes([i]) * 5000 for i in range(30))
+    assert handler.peak == curl.OPENING
+
+
+def _serve_once_freed(listener: socket.socket, filler: socket.socket, after: float, body: bytes) -> None:
+    """After ``after`` s, accept the filler (the queue has room again) and
+    answer every connection that comes with ``body``."""
+    time.sleep(after)
+    listener.accept()[0].close()
+    filler.close()
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
+
+def test_a_request_lost_in_a_full_listen_queue_is_asked_again(tmp_path: Path, server: TestHTTPServer) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # (a queue of one, filled: the next SYN is dropped, sent again 1 s later, then 3 s)
+    filler = socket.create_connection(listener.getsockname())
+    body = b"lost and found" * 100
+    threading.Thread(target=_serve_once_freed, args=(listener, filler, 1.5, body), daemon=True).start()
+    others = _objects(server, 12)
+    server.set_default_fault(Fault(delay=0.05))
+    loop = LoopDriver(connections=8)
+    try:
+        loop.submit(tmp_path, f"http://127.0.0.1:{listener.getsockname()[1]}/lost", 100)
+        time.sleep(0.1)  # (its SYN dropped before the others are asked)
+        for row, link in enumerate(others, 1):
+            loop.submit(tmp_path, link, row)
+        got = _all_done(loop, 13)
+    finally:
+        loop.stop()
+        listener.close()
+    assert Path(got[100]).read_bytes() == body
+    assert loop.loop.reasked >= 1
+
+
+def test_a_slow_server_that_took_the_request_is_not_asked_again(tmp_path: Path, server: TestHTTPServer) -> None:
+    """(The control: the same wait, but the server has the request.)"""
+    links = _objects(server, 12)
+    server.set_fault("/b/o0.bin", Fault(delay=2.0, times=1))
+    loop = LoopDriver(connections=8)
+    try:
+        loop.submit(tmp_path, links[0], 1)
+        time.sleep(0.1)
+        for row, link in enumerate(links[1:], 2):
+            loop.submit(tmp_path, link, row)
+        _all_done(loop, 12)
+    finally:
+        loop.stop()
+    assert server.request_count("/b/o0.bin") == 1
+    assert loop.loop.reasked == 0
