@@ -14,7 +14,15 @@ large      4 x 256 MiB         nginx on 127.0.0.1             rclone
 capped     2 x 256 MiB         nginx ``limit_rate 8m``        aria2c -x8 -s8
 wan-large  2 x 200 MiB         lossy WAN (below)              aria2c -x8 -s8
 wan-small  2,000 x 50 KiB      lossy WAN                      rclone, aria2c
+simple     2,000 x 10 KiB      ``python3 -m http.server``     rclone, aria2c
 ========== =================== ============================== ==================
+
+``simple`` is a server as simple as they come: Python's own file server on
+127.0.0.1 (HTTP/1.0, a connection a request, a listen queue of 5), the kind
+of server a data set sits behind on a lab machine. Connections opened
+faster than it accepts them are lost in its queue (a SYN dropped and sent
+again 1, 2, 4... seconds later): what a tool keeps in flight there decides
+whether it takes a second or a minute.
 
 The WAN: this kernel has no ``sch_netem``, so the script creates two network
 namespaces (``dlb-srv-PID``, ``dlb-cli-PID``), one TAP device in each, and
@@ -133,6 +141,7 @@ WORKLOADS: dict[str, tuple[str, str, bool, tuple[str, ...], bool, float]] = {
     "capped": ("2x256MiB", "2x32MiB", False, ("aria2c",), False, 1.0),
     "wan-large": ("2x200MiB", "2x4MiB", True, ("aria2c",), True, 1.0),
     "wan-small": ("2000x50KiB", "200x50KiB", True, ("rclone", "aria2c"), False, 1.0),
+    "simple": ("2000x10KiB", "500x10KiB", False, ("rclone", "aria2c"), False, 1.0),
 }
 SMALL_CPU_GOAL_MS = 0.15
 
@@ -228,7 +237,23 @@ def generate(root: Path, wl: Workload) -> None:
         path.chmod(0o755)  # the nginx worker may run as another user
 
 
-# ---------------------------------------------------------------- nginx
+# ---------------------------------------------------------------- servers
+
+
+@contextlib.contextmanager
+def simple_server(root: Path) -> Iterator[str]:
+    """``python3 -m http.server`` serving ``root`` on 127.0.0.1: its URL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/")
+        log(f"simple server: {shlex.join(cmd[1:])} (pid {proc.pid})")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def nginx_conf(base: Path, listen: str, root: Path, limit_rate: str) -> Path:
@@ -562,11 +587,13 @@ class Bench:
         files go as soon as they are checked, not into a trash kept to the end."""
         return self.runs is not None
 
+    simple_url: str = ""  # Python's http.server (the ``simple`` workload)
+
     def base(self, wl: Workload) -> str:
         if wl.wan:
             assert self.wan
             return self.wan.base_url
-        return self.lo_url
+        return self.simple_url if wl.key == "simple" else self.lo_url
 
     def prefix(self, wl: Workload) -> list[str]:
         return self.wan.on_client() if wl.wan and self.wan else []
@@ -1040,6 +1067,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.venv:
             dlengine = [str(fresh_venv(workdir / "venv"))]
         bench = Bench(args, workdir, data, lo_url, wan, dlengine)
+        if any(wl.key == "simple" for wl in workloads):
+            bench.simple_url = stack.enter_context(simple_server(data))
         runs_on(bench, stack, max((wl.nbytes for wl in workloads), default=0))
         bench.warm_up()
         reps = args.reps or (1 if args.quick else 3)
