@@ -553,7 +553,10 @@ class CurlLoop:
         self._seq = 0  # requests added so far (``_Transfer.seq``)
         self._answered = 0  # the latest request (by number) answered so far
         self._opening = 0  # requests on connections opened for them, not answered yet (OPENING)
-        self._idle = 0  # connections kept open by their servers, free (as far as the loop knows)
+        # connections kept open by their servers and free, as far as the loop
+        # knows, by origin (a redirect to a CDN opens one there however many
+        # the first host keeps)
+        self._idle: dict[str, int] = {}
         self.reasked = 0  # requests asked again, lost in a full listen queue (``_stuck``)
 
     def submit(
@@ -719,7 +722,7 @@ class CurlLoop:
         ones OPENING at a time."""
         backlog = self._backlog
         room = self.connections - len(self._objects)
-        while backlog and room > 0 and (self._idle > 0 or self._opening < OPENING):
+        while backlog and room > 0 and (self._opening < OPENING or self._idle.get(_origin(_url_of(backlog[0])), 0)):
             self._start(*backlog.popleft())
             room -= 1
 
@@ -740,7 +743,8 @@ class CurlLoop:
                 t = self._active.get(handle)
                 if t is not None:  # (not released by its group's failure meanwhile)
                     if _kept_open(t.lines):
-                        self._idle += 1
+                        origin = _origin(t.url)
+                        self._idle[origin] = self._idle.get(origin, 0) + 1
                     self._finish(self._release(handle))
             for handle, code, message in failed:
                 if handle not in self._active:
@@ -865,8 +869,10 @@ class CurlLoop:
         self._active[handle] = t
         self._seq += 1
         t.seq, t.sent_at, t.opened = self._seq, time.monotonic(), False
-        if self._idle > 0 and not t.fresh:
-            self._idle -= 1
+        origin = _origin(t.url)
+        idle = self._idle.get(origin, 0)
+        if idle and not t.fresh:
+            self._idle[origin] = idle - 1
         else:
             t.unanswered = True
             self._opening += 1
@@ -1198,6 +1204,12 @@ def _kept_open(lines: list[bytes]) -> bool:
     if not status or b"close" in said:
         return False
     return status[5:8] != b"1.0" or b"keep-alive" in said
+
+
+def _url_of(item: _Submitted) -> str:
+    """Where a submitted object's first request goes."""
+    task, _, signed, route = item
+    return signed.url if signed is not None else route.url if route is not None else task.link
 
 
 def _origin(link: str) -> str:

@@ -71,6 +71,32 @@ def test_new_connections_open_a_few_at_a_time(tmp_path: Path, server: TestHTTPSe
     assert server.request_count() == 16
 
 
+def test_free_connections_to_one_server_open_none_to_another(tmp_path: Path, server: TestHTTPServer) -> None:
+    """Connections a first server keeps free do not let the loop open more
+    than a few at once to a second one (a redirect to a CDN, a job of links
+    on two hosts)."""
+    first = _objects(server, 8)
+    loop = LoopDriver(connections=16)
+    with TestHTTPServer() as other:
+        second = _objects(other, 16, first=100)
+        gate = threading.Event()
+        other.set_default_fault(Fault(hold=gate))
+        try:
+            for row, link in enumerate(first, 1):
+                loop.submit(tmp_path, link, row)
+            _all_done(loop, 8)  # (the first server's connections now free in the loop)
+            for row, link in enumerate(second, 101):
+                loop.submit(tmp_path, link, row)
+            assert other.wait_in_flight(curl.OPENING, timeout=10)
+            time.sleep(0.3)
+            assert other.in_flight == curl.OPENING
+            gate.set()
+            _all_done(loop, 16)
+        finally:
+            gate.set()
+            loop.stop()
+
+
 def test_connections_kept_open_grow_past_the_few(tmp_path: Path, server: TestHTTPServer) -> None:
     """(The control: one more connection an answer, up to the loop's 16.)"""
     links = _objects(server, 64)
