@@ -135,6 +135,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def setting(text: str) -> tuple[str, str]:
+    """A ``--env`` argument: ``DLENGINE_THREADS=64`` -> ("DLENGINE_THREADS", "64")."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("DLENGINE_"):
+        raise argparse.ArgumentTypeError(f"not DLENGINE_NAME=VALUE: {text!r}")
+    return name, value
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of every child: no proxies, no inherited DLENGINE_* knobs."""
     env = {

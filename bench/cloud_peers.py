@@ -56,6 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import setting  # noqa: E402  (bench/bench.py, beside this file)
 from harness import loopfs  # noqa: E402
 from harness.scratch import set_aside  # noqa: E402
 from harness.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
@@ -154,6 +155,7 @@ class Tools:
         if dlengine is None:
             self.env["PYTHONPATH"] = str(ROOT)
         self.s5cmd = shutil.which("s5cmd")
+        self.settings: dict[str, str] = {}  # dlengine settings of its runs (--env)
 
     def names(self) -> list[str]:
         names = ["dlengine (curl)", "dlengine (sdk)", "rclone", *(["s5cmd"] if self.s5cmd else [])]
@@ -170,7 +172,7 @@ class Tools:
         return (*_timed(cmd, self.env), out)
 
     def _dlengine(self, prefix: str, home: Path, mode: str) -> tuple[float, float]:
-        env = {**self.env, "DLENGINE_HOME": str(home), "DLENGINE_CLOUD_GET": mode}
+        env = {**self.env, **self.settings, "DLENGINE_HOME": str(home), "DLENGINE_CLOUD_GET": mode}
         job = {"type": "backend", "bucket": {"name": BUCKET, "provider": "aws"}, "prefix": prefix + "/"}
         dl = self.dlengine
         subprocess.run([*dl, "submit", "-", "--no-start"], input=json.dumps(job), env=env, text=True,
@@ -186,6 +188,15 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS-cloud.md alone")
     parser.add_argument("--tools", default="", help="a subset, comma-separated: curl,sdk,rclone,s5cmd (default all)")
     parser.add_argument("--venv", action="store_true", help="dlengine from a fresh venv (pip install '.[s3]')")
+    parser.add_argument(
+        "--env",
+        type=setting,
+        action="append",
+        default=[],
+        metavar="DLENGINE_NAME=VALUE",
+        help="a dlengine setting of its runs, e.g. DLENGINE_THREADS=64 (repeatable; the environment's"
+        " DLENGINE_* are not passed on)",
+    )
     parser.add_argument(
         "--fs",
         choices=("journaled", "workdir"),
@@ -208,6 +219,7 @@ def main() -> None:
             store.client().create_bucket(Bucket=BUCKET)
             dlengine = _fresh_venv(tmp / "venv") if args.venv else None
             tools = Tools(store, tmp, [t for t in args.tools.split(",") if t], dlengine)
+            tools.settings.update(args.env)
             rows = [_measure(tools, count, size, args.reps, tmp, runs) for count, size in sets]
         finally:
             store.stop()

@@ -49,7 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import Server, clean_env, free_port, log  # noqa: E402  (bench/bench.py, beside this file)
+from bench import Server, clean_env, free_port, log, setting  # noqa: E402  (bench/bench.py, beside this file)
 from harness.scratch import set_aside  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS-hf.md"
@@ -164,6 +164,7 @@ def timed(cmds: list[list[str]], env: dict[str, str], cwd: Path) -> tuple[float,
 
 
 WAIT = False  # --wait: one `download --wait` per step instead of `download --no-start` + `run`
+SETTINGS: dict[str, str] = {}  # --env: dlengine settings of every run (the environment's own are not passed on)
 
 
 def run_dlengine(home: Path, hub: Hub, repo_id: str) -> tuple[float, float]:
@@ -172,6 +173,7 @@ def run_dlengine(home: Path, hub: Hub, repo_id: str) -> tuple[float, float]:
     command; more by a background supervisor, whose CPU is not counted:
     it is no child)."""
     env = clean_env({"DLENGINE_HOME": str(home), "HF_ENDPOINT": hub.url, "HF_HOME": str(home / "hf"), **_HF})
+    env.update(SETTINGS)
     dl = [sys.executable, "-m", "dlengine"]
     if WAIT:
         env["DLENGINE_LINGER"] = "0.3"  # a background supervisor is gone before the next step
@@ -284,9 +286,19 @@ def main() -> None:
         metavar="RATE",
         help="cap every connection to the CDN at RATE (nginx limit_rate, e.g. 8m), as CDNs and mirrors do",
     )
+    parser.add_argument(
+        "--env",
+        type=setting,
+        action="append",
+        default=[],
+        metavar="DLENGINE_NAME=VALUE",
+        help="a dlengine setting for every run, e.g. DLENGINE_THREADS=64 (repeatable; the environment's"
+        " DLENGINE_* are not passed on)",
+    )
     args = parser.parse_args()
     global WAIT
     WAIT = args.wait
+    SETTINGS.update(args.env)
     with tempfile.TemporaryDirectory(prefix="dlengine-hfbench-") as tmp:
         work = Path(tmp)
         cdn_root = work / "cdn"
