@@ -68,8 +68,8 @@ _BASE_HEADERS = ["Accept-Encoding: identity", "User-Agent: dlengine"]
 # took 62 s for 2,000 x 10 KiB from `python3 -m http.server` (bench/RESULTS.md,
 # 2026-12-08). On connections a server keeps open, the loop's connections
 # grow by one an answer (TCP's slow start); one that closes after each
-# answer gets OPENING objects in flight.
-OPENING = 6
+# answer gets CONNECTING objects in flight.
+CONNECTING = 6
 # A request on a new connection with no byte of an answer after REASK_AFTER,
 # while requests sent REASK_LATER or more after it have their answers, and
 # its server has not taken it (the connection not established, or the
@@ -196,7 +196,7 @@ class _Transfer:
     seq: int = 0  # the loop's number of this request (``CurlLoop._add``)
     sent_at: float = 0.0  # when it was added (time.monotonic)
     opened: bool = False  # it opened a connection of its own (``_open_socket``)
-    unanswered: bool = False  # counted in ``CurlLoop._opening`` (a connection opened for it, no answer yet)
+    unanswered: bool = False  # counted in ``CurlLoop._connecting`` (a connection opened for it, no answer yet)
     reasks: int = 0  # asked again after nothing came on a new connection (``CurlLoop._stuck``)
 
     @property
@@ -525,7 +525,7 @@ class CurlLoop:
         those submitted beyond them wait in order, each started as soon as a
         transfer ends (``_fill``), not when the submitter's next batch comes.
         A server that turns an object away (429, 503) brings them down to
-        ``fewest`` for good. New connections open OPENING at a time."""
+        ``fewest`` for good. New connections open CONNECTING at a time."""
         if (report is None) == (report_many is None):
             raise ValueError("CurlLoop takes report or report_many")
         self._report = report or self._keep
@@ -552,7 +552,7 @@ class CurlLoop:
         self._backlog: deque[_Submitted] = deque()  # submitted, waiting for a connection (``_fill``)
         self._seq = 0  # requests added so far (``_Transfer.seq``)
         self._answered = 0  # the latest request (by number) answered so far
-        self._opening = 0  # requests on connections opened for them, not answered yet (OPENING)
+        self._connecting = 0  # requests on connections opened for them, not answered yet (CONNECTING)
         # connections kept open by their servers and free, as far as the loop
         # knows, by origin (a redirect to a CDN opens one there however many
         # the first host keeps)
@@ -674,14 +674,14 @@ class CurlLoop:
             self._answered = t.seq
         if t.unanswered:
             t.unanswered = False
-            self._opening -= 1
+            self._connecting -= 1
 
     def opened(self, t: _Transfer) -> None:
         """A connection opens for ``t`` (from ``_open_socket``)."""
         t.opened = True
         if not t.unanswered:  # (a connection thought free was gone)
             t.unanswered = True
-            self._opening += 1
+            self._connecting += 1
 
     def _stuck(self, t: _Transfer, now: float) -> bool:
         """Nothing came on the new connection of ``t`` for REASK_AFTER while
@@ -719,12 +719,16 @@ class CurlLoop:
 
     def _fill(self) -> None:
         """Waiting objects onto the connections free now, and onto new
-        ones OPENING at a time."""
+        ones CONNECTING at a time."""
         backlog = self._backlog
         room = self.connections - len(self._objects)
-        while backlog and room > 0 and (self._opening < OPENING or self._idle.get(_origin(_url_of(backlog[0])), 0)):
+        while backlog and room > 0 and (self._connecting < CONNECTING or self._free_to(backlog[0])):
             self._start(*backlog.popleft())
             room -= 1
+
+    def _free_to(self, item: _Submitted) -> int:
+        """Connections free (kept open) to where ``item`` goes first."""
+        return self._idle.get(_origin(_url_of(item)), 0)
 
     def _perform(self) -> None:
         while True:
@@ -875,7 +879,7 @@ class CurlLoop:
             self._idle[origin] = idle - 1
         else:
             t.unanswered = True
-            self._opening += 1
+            self._connecting += 1
         row = t.task.id
         self._objects[row] = self._objects.get(row, 0) + 1
         self._multi.add_handle(handle)
@@ -972,7 +976,7 @@ class CurlLoop:
         t = self._active.pop(handle)
         if t.unanswered:
             t.unanswered = False
-            self._opening -= 1
+            self._connecting -= 1
         row = t.task.id
         left = self._objects[row] - 1
         if left:

@@ -76,7 +76,7 @@ FAILED_WAIT = 1.0  # seconds such a worker waits for the outcomes already on the
 # bench/RESULTS.md, 2026-12-07 night). Opened all at once they stalled a
 # simple server for up to a minute (a fake Hub on ThreadingHTTPServer, listen
 # queue 5: 29-62 s instead of 3.7 for 2,001 small files); the loop opens
-# them ``curl.OPENING`` at a time (2026-12-08). The rows claimed beyond them
+# them ``curl.CONNECTING`` at a time (2026-12-08). The rows claimed beyond them
 # wait in the loop's backlog, each started the moment a transfer ends: as
 # many as end in AHEAD_SECONDS, at most AHEAD times the threads (without
 # it, 40% of the loop's waits found nothing in flight: the ledger thread's

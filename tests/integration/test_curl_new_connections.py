@@ -1,9 +1,9 @@
-"""New connections of a libcurl loop open ``curl.OPENING`` at a time: a
+"""New connections of a libcurl loop open ``curl.CONNECTING`` at a time: a
 simple server's listen queue is that deep, and connections opened faster
 than it accepts them are lost in it (a SYN dropped, waited for 1, 2, 4...
 seconds). On connections the server keeps open the loop grows past that,
 one connection an answer; a server that closes each connection gets
-OPENING objects in flight. A request lost in a full listen queue (its
+CONNECTING objects in flight. A request lost in a full listen queue (its
 connection not established while later requests are answered) is asked
 again; a server that took a request and is slow to answer it is not.
 
@@ -59,9 +59,9 @@ def test_new_connections_open_a_few_at_a_time(tmp_path: Path, server: TestHTTPSe
     try:
         for row, link in enumerate(links, 1):
             loop.submit(tmp_path, link, row)
-        assert server.wait_in_flight(curl.OPENING, timeout=10)
+        assert server.wait_in_flight(curl.CONNECTING, timeout=10)
         time.sleep(0.3)  # (time for more to connect, if the loop let them)
-        assert server.in_flight == curl.OPENING
+        assert server.in_flight == curl.CONNECTING
         gate.set()
         got = _all_done(loop, 16)
     finally:
@@ -87,9 +87,9 @@ def test_free_connections_to_one_server_open_none_to_another(tmp_path: Path, ser
             _all_done(loop, 8)  # (the first server's connections now free in the loop)
             for row, link in enumerate(second, 101):
                 loop.submit(tmp_path, link, row)
-            assert other.wait_in_flight(curl.OPENING, timeout=10)
+            assert other.wait_in_flight(curl.CONNECTING, timeout=10)
             time.sleep(0.3)
-            assert other.in_flight == curl.OPENING
+            assert other.in_flight == curl.CONNECTING
             gate.set()
             _all_done(loop, 16)
         finally:
@@ -108,7 +108,7 @@ def test_connections_kept_open_grow_past_the_few(tmp_path: Path, server: TestHTT
         _all_done(loop, 64)
     finally:
         loop.stop()
-    assert curl.OPENING < server.peak_concurrency <= 16
+    assert curl.CONNECTING < server.peak_concurrency <= 16
     assert len({record.connection for record in server.requests}) <= 16
 
 
@@ -151,7 +151,7 @@ def test_a_server_closing_each_connection_gets_a_few_objects_at_once(tmp_path: P
         httpd.shutdown()
         httpd.server_close()
     assert all(Path(got[i + 1]).read_bytes() == bytes([i]) * 5000 for i in range(30))
-    assert handler.peak == curl.OPENING
+    assert handler.peak == curl.CONNECTING
 
 
 def _serve_once_freed(listener: socket.socket, filler: socket.socket, after: float, body: bytes) -> None:

@@ -1,7 +1,7 @@
 """Whether a server keeps an answer's connection open (``curl._kept_open``),
 read from the answer's header lines as libcurl hands them over: the loop
 counts such connections as free for the next request, and opens new ones
-only ``curl.OPENING`` at a time."""
+only ``curl.CONNECTING`` at a time."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ not after the first lease renewal a second later; slow objects leave no
 room ahead (their rows would wait here while another worker is free). The
 loop's connections follow the same pace: DLENGINE_THREADS, and as many
 more as end in a quarter second, up to ``WIDEST`` times the threads (the
-loop opens them a few at a time: ``curl.OPENING``), never again past
+loop opens them a few at a time: ``curl.CONNECTING``), never again past
 ``fewest`` once a server turned an object away."""
 
 from __future__ import annotations
