@@ -1202,10 +1202,16 @@ def _unheard(handle: Any) -> bool:
 def _kept_open(lines: list[bytes]) -> bool:
     """Whether the server keeps the connection of an answer (its header
     lines) open: HTTP/1.1 and later unless it says "close"; 1.0 only with
-    "keep-alive"."""
-    status = next((line for line in reversed(lines) if line[:5] == b"HTTP/"), b"")
-    said = next((line[11:].strip().lower() for line in lines if line[:11].lower() == b"connection:"), b"")
-    if not status or b"close" in said:
+    "keep-alive". (Per object: the joined lines searched in C, ~0.6 us.)"""
+    if not lines:
+        return False
+    status = lines[0]
+    if status[9:10] == b"1":  # (an interim 1xx before the answer)
+        status = next((line for line in reversed(lines) if line[:5] == b"HTTP/"), status)
+    head = b"".join(lines).lower()
+    at = head.rfind(b"\nconnection:")
+    said = head[at + 12 : head.find(b"\n", at + 1)] if at >= 0 else b""
+    if not status.startswith(b"HTTP/") or b"close" in said:
         return False
     return status[5:8] != b"1.0" or b"keep-alive" in said
 
