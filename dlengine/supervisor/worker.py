@@ -271,7 +271,7 @@ class Worker:
         threads, ending = self._threads, int(self._pace(now) * AHEAD_SECONDS)
         if self._downloaders:
             return threads + min(AHEAD * threads, ending)
-        self._curl.allow(threads + min((WIDEST - 1) * threads, ending))
+        self._curl.allow(threads + min((WIDEST - 1) * threads, ending) if threads > 1 else 1)
         return self._curl.connections + min(AHEAD * threads, ending)
 
     def _renew_pace(self, now: float) -> None:

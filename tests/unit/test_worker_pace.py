@@ -100,3 +100,11 @@ def test_download_threads_count_as_the_threads(me: Any) -> None:
     me._downloaders = [object()]
     me._curl.turned_away = True
     assert me._room(100.01) == 16
+
+
+def test_one_thread_is_one_object_at_a_time(me: Any) -> None:
+    me._threads = 1
+    _end(me, 1000)
+    me._renew_pace(101.0)
+    me._room(101.5)
+    assert me._curl.connections == 1
