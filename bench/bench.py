@@ -143,6 +143,20 @@ def setting(text: str) -> tuple[str, str]:
     return name, value
 
 
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """``--env DLENGINE_NAME=VALUE`` (repeatable): dlengine settings of a
+    benchmark's dlengine runs, whose environment has no DLENGINE_* of ours."""
+    parser.add_argument(
+        "--env",
+        type=setting,
+        action="append",
+        default=[],
+        metavar="DLENGINE_NAME=VALUE",
+        help="a dlengine setting of its runs, e.g. DLENGINE_THREADS=64 (repeatable; the environment's"
+        " DLENGINE_* are not passed on)",
+    )
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of every child: no proxies, no inherited DLENGINE_* knobs."""
     env = {

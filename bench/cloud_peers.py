@@ -56,7 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import setting  # noqa: E402  (bench/bench.py, beside this file)
+from bench import add_settings  # noqa: E402  (bench/bench.py, beside this file)
 from harness import loopfs  # noqa: E402
 from harness.scratch import set_aside  # noqa: E402
 from harness.seaweedfs import SeaweedFS, weed_binary  # noqa: E402
@@ -188,15 +188,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS-cloud.md alone")
     parser.add_argument("--tools", default="", help="a subset, comma-separated: curl,sdk,rclone,s5cmd (default all)")
     parser.add_argument("--venv", action="store_true", help="dlengine from a fresh venv (pip install '.[s3]')")
-    parser.add_argument(
-        "--env",
-        type=setting,
-        action="append",
-        default=[],
-        metavar="DLENGINE_NAME=VALUE",
-        help="a dlengine setting of its runs, e.g. DLENGINE_THREADS=64 (repeatable; the environment's"
-        " DLENGINE_* are not passed on)",
-    )
+    add_settings(parser)
     parser.add_argument(
         "--fs",
         choices=("journaled", "workdir"),

@@ -49,7 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import Server, clean_env, free_port, log, setting  # noqa: E402  (bench/bench.py, beside this file)
+from bench import Server, add_settings, clean_env, free_port, log  # noqa: E402  (bench/bench.py, beside this file)
 from harness.scratch import set_aside  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS-hf.md"
@@ -286,15 +286,7 @@ def main() -> None:
         metavar="RATE",
         help="cap every connection to the CDN at RATE (nginx limit_rate, e.g. 8m), as CDNs and mirrors do",
     )
-    parser.add_argument(
-        "--env",
-        type=setting,
-        action="append",
-        default=[],
-        metavar="DLENGINE_NAME=VALUE",
-        help="a dlengine setting for every run, e.g. DLENGINE_THREADS=64 (repeatable; the environment's"
-        " DLENGINE_* are not passed on)",
-    )
+    add_settings(parser)
     args = parser.parse_args()
     global WAIT
     WAIT = args.wait
