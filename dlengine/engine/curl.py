@@ -22,7 +22,6 @@ import dataclasses
 import errno
 import functools
 import logging
-import os
 import queue
 import select
 import socket
@@ -80,6 +79,17 @@ CONNECTING = 6
 REASK_AFTER = 1.0
 REASK_LATER = 4
 REASKS = 3
+# A new connection refused, or closed before a byte of an answer, while its
+# server serves others (answered within SERVING_WITHIN seconds, or holds an
+# established connection of the loop now: ``CurlLoop._serving``): it takes no
+# more connections from here (a cap per client: a firewall's connlimit, a
+# proxy's maxconn). Not "nothing listens" (a refusal fails an object for
+# good): from then on the loop keeps as many objects in flight to that
+# origin as it had (``_caps``), and the object waits for one of them (at
+# most REASKS times, not counted as an attempt); a segment waits for one of
+# its object's connections.
+_CLOSED_AT_ONCE = frozenset({pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR, pycurl.E_GOT_NOTHING})
+SERVING_WITHIN = 2.0
 _TCP_ESTABLISHED = 1  # tcp_info.tcpi_state
 _TCP_INFO_SIZE = 32  # bytes of struct tcp_info read: through tcpi_unacked (bytes 24-27)
 
@@ -198,6 +208,10 @@ class _Transfer:
     opened: bool = False  # it opened a connection of its own (``_open_socket``)
     unanswered: bool = False  # counted in ``CurlLoop._connecting`` (a connection opened for it, no answer yet)
     reasks: int = 0  # asked again after nothing came on a new connection (``CurlLoop._stuck``)
+    shut_out: bool = False  # its new connection refused by a server that serves others (``CurlLoop._capped``)
+    # the socket it opened (libcurl holds a duplicate), closed at its
+    # release: its TCP state can be read while it connects (``_tcp_state``)
+    sock: socket.socket | None = None
 
     @property
     def request(self) -> Request:
@@ -558,6 +572,9 @@ class CurlLoop:
         # the first host keeps)
         self._idle: dict[str, int] = {}
         self.reasked = 0  # requests asked again, lost in a full listen queue (``_stuck``)
+        self._answered_at: dict[str, float] = {}  # when each origin last answered (time.monotonic)
+        self._shut_out: dict[int, int] = {}  # row id -> times its new connection was refused (``_capped``)
+        self._caps: dict[str, int] = {}  # origin -> objects in flight to it at most (``_capped``)
 
     def submit(
         self, task: Task, ctx: work.Context, signed: SignedGet | None = None, route: Route | None = None
@@ -672,6 +689,7 @@ class CurlLoop:
         """A request got its answer."""
         if t.seq > self._answered:
             self._answered = t.seq
+        self._answered_at[_origin(t.url)] = time.monotonic()
         if t.unanswered:
             t.unanswered = False
             self._connecting -= 1
@@ -693,7 +711,7 @@ class CurlLoop:
             and t.reasks < REASKS
             and self._answered >= t.seq + REASK_LATER
             and now - t.sent_at >= REASK_AFTER
-            and _unheard(t.handle)
+            and _unheard(t)
         )
 
     def _reask(self, handle: Any, t: _Transfer, now: float) -> None:
@@ -723,8 +741,19 @@ class CurlLoop:
         backlog = self._backlog
         room = self.connections - len(self._objects)
         while backlog and room > 0 and (self._connecting < CONNECTING or self._free_to(backlog[0])):
+            if self._caps and self._at_cap(_origin(_url_of(backlog[0]))):
+                break
             self._start(*backlog.popleft())
             room -= 1
+
+    def _at_cap(self, origin: str) -> bool:
+        """Whether ``origin`` has as many objects in flight as it takes."""
+        cap = self._caps.get(origin)
+        return cap is not None and self._flying(origin) >= cap
+
+    def _flying(self, origin: str) -> int:
+        """Objects in flight to ``origin`` (where their requests go now)."""
+        return len({t.task.id for t in self._active.values() if _origin(t.url) == origin})
 
     def _free_to(self, item: _Submitted) -> int:
         """Connections free (kept open) to where ``item`` goes first."""
@@ -762,10 +791,54 @@ class CurlLoop:
                 if t.error is None and t.held is None and t.redirect is None:
                     self._redirect_despite(t, code, message)
                 if t.error is None and t.held is None and t.redirect is None:
+                    if (refused or code in _CLOSED_AT_ONCE) and self._capped(t, message):
+                        continue
                     t.error = curl_error(code, message, t.where, refused)
                 self._finish(t)
             if not queued:
                 return
+
+    def _capped(self, t: _Transfer, message: str) -> bool:
+        """Whether ``t``'s new connection, refused or closed before any
+        answer, was one more than its server takes from here (it answered
+        others within SERVING_WITHIN): if so, the objects in flight to it
+        now are its cap from now on, and ``t`` waits (its object back in
+        the backlog, first; a segment among its object's waiting ones)."""
+        row = t.task.id
+        if not t.opened or t.lines or self._shut_out.get(row, 0) >= REASKS:
+            return False
+        origin = _origin(t.url)
+        if not self._serving(origin):
+            return False
+        cap = max(1, self._flying(origin))
+        if cap < self._caps.get(origin, self.connections or cap + 1):
+            log.info(
+                "%s: a new connection refused (%s) while the server answers others: %d objects in flight to it"
+                " at most from now on",
+                t.where,
+                message,
+                cap,
+            )
+            self._caps[origin] = cap
+        self._shut_out[row] = self._shut_out.get(row, 0) + 1
+        if t.group is not None:  # (it waits for one of its object's connections)
+            t.shut_out, t.error = True, curl_error(pycurl.E_COULDNT_CONNECT, message, t.where)
+            self._finish(t)
+            return True
+        t.receiver.close()
+        self._backlog.appendleft((t.task, t.ctx, t.signed, t.route))
+        return True
+
+    def _serving(self, origin: str) -> bool:
+        """Whether ``origin`` serves this loop: it answered within
+        SERVING_WITHIN, or a connection to it is established now (where
+        nothing listens, every connection is refused)."""
+        if time.monotonic() - self._answered_at.get(origin, float("-inf")) <= SERVING_WITHIN:
+            return True
+        return any(
+            _origin(t.url) == origin and (t.lines or _tcp_state(t)[0] == _TCP_ESTABLISHED)
+            for t in self._active.values()
+        )
 
     def _ask_fresh(self, t: _Transfer, code: int, message: str) -> None:
         """Garbage where an answer should start, on a reused connection:
@@ -974,6 +1047,9 @@ class CurlLoop:
 
     def _release(self, handle: Any) -> _Transfer:
         t = self._active.pop(handle)
+        if t.sock is not None:
+            t.sock.close()
+            t.sock = None
         if t.unanswered:
             t.unanswered = False
             self._connecting -= 1
@@ -1039,10 +1115,10 @@ class CurlLoop:
     def _finish_segment(self, group: _Group, t: _Transfer) -> None:
         group.members.discard(t)
         if t.error is not None and not t.cut and group.error is None:
-            if group.members and t.begun and t.answer.status in _BUSY:
+            if group.members and (t.shut_out or (t.begun and t.answer.status in _BUSY)):
                 # one connection more than the server takes: its range
                 # waits for one of the group's to end, and no more grow
-                log.debug("%s: segment %d turned away (HTTP %d); it waits", t.where, t.segment, t.answer.status)
+                log.debug("%s: segment %d turned away (%s); it waits", t.where, t.segment, t.error)
                 group.waiting.append(t.segment)
                 group.turned_away, group.growing = t.error, False
                 self._crowded.add(_origin(t.url))
@@ -1183,20 +1259,24 @@ def _cancelled(ctx: work.Context) -> bool:
     return ctx.cancel is not None and ctx.cancel.is_set()
 
 
-def _unheard(handle: Any) -> bool:
-    """Whether the server has not taken the request of ``handle`` in:
-    its connection is not established, or the request's bytes are not
-    acknowledged (Linux's TCP_INFO; elsewhere: True)."""
-    fd = handle.getinfo(pycurl.ACTIVESOCKET)
-    if fd < 0 or not hasattr(socket, "TCP_INFO"):
-        return True
-    try:
-        with socket.socket(fileno=os.dup(fd)) as sock:
-            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
-    except OSError:
-        return True
-    state, unacked = info[0], int.from_bytes(info[24:28], sys.byteorder)
+def _unheard(t: _Transfer) -> bool:
+    """Whether the server has not taken the request of ``t`` in: the
+    connection it opened is not established, or the request's bytes are
+    not acknowledged (Linux's TCP_INFO; elsewhere: True)."""
+    state, unacked = _tcp_state(t)
     return state != _TCP_ESTABLISHED or unacked > 0
+
+
+def _tcp_state(t: _Transfer) -> tuple[int, int]:
+    """The state of the connection ``t`` opened and its bytes sent and not
+    acknowledged (Linux's TCP_INFO); (0, 0) where it cannot be read."""
+    if t.sock is None or not hasattr(socket, "TCP_INFO"):
+        return 0, 0
+    try:
+        info = t.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    except OSError:
+        return 0, 0
+    return info[0], int.from_bytes(info[24:28], sys.byteorder)
 
 
 def _kept_open(lines: list[bytes]) -> bool:
@@ -1270,4 +1350,7 @@ def _open_socket(t: _Transfer, purpose: int, address: Any) -> Any:
         return pycurl.SOCKET_BAD
     if t.loop is not None:
         t.loop.opened(t)
-    return socket.socket(address.family, address.socktype, address.protocol)
+    if t.sock is not None:  # (a second connection for one transfer: a happy-eyeballs race)
+        t.sock.close()
+    t.sock = socket.socket(address.family, address.socktype, address.protocol)
+    return t.sock

@@ -7,15 +7,23 @@ CONNECTING objects in flight. A request lost in a full listen queue (its
 connection not established while later requests are answered) is asked
 again; a server that took a request and is slow to answer it is not.
 
+A server that takes no more than a few connections from a client and
+resets the others while it answers its own (a proxy's maxconn) is not a
+server that nothing listens on: the loop keeps to the connections it has
+there and every object comes.
+
 In process, one CurlLoop against real servers on 127.0.0.1: the test
 server (HTTP/1.1, keep-alive), Python's own ``http.server`` (HTTP/1.0,
-one connection a request) and a bare listening socket whose queue is full."""
+one connection a request), a bare listening socket whose queue is full
+and a proxy that resets connections beyond a cap."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -208,3 +216,95 @@ def test_a_slow_server_that_took_the_request_is_not_asked_again(tmp_path: Path, 
         loop.stop()
     assert server.request_count("/b/o0.bin") == 1
     assert loop.loop.reasked == 0
+
+
+class _CappedProxy:
+    """A TCP proxy in front of ``target`` taking ``cap`` connections at
+    once; one more is accepted and reset at once (RST), as a proxy's
+    maxconn or a firewall's per-client limit does."""
+
+    def __init__(self, target: tuple[str, int], cap: int) -> None:
+        self.target, self.cap = target, cap
+        self.lock = threading.Lock()
+        self.live = self.reset = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                taken = self.live < self.cap
+                self.live += taken
+                self.reset += not taken
+            if not taken:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, socket.create_connection(self.target) as up:
+            pump = threading.Thread(target=_pump, args=(up, conn), daemon=True)
+            pump.start()
+            _pump(conn, up)
+            pump.join(10)
+        with self.lock:
+            self.live -= 1
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
+
+
+def test_a_server_that_resets_connections_beyond_its_cap_gets_every_object(
+    tmp_path: Path, server: TestHTTPServer
+) -> None:
+    _objects(server, 40)
+    server.set_default_fault(Fault(delay=0.02))
+    proxy = _CappedProxy(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), cap=3)
+    loop = LoopDriver(connections=16)
+    try:
+        for row in range(1, 41):
+            loop.submit(tmp_path, f"{proxy.url}/b/o{row - 1}.bin", row)
+        got = _all_done(loop, 40)
+    finally:
+        loop.stop()
+        proxy.close()
+    assert all(Path(got[row]).read_bytes() == bytes([row - 1]) * (999 + row) for row in got)
+    assert proxy.reset > 0  # (the loop did open one more than the cap)
+    assert loop.loop._caps == {proxy.url: 3}
+
+
+def test_where_nothing_listens_a_refusal_still_fails_at_once(tmp_path: Path, server: TestHTTPServer) -> None:
+    """(The control: every connection refused is "nothing listens", as before.)"""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # (bound, never listening: connections to it are refused)
+        links = _objects(server, 4)
+        loop = LoopDriver(connections=16)
+        try:
+            for row in range(1, 9):
+                loop.submit(tmp_path, f"http://127.0.0.1:{port}/x{row}", row)
+            for row, link in enumerate(links, 9):
+                loop.submit(tmp_path, link, row)
+            got = {}
+            for _ in range(12):
+                outcome, _ = loop.results.get(timeout=30)
+                got[outcome.task_id] = outcome
+        finally:
+            loop.stop()
+    assert {row: got[row].state for row in range(9, 13)} == dict.fromkeys(range(9, 13), ObjectState.DONE)
+    assert all(got[row].code == "refused" and "refused" in got[row].error for row in range(1, 9))
+    assert loop.loop._caps == {}
