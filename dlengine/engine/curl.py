@@ -209,6 +209,7 @@ class _Transfer:
     unanswered: bool = False  # counted in ``CurlLoop._connecting`` (a connection opened for it, no answer yet)
     reasks: int = 0  # asked again after nothing came on a new connection (``CurlLoop._stuck``)
     shut_out: bool = False  # its new connection refused by a server that serves others (``CurlLoop._capped``)
+    origin: str = ""  # ``url``'s scheme://host:port (``CurlLoop._add``)
     # the socket it opened (libcurl holds a duplicate), closed at its
     # release: its TCP state can be read while it connects (``_tcp_state``)
     sock: socket.socket | None = None
@@ -234,6 +235,10 @@ class _Transfer:
             return True
         self.mark_at, self.mark_bytes = now, received
         return False
+
+    def rewind(self) -> None:
+        """Nothing of an answer so far: it is asked (again)."""
+        self.answer, self.lines, self.begun = _Answer(), [], False
 
     def parse(self) -> None:
         """The last answer of the header lines received (after a 100)."""
@@ -689,7 +694,7 @@ class CurlLoop:
         """A request got its answer."""
         if t.seq > self._answered:
             self._answered = t.seq
-        self._answered_at[_origin(t.url)] = time.monotonic()
+        self._answered_at[t.origin] = time.monotonic()
         if t.unanswered:
             t.unanswered = False
             self._connecting -= 1
@@ -727,7 +732,7 @@ class CurlLoop:
             t.where,
             now - t.sent_at,
         )
-        t.answer, t.lines, t.begun = _Answer(), [], False
+        t.rewind()
         self._add(t)
 
     def allow(self, connections: int) -> None:
@@ -753,7 +758,7 @@ class CurlLoop:
 
     def _flying(self, origin: str) -> int:
         """Objects in flight to ``origin`` (where their requests go now)."""
-        return len({t.task.id for t in self._active.values() if _origin(t.url) == origin})
+        return len({t.task.id for t in self._active.values() if t.origin == origin})
 
     def _free_to(self, item: _Submitted) -> int:
         """Connections free (kept open) to where ``item`` goes first."""
@@ -776,8 +781,7 @@ class CurlLoop:
                 t = self._active.get(handle)
                 if t is not None:  # (not released by its group's failure meanwhile)
                     if _kept_open(t.lines):
-                        origin = _origin(t.url)
-                        self._idle[origin] = self._idle.get(origin, 0) + 1
+                        self._idle[t.origin] = self._idle.get(t.origin, 0) + 1
                     self._finish(self._release(handle))
             for handle, code, message in failed:
                 if handle not in self._active:
@@ -807,7 +811,7 @@ class CurlLoop:
         row = t.task.id
         if not t.opened or t.lines or self._shut_out.get(row, 0) >= REASKS:
             return False
-        origin = _origin(t.url)
+        origin = t.origin
         if not self._serving(origin):
             return False
         cap = max(1, self._flying(origin))
@@ -836,8 +840,7 @@ class CurlLoop:
         if time.monotonic() - self._answered_at.get(origin, float("-inf")) <= SERVING_WITHIN:
             return True
         return any(
-            _origin(t.url) == origin and (t.lines or _tcp_state(t)[0] == _TCP_ESTABLISHED)
-            for t in self._active.values()
+            t.origin == origin and (t.lines or _tcp_state(t)[0] == _TCP_ESTABLISHED) for t in self._active.values()
         )
 
     def _ask_fresh(self, t: _Transfer, code: int, message: str) -> None:
@@ -847,7 +850,7 @@ class CurlLoop:
         once on a new connection, not counted as an attempt."""
         log.debug("%s: curl error %s (%s) on a reused connection; asking again on a new one", t.where, code, message)
         t.fresh = True
-        t.answer, t.lines, t.begun = _Answer(), [], False
+        t.rewind()
         self._add(t)
 
     @staticmethod
@@ -946,7 +949,7 @@ class CurlLoop:
         self._active[handle] = t
         self._seq += 1
         t.seq, t.sent_at, t.opened = self._seq, time.monotonic(), False
-        origin = _origin(t.url)
+        t.origin = origin = _origin(t.url)
         idle = self._idle.get(origin, 0)
         if idle and not t.fresh:
             self._idle[origin] = idle - 1
@@ -1092,7 +1095,8 @@ class CurlLoop:
         egress policy checks the address when the connection opens)."""
         t.url, t.redirect = t.redirect or t.url, None
         t.hops += 1
-        t.answer, t.lines, t.begun, t.fresh = _Answer(), [], False, False
+        t.rewind()
+        t.fresh = False
         if t.route is not None and self._resumes_on_route(t, t.route):
             self._resume_segments(t, "")
             return
