@@ -79,16 +79,16 @@ CONNECTING = 6
 REASK_AFTER = 1.0
 REASK_LATER = 4
 REASKS = 3
-# A new connection refused, or closed before a byte of an answer, while its
-# server serves others (answered within SERVING_WITHIN seconds, or holds an
-# established connection of the loop now: ``CurlLoop._serving``): it takes no
-# more connections from here (a cap per client: a firewall's connlimit, a
-# proxy's maxconn). Not "nothing listens" (a refusal fails an object for
+# A new connection refused (or reset while it connects), or closed before a
+# byte of an answer, while its server serves others (answered within
+# SERVING_WITHIN seconds, or holds an established connection of the loop
+# now: ``CurlLoop._serving``): it takes no more connections from here (a
+# cap per client: a firewall's connlimit, a proxy's maxconn). Not "nothing listens" (a refusal fails an object for
 # good): from then on the loop keeps as many objects in flight to that
-# origin as it had (``_caps``), and the object waits for one of them (at
-# most REASKS times, not counted as an attempt); a segment waits for one of
-# its object's connections.
-_CLOSED_AT_ONCE = frozenset({pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR, pycurl.E_GOT_NOTHING})
+# origin as it had (``_caps``; one fewer at each refusal after that), and
+# the object waits for one of them, not counted as an attempt; a segment
+# waits for one of its object's connections.
+_SHUT_OUT = frozenset({pycurl.E_COULDNT_CONNECT, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR, pycurl.E_GOT_NOTHING})
 SERVING_WITHIN = 2.0
 _TCP_ESTABLISHED = 1  # tcp_info.tcpi_state
 _TCP_INFO_SIZE = 32  # bytes of struct tcp_info read: through tcpi_unacked (bytes 24-27)
@@ -578,7 +578,6 @@ class CurlLoop:
         self._idle: dict[str, int] = {}
         self.reasked = 0  # requests asked again, lost in a full listen queue (``_stuck``)
         self._answered_at: dict[str, float] = {}  # when each origin last answered (time.monotonic)
-        self._shut_out: dict[int, int] = {}  # row id -> times its new connection was refused (``_capped``)
         self._caps: dict[str, int] = {}  # origin -> objects in flight to it at most (``_capped``)
 
     def submit(
@@ -795,7 +794,7 @@ class CurlLoop:
                 if t.error is None and t.held is None and t.redirect is None:
                     self._redirect_despite(t, code, message)
                 if t.error is None and t.held is None and t.redirect is None:
-                    if (refused or code in _CLOSED_AT_ONCE) and self._capped(t, message):
+                    if code in _SHUT_OUT and self._capped(t, message):
                         continue
                     t.error = curl_error(code, message, t.where, refused)
                 self._finish(t)
@@ -804,27 +803,26 @@ class CurlLoop:
 
     def _capped(self, t: _Transfer, message: str) -> bool:
         """Whether ``t``'s new connection, refused or closed before any
-        answer, was one more than its server takes from here (it answered
-        others within SERVING_WITHIN): if so, the objects in flight to it
-        now are its cap from now on, and ``t`` waits (its object back in
-        the backlog, first; a segment among its object's waiting ones)."""
-        row = t.task.id
-        if not t.opened or t.lines or self._shut_out.get(row, 0) >= REASKS:
+        answer, was one more than its server takes from here (it serves
+        others: ``_serving``): if so, the objects in flight to it now, and
+        one fewer at each refusal after that, are its cap from now on, and
+        ``t`` waits (its object back in the backlog, first; a segment among
+        its object's waiting ones). Below one object it is an error."""
+        if not t.opened or t.lines or not self._serving(t.origin):
             return False
-        origin = t.origin
-        if not self._serving(origin):
+        before = self._caps.get(t.origin)
+        cap = self._flying(t.origin) if before is None else min(before - 1, self._flying(t.origin))
+        if cap < 1:
             return False
-        cap = max(1, self._flying(origin))
-        if cap < self._caps.get(origin, self.connections or cap + 1):
-            log.info(
-                "%s: a new connection refused (%s) while the server answers others: %d objects in flight to it"
-                " at most from now on",
-                t.where,
-                message,
-                cap,
-            )
-            self._caps[origin] = cap
-        self._shut_out[row] = self._shut_out.get(row, 0) + 1
+        self._caps[t.origin] = cap
+        log.log(
+            logging.INFO if before is None else logging.DEBUG,
+            "%s: a new connection refused (%s) while the server answers others: %d objects in flight to it"
+            " at most from now on",
+            t.where,
+            message,
+            cap,
+        )
         if t.group is not None:  # (it waits for one of its object's connections)
             t.shut_out, t.error = True, curl_error(pycurl.E_COULDNT_CONNECT, message, t.where)
             self._finish(t)

@@ -284,7 +284,7 @@ def test_a_server_that_resets_connections_beyond_its_cap_gets_every_object(
         proxy.close()
     assert all(Path(got[row]).read_bytes() == bytes([row - 1]) * (999 + row) for row in got)
     assert proxy.reset > 0  # (the loop did open one more than the cap)
-    assert loop.loop._caps == {proxy.url: 3}
+    assert list(loop.loop._caps) == [proxy.url] and 0 < loop.loop._caps[proxy.url] <= 3
 
 
 def test_where_nothing_listens_a_refusal_still_fails_at_once(tmp_path: Path, server: TestHTTPServer) -> None:
