@@ -743,7 +743,7 @@ class CurlLoop:
         """Waiting objects onto the connections free now, and onto new
         ones CONNECTING at a time."""
         backlog = self._backlog
-        room = self.connections - len(self._objects)
+        room = self.connections - len(self._objects) if self.connections else len(backlog)  # (0: no limit)
         while backlog and room > 0 and (self._connecting < CONNECTING or self._free_to(backlog[0])):
             if self._caps and self._at_cap(_origin(_url_of(backlog[0]))):
                 break

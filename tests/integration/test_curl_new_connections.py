@@ -268,13 +268,14 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
         dst.shutdown(socket.SHUT_WR)
 
 
+@pytest.mark.parametrize("connections", [16, 0])  # (0: no limit, every object submitted in flight, as Dask's loops)
 def test_a_server_that_resets_connections_beyond_its_cap_gets_every_object(
-    tmp_path: Path, server: TestHTTPServer
+    tmp_path: Path, server: TestHTTPServer, connections: int
 ) -> None:
     _objects(server, 40)
     server.set_default_fault(Fault(delay=0.02))
     proxy = _CappedProxy(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), cap=3)
-    loop = LoopDriver(connections=16)
+    loop = LoopDriver(connections=connections)
     try:
         for row in range(1, 41):
             loop.submit(tmp_path, f"{proxy.url}/b/o{row - 1}.bin", row)
