@@ -694,6 +694,10 @@ class CurlLoop:
         if t.seq > self._answered:
             self._answered = t.seq
         self._answered_at[t.origin] = time.monotonic()
+        self._settled(t)
+
+    def _settled(self, t: _Transfer) -> None:
+        """``t`` no longer counts as connecting: answered, or released."""
         if t.unanswered:
             t.unanswered = False
             self._connecting -= 1
@@ -1051,9 +1055,7 @@ class CurlLoop:
         if t.sock is not None:
             t.sock.close()
             t.sock = None
-        if t.unanswered:
-            t.unanswered = False
-            self._connecting -= 1
+        self._settled(t)
         row = t.task.id
         left = self._objects[row] - 1
         if left:
